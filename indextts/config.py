@@ -1,0 +1,119 @@
+"""Load and validate a checkpoint folder's ``config.yaml`` (the IndexTTS release schema).
+
+The release config mixes model hyper-parameters with vocoder training settings. We check the keys
+each model needs are present, and reject unknown keys in the sections that become constructor
+arguments (``gpt``, ``vqvae``), where a typo would otherwise be silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from indextts.errors import ConfigError
+
+CONFIG_FILENAME = "config.yaml"
+
+REQUIRED_KEYS = {
+    "dataset": ("bpe_model", "sample_rate", "mel"),
+    "dataset.mel": ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels", "mel_fmin"),
+    "gpt": (
+        "model_dim", "max_mel_tokens", "max_text_tokens", "heads", "layers", "number_text_tokens",
+        "number_mel_codes", "start_mel_token", "stop_mel_token", "start_text_token",
+        "stop_text_token", "condition_type", "condition_module",
+    ),
+    "gpt.condition_module": (
+        "output_size", "linear_units", "attention_heads", "num_blocks", "input_layer",
+        "perceiver_mult",
+    ),
+    "vqvae": (
+        "channels", "num_tokens", "hidden_dim", "num_resnet_blocks", "codebook_dim", "num_layers",
+    ),
+    "bigvgan": (
+        "resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
+        "resblock_kernel_sizes", "resblock_dilation_sizes", "speaker_embedding_dim", "gpt_dim",
+        "activation", "snake_logscale", "num_mels",
+    ),
+    "": ("dvae_checkpoint", "gpt_checkpoint", "bigvgan_checkpoint"),
+}
+
+KNOWN_KEYS = {
+    "gpt": REQUIRED_KEYS["gpt"] + (
+        "use_mel_codes_as_input", "mel_length_compression", "activation_function",
+        "train_solo_embeddings", "condition_num_latent", "checkpointing", "types",
+    ),
+    "vqvae": REQUIRED_KEYS["vqvae"] + (
+        "positional_dims", "kernel_size", "smooth_l1_loss", "use_transposed_convs", "stride",
+        "encoder_norm", "activation", "straight_through", "normalization", "record_codes",
+        "discretization_loss_averaging_steps", "lr_quantizer_args",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CheckpointPaths:
+    """Absolute paths of the files a checkpoint folder provides."""
+
+    gpt: Path
+    dvae: Path
+    bigvgan: Path
+    bpe: Path
+
+
+def _section(cfg: DictConfig, dotted: str):
+    return cfg if not dotted else OmegaConf.select(cfg, dotted)
+
+
+def validate_config(cfg: DictConfig, source: str) -> None:
+    """Raise ConfigError listing every missing or unknown key of ``cfg`` (read from ``source``)."""
+    problems = []
+    for dotted, keys in REQUIRED_KEYS.items():
+        section = _section(cfg, dotted)
+        if not isinstance(section, DictConfig):
+            problems.append(f"section '{dotted}' is missing")
+            continue
+        problems += [f"'{dotted + '.' if dotted else ''}{k}' is missing" for k in keys if k not in section]
+    for dotted, keys in KNOWN_KEYS.items():
+        section = _section(cfg, dotted)
+        if isinstance(section, DictConfig):
+            problems += [f"'{dotted}.{k}' is not a known key" for k in section if k not in keys]
+    if problems:
+        raise ConfigError(
+            f"The model config {source} is not a valid IndexTTS config: {'; '.join(problems)}. "
+            "Compare it with checkpoints/config.yaml (IndexTTS-1.5) or "
+            "checkpoints/config_indextts1.0.yaml (IndexTTS-1.0) and fix or remove those keys."
+        )
+
+
+def load_config(path: str | Path) -> DictConfig:
+    """Read and validate a config: ``path`` is a checkpoint folder holding config.yaml, or a YAML file."""
+    path = Path(path)
+    file = path / CONFIG_FILENAME if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(
+            f"No model config found at {file}. Point --model_dir at the IndexTTS checkpoint folder "
+            "(it holds config.yaml, gpt.pth, dvae.pth, bigvgan_generator.pth and bpe.model), or "
+            "create a tiny test folder with `python tools/make_tiny_checkpoints.py DIR`."
+        )
+    try:
+        cfg = OmegaConf.load(file)
+    except (OmegaConfBaseException, ValueError, OSError) as error:
+        raise ConfigError(f"Cannot parse the model config {file}: {error}. Fix the YAML syntax.") from error
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"The model config {file} must be a YAML mapping, not a {type(cfg).__name__}.")
+    validate_config(cfg, str(file))
+    return cfg
+
+
+def checkpoint_paths(model_dir: str | Path, cfg: DictConfig) -> CheckpointPaths:
+    """Resolve the weight and tokenizer files named by ``cfg`` inside ``model_dir``."""
+    root = Path(model_dir).resolve()
+    return CheckpointPaths(
+        gpt=root / cfg.gpt_checkpoint,
+        dvae=root / cfg.dvae_checkpoint,
+        bigvgan=root / cfg.bigvgan_checkpoint,
+        bpe=root / cfg.dataset.bpe_model,
+    )

@@ -1,0 +1,38 @@
+"""User-facing error types.
+
+Every error a user can cause (a bad file, a wrong option, a mismatched checkpoint) is raised as an
+``IndexTTSError`` whose message is one paragraph: what went wrong, where, and what to do next.
+Command-line entry points catch it, print the message and exit with status 2.
+"""
+
+
+class IndexTTSError(Exception):
+    """Base class of errors caused by user input rather than by a bug."""
+
+
+class ConfigError(IndexTTSError):
+    """A config.yaml or training config is missing, malformed or inconsistent."""
+
+
+class CheckpointError(IndexTTSError):
+    """A weight file is missing, unreadable, or does not fit the config."""
+
+
+class AudioError(IndexTTSError):
+    """An audio file cannot be read or holds no usable sound."""
+
+
+class TextError(IndexTTSError):
+    """A text cannot be normalised or tokenised into something speakable."""
+
+
+class DataError(IndexTTSError):
+    """An audio list, manifest or extracted dataset is malformed or empty."""
+
+
+class TrainingError(IndexTTSError):
+    """Training cannot start or resume with the given data, config or checkpoints."""
+
+
+class InferenceError(IndexTTSError):
+    """Synthesis cannot run with the given speaker, adapter, reference or output."""
