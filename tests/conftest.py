@@ -1,0 +1,36 @@
+"""Shared fixtures: the conformance folders and a tiny checkpoint folder written once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CONFORMANCE = REPO_ROOT.parent / "shared" / "conformance"
+
+
+def conformance_folders(marker_file: str) -> list[Path]:
+    """Every golden folder holding ``marker_file``: those in ../shared/conformance plus the ones
+    listed in INDEXTTS_CONFORMANCE_DIRS (os.pathsep-separated)."""
+    roots = [SHARED_CONFORMANCE] if SHARED_CONFORMANCE.is_dir() else []
+    extra = [Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p]
+    found: list[Path] = []
+    for root in roots:
+        found += sorted(p.parent for p in root.glob(f"*/{marker_file}"))
+    for folder in extra:
+        if (folder / marker_file).is_file():
+            found.append(folder)
+        else:
+            found += sorted(p.parent for p in folder.glob(f"*/{marker_file}"))
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A complete tiny checkpoint folder in the official formats (seed 0)."""
+    from indextts.tiny import write_tiny_checkpoints
+
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny_checkpoints"), seed=0)
