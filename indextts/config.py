@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -100,7 +101,7 @@ def load_config(path: str | Path) -> DictConfig:
         )
     try:
         cfg = OmegaConf.load(file)
-    except (OmegaConfBaseException, ValueError, OSError) as error:
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError, OSError) as error:
         raise ConfigError(f"Cannot parse the model config {file}: {error}. Fix the YAML syntax.") from error
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"The model config {file} must be a YAML mapping, not a {type(cfg).__name__}.")

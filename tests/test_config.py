@@ -1,0 +1,57 @@
+"""Config loading: release configs validate, problems are reported clearly and all at once."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import REPO_ROOT, SHARED_CONFORMANCE
+from indextts.config import checkpoint_paths, load_config
+from indextts.errors import ConfigError
+
+MANIFEST = SHARED_CONFORMANCE / "state_dict_manifest.json"
+SHIPPED = {"IndexTTS-1.5": "config.yaml", "IndexTTS-1.0": "config_indextts1.0.yaml"}
+
+
+@pytest.mark.parametrize("release", sorted(SHIPPED))
+def test_shipped_configs_match_the_manifest(release):
+    manifest = json.loads(MANIFEST.read_text())
+    shipped = OmegaConf.to_container(load_config(REPO_ROOT / "checkpoints" / SHIPPED[release]))
+    assert shipped == manifest[release]["config"]
+
+
+def test_folder_and_file_paths_both_load(tmp_path):
+    source = REPO_ROOT / "checkpoints" / "config.yaml"
+    (tmp_path / "config.yaml").write_text(source.read_text())
+    assert load_config(tmp_path) == load_config(source)
+    paths = checkpoint_paths(tmp_path, load_config(tmp_path))
+    assert paths.gpt == tmp_path.resolve() / "gpt.pth"
+    assert paths.bpe == tmp_path.resolve() / "bpe.model"
+
+
+def test_missing_folder_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="make_tiny_checkpoints"):
+        load_config(tmp_path / "nowhere")
+
+
+def test_missing_and_unknown_keys_are_all_listed(tmp_path):
+    cfg = load_config(REPO_ROOT / "checkpoints" / "config.yaml")
+    del cfg.gpt["heads"]
+    del cfg["dvae_checkpoint"]
+    cfg.vqvae.num_tokenz = 8192
+    file = tmp_path / "config.yaml"
+    OmegaConf.save(cfg, file)
+    with pytest.raises(ConfigError) as caught:
+        load_config(file)
+    message = str(caught.value)
+    assert "'gpt.heads' is missing" in message
+    assert "'dvae_checkpoint' is missing" in message
+    assert "'vqvae.num_tokenz' is not a known key" in message
+    assert str(file) in message
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    file = tmp_path / "config.yaml"
+    file.write_text("gpt: [unclosed\n")
+    with pytest.raises(ConfigError, match="Cannot parse"):
+        load_config(file)
