@@ -1,0 +1,249 @@
+"""Text frontend: conformance goldens (tokens, ids, normalisation, sentence splits) and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from indextts.errors import TextError
+from indextts.utils.front import (
+    PINYIN_WITH_TONE,
+    PUNCTUATION_MAP,
+    TextNormalizer,
+    TextTokenizer,
+    add_special_tokens,
+    split_sentences,
+)
+
+SHARED_CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+SENTENCE_LIMITS = (120, 12)
+
+
+def _text_golden_folders() -> list[Path]:
+    """Folders holding expected_text.json under ../shared/conformance and INDEXTTS_CONFORMANCE_DIRS."""
+    roots = [SHARED_CONFORMANCE] + [
+        Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p
+    ]
+    found: list[Path] = []
+    for root in roots:
+        if (root / "expected_text.json").is_file():
+            found.append(root)
+        elif root.is_dir():
+            found += sorted(p.parent for p in root.glob("*/expected_text.json"))
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _cases() -> list:
+    params = []
+    for folder in _text_golden_folders():
+        cases = json.loads((folder / "expected_text.json").read_text(encoding="utf-8"))
+        for index, case in enumerate(cases):
+            params.append(pytest.param(folder, case, id=f"{folder.name}-{index}"))
+    return params
+
+
+CASES = _cases()
+
+
+@pytest.fixture(scope="module")
+def normalizer() -> TextNormalizer:
+    return TextNormalizer()
+
+
+_tokenizers: dict[Path, TextTokenizer] = {}
+
+
+def _tokenizer(folder: Path, normalizer: TextNormalizer) -> TextTokenizer:
+    if folder not in _tokenizers:
+        _tokenizers[folder] = TextTokenizer(folder / "bpe.model", normalizer)
+    return _tokenizers[folder]
+
+
+# Categories whose normalisation the conformance README asks to match (detected from the input).
+_CATEGORIES = {
+    "numbers, dates, times, percent, currency, phone": re.compile(r"\d"),
+    "pinyin with tone": PINYIN_WITH_TONE,
+    "names joined by ·": re.compile("·"),
+    "contractions": re.compile(r"'s\b", re.IGNORECASE),
+    "punctuation": re.compile("|".join(re.escape(k) for k in PUNCTUATION_MAP)),
+}
+
+
+def _without_reference_defects(text: str) -> str:
+    """The golden text with the reference defects undone: escaped quotes, pinyin case."""
+    text = text.replace("\\'", "'").replace('\\"', '"')
+    return PINYIN_WITH_TONE.sub(lambda m: m.group(0).lower(), text)
+
+
+def _reference_split_is_sound(tokens: list[str], chunks: list[list[str]]) -> bool:
+    """The reference split keeps every token once, has no 1-token fragment and cuts only after
+    punctuation (not inside a run of it), so a correct splitter must agree with it."""
+    if [t for c in chunks for t in c] != tokens or any(len(c) < 2 for c in chunks):
+        return False
+    marks = set(".!?…,-'")
+    for left, right in zip(chunks, chunks[1:]):
+        if not set(left[-1].replace("▁", "")) <= marks or set(right[0].replace("▁", "")) <= marks:
+            return False
+    return True
+
+
+def _assert_split_properties(tokens: list[str], chunks: list[list[str]], limit: int) -> None:
+    assert [t for c in chunks for t in c] == tokens, "chunks must concatenate back to the tokens"
+    assert all(1 <= len(c) <= limit for c in chunks)
+    if len(tokens) > 1:
+        assert all(len(c) >= 2 for c in chunks), f"1-token fragment in {chunks}"
+    for left, right in zip(chunks, chunks[1:]):
+        assert len(left) + len(right) > limit, "neighbours that fit together must be merged"
+
+
+@pytest.mark.parametrize(("folder", "case"), CASES)
+def test_tokens_and_ids_from_normalized(folder, case, normalizer):
+    tokenizer = _tokenizer(folder, normalizer)
+    assert tokenizer.tokenize(case["normalized"], normalize=False) == case["tokens"]
+    assert tokenizer.encode(case["normalized"], normalize=False) == case["ids"]
+    assert tokenizer.convert_tokens_to_ids(case["tokens"]) == case["ids"]
+    pieces = tokenizer.convert_ids_to_tokens(case["ids"])
+    unk = tokenizer.unk_token_id
+    assert [p for p, i in zip(pieces, case["ids"]) if i != unk] == [
+        t for t, i in zip(case["tokens"], case["ids"]) if i != unk
+    ]
+
+
+@pytest.mark.parametrize(("folder", "case"), CASES)
+def test_normalization_matches_reference(folder, case, normalizer):
+    categories = [name for name, pattern in _CATEGORIES.items() if pattern.search(case["text"])]
+    if not categories:
+        pytest.skip("input falls in none of the categories the README asks to match")
+    result = normalizer.normalize(case["text"])
+    assert "\\" not in result
+    assert _without_reference_defects(result) == _without_reference_defects(case["normalized"])
+
+
+@pytest.mark.parametrize(("folder", "case"), CASES)
+@pytest.mark.parametrize("limit", SENTENCE_LIMITS)
+def test_sentence_splits(folder, case, limit, normalizer):
+    tokens = case["tokens"]
+    chunks = _tokenizer(folder, normalizer).split_sentences(tokens, limit)
+    _assert_split_properties(tokens, chunks, limit)
+    expected = case.get(f"sentences_max{limit}")
+    if expected is not None and _reference_split_is_sound(tokens, expected):
+        assert chunks == expected
+
+
+def test_encode_is_normalize_then_tokenize(normalizer):
+    folder = _text_golden_folders()[0]
+    tokenizer = _tokenizer(folder, normalizer)
+    text = "会议定在下午3:30开始，请大家准时参加！"
+    assert tokenizer.encode(text) == tokenizer.encode(normalizer.normalize(text), normalize=False)
+    assert tokenizer.vocab_size == tokenizer.sp.get_piece_size()
+
+
+def test_decode_is_readable(normalizer):
+    tokenizer = _tokenizer(_text_golden_folders()[0], normalizer)
+    text = "我们的 REVENUE 是一二三,一. IT IS A DAY, ISN'T IT?"
+    assert tokenizer.decode(tokenizer.encode(text, normalize=False)) == text
+
+
+def test_quotes_are_never_escaped(normalizer):
+    for text in ['He said "hi" to me.', "她说：“你好”。", "It's 'quoted' \"twice\"."]:
+        assert "\\" not in normalizer.normalize(text)
+    assert normalizer.normalize('He said "hi" to me.') == "He said 'hi' to me."
+
+
+def test_pinyin_keeps_its_case_and_spells_u_umlaut_as_v(normalizer):
+    result = normalizer.normalize("读作ju4和zhong4，还有lü4、XUE2。")
+    assert "jv4" in result and "zhong4" in result and "lv4" in result and "XVE2" in result
+
+
+def test_names_joined_by_interpunct(normalizer):
+    assert normalizer.normalize("约瑟夫·高登-莱维特来了") == "约瑟夫-高登-莱维特来了"
+
+
+def test_contractions_only_for_is(normalizer):
+    assert normalizer.normalize("That's it, the dog's bowl.") == "That is it, the dog's bowl."
+
+
+def test_each_segment_uses_its_own_language(normalizer):
+    result = normalizer.normalize("It costs $5 today. 售价5元。")
+    assert result.startswith("It costs five dollars today.") and result.endswith("售价五元.")
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t", "😀🎉", "Привет", "，。！", "こんにちは"])
+def test_nothing_speakable_raises_text_error(text, normalizer):
+    with pytest.raises(TextError):
+        normalizer.normalize(text)
+
+
+def test_unsupported_characters_are_dropped(normalizer, caplog):
+    assert normalizer.normalize("Good job 😀 café") == "Good job cafe"
+    assert "cannot speak" in caplog.text
+
+
+def test_long_text_normalizes_and_splits(normalizer):
+    folder = _text_golden_folders()[0]
+    tokenizer = _tokenizer(folder, normalizer)
+    text = ("我们的新产品在2025年3月15日正式发布，售价1999元。The price is $49.99, 15% off! " * 200)[:10_000]
+    tokens = tokenizer.tokenize(text)
+    chunks = tokenizer.split_sentences(tokens, 120)
+    _assert_split_properties(tokens, chunks, 120)
+
+
+def test_hard_cuts_prefer_word_starts_and_leave_no_fragment():
+    tokens = ["▁A", "B", "C", "▁D", "E", "▁F", "G", "H", "▁I", "J", "K", "L", "M"]
+    chunks = split_sentences(tokens, 6)
+    _assert_split_properties(tokens, chunks, 6)
+    assert all(c[0].startswith("▁") for c in chunks[:-1])
+    assert split_sentences([], 6) == []
+    assert split_sentences(["▁A"], 6) == [["▁A"]]
+    with pytest.raises(TextError):
+        split_sentences(tokens, 2)
+
+
+def test_special_tokens_round_trip(tmp_path, normalizer):
+    folder = _text_golden_folders()[0]
+    base = _tokenizer(folder, normalizer)
+    out = tmp_path / "bpe.model"
+    ids = add_special_tokens(folder / "bpe.model", out, ["<laugh>", "<breath>"])
+    assert ids == [base.vocab_size, base.vocab_size + 1]
+    assert add_special_tokens(out, tmp_path / "again.model", ["<laugh>"]) == [ids[0]]
+    extended = TextTokenizer(out, normalizer)
+    assert extended.vocab_size == base.vocab_size + 2
+    text = "我们的新产品<laugh>售价1999元。It's <breath> fine."
+    tokens = extended.tokenize(text)
+    assert "<laugh>" in tokens and "<breath>" in tokens
+    assert ids[0] in extended.encode(text) and ids[1] in extended.encode(text)
+    plain = "我们的新产品售价1999元。"
+    assert extended.encode(plain) == base.encode(plain)
+    assert "<laugh>" in extended.decode(extended.encode(text))
+
+
+@pytest.mark.parametrize("bad", ["laugh", "<laugh me>", "", "<>"])
+def test_special_token_names_are_checked(tmp_path, bad):
+    folder = _text_golden_folders()[0]
+    with pytest.raises(TextError):
+        add_special_tokens(folder / "bpe.model", tmp_path / "bpe.model", [bad])
+
+
+def test_missing_bpe_model_is_a_text_error(tmp_path, normalizer):
+    with pytest.raises(TextError, match="does not exist"):
+        TextTokenizer(tmp_path / "missing.model", normalizer)
+
+
+def test_special_token_unknown_to_the_model_is_a_text_error(normalizer):
+    tokenizer = _tokenizer(_text_golden_folders()[0], normalizer)
+    with pytest.raises(TextError, match="add_special_tokens"):
+        tokenizer.encode("我们<laugh>走吧")
+
+
+def test_split_properties_on_random_token_streams():
+    rng = random.Random(0)
+    vocabulary = ["▁A", "B", "▁", "我", "▁,", ",", ".", "▁.", "!", "?", "-", "'", "▁'", "…", "C"]
+    for _ in range(500):
+        tokens = [rng.choice(vocabulary) for _ in range(rng.randint(1, 80))]
+        limit = rng.randint(3, 20)
+        _assert_split_properties(tokens, split_sentences(tokens, limit), limit)
