@@ -1,0 +1,5 @@
+"""Discrete VAE turning log-mel frames into the mel codes of the GPT."""
+
+from indextts.vqvae.dvae import DiscreteVAE
+
+__all__ = ["DiscreteVAE"]

@@ -1,0 +1,138 @@
+"""Snake / SnakeBeta periodic activations with anti-aliasing, in plain PyTorch.
+
+BigVGAN applies each activation at twice the sample rate: upsample x2 with a Kaiser-windowed sinc
+low-pass filter, apply the activation, low-pass and decimate x2. The two filters are buffers of
+the release checkpoint (``upsample.filter``, ``downsample.lowpass.filter``), shape (1, 1, 12).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EPSILON = 1e-9
+RESAMPLE_RATIO = 2
+FILTER_SIZE = 12
+
+
+def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
+    """Kaiser-windowed sinc low-pass filter, normalised to unit DC gain, (1, 1, kernel_size).
+
+    ``cutoff`` and ``half_width`` are fractions of the sample rate; the Kaiser beta follows the
+    usual attenuation rule for the transition band 4 * half_width.
+    """
+    half_size = kernel_size // 2
+    attenuation = 2.285 * (half_size - 1) * math.pi * 4 * half_width + 7.95
+    if attenuation > 50.0:
+        beta = 0.1102 * (attenuation - 8.7)
+    elif attenuation >= 21.0:
+        beta = 0.5842 * (attenuation - 21) ** 0.4 + 0.07886 * (attenuation - 21.0)
+    else:
+        beta = 0.0
+    window = torch.kaiser_window(kernel_size, beta=beta, periodic=False)
+    if kernel_size % 2 == 0:
+        time = torch.arange(-half_size, half_size) + 0.5
+    else:
+        time = torch.arange(kernel_size) - half_size
+    taps = 2 * cutoff * window * torch.sinc(2 * cutoff * time)
+    return (taps / taps.sum()).view(1, 1, kernel_size)
+
+
+class LowPassFilter1d(nn.Module):
+    """Depthwise low-pass filter with replicate padding and optional decimation: (B, C, T) -> (B, C, T // stride)."""
+
+    def __init__(self, cutoff: float, half_width: float, stride: int, kernel_size: int):
+        super().__init__()
+        self.stride = stride
+        self.pad_left = kernel_size // 2 - int(kernel_size % 2 == 0)
+        self.pad_right = kernel_size // 2
+        self.register_buffer("filter", kaiser_sinc_filter(cutoff, half_width, kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        x = F.pad(x, (self.pad_left, self.pad_right), mode="replicate")
+        return F.conv1d(x, self.filter.expand(channels, -1, -1), stride=self.stride, groups=channels)
+
+
+class UpSample1d(nn.Module):
+    """Band-limited upsampling by ``ratio``: zero-stuffing transposed conv with the sinc filter."""
+
+    def __init__(self, ratio: int = RESAMPLE_RATIO, kernel_size: int = FILTER_SIZE):
+        super().__init__()
+        self.ratio = ratio
+        self.pad = kernel_size // ratio - 1
+        self.crop_left = self.pad * ratio + (kernel_size - ratio) // 2
+        self.crop_right = self.pad * ratio + (kernel_size - ratio + 1) // 2
+        self.register_buffer("filter", kaiser_sinc_filter(0.5 / ratio, 0.6 / ratio, kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T * ratio)."""
+        channels = x.shape[1]
+        x = F.pad(x, (self.pad, self.pad), mode="replicate")
+        x = self.ratio * F.conv_transpose1d(x, self.filter.expand(channels, -1, -1),
+                                            stride=self.ratio, groups=channels)
+        return x[..., self.crop_left:x.shape[-1] - self.crop_right]
+
+
+class DownSample1d(nn.Module):
+    """Band-limited decimation by ``ratio``: (B, C, T) -> (B, C, T // ratio)."""
+
+    def __init__(self, ratio: int = RESAMPLE_RATIO, kernel_size: int = FILTER_SIZE):
+        super().__init__()
+        self.lowpass = LowPassFilter1d(0.5 / ratio, 0.6 / ratio, ratio, kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lowpass(x)
+
+
+class Snake(nn.Module):
+    """x + sin^2(alpha x) / alpha, per channel; alpha stored as a log when ``logscale``."""
+
+    def __init__(self, channels: int, logscale: bool = True):
+        super().__init__()
+        self.logscale = logscale
+        initial = torch.zeros(channels) if logscale else torch.ones(channels)
+        self.alpha = nn.Parameter(initial)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = self.alpha.view(1, -1, 1)
+        if self.logscale:
+            alpha = alpha.exp()
+        return x + torch.sin(x * alpha).pow(2) / (alpha + EPSILON)
+
+
+class SnakeBeta(nn.Module):
+    """x + sin^2(alpha x) / beta: Snake with separate frequency (alpha) and magnitude (beta)."""
+
+    def __init__(self, channels: int, logscale: bool = True):
+        super().__init__()
+        self.logscale = logscale
+        initial = torch.zeros(channels) if logscale else torch.ones(channels)
+        self.alpha = nn.Parameter(initial.clone())
+        self.beta = nn.Parameter(initial.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = self.alpha.view(1, -1, 1)
+        beta = self.beta.view(1, -1, 1)
+        if self.logscale:
+            alpha, beta = alpha.exp(), beta.exp()
+        return x + torch.sin(x * alpha).pow(2) * (1.0 / (beta + EPSILON))
+
+
+ACTIVATIONS = {"snake": Snake, "snakebeta": SnakeBeta}
+
+
+class Activation1d(nn.Module):
+    """Anti-aliased activation: upsample x2, activation, low-pass and decimate x2. (B, C, T) -> (B, C, T)."""
+
+    def __init__(self, activation: nn.Module):
+        super().__init__()
+        self.act = activation
+        self.upsample = UpSample1d()
+        self.downsample = DownSample1d()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(self.act(self.upsample(x)))

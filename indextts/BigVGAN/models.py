@@ -1,0 +1,197 @@
+"""BigVGAN vocoder of IndexTTS: GPT latents + reference-speaker mel -> 24 kHz waveform.
+
+The release ``bigvgan_generator.pth`` stores the weight-normalised convolutions as ``weight_g`` /
+``weight_v``. This module holds plain ``weight`` tensors (weight norm folded, as for inference);
+``stored_state_dict`` and ``load_stored_state_dict`` convert between the two layouts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from indextts.BigVGAN.activations import ACTIVATIONS, Activation1d
+from indextts.BigVGAN.ecapa_tdnn import ECAPATDNN
+from indextts.errors import ConfigError
+
+PRE_POST_KERNEL = 7
+FEATURE_UPSAMPLE = 4
+
+
+def _same_padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+def _weight_normed(module: nn.Module) -> nn.Module:
+    """Mark a convolution as stored with weight norm (weight_g / weight_v) in checkpoints."""
+    module.stored_with_weight_norm = True
+    return module
+
+
+def _conv(channels: int, kernel_size: int, dilation: int) -> nn.Conv1d:
+    return _weight_normed(nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
+                                    padding=_same_padding(kernel_size, dilation)))
+
+
+def _activations(count: int, channels: int, activation: str, logscale: bool) -> nn.ModuleList:
+    return nn.ModuleList(Activation1d(ACTIVATIONS[activation](channels, logscale)) for _ in range(count))
+
+
+class AMPBlock1(nn.Module):
+    """Anti-aliased multi-periodicity block: three (act, dilated conv, act, conv) residual units."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations, activation: str, logscale: bool):
+        super().__init__()
+        self.convs1 = nn.ModuleList(_conv(channels, kernel_size, d) for d in dilations)
+        self.convs2 = nn.ModuleList(_conv(channels, kernel_size, 1) for _ in dilations)
+        self.activations = _activations(2 * len(dilations), channels, activation, logscale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acts = iter(self.activations)
+        for conv1, conv2 in zip(self.convs1, self.convs2):
+            x = x + conv2(next(acts)(conv1(next(acts)(x))))
+        return x
+
+
+class AMPBlock2(nn.Module):
+    """Lighter AMP block: (act, dilated conv) residual units."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations, activation: str, logscale: bool):
+        super().__init__()
+        self.convs = nn.ModuleList(_conv(channels, kernel_size, d) for d in dilations)
+        self.activations = _activations(len(dilations), channels, activation, logscale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, act in zip(self.convs, self.activations):
+            x = x + conv(act(x))
+        return x
+
+
+RESBLOCKS = {"1": AMPBlock1, "2": AMPBlock2}
+
+
+class BigVGAN(nn.Module):
+    """Generator: latents (B, N, gpt_dim) and reference mel (B, F, num_mels) -> wav (B, 1, N * hop).
+
+    Built from a config's ``bigvgan`` section. The ECAPA-TDNN speaker embedding of the reference
+    mel is added after ``conv_pre`` and, when ``cond_d_vector_in_each_upsampling_layer``, after
+    every upsampling layer.
+    """
+
+    def __init__(self, cfg: Mapping):
+        super().__init__()
+        resblock = str(cfg["resblock"])
+        if resblock not in RESBLOCKS or cfg["activation"] not in ACTIVATIONS:
+            raise ConfigError(
+                f"Unsupported bigvgan settings resblock={resblock!r}, activation={cfg['activation']!r}; "
+                "use resblock '1' or '2' and activation 'snake' or 'snakebeta' (the release uses '1', snakebeta)."
+            )
+        initial = cfg["upsample_initial_channel"]
+        speaker_dim = cfg["speaker_embedding_dim"]
+        self.feat_upsample = bool(cfg.get("feat_upsample", False))
+        self.cond_in_each_up_layer = bool(cfg.get("cond_d_vector_in_each_upsampling_layer", True))
+        self.num_kernels = len(cfg["resblock_kernel_sizes"])
+        self.num_upsamples = len(cfg["upsample_rates"])
+
+        self.conv_pre = _weight_normed(
+            nn.Conv1d(cfg["gpt_dim"], initial, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
+        self.ups = nn.ModuleList()
+        for i, (rate, kernel) in enumerate(zip(cfg["upsample_rates"], cfg["upsample_kernel_sizes"])):
+            up = nn.ConvTranspose1d(initial // 2**i, initial // 2 ** (i + 1), kernel, rate,
+                                    padding=(kernel - rate) // 2)
+            self.ups.append(nn.ModuleList([_weight_normed(up)]))
+        self.resblocks = nn.ModuleList()
+        for i in range(self.num_upsamples):
+            channels = initial // 2 ** (i + 1)
+            for kernel, dilations in zip(cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"]):
+                self.resblocks.append(RESBLOCKS[resblock](channels, kernel, list(dilations),
+                                                          cfg["activation"], cfg["snake_logscale"]))
+        final_channels = initial // 2**self.num_upsamples
+        self.activation_post = Activation1d(ACTIVATIONS[cfg["activation"]](final_channels, cfg["snake_logscale"]))
+        self.conv_post = _weight_normed(
+            nn.Conv1d(final_channels, 1, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
+
+        self.speaker_encoder = ECAPATDNN(cfg["num_mels"], speaker_dim)
+        self.cond_layer = nn.Conv1d(speaker_dim, initial, 1)
+        if self.cond_in_each_up_layer:
+            self.conds = nn.ModuleList(
+                nn.Conv1d(speaker_dim, initial // 2 ** (i + 1), 1) for i in range(self.num_upsamples))
+
+    def embed_speaker(self, reference_mel: torch.Tensor) -> torch.Tensor:
+        """Reference mel (B, F, num_mels) -> speaker embedding (B, speaker_embedding_dim, 1).
+
+        Rows of a batch must share one length (the encoder has no padding mask).
+        """
+        return self.speaker_encoder(reference_mel)
+
+    def forward(self, latents: torch.Tensor, reference_mel: torch.Tensor | None = None,
+                speaker_embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents (B, N, gpt_dim) -> waveform (B, 1, N * prod(upsample_rates)) in [-1, 1].
+
+        Give either ``reference_mel`` (B or 1, F, num_mels) or a precomputed ``speaker_embedding``
+        from ``embed_speaker`` (B or 1, speaker_embedding_dim, 1).
+        """
+        if speaker_embedding is None:
+            if reference_mel is None:
+                raise ValueError("BigVGAN.forward needs reference_mel or speaker_embedding")
+            speaker_embedding = self.embed_speaker(reference_mel)
+        x = latents.transpose(1, 2)  # (B, gpt_dim, N)
+        if self.feat_upsample:
+            x = nn.functional.interpolate(x, scale_factor=FEATURE_UPSAMPLE, mode="linear")
+        x = self.conv_pre(x) + self.cond_layer(speaker_embedding)
+        for i in range(self.num_upsamples):
+            for up in self.ups[i]:
+                x = up(x)
+            if self.cond_in_each_up_layer:
+                x = x + self.conds[i](speaker_embedding)
+            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            total = blocks[0](x)
+            for block in blocks[1:]:
+                total = total + block(x)
+            x = total / self.num_kernels
+        return torch.tanh(self.conv_post(self.activation_post(x)))
+
+    def weight_norm_modules(self) -> list[str]:
+        """Names of the convolutions stored with weight norm in checkpoints."""
+        return [name for name, module in self.named_modules() if getattr(module, "stored_with_weight_norm", False)]
+
+    def stored_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
+        """State dict in the checkpoint layout: each marked ``weight`` as ``weight_g`` / ``weight_v``."""
+        return unfold_weight_norm(self.state_dict(), self.weight_norm_modules())
+
+    def load_stored_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Load a checkpoint-layout state dict strictly, folding weight norm into plain weights."""
+        self.load_state_dict(fold_weight_norm(state_dict, self.weight_norm_modules()), strict=True)
+
+
+def _norm_except_first(weight: torch.Tensor) -> torch.Tensor:
+    """L2 norm over every dimension but the first, shaped (C, 1, ..., 1)."""
+    return weight.reshape(weight.shape[0], -1).norm(dim=1).view(-1, *([1] * (weight.dim() - 1)))
+
+
+def unfold_weight_norm(state_dict: Mapping[str, torch.Tensor], modules: list[str]) -> "OrderedDict[str, torch.Tensor]":
+    """Replace ``<module>.weight`` by ``weight_g`` (its norm per output row) and ``weight_v`` (itself)."""
+    targets = {f"{name}.weight" for name in modules}
+    stored = OrderedDict()
+    for key, value in state_dict.items():
+        if key in targets:
+            prefix = key[: -len("weight")]
+            stored[prefix + "weight_g"] = _norm_except_first(value)
+            stored[prefix + "weight_v"] = value.clone()
+        else:
+            stored[key] = value
+    return stored
+
+
+def fold_weight_norm(state_dict: Mapping[str, torch.Tensor], modules: list[str]) -> "OrderedDict[str, torch.Tensor]":
+    """Replace ``weight_g`` / ``weight_v`` pairs of ``modules`` by ``weight = g * v / ||v||``."""
+    folded = OrderedDict(state_dict)
+    for name in modules:
+        g, v = f"{name}.weight_g", f"{name}.weight_v"
+        if g in folded and v in folded:
+            weight_v = folded.pop(v)
+            folded[f"{name}.weight"] = weight_v * (folded.pop(g) / _norm_except_first(weight_v))
+    return folded

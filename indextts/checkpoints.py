@@ -1,0 +1,236 @@
+"""Strict loading of the three IndexTTS weight files, with errors that say what to fix.
+
+``gpt.pth`` is ``{"model": state_dict}`` (or a plain state dict), ``dvae.pth`` a plain state dict
+(or ``{"model": ...}``), ``bigvgan_generator.pth`` ``{"generator": state_dict}`` with weight norm
+stored as ``weight_g`` / ``weight_v``. Files are read with ``torch.load(weights_only=True)``.
+
+Before any weights are allocated, the file's tensor names and shapes are compared with the model
+the config describes (built on the ``meta`` device, which costs no memory). On a mismatch the
+error names the file, the first missing / unexpected / mis-shaped tensors, and the release config
+that fits the file when it is an IndexTTS-1.5 or 1.0 checkpoint paired with the other config.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from indextts.BigVGAN import BigVGAN, fold_weight_norm
+from indextts.config import checkpoint_paths, load_config
+from indextts.errors import CheckpointError, ConfigError
+from indextts.vqvae.dvae import DiscreteVAE
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("gpt", "dvae", "bigvgan")
+WRAPPER_KEYS = {"gpt": ("model",), "dvae": ("model",), "bigvgan": ("generator", "model")}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RELEASE_CONFIGS = {
+    "IndexTTS-1.5": REPO_ROOT / "checkpoints" / "config.yaml",
+    "IndexTTS-1.0": REPO_ROOT / "checkpoints" / "config_indextts1.0.yaml",
+}
+LISTED_NAMES = 5
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
+    """Read a weight file of ``kind`` ("gpt", "dvae" or "bigvgan") as a plain name -> tensor dict.
+
+    Unwraps ``{"model": ...}`` / ``{"generator": ...}``; raises CheckpointError when the file is
+    missing, truncated, not a PyTorch file, or holds anything but tensors.
+    """
+    _check_kind(kind)
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files "
+            "(gpt.pth, dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder, or write "
+            "a tiny test folder with `python tools/make_tiny_checkpoints.py DIR`."
+        )
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"The {kind} checkpoint {path} holds objects other than tensors, so it is not loaded "
+            f"(only plain state dicts are read, for safety): {str(error).splitlines()[0]}. Re-save "
+            "it as a state dict with torch.save(model.state_dict(), path)."
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"Cannot read the {kind} checkpoint {path}: the file is truncated or corrupt "
+            f"({str(error).splitlines()[0]}). Download or copy it again."
+        ) from error
+    if isinstance(content, Mapping):
+        for key in WRAPPER_KEYS[kind]:
+            if isinstance(content.get(key), Mapping):
+                content = content[key]
+                break
+    if not isinstance(content, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in content.items()
+    ):
+        raise CheckpointError(
+            f"The {kind} checkpoint {path} is not a state dict (a mapping of names to tensors, "
+            f"optionally under {' or '.join(repr(k) for k in WRAPPER_KEYS[kind])}). Check that the "
+            "file is the IndexTTS release file of that name."
+        )
+    return dict(content)
+
+
+def build_model(kind: str, cfg: DictConfig | Mapping) -> nn.Module:
+    """Construct the ``kind`` model described by ``cfg`` (on the current default device)."""
+    _check_kind(kind)
+    if kind == "gpt":
+        from indextts.gpt.model import UnifiedVoice
+
+        return UnifiedVoice(**_plain(cfg["gpt"]))
+    if kind == "dvae":
+        return DiscreteVAE(**_plain(cfg["vqvae"]))
+    return BigVGAN(_plain(cfg["bigvgan"]))
+
+
+def _plain(section) -> dict:
+    return OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
+
+
+def _stored_state_dict(model: nn.Module) -> Mapping[str, torch.Tensor]:
+    return model.stored_state_dict() if isinstance(model, BigVGAN) else model.state_dict()
+
+
+def _meta_model(kind: str, cfg: DictConfig | Mapping) -> nn.Module:
+    with torch.device("meta"):
+        return build_model(kind, cfg)
+
+
+def _shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(t.shape) for name, t in state_dict.items()}
+
+
+def expected_shapes(kind: str, cfg: DictConfig | Mapping) -> dict[str, tuple[int, ...]]:
+    """Names and shapes a ``kind`` checkpoint must hold for ``cfg``, in the on-disk layout."""
+    return _shapes(_stored_state_dict(_meta_model(kind, cfg)))
+
+
+def _describe_differences(found: Mapping[str, tuple], wanted: Mapping[str, tuple]) -> list[str]:
+    missing = [n for n in wanted if n not in found]
+    unexpected = [n for n in found if n not in wanted]
+    misshaped = [n for n in wanted if n in found and tuple(found[n]) != tuple(wanted[n])]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors missing ({', '.join(missing[:LISTED_NAMES])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensors ({', '.join(unexpected[:LISTED_NAMES])})")
+    if misshaped:
+        shapes = [f"{n} is {list(found[n])} in the file but {list(wanted[n])} in the config"
+                  for n in misshaped[:LISTED_NAMES]]
+        parts.append(f"{len(misshaped)} tensors with another shape ({'; '.join(shapes)})")
+    return parts
+
+
+def _fitting_release(kind: str, found: Mapping[str, tuple], cfg: DictConfig | Mapping) -> str | None:
+    """The release config file whose ``kind`` model has exactly the file's names and shapes."""
+    section = {"gpt": "gpt", "dvae": "vqvae", "bigvgan": "bigvgan"}[kind]
+    for path in RELEASE_CONFIGS.values():
+        if not path.is_file():
+            continue
+        release = OmegaConf.load(path)
+        if _plain(release[section]) == _plain(cfg[section]):
+            continue
+        try:
+            if expected_shapes(kind, release) == dict(found):
+                return str(path)
+        except (ConfigError, TypeError):
+            continue
+    return None
+
+
+def check_state_dict(state_dict: Mapping[str, torch.Tensor], kind: str, cfg: DictConfig | Mapping,
+                     source: str | Path, config_source: str = "the model config",
+                     wanted: Mapping[str, tuple[int, ...]] | None = None) -> None:
+    """Raise CheckpointError unless ``state_dict`` has exactly the names and shapes ``cfg`` implies.
+
+    ``wanted`` (the expected names and shapes) is computed from ``cfg`` when not given.
+    """
+    found = _shapes(state_dict)
+    wanted = expected_shapes(kind, cfg) if wanted is None else dict(wanted)
+    if found == wanted:
+        return
+    problems = _describe_differences(found, wanted)
+    message = (f"The {kind} checkpoint {source} does not fit the model described by {config_source}: "
+               f"{'; '.join(problems)}.")
+    release = _fitting_release(kind, found, cfg)
+    if release is not None:
+        message += (f" The file matches the release config {release}: copy that file as config.yaml "
+                    "into the model folder (or pass it as the config).")
+    else:
+        message += (" Check that config.yaml belongs to these weights (IndexTTS-1.5 and 1.0 need "
+                    "different configs) and that the file is not from another model.")
+    raise CheckpointError(message)
+
+
+def _to_float32(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+def _has_meta_tensors(model: nn.Module) -> bool:
+    """True when anything (parameter, buffer or plain tensor attribute) is still on ``meta``."""
+    for module in model.modules():
+        tensors = list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
+        tensors += [v for v in vars(module).values() if isinstance(v, torch.Tensor)]
+        if any(t.is_meta for t in tensors):
+            return True
+    return False
+
+
+def load_model(kind: str, path: str | Path, cfg: DictConfig | Mapping, device: str | torch.device = "cpu",
+               config_source: str = "the model config") -> nn.Module:
+    """Load the ``kind`` weights at ``path`` strictly into the model ``cfg`` describes; eval mode, float32."""
+    state_dict = _to_float32(load_state_dict(path, kind))
+    # Build without allocating random weights, check the names and shapes, adopt the loaded tensors.
+    model = _meta_model(kind, cfg)
+    check_state_dict(state_dict, kind, cfg, path, config_source, _shapes(_stored_state_dict(model)))
+    if isinstance(model, BigVGAN):
+        state_dict = fold_weight_norm(state_dict, model.weight_norm_modules())
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    if _has_meta_tensors(model):
+        model = build_model(kind, cfg)
+        model.load_state_dict(state_dict, strict=True)
+    logger.info("Loaded %s weights from %s", kind, path)
+    return model.to(device).eval()
+
+
+def _resolve(model_dir: str | Path, cfg: DictConfig | None) -> tuple[DictConfig, str]:
+    if cfg is None:
+        cfg = load_config(model_dir)
+        return cfg, str(Path(model_dir) / "config.yaml")
+    return cfg, "the given config"
+
+
+def load_gpt(model_dir: str | Path, cfg: DictConfig | None = None, device: str | torch.device = "cpu"):
+    """The UnifiedVoice GPT of a checkpoint folder (``cfg`` defaults to its config.yaml), eval mode."""
+    cfg, source = _resolve(model_dir, cfg)
+    return load_model("gpt", checkpoint_paths(model_dir, cfg).gpt, cfg, device, source)
+
+
+def load_dvae(model_dir: str | Path, cfg: DictConfig | None = None,
+              device: str | torch.device = "cpu") -> DiscreteVAE:
+    """The DiscreteVAE of a checkpoint folder, eval mode."""
+    cfg, source = _resolve(model_dir, cfg)
+    return load_model("dvae", checkpoint_paths(model_dir, cfg).dvae, cfg, device, source)
+
+
+def load_bigvgan(model_dir: str | Path, cfg: DictConfig | None = None,
+                 device: str | torch.device = "cpu") -> BigVGAN:
+    """The BigVGAN vocoder of a checkpoint folder, weight norm folded, eval mode."""
+    cfg, source = _resolve(model_dir, cfg)
+    return load_model("bigvgan", checkpoint_paths(model_dir, cfg).bigvgan, cfg, device, source)
