@@ -1,0 +1,264 @@
+"""Training data: extracted manifests -> examples -> token-budget batches -> padded tensors.
+
+Extraction (``tools/extract_codec.py``) leaves per-utterance DVAE codes and a JSONL manifest per
+speaker. Training reads those manifests, re-tokenises each transcript with the run's tokenizer,
+drops utterances outside the duration and model-length limits, and groups the rest into batches
+whose *padded* size stays under a token budget: examples are sorted by length (ties broken at
+random each epoch) and cut into batches, so no short utterance is padded to a long outlier, and
+the order of the batches is reshuffled every epoch from ``(seed, epoch)`` alone. That makes the
+data order reproducible and lets a resumed run skip exactly the batches it had already seen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from indextts.errors import DataError
+
+CONDITION_LATENTS = 32
+SPECIAL_TOKENS_PER_SEGMENT = 2  # start and stop token around the text and around the codes
+
+
+def sequence_length(num_text_tokens: int, num_codes: int) -> int:
+    """Positions one example occupies in the GPT: [32 conditions | start, text, stop | start, codes, stop]."""
+    return CONDITION_LATENTS + num_text_tokens + num_codes + 2 * SPECIAL_TOKENS_PER_SEGMENT
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One utterance of an extraction manifest (metadata_*.jsonl), paths absolute."""
+
+    uid: str
+    speaker: str
+    text: str
+    codes: Path
+    duration: float
+    num_codes: int
+    source: str  # "file:line", for error messages
+
+    REQUIRED_KEYS = ("uid", "text", "codes", "duration", "num_codes")
+
+
+def read_manifest(path: str | Path) -> list[ManifestRow]:
+    """Read a metadata*.jsonl manifest; relative paths are resolved from the file's folder.
+
+    Raises DataError naming the file, line and key of the first malformed row.
+    """
+    path = Path(path).expanduser().resolve()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise DataError(f"Cannot read the manifest {path}: {error}. Run tools/extract_codec.py to "
+                        "(re)create it.") from error
+    rows = []
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_number}"
+        try:
+            entry = json.loads(line)
+        except ValueError as error:
+            raise DataError(f"{where} is not valid JSON ({error}). Re-run tools/extract_codec.py "
+                            "for this speaker.") from error
+        missing = [key for key in ManifestRow.REQUIRED_KEYS if not isinstance(entry, dict) or key not in entry]
+        if missing:
+            raise DataError(f"{where} lacks the key(s) {missing}. Every manifest row needs "
+                            f"{list(ManifestRow.REQUIRED_KEYS)}; re-run tools/extract_codec.py.")
+        codes = Path(entry["codes"])
+        rows.append(ManifestRow(
+            uid=str(entry["uid"]), speaker=str(entry.get("speaker", "")), text=str(entry["text"]),
+            codes=codes if codes.is_absolute() else (path.parent / codes).resolve(),
+            duration=float(entry["duration"]), num_codes=int(entry["num_codes"]), source=where,
+        ))
+    return rows
+
+
+@dataclass(frozen=True)
+class Example:
+    """A training example: token ids of the text, where its codes are, and whose voice it is."""
+
+    text_ids: tuple[int, ...]
+    codes: Path
+    num_codes: int
+    speaker_index: int
+    uid: str
+
+    @property
+    def length(self) -> int:
+        return sequence_length(len(self.text_ids), self.num_codes)
+
+
+@dataclass(frozen=True)
+class LengthLimits:
+    """Which utterances are kept: duration range in seconds and the model's positional limits."""
+
+    min_duration: float
+    max_duration: float
+    max_text_tokens: int
+    max_mel_tokens: int
+
+
+@dataclass
+class FilterReport:
+    """How many rows were kept and why the others were dropped."""
+
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def __str__(self) -> str:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.dropped.items()))
+        return f"kept {self.kept}" + (f", dropped {reasons}" if reasons else "")
+
+
+def build_examples(rows: Sequence[ManifestRow], encode: Callable[[str], list[int]], speaker_index: int,
+                   limits: LengthLimits) -> tuple[list[Example], FilterReport]:
+    """Tokenise ``rows`` with ``encode`` and keep those inside ``limits``."""
+    examples, report = [], FilterReport()
+    for row in rows:
+        if not limits.min_duration <= row.duration <= limits.max_duration:
+            report.drop("outside the duration range")
+            continue
+        if row.num_codes < 1 or row.num_codes > limits.max_mel_tokens:
+            report.drop("with too many (or no) codes for the model")
+            continue
+        text_ids = tuple(encode(row.text))
+        if not text_ids:
+            report.drop("with empty text")
+            continue
+        if len(text_ids) > limits.max_text_tokens:
+            report.drop("with too many text tokens for the model")
+            continue
+        examples.append(Example(text_ids, row.codes, row.num_codes, speaker_index, row.uid))
+        report.kept += 1
+    return examples, report
+
+
+class Batch(NamedTuple):
+    """A padded batch. Padding is zeros; the lengths say which positions are real."""
+
+    text_ids: torch.Tensor  # (B, L) int64
+    text_lengths: torch.Tensor  # (B,) int64
+    codes: torch.Tensor  # (B, N) int64
+    code_lengths: torch.Tensor  # (B,) int64
+    speaker_ids: torch.Tensor  # (B,) int64
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+    @property
+    def num_tokens(self) -> int:
+        """Real (unpadded) sequence positions in the batch, for throughput figures."""
+        return int(self.text_lengths.sum() + self.code_lengths.sum()) + len(self.text_lengths) * (
+            CONDITION_LATENTS + 2 * SPECIAL_TOKENS_PER_SEGMENT)
+
+
+class CodesDataset(Dataset):
+    """Examples whose codes are read from their .npy file on access (in DataLoader workers)."""
+
+    def __init__(self, examples: Sequence[Example]):
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([example.length for example in self.examples], dtype=np.int64)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        example = self.examples[index]
+        try:
+            codes = np.load(example.codes, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise DataError(f"Cannot read the codes of utterance '{example.uid}' from {example.codes}: "
+                            f"{error}. Re-run tools/extract_codec.py for this speaker.") from error
+        if codes.shape != (example.num_codes,):
+            raise DataError(f"{example.codes} holds shape {codes.shape} but the manifest says "
+                            f"({example.num_codes},) codes. Re-run tools/extract_codec.py for this speaker.")
+        return (torch.tensor(example.text_ids, dtype=torch.long), torch.from_numpy(codes.astype(np.int64)),
+                example.speaker_index)
+
+
+def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> Batch:
+    """Zero-pad texts and codes of ``items`` to the longest of each into a Batch."""
+    texts, codes, speakers = zip(*items)
+    return Batch(
+        text_ids=torch.nn.utils.rnn.pad_sequence(texts, batch_first=True),
+        text_lengths=torch.tensor([len(t) for t in texts], dtype=torch.long),
+        codes=torch.nn.utils.rnn.pad_sequence(codes, batch_first=True),
+        code_lengths=torch.tensor([len(c) for c in codes], dtype=torch.long),
+        speaker_ids=torch.tensor(speakers, dtype=torch.long),
+    )
+
+
+class TokenBudgetBatchSampler(Sampler[list[int]]):
+    """Length-bucketed batches whose padded size (batch size x longest length) fits ``max_tokens``.
+
+    Per epoch: a seeded shuffle, a stable sort by length (so equal lengths come in random order),
+    greedy cuts under the budget, then a seeded shuffle of the batches. With ``world_size`` > 1
+    each rank takes every ``world_size``-th batch; with ``even`` all ranks get the same count (the
+    few leftover batches are skipped that epoch), as DDP training needs. ``set_epoch`` picks the epoch; ``start_batch`` makes
+    the next iteration skip batches already consumed (resume). An example longer than the budget
+    still forms a batch on its own.
+    """
+
+    def __init__(self, lengths: Sequence[int] | np.ndarray, max_tokens: int, max_batch_size: int, seed: int,
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1, even: bool = True):
+        super().__init__()
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if len(self.lengths) == 0:
+            raise DataError("There are no examples to batch (every row was filtered out). Check the "
+                            "duration limits in the training config and the extracted manifests.")
+        self.max_tokens = max_tokens
+        self.max_batch_size = max_batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.even = even
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch = epoch
+        self.start_batch = start_batch
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of ``epoch``, in order (a pure function of seed, epoch and lengths)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        order = order[np.argsort(self.lengths[order], kind="stable")]
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for index in order.tolist():
+            longest = int(self.lengths[index])  # sorted ascending: the newcomer is the longest
+            if current and (longest * (len(current) + 1) > self.max_tokens or len(current) >= self.max_batch_size):
+                batches.append(current)
+                current = []
+            current.append(index)
+        batches.append(current)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        if not self.even:
+            return batches[self.rank::self.world_size]
+        per_rank = len(batches) // self.world_size
+        if per_rank == 0:
+            raise DataError(f"Only {len(batches)} batch(es) of data for {self.world_size} processes. "
+                            "Use fewer processes or a smaller data.max_tokens.")
+        return batches[self.rank:per_rank * self.world_size:self.world_size]
+
+    def __len__(self) -> int:
+        return len(self.epoch_batches(self.epoch)) - self.start_batch
+
+    def __iter__(self):
+        yield from self.epoch_batches(self.epoch)[self.start_batch:]

@@ -1,0 +1,111 @@
+"""Manifests, filtering, token-budget batching (determinism, resume position, DDP split) and collation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from indextts.data import (
+    CodesDataset, LengthLimits, ManifestRow, TokenBudgetBatchSampler, build_examples, collate, read_manifest,
+    sequence_length,
+)
+from indextts.errors import DataError
+
+
+def _write_manifest(folder, rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "codes").mkdir(exist_ok=True)
+    lines = []
+    for uid, text, num_codes, duration in rows:
+        np.save(folder / "codes" / f"{uid}.npy", np.arange(num_codes, dtype=np.int32))
+        lines.append(json.dumps({"uid": uid, "text": text, "codes": f"codes/{uid}.npy", "duration": duration,
+                                 "num_codes": num_codes}))
+    path = folder / "metadata_train.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_read_manifest_resolves_relative_paths(tmp_path):
+    path = _write_manifest(tmp_path / "spk", [("a", "hello", 5, 1.0)])
+    (row,) = read_manifest(path)
+    assert row.codes == (tmp_path / "spk" / "codes" / "a.npy").resolve() and row.num_codes == 5
+
+
+def test_read_manifest_names_the_bad_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"uid": "a", "text": "x", "codes": "c.npy", "duration": 1, "num_codes": 3}\n{"uid": "b"}\n')
+    with pytest.raises(DataError, match=r"m.jsonl:2 lacks"):
+        read_manifest(path)
+
+
+def test_build_examples_filters_by_duration_and_model_limits(tmp_path):
+    rows = [ManifestRow("ok", "", "abc", tmp_path / "x.npy", 2.0, 10, "m:1"),
+            ManifestRow("short", "", "abc", tmp_path / "x.npy", 0.1, 10, "m:2"),
+            ManifestRow("many_codes", "", "abc", tmp_path / "x.npy", 2.0, 99, "m:3"),
+            ManifestRow("long_text", "", "abcdefgh", tmp_path / "x.npy", 2.0, 10, "m:4"),
+            ManifestRow("empty", "", "", tmp_path / "x.npy", 2.0, 10, "m:5")]
+    examples, report = build_examples(rows, lambda text: [ord(c) for c in text], 1, LengthLimits(0.5, 5.0, 5, 50))
+    assert [e.uid for e in examples] == ["ok"] and report.kept == 1 and sum(report.dropped.values()) == 4
+    assert examples[0].length == sequence_length(3, 10) and examples[0].speaker_index == 1
+
+
+def _lengths(n=200, seed=0):
+    return np.random.default_rng(seed).integers(40, 300, n)
+
+
+def test_batches_respect_the_budget_and_cover_every_example_once():
+    lengths = _lengths()
+    sampler = TokenBudgetBatchSampler(lengths, max_tokens=1000, max_batch_size=8, seed=3)
+    batches = sampler.epoch_batches(0)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) * max(lengths[b]) <= 1000 and len(b) <= 8 for b in batches)
+    spreads = [max(lengths[b]) - min(lengths[b]) for b in batches]
+    assert np.median(spreads) < 30  # length-bucketed: no batch padded to a far longer outlier
+
+
+def test_order_is_seeded_per_epoch_and_resumable():
+    lengths = _lengths()
+    sampler = TokenBudgetBatchSampler(lengths, 1000, 8, seed=3)
+    again = TokenBudgetBatchSampler(lengths, 1000, 8, seed=3)
+    assert sampler.epoch_batches(1) == again.epoch_batches(1)
+    assert sampler.epoch_batches(0) != sampler.epoch_batches(1)
+    sampler.set_epoch(1, start_batch=5)
+    assert list(sampler) == again.epoch_batches(1)[5:] and len(sampler) == len(again.epoch_batches(1)) - 5
+
+
+def test_ranks_get_disjoint_equal_shares():
+    lengths = _lengths(101)
+    shares = [TokenBudgetBatchSampler(lengths, 1000, 8, seed=1, rank=r, world_size=3).epoch_batches(2)
+              for r in range(3)]
+    assert len({len(s) for s in shares}) == 1
+    seen = [i for share in shares for b in share for i in b]
+    assert len(seen) == len(set(seen))
+    uneven = [TokenBudgetBatchSampler(lengths, 1000, 8, seed=1, rank=r, world_size=3, even=False).epoch_batches(0)
+              for r in range(3)]
+    assert sorted(i for share in uneven for b in share for i in b) == list(range(101))
+
+
+def test_outlier_longer_than_the_budget_gets_its_own_batch():
+    sampler = TokenBudgetBatchSampler([50, 60, 5000], 500, 8, seed=0)
+    assert [2] in sampler.epoch_batches(0)
+
+
+def test_dataset_and_collate_pad_with_zeros(tmp_path):
+    path = _write_manifest(tmp_path / "spk", [("a", "hi", 3, 1.0), ("b", "hello", 5, 1.0)])
+    examples, _ = build_examples(read_manifest(path), lambda text: [7] * len(text), 0, LengthLimits(0, 10, 50, 50))
+    batch = collate([CodesDataset(examples)[i] for i in range(2)])
+    assert batch.text_ids.shape == (2, 5) and batch.codes.shape == (2, 5)
+    assert batch.text_lengths.tolist() == [2, 5] and batch.code_lengths.tolist() == [3, 5]
+    assert torch.equal(batch.codes[0], torch.tensor([0, 1, 2, 0, 0])) and batch.codes.dtype == torch.long
+    assert batch.num_tokens == sequence_length(2, 3) + sequence_length(5, 5)
+
+
+def test_codes_shape_mismatch_is_a_data_error(tmp_path):
+    path = _write_manifest(tmp_path / "spk", [("a", "hi", 3, 1.0)])
+    np.save(tmp_path / "spk" / "codes" / "a.npy", np.arange(4, dtype=np.int32))
+    examples, _ = build_examples(read_manifest(path), lambda text: [7], 0, LengthLimits(0, 10, 50, 50))
+    with pytest.raises(DataError, match="manifest says"):
+        CodesDataset(examples)[0]

@@ -1,0 +1,106 @@
+"""LoRA wrapping, the run folder contract (load_trained_run), merging and the merged export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+
+from indextts.checkpoints import load_gpt
+from indextts.config import load_config
+from indextts.errors import CheckpointError
+from indextts.lora import SpeakerConditions, add_lora, export_merged, load_trained_run, make_lora_config
+from indextts.trainer import DEFAULT_CONFIG, load_train_config, run_training
+from test_train import tiny_overrides, write_extracted_data
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, tiny_model_dir):
+    """Two short runs: a plain one, and one that adds two special tokens (text vocabulary grows)."""
+    root = tmp_path_factory.mktemp("lora_runs")
+    info = write_extracted_data(root / "data", int(load_config(tiny_model_dir).gpt.model_dim))
+    runs = {}
+    for name, extra in (("plain", []), ("tokens", ["train.special_tokens=[<laugh>,<breath>]"])):
+        runs[name] = root / name
+        run_training(load_train_config(DEFAULT_CONFIG, tiny_overrides(
+            tiny_model_dir, info, runs[name], "train.max_steps=3", *extra)))
+    return runs
+
+
+def _latents(gpt, condition: torch.Tensor) -> torch.Tensor:
+    text = torch.tensor([[5, 9, 17, 3]])
+    codes = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    with torch.no_grad():
+        return gpt.forward_latents(condition.unsqueeze(0), text, torch.tensor([4]), codes, torch.tensor([6]))
+
+
+def test_lora_targets_only_gpt2_blocks(tiny_model_dir):
+    model = add_lora(load_gpt(tiny_model_dir), make_lora_config(4, 8, 0.0))
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".gpt.h." in name and "lora_" in name for name in trainable)
+    wrapped = {name.rsplit(".lora_", 1)[0].split(".gpt.h.")[1].split(".", 1)[1] for name in trainable}
+    assert wrapped == {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}
+
+
+def test_speaker_conditions_pick_rows():
+    initial = torch.randn(3, 32, 8)
+    speakers = SpeakerConditions(["a", "b", "c"], initial)
+    assert torch.equal(speakers(torch.tensor([2, 0])), initial[[2, 0]])
+    assert set(speakers.as_dict()) == {"a", "b", "c"}
+
+
+def test_adapter_loads_with_peft_from_pretrained(trained_runs, tiny_model_dir):
+    run = trained_runs["plain"]
+    base = load_gpt(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, str(run / "adapter"))
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    config = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == load_train_config(DEFAULT_CONFIG).train.lora.r and config["fan_in_fan_out"] is True
+
+
+def test_run_folder_matches_the_contract(trained_runs):
+    run = trained_runs["tokens"]
+    for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "speakers.safetensors",
+                 "speakers.json", "tokenizer/bpe.model", "config.yaml", "train.log"):
+        assert (run / name).is_file(), name
+    assert not (trained_runs["plain"] / "tokenizer").exists()
+
+
+@pytest.mark.parametrize("name", ["plain", "tokens"])
+def test_merged_and_unmerged_latents_match(trained_runs, tiny_model_dir, name):
+    merged = load_trained_run(trained_runs[name], load_gpt(tiny_model_dir), merge=True)
+    unmerged = load_trained_run(trained_runs[name], load_gpt(tiny_model_dir), merge=False)
+    assert set(merged.speakers) == {"alice", "bob"}
+    speaker = merged.speakers["alice"]
+    assert speaker.condition.shape == (32, 64) and speaker.reference_mel.shape[0] == 100
+    want = _latents(unmerged.gpt, speaker.condition)
+    torch.testing.assert_close(_latents(merged.gpt, speaker.condition), want, atol=1e-5, rtol=1e-5)
+    base = _latents(load_gpt(tiny_model_dir), speaker.condition)
+    assert not torch.allclose(base, want, atol=1e-4)
+    assert (merged.tokenizer_path is not None) == (name == "tokens")
+    if name == "tokens":
+        assert merged.gpt.text_vocab_size == 402
+
+
+def test_export_merged_loads_strictly(trained_runs, tiny_model_dir, tmp_path):
+    out = export_merged(trained_runs["tokens"], tiny_model_dir, tmp_path / "merged")
+    exported = load_gpt(out)
+    assert exported.text_vocab_size == 402
+    merged = load_trained_run(trained_runs["tokens"], load_gpt(tiny_model_dir), merge=True)
+    condition = merged.speakers["bob"].condition
+    torch.testing.assert_close(_latents(exported, condition), _latents(merged.gpt, condition), atol=1e-5, rtol=1e-5)
+    for name in ("speakers.safetensors", "speakers.json", "bpe.model", "dvae.pth", "bigvgan_generator.pth"):
+        assert (out / name).is_file(), name
+    stored = torch.load(out / "gpt.pth", weights_only=True)
+    assert set(stored) == {"model"}
+
+
+def test_adapter_on_a_different_base_is_rejected(trained_runs, tiny_model_dir):
+    from indextts.gpt.model import UnifiedVoice
+
+    cfg = load_config(tiny_model_dir)
+    cfg.gpt.number_mel_codes = int(cfg.gpt.number_mel_codes) + 2
+    with pytest.raises(CheckpointError, match="different base GPT"):
+        load_trained_run(trained_runs["plain"], UnifiedVoice(**cfg.gpt))

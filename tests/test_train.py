@@ -1,0 +1,237 @@
+"""End-to-end training on tiny checkpoints: loss goes down, run folder, resume after kill -9, torchrun, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from indextts.errors import TrainingError
+from indextts.trainer import DEFAULT_CONFIG, Trainer, latest_checkpoint, load_train_config, run_training
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["Hello there, how are you today?", "The quick brown fox jumps over the lazy dog.",
+         "We are testing the training loop.", "Small models learn simple patterns quickly.",
+         "今天天气很好。", "Please read this sentence slowly."]
+
+
+def write_extracted_data(root: Path, model_dim: int, speakers=("alice", "bob"), train_rows: int = 6,
+                         valid_rows: int = 2, num_mel_codes: int = 256, seed: int = 0) -> Path:
+    """Write extraction output in the documented layout; returns speaker_info.json.
+
+    Each speaker's codes follow a simple speaker-specific pattern, so a few steps can learn them.
+    """
+    rng = np.random.default_rng(seed)
+    entries = []
+    for s, speaker in enumerate(speakers):
+        folder = root / speaker
+        (folder / "codes").mkdir(parents=True)
+        (folder / "conditions").mkdir()
+        (folder / "wavs").mkdir()
+        rows = []
+        for i in range(train_rows + valid_rows):
+            uid = f"{speaker}_{i:03d}"
+            num_codes = int(rng.integers(8, 30))
+            codes = ((np.arange(num_codes) * (s + 2) + s) % min(num_mel_codes, 13)).astype(np.int32)
+            np.save(folder / "codes" / f"{uid}.npy", codes)
+            np.save(folder / "conditions" / f"{uid}.npy", rng.standard_normal((32, model_dim)).astype(np.float32))
+            soundfile.write(folder / "wavs" / f"{uid}.wav", rng.uniform(-0.3, 0.3, 24000 // 2).astype(np.float32), 24000)
+            rows.append({"uid": uid, "speaker": speaker, "audio": f"wavs/{uid}.wav", "text": TEXTS[i % len(TEXTS)],
+                         "codes": f"codes/{uid}.npy", "condition": f"conditions/{uid}.npy",
+                         "duration": num_codes * 1024 / 24000, "num_codes": num_codes, "num_text_tokens": 0})
+        for name, subset in (("metadata.jsonl", rows), ("metadata_train.jsonl", rows[:train_rows]),
+                             ("metadata_valid.jsonl", rows[train_rows:])):
+            (folder / name).write_text("".join(json.dumps(r) + "\n" for r in subset), encoding="utf-8")
+        np.save(folder / "medoid_condition.npy", np.load(folder / "conditions" / f"{speaker}_000.npy"))
+        (folder / "medoid_info.json").write_text(json.dumps(
+            {"uid": f"{speaker}_000", "audio": f"wavs/{speaker}_000.wav", "condition": f"conditions/{speaker}_000.npy",
+             "metric": "cosine"}), encoding="utf-8")
+        entries.append({"speaker": speaker, "avg_duration": 1.0, "sample_num": len(rows),
+                        "total_duration_in_seconds": 1.0, "total_duration_in_minutes": 0.1,
+                        "total_duration_in_hours": 0.01, "train_jsonl": f"{speaker}/metadata_train.jsonl",
+                        "valid_jsonl": f"{speaker}/metadata_valid.jsonl",
+                        "medoid_condition": f"{speaker}/medoid_condition.npy"})
+    info = root / "speaker_info.json"
+    info.write_text(json.dumps(entries, indent=2), encoding="utf-8")
+    return info
+
+
+def tiny_overrides(model_dir: Path, speaker_info: Path, run_dir: Path, *extra: str) -> list[str]:
+    """Fast CPU settings for the tiny model."""
+    return [f"model_dir={model_dir}", f"speaker_info={speaker_info}", f"run_dir={run_dir}",
+            "data.num_workers=0", "data.max_tokens=400", "data.max_batch_size=4", "data.min_duration=0.1",
+            "train.device=cpu", "train.precision=fp32", "train.grad_accum=1", "train.epochs=2",
+            "train.optimizer.lr=3e-3", "train.speaker_conditions.lr=3e-3", "train.lora.dropout=0.1",
+            "train.scheduler.warmup_ratio=0.0", "train.save_every_steps=0", "train.deterministic=true", *extra]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, tiny_model_dir):
+    from indextts.config import load_config
+
+    root = tmp_path_factory.mktemp("extracted")
+    write_extracted_data(root, int(load_config(tiny_model_dir).gpt.model_dim))
+    return root
+
+
+def read_metrics(run_dir: Path, kind: str = "train") -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_a_few_steps_lower_the_loss_and_write_the_run_folder(tmp_path, tiny_model_dir, data_dir):
+    run_dir = tmp_path / "run"
+    cfg = load_train_config(DEFAULT_CONFIG, tiny_overrides(
+        tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=6", "train.lora.dropout=0.0"))
+    metrics = run_training(cfg)
+    train = read_metrics(run_dir)
+    assert len(train) >= 6
+    assert np.mean([r["loss"] for r in train[-2:]]) < np.mean([r["loss"] for r in train[:2]])
+    valid = read_metrics(run_dir, "valid")
+    assert valid and {"text_loss", "mel_loss", "mel_top1", "mel_top10"} <= set(metrics)
+    assert 0.0 <= metrics["mel_top1"] <= metrics["mel_top10"] <= 1.0
+    for name in ("config.yaml", "train.log", "metrics.jsonl", "speakers.safetensors", "speakers.json",
+                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").iterdir())
+    checkpoint = latest_checkpoint(run_dir)
+    assert checkpoint is not None and checkpoint.name == f"step_{train[-1]['step']:08d}"
+    for name in ("adapter/adapter_model.safetensors", "optimizer.safetensors", "optimizer.json", "rng.safetensors",
+                 "trainer_state.json", "speakers.safetensors", "config.yaml"):
+        assert (checkpoint / name).is_file(), name
+    assert not list(run_dir.rglob("*.pt")) and not list(run_dir.rglob("*.pth")) and not list(run_dir.rglob("*.bin"))
+    with pytest.raises(TrainingError, match="already holds checkpoints"):
+        Trainer(cfg).setup()
+
+
+def test_resume_when_finished_does_not_train_again(tmp_path, tiny_model_dir, data_dir):
+    run_dir = tmp_path / "run"
+    base = tiny_overrides(tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.max_steps=2")
+    run_training(load_train_config(DEFAULT_CONFIG, base))
+    before = read_metrics(run_dir)
+    run_training(load_train_config(DEFAULT_CONFIG, [*base, "train.resume=auto"]))
+    assert read_metrics(run_dir) == before
+
+
+def _run_train_py(args: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "train.py"), *args], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_kill_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir, data_dir):
+    info = data_dir / "speaker_info.json"
+    settings = ["train.epochs=3", "train.save_every_steps=1", "train.grad_accum=2", "data.num_workers=1",
+                "train.val_every_steps=3", "train.keep_checkpoints=2"]
+    reference = tmp_path / "reference"
+    done = _run_train_py(tiny_overrides(tiny_model_dir, info, reference, *settings))
+    output, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, output
+
+    killed = tmp_path / "killed"
+    process = _run_train_py(tiny_overrides(tiny_model_dir, info, killed, *settings))
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        checkpoint = latest_checkpoint(killed)
+        if checkpoint is not None and int(checkpoint.name.split("_")[1]) >= 3:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert len(read_metrics(killed)) < len(read_metrics(reference))
+
+    resumed = _run_train_py([*tiny_overrides(tiny_model_dir, info, killed, *settings), "--resume"])
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    for kind in ("train", "valid"):
+        want, got = read_metrics(reference, kind), read_metrics(killed, kind)
+        assert [r["step"] for r in got] == [r["step"] for r in want]
+        for a, b in zip(got, want):
+            for key in ("loss", "text_loss", "mel_loss", "lr") if kind == "train" else ("text_loss", "mel_loss"):
+                assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (kind, a["step"], key)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(tmp_path, tiny_model_dir, data_dir):
+    run_dir = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO_ROOT / "train.py"),
+               *tiny_overrides(tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=2",
+                               "data.max_batch_size=2")]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    train = read_metrics(run_dir)
+    assert train and all(np.isfinite(r["loss"]) for r in train)
+    assert read_metrics(run_dir, "valid")
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    state = json.loads((latest_checkpoint(run_dir) / "trainer_state.json").read_text())
+    assert state["world_size"] == 2
+
+
+def _setup_error(tmp_path, model_dir, speaker_info) -> str:
+    cfg = load_train_config(DEFAULT_CONFIG, tiny_overrides(model_dir, speaker_info, tmp_path / "run"))
+    trainer = Trainer(cfg)
+    try:
+        with pytest.raises(TrainingError) as error:
+            trainer.setup()
+    finally:
+        trainer.close()
+    return str(error.value)
+
+
+def test_missing_speaker_info(tmp_path, tiny_model_dir):
+    assert "does not exist" in _setup_error(tmp_path, tiny_model_dir, tmp_path / "nowhere" / "speaker_info.json")
+
+
+def test_empty_speaker_info(tmp_path, tiny_model_dir):
+    info = tmp_path / "speaker_info.json"
+    info.write_text("[]", encoding="utf-8")
+    assert "lists no speakers" in _setup_error(tmp_path, tiny_model_dir, info)
+
+
+def test_speaker_without_rows(tmp_path, tiny_model_dir):
+    info = write_extracted_data(tmp_path / "data", 64)
+    (tmp_path / "data" / "bob" / "metadata_train.jsonl").write_text("", encoding="utf-8")
+    message = _setup_error(tmp_path, tiny_model_dir, info)
+    assert "'bob' has no rows" in message and "alice" not in message
+
+
+def test_condition_width_differs_from_base(tmp_path, tiny_model_dir):
+    info = write_extracted_data(tmp_path / "data", 48)
+    message = _setup_error(tmp_path, tiny_model_dir, info)
+    assert "(32, 48)" in message and "(32, 64)" in message and "another IndexTTS release" in message
+
+
+def test_missing_base_files(tmp_path, tiny_model_dir, data_dir):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    (model_dir / "gpt.pth").unlink()
+    (model_dir / "bpe.model").unlink()
+    message = _setup_error(tmp_path, model_dir, data_dir / "speaker_info.json")
+    assert "gpt.pth" in message and "bpe.model" in message
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, tiny_model_dir):
+    process = _run_train_py(tiny_overrides(tiny_model_dir, tmp_path / "missing.json", tmp_path / "run"))
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2
+    assert output.count("error:") == 1 and "Traceback" not in output
+
+
+def test_unknown_override_key_is_rejected():
+    from indextts.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.lora.rank"):
+        load_train_config(DEFAULT_CONFIG, ["train.lora.rank=8"])
