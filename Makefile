@@ -1,10 +1,13 @@
 # index-tts-lora: `make demo` runs the whole pipeline on an embedded example; `make test` runs the tests.
-# Both create .venv on first use. torch is installed first, on its own, so an existing suitable
-# build is kept; override the spec with e.g. `make test TORCH="torch==2.13.0"`.
+# Both create .venv on first use. torch is installed first, on its own step, and only when .venv
+# has none, so a suitable build put there beforehand is kept. TORCH is the requirement and
+# TORCH_INDEX_URL an optional package index, e.g. for a CPU-only build on a machine without a GPU:
+#   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+TORCH_INDEX_URL ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -14,7 +17,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 

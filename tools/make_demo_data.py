@@ -1,7 +1,7 @@
 """Write the embedded two-speaker bilingual demo speech set (eSpeak NG, no downloads).
 
     python tools/make_demo_data.py finetune_data/demo
-    python tools/extract_codec.py finetune_data/demo/demo_speaker_a.lst ...
+    python tools/extract_codec.py --audio_list finetune_data/demo/demo_speaker_a.lst --audio_list ...
 
 Each speaker gets a folder of 22,050 Hz wav files and an audio list ``<OUT_DIR>/<speaker>.lst``.
 """
