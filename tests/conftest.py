@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CONFORMANCE = REPO_ROOT.parent / "shared" / "conformance"
+MANIFEST_FILE = SHARED_CONFORMANCE / "state_dict_manifest.json"
+RELEASES = ("IndexTTS-1.5", "IndexTTS-1.0")
 
 
 def conformance_folders(marker_file: str) -> list[Path]:
@@ -34,3 +37,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from indextts.tiny import write_tiny_checkpoints
 
     return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny_checkpoints"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def release_manifest() -> dict:
+    """The state-dict manifest of the release checkpoints (names, shapes and config per release)."""
+    if not MANIFEST_FILE.is_file():
+        pytest.skip(f"{MANIFEST_FILE} is not present (the conformance data lies beside the repository)")
+    return json.loads(MANIFEST_FILE.read_text())

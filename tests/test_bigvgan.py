@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -13,16 +12,15 @@ from indextts.BigVGAN.activations import kaiser_sinc_filter
 from indextts.checkpoints import load_bigvgan
 from indextts.config import load_config
 
-from conftest import SHARED_CONFORMANCE, conformance_folders
+from conftest import RELEASES, conformance_folders
 
 MODEL_GOLDENS = conformance_folders("expected.safetensors")
-MANIFEST = SHARED_CONFORMANCE / "state_dict_manifest.json"
 
 
-@pytest.mark.parametrize("release", ["IndexTTS-1.5", "IndexTTS-1.0"])
-def test_meta_model_matches_release_manifest(release):
+@pytest.mark.parametrize("release", RELEASES)
+def test_meta_model_matches_release_manifest(release, release_manifest):
     """Names and shapes as stored, i.e. with weight_g / weight_v before folding."""
-    manifest = json.loads(MANIFEST.read_text())[release]
+    manifest = release_manifest[release]
     with torch.device("meta"):
         model = BigVGAN(manifest["config"]["bigvgan"])
     stored = {k: list(v.shape) for k, v in model.stored_state_dict().items()}

@@ -1,21 +1,18 @@
 """Config loading: release configs validate, problems are reported clearly and all at once."""
 
-import json
-
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO_ROOT, SHARED_CONFORMANCE
+from conftest import REPO_ROOT
 from indextts.config import checkpoint_paths, load_config
 from indextts.errors import ConfigError
 
-MANIFEST = SHARED_CONFORMANCE / "state_dict_manifest.json"
 SHIPPED = {"IndexTTS-1.5": "config.yaml", "IndexTTS-1.0": "config_indextts1.0.yaml"}
 
 
 @pytest.mark.parametrize("release", sorted(SHIPPED))
-def test_shipped_configs_match_the_manifest(release):
-    manifest = json.loads(MANIFEST.read_text())
+def test_shipped_configs_match_the_manifest(release, release_manifest):
+    manifest = release_manifest
     shipped = OmegaConf.to_container(load_config(REPO_ROOT / "checkpoints" / SHIPPED[release]))
     assert shipped == manifest[release]["config"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -11,15 +10,14 @@ from safetensors.torch import load_file
 from indextts.checkpoints import load_dvae
 from indextts.vqvae.dvae import DiscreteVAE
 
-from conftest import SHARED_CONFORMANCE, conformance_folders
+from conftest import RELEASES, conformance_folders
 
 MODEL_GOLDENS = conformance_folders("expected.safetensors")
-MANIFEST = SHARED_CONFORMANCE / "state_dict_manifest.json"
 
 
-@pytest.mark.parametrize("release", ["IndexTTS-1.5", "IndexTTS-1.0"])
-def test_meta_model_matches_release_manifest(release):
-    manifest = json.loads(MANIFEST.read_text())[release]
+@pytest.mark.parametrize("release", RELEASES)
+def test_meta_model_matches_release_manifest(release, release_manifest):
+    manifest = release_manifest[release]
     with torch.device("meta"):
         model = DiscreteVAE(**manifest["config"]["vqvae"])
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == manifest["dvae.pth"]

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import SHARED_CONFORMANCE
+from conftest import RELEASES
 from indextts.errors import ConfigError, TextError
 from indextts.gpt.model import IGNORE_INDEX, UnifiedVoice
 
-MANIFEST = json.loads((SHARED_CONFORMANCE / "state_dict_manifest.json").read_text())
-RELEASES = [name for name in MANIFEST if isinstance(MANIFEST[name], dict) and "gpt.pth" in MANIFEST[name]]
 
 SMALL_CONFIG = dict(
     model_dim=32,
@@ -60,11 +56,11 @@ def row(tensors, i):
 
 
 @pytest.mark.parametrize("release", RELEASES)
-def test_release_config_builds_manifest_names_and_shapes(release):
+def test_release_config_builds_manifest_names_and_shapes(release, release_manifest):
     with torch.device("meta"):
-        built = UnifiedVoice(**MANIFEST[release]["config"]["gpt"])
+        built = UnifiedVoice(**release_manifest[release]["config"]["gpt"])
     shapes = {name: list(tensor.shape) for name, tensor in built.state_dict().items()}
-    assert shapes == MANIFEST[release]["gpt.pth"]
+    assert shapes == release_manifest[release]["gpt.pth"]
 
 
 def test_gpt2_own_embeddings_are_gone(model):
