@@ -1,0 +1,184 @@
+"""Audio lists: one utterance per line, ``audio_path<TAB>transcript`` (or ``audio_path|transcript``).
+
+Parsing never loads audio or models. Every line that cannot become an utterance is returned as a
+``SkippedLine`` with a reason, so the caller can report it instead of crashing; a list that is not
+UTF-8, or that yields no usable line at all, raises ``DataError`` before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indextts.errors import DataError
+
+SEPARATORS = ("\t", "|")
+SPEAKER_NAME = re.compile(r"^[^/\\\x00]+$")
+
+
+class SkipReason:
+    """Reasons an audio-list line is not used (the ``reason`` field of skipped.jsonl)."""
+
+    MALFORMED_LINE = "malformed_line"
+    MISSING_FILE = "missing_file"
+    DUPLICATE_AUDIO = "duplicate_audio"
+    EMPTY_TRANSCRIPT = "empty_transcript"
+    UNREADABLE_AUDIO = "unreadable_audio"
+    SILENT_AUDIO = "silent_audio"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    TOO_MANY_CODES = "too_many_codes"
+    TOO_MANY_TEXT_TOKENS = "too_many_text_tokens"
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One usable line of an audio list; ``audio`` is an absolute path to an existing file."""
+
+    speaker: str
+    uid: str
+    audio: Path
+    text: str
+    list_path: Path
+    line_number: int
+    line: str
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """A line of an audio list that produced no training example, and why."""
+
+    list_path: Path
+    line_number: int
+    line: str
+    reason: str
+    detail: str
+    audio: str | None = None
+    text: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "list": str(self.list_path), "line": self.line_number, "content": self.line,
+            "reason": self.reason, "detail": self.detail, "audio": self.audio, "text": self.text,
+        }
+
+
+@dataclass
+class SpeakerList:
+    """A parsed audio list: the speaker's usable utterances (list order) and its skipped lines."""
+
+    speaker: str
+    list_path: Path
+    utterances: list[Utterance] = field(default_factory=list)
+    skipped: list[SkippedLine] = field(default_factory=list)
+
+
+def speaker_name_for(list_path: Path, speaker: str | None) -> str:
+    """The speaker name: ``speaker`` when given, else the list file's stem; must be a folder name."""
+    name = speaker if speaker is not None else list_path.stem
+    if not name or name in (".", "..") or not SPEAKER_NAME.match(name) or name != name.strip():
+        raise DataError(
+            f"'{name}' (for the audio list {list_path}) cannot be used as a speaker name: it becomes "
+            "a folder name, so it must be non-empty, without slashes or surrounding spaces. Pass "
+            "--speaker NAME to choose one."
+        )
+    return name
+
+
+def _read_lines(list_path: Path) -> list[str]:
+    if not list_path.is_file():
+        raise DataError(f"The audio list {list_path} does not exist. Check the --audio_list path.")
+    raw = list_path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise DataError(
+            f"The audio list {list_path} is not UTF-8 text (invalid byte at line {line}). Re-save it "
+            "as UTF-8, e.g. `iconv -f GBK -t UTF-8 in.lst > out.lst`."
+        ) from error
+    return text.splitlines()
+
+
+def _split_line(line: str) -> tuple[str, str] | None:
+    for separator in SEPARATORS:
+        if separator in line:
+            audio, text = line.split(separator, 1)
+            return audio.strip(), text.strip()
+    return None
+
+
+def _unique_uid(stem: str, line_number: int, used: set[str]) -> str:
+    uid = stem if stem not in used else f"{stem}_L{line_number}"
+    used.add(uid)
+    return uid
+
+
+def parse_audio_list(list_path: str | Path, speaker: str | None = None) -> SpeakerList:
+    """Parse one audio list into usable utterances and skipped lines (blank and ``#`` lines ignored).
+
+    Relative audio paths resolve against the list file's folder. The uid is the audio file's stem
+    (suffixed with ``_L<line>`` when two different files share a stem).
+    """
+    list_path = Path(list_path).expanduser().resolve()
+    lines = _read_lines(list_path)
+    parsed = SpeakerList(speaker=speaker_name_for(list_path, speaker), list_path=list_path)
+    seen_audio: dict[Path, int] = {}
+    used_uids: set[str] = set()
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+
+        def skip(reason: str, detail: str, audio: str | None = None, text: str | None = None) -> None:
+            parsed.skipped.append(SkippedLine(list_path, line_number, line, reason, detail, audio, text))
+
+        fields = _split_line(line)
+        if fields is None:
+            skip(SkipReason.MALFORMED_LINE, "no TAB or '|' between the audio path and the transcript")
+            continue
+        audio_field, text = fields
+        if not audio_field:
+            skip(SkipReason.MALFORMED_LINE, "the audio path is empty", text=text)
+            continue
+        audio = Path(audio_field).expanduser()
+        audio = (audio if audio.is_absolute() else list_path.parent / audio).resolve()
+        if not text:
+            skip(SkipReason.EMPTY_TRANSCRIPT, "the transcript is empty", str(audio), text)
+        elif not audio.is_file():
+            skip(SkipReason.MISSING_FILE, f"{audio} does not exist", str(audio), text)
+        elif audio in seen_audio:
+            skip(SkipReason.DUPLICATE_AUDIO, f"the same file is already used on line {seen_audio[audio]}",
+                 str(audio), text)
+        else:
+            seen_audio[audio] = line_number
+            uid = _unique_uid(audio.stem, line_number, used_uids)
+            parsed.utterances.append(Utterance(parsed.speaker, uid, audio, text, list_path, line_number, line))
+    return parsed
+
+
+def parse_audio_lists(list_paths: list[Path], speakers: list[str] | None = None) -> list[SpeakerList]:
+    """Parse every list (one speaker each); raise DataError for clashes or when no line is usable."""
+    if speakers and len(speakers) != len(list_paths):
+        raise DataError(
+            f"{len(speakers)} --speaker names were given for {len(list_paths)} --audio_list files. "
+            "Give one --speaker per list, in the same order, or none to use the list file names."
+        )
+    parsed = [parse_audio_list(path, speakers[i] if speakers else None) for i, path in enumerate(list_paths)]
+    names = [p.speaker for p in parsed]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DataError(
+            f"Several audio lists map to the same speaker {duplicates}. One list holds one speaker: "
+            "merge those lists, or pass a distinct --speaker for each."
+        )
+    if not any(p.utterances for p in parsed):
+        reasons = sorted({s.reason for p in parsed for s in p.skipped})
+        listed = ", ".join(str(p.list_path) for p in parsed)
+        raise DataError(
+            f"No usable line in {listed} (problems found: {', '.join(reasons) or 'the lists are empty'}). "
+            "Each line must be `audio_path<TAB>transcript` (or `audio_path|transcript`) with an "
+            "existing audio file (relative paths resolve from the list's folder) and a non-empty "
+            "transcript."
+        )
+    return parsed
