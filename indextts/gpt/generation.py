@@ -1,0 +1,419 @@
+"""Autoregressive generation of mel codes for the UnifiedVoice GPT.
+
+The decoder sees, per text, ``[conditioning (32 rows); start_text, text..., stop_text; start_mel]`` and then
+one generated code per step. Generation reproduces what the reference implementation gets from Hugging Face
+``generate`` (greedy, sampling with temperature / top-k / top-p, repetition penalty, beam search and beam
+sampling), including two details of the reference that change the numbers:
+
+- the token ids given to ``generate`` are a fake prompt: id 1 repeated for every prompt row, then
+  ``start_mel``; the repetition penalty therefore treats mel code 1 and ``start_mel`` as already seen;
+- the k-th generated code (k = 1, 2, ...) is embedded at mel position k + 1, because the reference derives the
+  position from the attention-mask length, which already counts the ``start_mel`` step; position 1 is never used.
+
+Rows of a batch have different text lengths: their prompts are left-padded and masked so that every row decodes
+in lockstep and gets exactly the codes it would get alone. The key/value cache is allocated once for the whole
+generation (prompt + ``max_new_tokens``), beams share one prompt pass and are expanded inside the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from indextts.errors import InferenceError
+
+FAKE_PROMPT_TOKEN = 1
+"""Id the reference puts at every prompt row of the token sequence it hands to ``generate``."""
+
+GENERATED_POSITION_OFFSET = 1
+"""Mel position of the k-th generated code is k + this offset (``start_mel`` sits at position 0)."""
+
+FINISHED_SCORE = -1.0e9
+"""Score Hugging Face beam search gives to empty or excluded hypotheses."""
+
+
+@dataclass
+class GenerationConfig:
+    """How mel codes are chosen; defaults are the reference IndexTTS inference settings.
+
+    ``do_sample`` with ``num_beams > 1`` is beam sampling (as in the reference); ``num_beams == 1`` without
+    sampling is greedy decoding. ``repetition_penalty`` divides positive and multiplies negative scores of every
+    id already in the running sequence. ``length_penalty`` 0 ranks finished beams by summed log-probabilities.
+    ``max_new_tokens`` caps the number of generated codes (stop code included). ``min_new_tokens`` forbids the
+    stop code until that many codes exist; set it to ``max_new_tokens`` to force a fixed length (benchmarks).
+    ``seed`` or ``generator`` make sampling reproducible (``generator`` wins when both are given).
+    """
+
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_k: int = 30
+    top_p: float = 0.8
+    num_beams: int = 3
+    repetition_penalty: float = 10.0
+    length_penalty: float = 0.0
+    max_new_tokens: int = 600
+    min_new_tokens: int = 0
+    seed: int | None = None
+    generator: torch.Generator | None = None
+
+    def validate(self) -> None:
+        """Raise ``InferenceError`` naming every invalid option."""
+        problems = []
+        if self.temperature <= 0:
+            problems.append(f"temperature must be > 0 (got {self.temperature})")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0, 0 meaning off (got {self.top_k})")
+        if not 0.0 < self.top_p <= 1.0:
+            problems.append(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.num_beams < 1:
+            problems.append(f"num_beams must be >= 1 (got {self.num_beams})")
+        if self.repetition_penalty <= 0:
+            problems.append(f"repetition_penalty must be > 0, 1 meaning off (got {self.repetition_penalty})")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            problems.append(
+                f"min_new_tokens must be between 0 and max_new_tokens={self.max_new_tokens} "
+                f"(got {self.min_new_tokens})"
+            )
+        if problems:
+            raise InferenceError(
+                "Invalid generation settings: " + "; ".join(problems) + ". Fix these options and run again."
+            )
+
+    def make_generator(self, device: torch.device) -> torch.Generator | None:
+        """The random generator sampling draws from (None: torch's global one)."""
+        if self.generator is not None:
+            return self.generator
+        if self.seed is None:
+            return None
+        generator = torch.Generator(device=device)
+        generator.manual_seed(self.seed)
+        return generator
+
+
+class StaticKVCache:
+    """Key/value buffers allocated once, shaped (rows, heads, max_length, head_dim) per layer.
+
+    Passed to ``GPT2Model`` as its cache: every attention layer calls ``update`` with the keys/values of the
+    new tokens. The caller sets ``write_position`` before each forward. During the prompt pass
+    ``prompt_repeats`` copies each prompt row into that many cache rows (beams) while the attention itself
+    runs on the unrepeated prompt. ``update`` returns views up to the written length; a captured (CUDA graph)
+    decode step would instead attend over all ``max_length`` slots with the mask hiding the unwritten ones.
+    """
+
+    def __init__(self, num_layers: int, rows: int, heads: int, max_length: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device):
+        shape = (rows, heads, max_length, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.max_length = max_length
+        self.write_position = 0
+        self.prompt_repeats = 1
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        """Store (rows, heads, T, head_dim) states at ``write_position``; return the keys/values to attend to."""
+        start, end = self.write_position, self.write_position + key_states.shape[2]
+        if self.prompt_repeats > 1:
+            self.keys[layer_idx][:, :, start:end] = key_states.repeat_interleave(self.prompt_repeats, dim=0)
+            self.values[layer_idx][:, :, start:end] = value_states.repeat_interleave(self.prompt_repeats, dim=0)
+            return key_states, value_states
+        self.keys[layer_idx][:, :, start:end] = key_states
+        self.values[layer_idx][:, :, start:end] = value_states
+        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
+
+    def reorder_rows(self, rows: torch.Tensor, length: int) -> None:
+        """Make row i hold what row ``rows[i]`` held, for the first ``length`` positions (beam selection).
+
+        Only rows whose source changed are copied: beams often keep their own history.
+        """
+        targets = (rows != torch.arange(rows.shape[0], device=rows.device)).nonzero()[:, 0]
+        if targets.numel() == 0:
+            return
+        sources = rows[targets]
+        for buffers in (self.keys, self.values):
+            for buffer in buffers:
+                buffer[targets, :, :length] = buffer[sources, :, :length]
+
+
+class _Decoder:
+    """Runs the GPT over a left-padded batch of prompts, then one code per row and step."""
+
+    def __init__(self, model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
+                 max_new_tokens: int, repeats: int):
+        self.model = model
+        device, dtype = conditioning.device, conditioning.dtype
+        text_embeddings = model.text_inputs(text_ids, text_lengths)  # (B, L+2, D)
+        full = torch.cat([conditioning, text_embeddings.to(dtype)], dim=1)  # (B, P, D), right-padded
+        batch, prompt_length, dim = full.shape
+        valid_lengths = conditioning.shape[1] + text_lengths.to(device) + 2  # (B,)
+        shift = prompt_length - valid_lengths  # left padding of each row
+        slots = torch.arange(prompt_length, device=device)
+        source = slots[None, :] - shift[:, None]  # (B, P)
+        is_prompt = source >= 0
+        prompt = full.gather(1, source.clamp(min=0)[..., None].expand(-1, -1, dim)) * is_prompt[..., None]
+
+        self.prompt_length = prompt_length
+        self.total_length = prompt_length + max_new_tokens
+        key_is_valid = torch.ones(batch, self.total_length, dtype=torch.bool, device=device)
+        key_is_valid[:, :prompt_length] = is_prompt
+        self.batch = batch
+        self.repeats = repeats
+        self.dtype = dtype
+        blocked = torch.finfo(dtype).min
+        self._prompt_key_mask = key_is_valid[:, : prompt_length + 1]
+        self._step_mask = torch.zeros(batch * repeats, 1, 1, self.total_length, dtype=dtype, device=device)
+        self._step_mask.masked_fill_(~key_is_valid.repeat_interleave(repeats, dim=0)[:, None, None, :], blocked)
+
+        gpt_config = model.gpt.config
+        heads = gpt_config.n_head
+        self.cache = StaticKVCache(gpt_config.n_layer, batch * repeats, heads, self.total_length,
+                                   dim // heads, dtype, device)
+        self._prompt = prompt
+        self.device = device
+
+    def _run(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """GPT over (R, T, D) new embeddings; mel logits (R, V) of the last one, float32."""
+        positions = torch.zeros(1, embeddings.shape[1], dtype=torch.long, device=self.device)
+        output = self.model.gpt(inputs_embeds=embeddings, attention_mask=mask, cache=self.cache,
+                                use_cache=True, position_ids=positions)
+        return self.model.mel_logits(output.last_hidden_state[:, -1:])[:, 0].float()
+
+    def prefill(self) -> torch.Tensor:
+        """Prompt + ``start_mel`` pass; logits (B, V) of the first code; the cache holds every row ``repeats`` times."""
+        start = torch.full((self.batch, 1), self.model.start_mel_token, dtype=torch.long, device=self.device)
+        start_embedding = self.model.mel_inputs(start, torch.zeros_like(start)).to(self.dtype)
+        embeddings = torch.cat([self._prompt, start_embedding], dim=1)  # (B, P+1, D)
+        length = embeddings.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
+        allowed = causal[None] & self._prompt_key_mask[:, None, :]
+        allowed |= torch.eye(length, dtype=torch.bool, device=self.device)[None]  # padded rows see themselves
+        mask = torch.zeros(self.batch, 1, length, length, dtype=self.dtype, device=self.device)
+        mask.masked_fill_(~allowed[:, None], torch.finfo(self.dtype).min)
+        self.cache.write_position = 0
+        self.cache.prompt_repeats = self.repeats
+        try:
+            return self._run(embeddings, mask)
+        finally:
+            self.cache.prompt_repeats = 1
+
+    def step(self, codes: torch.Tensor, index: int) -> torch.Tensor:
+        """Feed the ``index``-th generated code (1-based) of every row, codes (R,); logits (R, V)."""
+        position = torch.full((codes.shape[0], 1), index + GENERATED_POSITION_OFFSET, dtype=torch.long,
+                              device=self.device)
+        embeddings = self.model.mel_inputs(codes[:, None], position).to(self.dtype)  # (R, 1, D)
+        write = self.prompt_length + index
+        self.cache.write_position = write
+        return self._run(embeddings, self._step_mask[..., : write + 1])
+
+    def reorder(self, rows: torch.Tensor, length: int) -> None:
+        self.cache.reorder_rows(rows, self.prompt_length + length)
+
+
+def _initial_seen(rows: int, vocab: int, start_mel_token: int, device: torch.device) -> torch.Tensor:
+    """(R, V) ids the reference's token sequence already holds: the fake prompt id and ``start_mel``."""
+    seen = torch.zeros(rows, vocab, dtype=torch.bool, device=device)
+    seen[:, FAKE_PROMPT_TOKEN] = True
+    seen[:, start_mel_token] = True
+    return seen
+
+
+def _penalize_repetitions(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    if penalty == 1.0:
+        return scores
+    penalized = torch.where(scores < 0, scores * penalty, scores / penalty)
+    return torch.where(seen, penalized, scores)
+
+
+def _warp(scores: torch.Tensor, config: GenerationConfig, min_tokens_to_keep: int) -> torch.Tensor:
+    """Temperature, top-k and top-p filtering as Hugging Face applies them when sampling."""
+    if config.temperature != 1.0:
+        scores = scores / config.temperature
+    if config.top_k > 0:
+        k = min(max(config.top_k, min_tokens_to_keep), scores.shape[-1])
+        kth_best = torch.topk(scores, k).values[..., -1:]
+        scores = scores.masked_fill(scores < kth_best, -float("inf"))
+    if config.top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, descending=False)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        remove_sorted = cumulative <= (1 - config.top_p)
+        remove_sorted[..., -min_tokens_to_keep:] = False
+        remove = remove_sorted.scatter(1, order, remove_sorted)
+        scores = scores.masked_fill(remove, -float("inf"))
+    return scores
+
+
+def _process(scores: torch.Tensor, seen: torch.Tensor, step: int, config: GenerationConfig, stop_token: int,
+             min_tokens_to_keep: int) -> torch.Tensor:
+    """Logits processors in Hugging Face order: repetition penalty, minimum length, then sampling warpers."""
+    scores = _penalize_repetitions(scores, seen, config.repetition_penalty)
+    if step < config.min_new_tokens:
+        scores[:, stop_token] = -float("inf")
+    if config.do_sample:
+        scores = _warp(scores, config, min_tokens_to_keep)
+    return scores
+
+
+def _greedy_or_sample(decoder: _Decoder, config: GenerationConfig, stop_token: int, start_token: int,
+                      generator: torch.Generator | None) -> list[torch.Tensor]:
+    logits = decoder.prefill()  # (B, V)
+    batch, vocab = logits.shape
+    device = logits.device
+    rows = torch.arange(batch, device=device)
+    seen = _initial_seen(batch, vocab, start_token, device)
+    codes = torch.full((batch, config.max_new_tokens), stop_token, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    lengths = torch.full((batch,), config.max_new_tokens, dtype=torch.long, device=device)
+    for step in range(config.max_new_tokens):
+        scores = _process(logits, seen, step, config, stop_token, min_tokens_to_keep=1)
+        if config.do_sample:
+            next_codes = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
+        else:
+            next_codes = scores.argmax(dim=-1)
+        next_codes = next_codes.masked_fill(finished, stop_token)
+        codes[:, step] = next_codes
+        just_stopped = (next_codes == stop_token) & ~finished
+        lengths = torch.where(just_stopped, step + 1, lengths)
+        finished |= just_stopped
+        seen[rows, next_codes] = True
+        if step + 1 == config.max_new_tokens or bool(finished.all()):
+            break
+        logits = decoder.step(next_codes, step + 1)
+    return [codes[row, : int(lengths[row])].clone() for row in range(batch)]
+
+
+def _gather_beams(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Select along dim 1 of (B, N, ...) with (B, K) indices."""
+    while indices.dim() < tensor.dim():
+        indices = indices.unsqueeze(-1)
+    return torch.take_along_dim(tensor, indices, dim=1)
+
+
+def _choose_candidates(accumulated: torch.Tensor, count: int, do_sample: bool,
+                       generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top (B, count) continuations of (B, beams*V) scores: best ones, or sampled without replacement."""
+    if not do_sample:
+        return torch.topk(accumulated, count)
+    probabilities = accumulated.softmax(dim=-1)
+    # Filtered-out ids have probability 0; a negligible floor lets sampling without replacement always find
+    # `count` candidates (the extra ones carry -inf scores and never survive).
+    probabilities = probabilities.clamp(min=torch.finfo(probabilities.dtype).tiny)
+    indices = torch.multinomial(probabilities, count, generator=generator)
+    scores = accumulated.gather(1, indices)
+    scores, order = scores.sort(dim=-1, descending=True)
+    return scores, indices.gather(1, order)
+
+
+def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, start_token: int,
+                 generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Hugging Face beam search (and beam sampling): early stopping off, best finished hypothesis returned."""
+    beams = config.num_beams
+    max_new = config.max_new_tokens
+    first_logits = decoder.prefill()  # (B, V)
+    batch, vocab = first_logits.shape
+    device = first_logits.device
+    logits = first_logits.repeat_interleave(beams, dim=0)  # (B*beams, V)
+    candidates = 2 * beams
+    in_top_beams = torch.arange(candidates, device=device) < beams  # (K,)
+    row_offsets = torch.arange(batch, device=device)[:, None] * beams  # (B, 1)
+
+    running_codes = torch.full((batch, beams, max_new), stop_token, dtype=torch.long, device=device)
+    running_scores = torch.zeros(batch, beams, device=device)
+    running_scores[:, 1:] = FINISHED_SCORE
+    seen = _initial_seen(batch * beams, vocab, start_token, device)
+    finished_codes = running_codes.clone()
+    finished_scores = torch.full((batch, beams), FINISHED_SCORE, device=device)
+    finished_flags = torch.zeros(batch, beams, dtype=torch.bool, device=device)
+    finished_lengths = torch.zeros(batch, beams, dtype=torch.long, device=device)
+    can_improve = torch.ones(batch, 1, dtype=torch.bool, device=device)
+
+    for step in range(max_new):
+        log_probs = F.log_softmax(logits, dim=-1)
+        log_probs = _process(log_probs, seen, step, config, stop_token, min_tokens_to_keep=2)
+        accumulated = (log_probs.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, -1)
+        top_scores, top_indices = _choose_candidates(accumulated, candidates, config.do_sample, generator)
+        source_beams = top_indices // vocab  # (B, K)
+        top_codes = top_indices % vocab
+        candidate_codes = _gather_beams(running_codes, source_beams)  # (B, K, max_new)
+        candidate_codes[:, :, step] = top_codes
+        hits_stop = (top_codes == stop_token) | (step + 1 >= max_new)  # (B, K)
+
+        # Running beams: the best candidates that did not just finish.
+        open_scores = top_scores + hits_stop.float() * FINISHED_SCORE
+        keep = torch.topk(open_scores, beams).indices  # (B, beams)
+        running_codes = _gather_beams(candidate_codes, keep)
+        running_scores = _gather_beams(open_scores, keep)
+        parents = (_gather_beams(source_beams, keep) + row_offsets).view(-1)  # (B*beams,)
+
+        # Finished hypotheses: candidates among the top `beams` that just finished, if they can still improve.
+        just_finished = hits_stop & in_top_beams[None, :]
+        finish_scores = top_scores / ((step + 1) ** config.length_penalty)
+        finish_scores = finish_scores + (~can_improve).float() * FINISHED_SCORE
+        finish_scores = finish_scores + (~just_finished).float() * FINISHED_SCORE
+        merged_scores = torch.cat([finished_scores, finish_scores], dim=1)
+        best = torch.topk(merged_scores, beams).indices
+        finished_scores = _gather_beams(merged_scores, best)
+        finished_codes = _gather_beams(torch.cat([finished_codes, candidate_codes], dim=1), best)
+        finished_flags = _gather_beams(torch.cat([finished_flags, just_finished], dim=1), best)
+        step_lengths = torch.full_like(just_finished, step + 1, dtype=torch.long)
+        finished_lengths = _gather_beams(torch.cat([finished_lengths, step_lengths], dim=1), best)
+
+        generated = step + 1
+        worst_finished = torch.where(finished_flags, finished_scores.min(dim=1, keepdim=True).values,
+                                     FINISHED_SCORE)
+        best_running = running_scores[:, :1] / (generated ** config.length_penalty)
+        can_improve = can_improve & (best_running > worst_finished).any(dim=-1, keepdim=True)
+        if not bool(can_improve.any()) or bool(hits_stop.all()):
+            break
+
+        next_codes = running_codes[:, :, step].reshape(-1)  # (B*beams,)
+        seen = seen.index_select(0, parents)
+        seen[torch.arange(batch * beams, device=device), next_codes] = True
+        decoder.reorder(parents, generated)
+        logits = decoder.step(next_codes, generated)
+
+    return [finished_codes[row, 0, : int(finished_lengths[row, 0])].clone() for row in range(batch)]
+
+
+@torch.no_grad()
+def generate_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
+                   config: GenerationConfig | None = None) -> list[torch.LongTensor]:
+    """Generate mel codes for a batch of texts with a UnifiedVoice GPT.
+
+    conditioning (B, 32, D) speaker latents; text_ids (B, L) right-padded token ids without start/stop tokens;
+    text_lengths (B,). Returns one int64 tensor per row with at most ``config.max_new_tokens`` codes, ending
+    with ``model.stop_mel_token`` when the model produced it. With greedy decoding and beam search each row gets
+    the codes it would get alone; sampled rows are reproducible for a given seed and batch, but all rows draw
+    from one random stream, so they depend on the batch they are in.
+    """
+    config = config or GenerationConfig()
+    config.validate()
+    if conditioning.dim() != 3 or text_ids.dim() != 2 or text_lengths.dim() != 1:
+        raise InferenceError(
+            "generate_codes expects conditioning (B, 32, D), text_ids (B, L) and text_lengths (B,); got shapes "
+            f"{tuple(conditioning.shape)}, {tuple(text_ids.shape)} and {tuple(text_lengths.shape)}."
+        )
+    if not conditioning.shape[0] == text_ids.shape[0] == text_lengths.shape[0]:
+        raise InferenceError(
+            f"generate_codes got {conditioning.shape[0]} conditionings, {text_ids.shape[0]} texts and "
+            f"{text_lengths.shape[0]} text lengths; pass one of each per batch row."
+        )
+    position_slots = model.mel_pos_embedding.emb.num_embeddings
+    needed_slots = config.max_new_tokens + GENERATED_POSITION_OFFSET
+    if needed_slots > position_slots:
+        raise InferenceError(
+            f"max_new_tokens={config.max_new_tokens} needs {needed_slots} mel positions but the GPT has "
+            f"{position_slots} (gpt.max_mel_tokens in config.yaml); lower max_new_tokens to at most "
+            f"{position_slots - GENERATED_POSITION_OFFSET}."
+        )
+    device = conditioning.device
+    text_ids = text_ids.to(device)
+    text_lengths = text_lengths.to(device)
+    generator = config.make_generator(device)
+    decoder = _Decoder(model, conditioning, text_ids, text_lengths, config.max_new_tokens, config.num_beams)
+    stop_token, start_token = model.stop_mel_token, model.start_mel_token
+    if config.num_beams == 1:
+        return _greedy_or_sample(decoder, config, stop_token, start_token, generator)
+    return _beam_search(decoder, config, stop_token, start_token, generator)
