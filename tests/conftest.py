@@ -31,6 +31,15 @@ def conformance_folders(marker_file: str) -> list[Path]:
     return unique
 
 
+def pytest_configure(config):
+    """One compute thread per process: tests start subprocesses and DataLoader workers on a 2-core
+    machine, and oversubscribed torch threads make them many times slower, not faster."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A complete tiny checkpoint folder in the official formats (seed 0)."""
