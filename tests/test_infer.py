@@ -1,0 +1,365 @@
+"""IndexTTS synthesis API and CLI on tiny checkpoints and a tiny LoRA training run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from omegaconf import OmegaConf
+
+from indextts.audio import MelSpectrogramFeatures, load_audio
+from indextts.checkpoints import load_gpt
+from indextts.config import load_config
+from indextts.errors import AudioError, CheckpointError, InferenceError, TextError
+from indextts.gpt.model import UnifiedVoice
+from indextts.infer import IndexTTS, SynthesisOptions, main
+from indextts.lora import (
+    SpeakerConditioning,
+    add_lora,
+    base_fingerprint,
+    describe_base,
+    load_trained_run,
+    make_lora_config,
+    save_speakers,
+)
+from indextts.synthesis import to_pcm16
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ("alice", "bob")
+TEXTS = {
+    "zh": "今天天气很好，我们去公园散步吧。",
+    "en": "The weather is lovely this morning, so we walk to the park.",
+    "mixed": "我今天用 Python 写了一个 demo，效果不错。",
+    "long": "今天天气很好，我们去公园散步吧。The weather is lovely this morning. " * 2,
+}
+# Few codes and no beams keep every synthesis well under a second on the tiny model.
+FAST = SynthesisOptions(max_mel_tokens=8, num_beams=1, seed=0, pause_seconds=0.05)
+GREEDY = replace(FAST, do_sample=False, seed=None)
+
+
+def expected_samples(tts: IndexTTS, result, options: SynthesisOptions) -> int:
+    pause = round(options.pause_seconds * tts.sample_rate)
+    return sum(len(c) for c in result.codes) * tts.samples_per_code + pause * (len(result.sentences) - 1)
+
+
+def write_run(run_dir: Path, gpt: UnifiedVoice, reference_mel: torch.Tensor, seed: int = 0) -> Path:
+    """A training run folder in train.py's layout: a perturbed LoRA adapter on ``gpt`` and two speakers."""
+    base = {**describe_base(gpt), "base_text_vocab_size": int(gpt.text_vocab_size),
+            "base_fingerprint": base_fingerprint(gpt, int(gpt.text_vocab_size))}
+    peft_model = add_lora(gpt, make_lora_config(r=4, alpha=8, dropout=0.0))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:  # lora_B starts at zero: perturb so the adapter changes the output
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    peft_model.save_pretrained(str(run_dir / "adapter"))
+    speakers = {
+        name: SpeakerConditioning(torch.randn(32, gpt.model_dim, generator=generator), reference_mel)
+        for name in SPEAKERS
+    }
+    save_speakers(run_dir, speakers, {"speakers": list(SPEAKERS)})
+    OmegaConf.save(OmegaConf.create({"model": base}), run_dir / "config.yaml")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def reference_wav(tmp_path_factory) -> Path:
+    """Two seconds of a voiced-like stereo signal at 22.05 kHz (resampled and down-mixed on load)."""
+    rate = 22050
+    t = np.arange(2 * rate) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 140 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    noise = 0.02 * np.random.default_rng(0).standard_normal(t.shape)
+    path = tmp_path_factory.mktemp("audio") / "reference.wav"
+    sf.write(str(path), np.stack([tone + noise, tone - noise], axis=1).astype(np.float32), rate)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_mel(tiny_model_dir, reference_wav) -> torch.Tensor:
+    cfg = load_config(tiny_model_dir)
+    return MelSpectrogramFeatures.from_config(cfg.dataset.mel)(load_audio(reference_wav))[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_model_dir, reference_mel, tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("run"), load_gpt(tiny_model_dir), reference_mel)
+
+
+@pytest.fixture(scope="module")
+def zero_shot(tiny_model_dir) -> IndexTTS:
+    return IndexTTS(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_model_dir, run_dir) -> IndexTTS:
+    return IndexTTS(tiny_model_dir, adapter=run_dir, device="cpu")
+
+
+@pytest.mark.parametrize("language", sorted(TEXTS))
+def test_fine_tuned_speaker_wav_length_matches_the_codes(tuned, language):
+    options = replace(FAST, max_text_tokens_per_sentence=16)
+    result = tuned.synthesize(TEXTS[language], speaker="alice", options=options)
+    assert result.sample_rate == 24000
+    assert result.waveform.dtype == np.float32 and np.abs(result.waveform).max() <= 1.0
+    assert len(result.waveform) == expected_samples(tuned, result, options)
+    assert len(result.codes) == len(result.sentences)
+    assert all(0 < len(c) <= options.max_mel_tokens for c in result.codes)
+    if language == "long":
+        assert len(result.sentences) > 2
+
+
+def test_zero_shot_from_reference_audio(zero_shot, reference_wav, tmp_path):
+    output = tmp_path / "nested" / "zero_shot.wav"
+    result = zero_shot.synthesize_to_file(TEXTS["mixed"], output, reference_audio=reference_wav, options=FAST)
+    info = sf.info(str(output))
+    assert (info.samplerate, info.subtype, info.channels) == (24000, "PCM_16", 1)
+    assert info.frames == len(result.waveform) == expected_samples(zero_shot, result, FAST)
+    assert result.timings.audio_seconds == pytest.approx(info.frames / 24000)
+    assert result.timings.rtf > 0
+
+
+def test_the_only_speaker_of_a_run_is_the_default(tuned):
+    solo = IndexTTS.from_modules(tuned.cfg, tuned.gpt, tuned.bigvgan, tuned.tokenizer,
+                                 {"alice": tuned.speaker_voices["alice"]}, device="cpu")
+    implicit = solo.synthesize(TEXTS["en"], options=GREEDY)
+    explicit = tuned.synthesize(TEXTS["en"], speaker="alice", options=GREEDY)
+    assert [c.tolist() for c in implicit.codes] == [c.tolist() for c in explicit.codes]
+
+
+def test_reference_audio_replaces_only_the_vocoder_reference(tuned, reference_wav):
+    learned = tuned.voice("alice")
+    overridden = tuned.voice("alice", reference_wav)
+    torch.testing.assert_close(overridden.condition, learned.condition)
+    assert overridden.reference_mel.shape[1] == 100
+    assert not torch.equal(tuned.voice("bob").condition, learned.condition)
+
+
+def test_merged_adapter_latents_equal_unmerged_peft_latents(tiny_model_dir, run_dir, tuned):
+    unmerged = load_trained_run(run_dir, load_gpt(tiny_model_dir), merge=False).gpt
+    assert any("lora_" in name for name, _ in unmerged.named_parameters())
+    assert not any("lora_" in name for name, _ in tuned.gpt.named_parameters())
+    base = load_gpt(tiny_model_dir)
+    generator = torch.Generator().manual_seed(0)
+    condition = tuned.voice("alice").condition.unsqueeze(0).expand(2, -1, -1)
+    text_ids = torch.randint(3, 50, (2, 7), generator=generator)
+    text_lengths = torch.tensor([7, 4])
+    codes = torch.randint(0, base.stop_mel_token - 1, (2, 9), generator=generator)
+    code_lengths = torch.tensor([9, 6])
+    with torch.inference_mode():
+        merged = tuned.gpt.forward_latents(condition, text_ids, text_lengths, codes, code_lengths)
+        reference = unmerged.forward_latents(condition, text_ids, text_lengths, codes, code_lengths)
+        plain = base.forward_latents(condition, text_ids, text_lengths, codes, code_lengths)
+    torch.testing.assert_close(merged[0], reference[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(merged[1, :6], reference[1, :6], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(merged[0], plain[0], atol=1e-3)
+
+
+def test_seeded_sampling_is_reproducible(tuned):
+    text = TEXTS["zh"] + TEXTS["en"]
+    options = replace(FAST, max_text_tokens_per_sentence=16)
+    first = tuned.synthesize(text, speaker="bob", options=options)
+    again = tuned.synthesize(text, speaker="bob", options=options)
+    assert len(first.sentences) > 1
+    assert [c.tolist() for c in first.codes] == [c.tolist() for c in again.codes]
+    np.testing.assert_array_equal(first.waveform, again.waveform)
+    other = tuned.synthesize(text, speaker="bob", options=replace(options, seed=1))
+    assert [c.tolist() for c in other.codes] != [c.tolist() for c in first.codes]
+
+
+def test_batched_sentences_get_the_codes_they_get_alone(tuned):
+    text = TEXTS["zh"] + TEXTS["en"] + TEXTS["mixed"]
+    options = replace(GREEDY, max_text_tokens_per_sentence=16, max_mel_tokens=6)
+    batched = tuned.synthesize(text, speaker="alice", options=replace(options, sentence_batch_size=8))
+    alone = tuned.synthesize(text, speaker="alice", options=replace(options, sentence_batch_size=1))
+    assert len(batched.sentences) > 2 and batched.sentences == alone.sentences
+    assert [c.tolist() for c in batched.codes] == [c.tolist() for c in alone.codes]
+    np.testing.assert_allclose(batched.waveform, alone.waveform, atol=1e-4)
+
+
+def test_beam_search_runs_with_the_reference_defaults(tuned):
+    options = SynthesisOptions(max_mel_tokens=8, seed=0)
+    result = tuned.synthesize(TEXTS["zh"], speaker="alice", options=options)
+    assert len(result.waveform) == expected_samples(tuned, result, options)
+
+
+def test_silence_code_runs_are_shortened(tuned):
+    plain = tuned.synthesize(TEXTS["en"], speaker="alice", options=GREEDY)
+    silence = int(torch.mode(torch.cat(plain.codes)).values)
+    trimmed = tuned.synthesize(TEXTS["en"], speaker="alice",
+                               options=replace(GREEDY, silence_code=silence, max_silence_codes=0))
+    assert silence not in torch.cat(trimmed.codes).tolist()
+    assert len(trimmed.waveform) == expected_samples(tuned, trimmed, GREEDY)
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["", "   \n", "!!! ... ???"])
+def test_empty_or_unspeakable_text_is_a_text_error(zero_shot, reference_wav, text):
+    with pytest.raises(TextError):
+        zero_shot.synthesize(text, reference_audio=reference_wav, options=FAST)
+
+
+def test_unknown_speaker_lists_the_available_ones(tuned):
+    with pytest.raises(InferenceError, match="alice, bob"):
+        tuned.synthesize(TEXTS["en"], speaker="carol", options=FAST)
+
+
+def test_speaker_without_adapter_and_no_voice_at_all_are_explained(zero_shot):
+    with pytest.raises(InferenceError, match="--adapter"):
+        zero_shot.synthesize(TEXTS["en"], speaker="alice", options=FAST)
+    with pytest.raises(InferenceError, match="--reference_audio"):
+        zero_shot.synthesize(TEXTS["en"], options=FAST)
+
+
+def test_several_speakers_need_a_choice(tuned):
+    with pytest.raises(InferenceError, match="Choose a speaker"):
+        tuned.synthesize(TEXTS["en"], options=FAST)
+
+
+def test_missing_adapter_folder(tiny_model_dir, tmp_path):
+    with pytest.raises(CheckpointError, match="lacks"):
+        IndexTTS(tiny_model_dir, adapter=tmp_path / "no_such_run", device="cpu")
+
+
+def test_adapter_trained_on_another_base(tiny_model_dir, reference_mel, tmp_path):
+    cfg = load_config(tiny_model_dir)
+    other = UnifiedVoice(**{**OmegaConf.to_container(cfg.gpt), "layers": cfg.gpt.layers + 1})
+    run = write_run(tmp_path / "other_run", other, reference_mel)
+    with pytest.raises(CheckpointError, match="different base"):
+        IndexTTS(tiny_model_dir, adapter=run, device="cpu")
+
+
+def test_unreadable_or_missing_reference_audio(zero_shot, tmp_path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wav file")
+    with pytest.raises(AudioError, match="broken.wav"):
+        zero_shot.synthesize(TEXTS["en"], reference_audio=broken, options=FAST)
+    with pytest.raises(AudioError, match="does not exist"):
+        zero_shot.synthesize(TEXTS["en"], reference_audio=tmp_path / "missing.wav", options=FAST)
+
+
+def test_output_path_not_writable(zero_shot, reference_wav, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InferenceError, match="Cannot write"):
+        zero_shot.synthesize_to_file(TEXTS["en"], blocker / "out.wav", reference_audio=reference_wav, options=FAST)
+    with pytest.raises(InferenceError, match="is a folder"):
+        zero_shot.synthesize_to_file(TEXTS["en"], tmp_path, reference_audio=reference_wav, options=FAST)
+
+
+def test_too_many_tokens_per_sentence_is_refused(zero_shot, reference_wav):
+    limit = int(zero_shot.cfg.gpt.max_text_tokens)
+    with pytest.raises(InferenceError, match="max_text_tokens_per_sentence"):
+        zero_shot.synthesize(TEXTS["en"], reference_audio=reference_wav,
+                             options=replace(FAST, max_text_tokens_per_sentence=limit + 1))
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+FAST_FLAGS = ["--device", "cpu", "--max_mel_tokens", "8", "--num_beams", "1", "--seed", "0", "--pause", "0.05"]
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_text_with_adapter_and_speaker(capsys, tiny_model_dir, run_dir, tuned, tmp_path):
+    output = tmp_path / "out" / "speech.wav"
+    code, out, err = run_main(capsys, "--model_dir", tiny_model_dir, "--adapter", run_dir, "--speaker", "bob",
+                              "--text", TEXTS["mixed"], "--output", output, "--verbose", *FAST_FLAGS)
+    assert code == 0, err
+    assert "RTF" in out and "codes/s" in out
+    expected = tuned.synthesize(TEXTS["mixed"], speaker="bob", options=FAST)
+    data, rate = sf.read(str(output), dtype="int16")
+    assert rate == 24000
+    np.testing.assert_array_equal(data, to_pcm16(expected.waveform))
+
+
+def test_cli_text_file_keeps_going_past_a_bad_line(capsys, tiny_model_dir, reference_wav, tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text(f"{TEXTS['zh']}\n!!! ???\n\n{TEXTS['en']}\n", encoding="utf-8")
+    out_dir = tmp_path / "wavs"
+    code, _, err = run_main(capsys, "--model_dir", tiny_model_dir, "--reference_audio", reference_wav,
+                            "--text_file", lines, "--output", out_dir, *FAST_FLAGS)
+    assert code == 2
+    assert sorted(p.name for p in out_dir.iterdir()) == ["0001.wav", "0004.wav"]
+    assert "line 2" in err and "Traceback" not in err
+
+
+def test_cli_list_format_uses_prompt_wavs_for_zero_shot(capsys, tiny_model_dir, reference_wav, tmp_path):
+    listing = tmp_path / "test.lst"
+    listing.write_text(
+        f"utt_a|prompt text|{reference_wav}|{TEXTS['en']}\n"
+        f"broken line without fields\n"
+        f"utt_b|prompt text|{reference_wav.name}|{TEXTS['zh']}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / reference_wav.name).write_bytes(reference_wav.read_bytes())
+    out_dir = tmp_path / "listed"
+    code, _, err = run_main(capsys, "--model_dir", tiny_model_dir, "--list", listing, "--output", out_dir,
+                            *FAST_FLAGS)
+    assert code == 2
+    assert sorted(p.name for p in out_dir.iterdir()) == ["utt_a.wav", "utt_b.wav"]
+    assert "test.lst:2" in err
+
+
+def test_cli_list_format_with_a_speaker(capsys, tiny_model_dir, run_dir, tmp_path):
+    listing = tmp_path / "speaker.lst"
+    listing.write_text(f"u1|p|/nowhere/prompt.wav|{TEXTS['en']}\n", encoding="utf-8")
+    code, _, err = run_main(capsys, "--model_dir", tiny_model_dir, "--adapter", run_dir, "--speaker", "alice",
+                            "--list", listing, "--output", tmp_path / "o", *FAST_FLAGS)
+    assert code == 0, err
+    assert (tmp_path / "o" / "u1.wav").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--text", "   "], "empty"),
+    (["--text", "hello", "--speaker", "carol"], "alice, bob"),
+    (["--text", "hello", "--adapter", "{missing}"], "lacks"),
+    (["--text", "hello", "--reference_audio", "{missing}.wav"], "does not exist"),
+    (["--text_file", "{lines}", "--output", "{tmp}/x.wav"], "is a folder for the numbered wavs"),
+    (["--text", "hello", "--sentence_batch_size", "0"], "sentence_batch_size must be >= 1"),
+])
+def test_cli_errors_are_one_message_and_exit_2(capsys, tiny_model_dir, run_dir, tmp_path, args, message):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello\n", encoding="utf-8")
+    values = {"missing": tmp_path / "missing", "lines": lines, "tmp": tmp_path}
+    args = [a.format(**values) for a in args]
+    if "--adapter" not in args and "--reference_audio" not in args:
+        args += ["--adapter", str(run_dir)]
+    if "--output" not in args:
+        args += ["--output", str(tmp_path / "out.wav")]
+    code, _, err = run_main(capsys, "--model_dir", tiny_model_dir, *args, *FAST_FLAGS)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cli_cuda_without_a_gpu(capsys, tiny_model_dir, reference_wav, tmp_path):
+    code, _, err = run_main(capsys, "--model_dir", tiny_model_dir, "--reference_audio", reference_wav,
+                            "--text", "hello", "--output", tmp_path / "o.wav", "--device", "cuda")
+    assert code == 2 and "--device cpu" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["script", "module"])
+def test_cli_runs_as_script_and_as_module(tiny_model_dir, reference_wav, zero_shot, tmp_path, launcher):
+    """``python indextts/infer.py`` works from any folder; ``python -m indextts.infer`` from the repo root."""
+    output = tmp_path / "cli.wav"
+    entry = [str(REPO_ROOT / "indextts" / "infer.py")] if launcher == "script" else ["-m", "indextts.infer"]
+    command = [sys.executable, *entry, "--model_dir", str(tiny_model_dir), "--reference_audio",
+               str(reference_wav), "--text", TEXTS["en"], "--output", str(output), *FAST_FLAGS]
+    completed = subprocess.run(command, cwd=tmp_path if launcher == "script" else REPO_ROOT,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    expected = zero_shot.synthesize(TEXTS["en"], reference_audio=reference_wav, options=FAST)
+    data, _ = sf.read(str(output), dtype="int16")
+    np.testing.assert_array_equal(data, to_pcm16(expected.waveform))
