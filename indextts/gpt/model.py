@@ -77,8 +77,14 @@ class LearnedPositionEmbeddings(nn.Module):
         return self.emb(positions)
 
 
+# transformers' "gelu_new" evaluates the tanh approximation with separate tensor ops; PyTorch's
+# fused kernel computes the same function (within 3e-7) several times faster on CPU.
+FUSED_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
 def build_gpt2(layers: int, dim: int, heads: int, max_positions: int, activation_function: str) -> GPT2Model:
     """A GPT-2 stack fed with ``inputs_embeds`` only: ``wte`` removed, ``wpe`` adds zero."""
+    activation_function = FUSED_ACTIVATIONS.get(activation_function, activation_function)
     config = GPT2Config(
         vocab_size=1,
         n_positions=max_positions,
