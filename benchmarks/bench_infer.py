@@ -123,8 +123,9 @@ def bench_vocoder(bigvgan, cfg, vocoder_codes: int, reference_mel: torch.Tensor,
 
 
 def bench_end_to_end(tts: IndexTTS, codes: int) -> dict:
-    options = SynthesisOptions(max_mel_tokens=codes, max_silence_codes=-1, seed=0)
-    tts.synthesize(E2E_TEXT, speaker="bench", options=replace(options, max_mel_tokens=2))
+    options = SynthesisOptions(GenerationConfig(max_new_tokens=codes, seed=0), max_silence_codes=-1)
+    warmup = replace(options, generation=replace(options.generation, max_new_tokens=2))
+    tts.synthesize(E2E_TEXT, speaker="bench", options=warmup)
     result = tts.synthesize(E2E_TEXT, speaker="bench", options=options)
     print("  end to end (sampling + 3 beams + repetition penalty 10):")
     print("    " + result.timings.summary().replace("\n", "\n    "))

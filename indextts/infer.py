@@ -71,15 +71,12 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass
 class SynthesisOptions:
-    """How one text is turned into speech. Generation defaults are the reference implementation's.
+    """How one text is turned into speech.
 
     Attributes:
-        do_sample, top_p, top_k, temperature: sampling of codes (``do_sample=False``: greedy or
-            beam search).
-        num_beams, repetition_penalty, length_penalty: beam search width and scoring; the penalty
-            divides the scores of codes already generated.
-        max_mel_tokens: most codes per sentence (capped at the model's ``gpt.max_mel_tokens``).
-        seed: makes sampling reproducible (each batch of sentences draws from ``seed + batch index``).
+        generation: how codes are chosen (defaults: the reference implementation's settings);
+            ``max_new_tokens`` is capped at the model's ``gpt.max_mel_tokens``; a ``seed`` gives
+            each batch of sentences the seed ``seed + batch index`` (any ``generator`` is then unused).
         max_text_tokens_per_sentence: long text is split into sentences of at most this many tokens.
         sentence_batch_size: most sentences of similar length generated together.
         pause_seconds: silence inserted between sentences.
@@ -87,15 +84,7 @@ class SynthesisOptions:
             longer than ``max_silence_codes`` are shortened to it; -1 keeps them.
     """
 
-    do_sample: bool = True
-    top_p: float = 0.8
-    top_k: int = 30
-    temperature: float = 1.0
-    num_beams: int = 3
-    repetition_penalty: float = 10.0
-    length_penalty: float = 0.0
-    max_mel_tokens: int = 600
-    seed: int | None = None
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     max_text_tokens_per_sentence: int = 120
     sentence_batch_size: int = 8
     pause_seconds: float = 0.1
@@ -103,7 +92,7 @@ class SynthesisOptions:
     max_silence_codes: int = 10
 
     def validate(self) -> None:
-        """Raise InferenceError naming every invalid sentence or audio option."""
+        """Raise InferenceError naming every invalid sentence or audio option, then check generation."""
         problems = []
         if self.sentence_batch_size < 1:
             problems.append(f"sentence_batch_size must be >= 1 (got {self.sentence_batch_size})")
@@ -111,16 +100,13 @@ class SynthesisOptions:
             problems.append(f"pause must be >= 0 seconds (got {self.pause_seconds})")
         if problems:
             raise InferenceError("Invalid synthesis settings: " + "; ".join(problems) + ". Fix them and run again.")
-        self.generation_config(self.seed).validate()
+        self.generation.validate()
 
-    def generation_config(self, seed: int | None) -> GenerationConfig:
-        """The GenerationConfig for one batch of sentences, seeded with ``seed``."""
-        return GenerationConfig(
-            do_sample=self.do_sample, temperature=self.temperature, top_k=self.top_k,
-            top_p=self.top_p, num_beams=self.num_beams,
-            repetition_penalty=self.repetition_penalty, length_penalty=self.length_penalty,
-            max_new_tokens=self.max_mel_tokens, seed=seed,
-        )
+    def batch_generation(self, batch_number: int) -> GenerationConfig:
+        """The GenerationConfig for one batch of sentences: seeded with ``seed + batch_number`` when seeded."""
+        if self.generation.seed is None:
+            return self.generation
+        return replace(self.generation, seed=self.generation.seed + batch_number, generator=None)
 
 
 @dataclass
@@ -396,17 +382,17 @@ class IndexTTS:
             sentences = self.split_text(text, options.max_text_tokens_per_sentence)
         with stopwatch("conditioning"):
             voice = self.voice(speaker, reference_audio)
-        options = replace(options, max_mel_tokens=min(options.max_mel_tokens, int(self.cfg.gpt.max_mel_tokens)))
+        max_new_tokens = min(options.generation.max_new_tokens, int(self.cfg.gpt.max_mel_tokens))
+        options = replace(options, generation=replace(options.generation, max_new_tokens=max_new_tokens))
         codes: list[torch.Tensor] = [torch.zeros(0, dtype=torch.long)] * len(sentences)
         latents: list[torch.Tensor | None] = [None] * len(sentences)
         batches = length_batches([len(ids) for _, ids in sentences], options.sentence_batch_size)
         for batch_number, batch in enumerate(batches):
             text_ids, text_lengths = self._pad([sentences[i][1] for i in batch])
             condition = voice.condition.unsqueeze(0).expand(len(batch), -1, -1)
-            seed = None if options.seed is None else options.seed + batch_number
             with stopwatch("generation"):
                 generated = generate_codes(self.gpt, condition, text_ids, text_lengths,
-                                           options.generation_config(seed))
+                                           options.batch_generation(batch_number))
             batch_codes = [self._clean_codes(row, options) for row in generated]
             with stopwatch("latents"):
                 batch_latents = self._latents(condition, text_ids, text_lengths, batch_codes)
@@ -443,10 +429,11 @@ class IndexTTS:
     def _clean_codes(self, generated: torch.Tensor, options: SynthesisOptions) -> torch.Tensor:
         """Generated codes without the stop code and with long silences shortened."""
         stop = int(self.cfg.gpt.stop_mel_token)
-        if len(generated) >= options.max_mel_tokens and generated[-1] != stop:
+        max_new_tokens = options.generation.max_new_tokens
+        if len(generated) >= max_new_tokens and generated[-1] != stop:
             logger.warning(
                 "A sentence reached max_mel_tokens=%d codes without finishing; its end may be cut. "
-                "Raise --max_mel_tokens or lower --max_text_tokens_per_sentence.", options.max_mel_tokens)
+                "Raise --max_mel_tokens or lower --max_text_tokens_per_sentence.", max_new_tokens)
         codes = strip_stop_code(generated, stop)
         return trim_silence_runs(codes, options.silence_code, options.max_silence_codes)
 
@@ -529,6 +516,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (every flag documented in --help)."""
     defaults = SynthesisOptions()
+    generation_defaults = GenerationConfig()
     parser = argparse.ArgumentParser(
         prog="python indextts/infer.py",
         description="Synthesise speech with IndexTTS, zero-shot from a reference recording or with "
@@ -553,17 +541,22 @@ def build_parser() -> argparse.ArgumentParser:
     text_and_output.add_argument("--output", type=Path, required=True,
                                  help="output .wav file, or folder for --text_file/--list")
     generation = parser.add_argument_group("generation")
-    generation.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=defaults.do_sample,
+    generation.add_argument("--do_sample", action=argparse.BooleanOptionalAction,
+                            default=generation_defaults.do_sample,
                             help="sample codes (--no-do_sample: greedy or beam search)")
-    generation.add_argument("--top_p", type=float, default=defaults.top_p, help="nucleus sampling probability mass")
-    generation.add_argument("--top_k", type=int, default=defaults.top_k, help="sample from the k most likely codes")
-    generation.add_argument("--temperature", type=float, default=defaults.temperature, help="sampling temperature")
-    generation.add_argument("--num_beams", type=int, default=defaults.num_beams, help="beam search width (1: none)")
-    generation.add_argument("--repetition_penalty", type=float, default=defaults.repetition_penalty,
+    generation.add_argument("--top_p", type=float, default=generation_defaults.top_p,
+                            help="nucleus sampling probability mass")
+    generation.add_argument("--top_k", type=int, default=generation_defaults.top_k,
+                            help="sample from the k most likely codes")
+    generation.add_argument("--temperature", type=float, default=generation_defaults.temperature,
+                            help="sampling temperature")
+    generation.add_argument("--num_beams", type=int, default=generation_defaults.num_beams,
+                            help="beam search width (1: none)")
+    generation.add_argument("--repetition_penalty", type=float, default=generation_defaults.repetition_penalty,
                             help="penalty on codes already generated (1.0: none)")
-    generation.add_argument("--length_penalty", type=float, default=defaults.length_penalty,
+    generation.add_argument("--length_penalty", type=float, default=generation_defaults.length_penalty,
                             help="beam score length exponent (0: summed log-probabilities)")
-    generation.add_argument("--max_mel_tokens", type=int, default=defaults.max_mel_tokens,
+    generation.add_argument("--max_mel_tokens", type=int, default=generation_defaults.max_new_tokens,
                             help="most codes generated per sentence (1 code = 1024 samples)")
     generation.add_argument("--seed", type=int, help="random seed for reproducible sampling")
     text = parser.add_argument_group("sentences and audio")
@@ -587,11 +580,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> SynthesisOptions:
     """SynthesisOptions from parsed command-line arguments."""
-    return SynthesisOptions(
+    generation = GenerationConfig(
         do_sample=args.do_sample, top_p=args.top_p, top_k=args.top_k, temperature=args.temperature,
         num_beams=args.num_beams, repetition_penalty=args.repetition_penalty,
-        length_penalty=args.length_penalty, max_mel_tokens=args.max_mel_tokens, seed=args.seed,
-        max_text_tokens_per_sentence=args.max_text_tokens_per_sentence,
+        length_penalty=args.length_penalty, max_new_tokens=args.max_mel_tokens, seed=args.seed,
+    )
+    return SynthesisOptions(
+        generation=generation, max_text_tokens_per_sentence=args.max_text_tokens_per_sentence,
         sentence_batch_size=args.sentence_batch_size, pause_seconds=args.pause,
         silence_code=args.silence_code, max_silence_codes=args.max_silence_codes,
     )

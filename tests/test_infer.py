@@ -17,8 +17,9 @@ from indextts.audio import MelSpectrogramFeatures, load_audio
 from indextts.checkpoints import load_gpt
 from indextts.config import load_config
 from indextts.errors import AudioError, CheckpointError, InferenceError, TextError
+from indextts.gpt.generation import GenerationConfig
 from indextts.gpt.model import UnifiedVoice
-from indextts.infer import IndexTTS, SynthesisOptions, main
+from indextts.infer import IndexTTS, SynthesisOptions, build_parser, main, options_from_args
 from indextts.lora import (
     SpeakerConditioning,
     add_lora,
@@ -39,8 +40,15 @@ TEXTS = {
     "long": "今天天气很好，我们去公园散步吧。The weather is lovely this morning. " * 2,
 }
 # Few codes and no beams keep every synthesis well under a second on the tiny model.
-FAST = SynthesisOptions(max_mel_tokens=8, num_beams=1, seed=0, pause_seconds=0.05)
-GREEDY = replace(FAST, do_sample=False, seed=None)
+FAST = SynthesisOptions(GenerationConfig(max_new_tokens=8, num_beams=1, seed=0), pause_seconds=0.05)
+
+
+def with_generation(options: SynthesisOptions, **changes) -> SynthesisOptions:
+    """``options`` with the given generation settings changed."""
+    return replace(options, generation=replace(options.generation, **changes))
+
+
+GREEDY = with_generation(FAST, do_sample=False, seed=None)
 
 
 def expected_samples(tts: IndexTTS, result, options: SynthesisOptions) -> int:
@@ -109,7 +117,7 @@ def test_fine_tuned_speaker_wav_length_matches_the_codes(tuned, language):
     assert result.waveform.dtype == np.float32 and np.abs(result.waveform).max() <= 1.0
     assert len(result.waveform) == expected_samples(tuned, result, options)
     assert len(result.codes) == len(result.sentences)
-    assert all(0 < len(c) <= options.max_mel_tokens for c in result.codes)
+    assert all(0 < len(c) <= options.generation.max_new_tokens for c in result.codes)
     if language == "long":
         assert len(result.sentences) > 2
 
@@ -168,13 +176,13 @@ def test_seeded_sampling_is_reproducible(tuned):
     assert len(first.sentences) > 1
     assert [c.tolist() for c in first.codes] == [c.tolist() for c in again.codes]
     np.testing.assert_array_equal(first.waveform, again.waveform)
-    other = tuned.synthesize(text, speaker="bob", options=replace(options, seed=1))
+    other = tuned.synthesize(text, speaker="bob", options=with_generation(options, seed=1))
     assert [c.tolist() for c in other.codes] != [c.tolist() for c in first.codes]
 
 
 def test_batched_sentences_get_the_codes_they_get_alone(tuned):
     text = TEXTS["zh"] + TEXTS["en"] + TEXTS["mixed"]
-    options = replace(GREEDY, max_text_tokens_per_sentence=16, max_mel_tokens=6)
+    options = replace(with_generation(GREEDY, max_new_tokens=6), max_text_tokens_per_sentence=16)
     batched = tuned.synthesize(text, speaker="alice", options=replace(options, sentence_batch_size=8))
     alone = tuned.synthesize(text, speaker="alice", options=replace(options, sentence_batch_size=1))
     assert len(batched.sentences) > 2 and batched.sentences == alone.sentences
@@ -183,7 +191,7 @@ def test_batched_sentences_get_the_codes_they_get_alone(tuned):
 
 
 def test_beam_search_runs_with_the_reference_defaults(tuned):
-    options = SynthesisOptions(max_mel_tokens=8, seed=0)
+    options = SynthesisOptions(GenerationConfig(max_new_tokens=8, seed=0))
     result = tuned.synthesize(TEXTS["zh"], speaker="alice", options=options)
     assert len(result.waveform) == expected_samples(tuned, result, options)
 
@@ -263,6 +271,14 @@ def test_too_many_tokens_per_sentence_is_refused(zero_shot, reference_wav):
 # ---- command line ----------------------------------------------------------------------------
 
 FAST_FLAGS = ["--device", "cpu", "--max_mel_tokens", "8", "--num_beams", "1", "--seed", "0", "--pause", "0.05"]
+
+
+def test_cli_defaults_are_the_synthesis_option_defaults():
+    args = build_parser().parse_args(["--text", "x", "--output", "out.wav"])
+    assert options_from_args(args) == SynthesisOptions()
+    args = build_parser().parse_args(["--text", "x", "--output", "out.wav", "--max_mel_tokens", "7", "--seed", "3"])
+    generation = options_from_args(args).generation
+    assert (generation.max_new_tokens, generation.seed) == (7, 3)
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
