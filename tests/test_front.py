@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
 
 import pytest
 
+from conftest import conformance_folders
 from indextts.errors import TextError
 from indextts.utils.front import (
     PINYIN_WITH_TONE,
@@ -20,27 +20,21 @@ from indextts.utils.front import (
     split_sentences,
 )
 
-SHARED_CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
 SENTENCE_LIMITS = (120, 12)
+TEXT_GOLDENS = conformance_folders("expected_text.json")
 
 
-def _text_golden_folders() -> list[Path]:
-    """Folders holding expected_text.json under ../shared/conformance and INDEXTTS_CONFORMANCE_DIRS."""
-    roots = [SHARED_CONFORMANCE] + [
-        Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p
-    ]
-    found: list[Path] = []
-    for root in roots:
-        if (root / "expected_text.json").is_file():
-            found.append(root)
-        elif root.is_dir():
-            found += sorted(p.parent for p in root.glob("*/expected_text.json"))
-    return list(dict.fromkeys(p.resolve() for p in found))
+@pytest.fixture(scope="module")
+def golden_folder() -> Path:
+    """The first text golden folder: its bpe.model serves the tests that need a release-like tokenizer."""
+    if not TEXT_GOLDENS:
+        pytest.skip("no text golden folder (../shared/conformance/text or INDEXTTS_CONFORMANCE_DIRS)")
+    return TEXT_GOLDENS[0]
 
 
 def _cases() -> list:
     params = []
-    for folder in _text_golden_folders():
+    for folder in TEXT_GOLDENS:
         cases = json.loads((folder / "expected_text.json").read_text(encoding="utf-8"))
         for index, case in enumerate(cases):
             params.append(pytest.param(folder, case, id=f"{folder.name}-{index}"))
@@ -135,16 +129,16 @@ def test_sentence_splits(folder, case, limit, normalizer):
         assert chunks == expected
 
 
-def test_encode_is_normalize_then_tokenize(normalizer):
-    folder = _text_golden_folders()[0]
+def test_encode_is_normalize_then_tokenize(normalizer, golden_folder):
+    folder = golden_folder
     tokenizer = _tokenizer(folder, normalizer)
     text = "会议定在下午3:30开始，请大家准时参加！"
     assert tokenizer.encode(text) == tokenizer.encode(normalizer.normalize(text), normalize=False)
     assert tokenizer.vocab_size == tokenizer.sp.get_piece_size()
 
 
-def test_decode_is_readable(normalizer):
-    tokenizer = _tokenizer(_text_golden_folders()[0], normalizer)
+def test_decode_is_readable(normalizer, golden_folder):
+    tokenizer = _tokenizer(golden_folder, normalizer)
     text = "我们的 REVENUE 是一二三,一. IT IS A DAY, ISN'T IT?"
     assert tokenizer.decode(tokenizer.encode(text, normalize=False)) == text
 
@@ -184,8 +178,8 @@ def test_unsupported_characters_are_dropped(normalizer, caplog):
     assert "cannot speak" in caplog.text
 
 
-def test_long_text_normalizes_and_splits(normalizer):
-    folder = _text_golden_folders()[0]
+def test_long_text_normalizes_and_splits(normalizer, golden_folder):
+    folder = golden_folder
     tokenizer = _tokenizer(folder, normalizer)
     text = ("我们的新产品在2025年3月15日正式发布，售价1999元。The price is $49.99, 15% off! " * 200)[:10_000]
     tokens = tokenizer.tokenize(text)
@@ -204,8 +198,8 @@ def test_hard_cuts_prefer_word_starts_and_leave_no_fragment():
         split_sentences(tokens, 2)
 
 
-def test_special_tokens_round_trip(tmp_path, normalizer):
-    folder = _text_golden_folders()[0]
+def test_special_tokens_round_trip(tmp_path, normalizer, golden_folder):
+    folder = golden_folder
     base = _tokenizer(folder, normalizer)
     out = tmp_path / "bpe.model"
     ids = add_special_tokens(folder / "bpe.model", out, ["<laugh>", "<breath>"])
@@ -223,8 +217,8 @@ def test_special_tokens_round_trip(tmp_path, normalizer):
 
 
 @pytest.mark.parametrize("bad", ["laugh", "<laugh me>", "", "<>"])
-def test_special_token_names_are_checked(tmp_path, bad):
-    folder = _text_golden_folders()[0]
+def test_special_token_names_are_checked(tmp_path, bad, golden_folder):
+    folder = golden_folder
     with pytest.raises(TextError):
         add_special_tokens(folder / "bpe.model", tmp_path / "bpe.model", [bad])
 
@@ -234,8 +228,8 @@ def test_missing_bpe_model_is_a_text_error(tmp_path, normalizer):
         TextTokenizer(tmp_path / "missing.model", normalizer)
 
 
-def test_special_token_unknown_to_the_model_is_a_text_error(normalizer):
-    tokenizer = _tokenizer(_text_golden_folders()[0], normalizer)
+def test_special_token_unknown_to_the_model_is_a_text_error(normalizer, golden_folder):
+    tokenizer = _tokenizer(golden_folder, normalizer)
     with pytest.raises(TextError, match="add_special_tokens"):
         tokenizer.encode("我们<laugh>走吧")
 
