@@ -14,7 +14,6 @@ A run folder (see ``load_trained_run``) holds the adapter in PEFT's own format, 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import shutil
@@ -30,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from indextts.atomic_files import write_json_atomic
 from indextts.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def save_speakers(folder: Path, speakers: dict[str, SpeakerConditioning], info: 
         tensors[f"{name}.reference_mel"] = speaker.reference_mel.detach().float().cpu().contiguous()
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / SPEAKERS_FILE), metadata={"format": "indextts-speakers"})
-    (folder / SPEAKERS_INFO).write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(folder / SPEAKERS_INFO, info, sync=False)
 
 
 def load_speakers(path: Path) -> dict[str, SpeakerConditioning]:

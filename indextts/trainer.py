@@ -49,6 +49,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from indextts.atomic_files import write_json_atomic
 from indextts.data import (
     Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate, read_manifest,
 )
@@ -189,10 +190,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         return None
     found = sorted(p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name))
     return found[-1] if found else None
-
-
-def _write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 def _replace_dir(source: Path, target: Path) -> None:
@@ -778,15 +775,15 @@ class Trainer:
         self._write_artifacts(temp)
         tensors, meta = optimizer_to_files(self.optimizer)
         save_file(tensors, str(temp / OPTIMIZER_TENSORS))
-        _write_json(temp / OPTIMIZER_META, meta)
+        write_json_atomic(temp / OPTIMIZER_META, meta, sync=False)
         save_file({k: v.contiguous() for k, v in rng.items()}, str(temp / RNG_FILE))
-        _write_json(temp / STATE_FILE, {
+        write_json_atomic(temp / STATE_FILE, {
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "world_size": self.dist.world_size,
             "best_val_mel_loss": None if math.isinf(self.best_val_mel_loss) else self.best_val_mel_loss,
             "best_step": self.best_step, "validations_without_improvement": self.validations_without_improvement,
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-        })
+        }, sync=False)
         os.rename(temp, folder)
         self._saved_steps.add(self.step)
         self._prune_checkpoints()

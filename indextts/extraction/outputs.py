@@ -1,7 +1,7 @@
 """Crash-safe extraction outputs: per-utterance arrays and progress records, JSONL, speaker_info.json.
 
-Every file is written to a temporary name in its final folder and moved into place with
-``os.replace``, so a killed run leaves either the old file or the new one, never half of one. An
+Every file is written through ``indextts.atomic_files``, so a killed run leaves either the old file
+or the new one, never half of one. An
 utterance is finished once its progress record (written last) is present, matches the current
 inputs, and its ``.npy`` files load with the expected shapes; re-runs reuse finished utterances.
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from indextts.atomic_files import write_json_atomic
 from indextts.errors import DataError
 
 CODES_DIR = "codes"
 CONDITIONS_DIR = "conditions"
 PROGRESS_DIR = ".extraction"
-TEMP_MARKER = ".tmp."
 SPEAKER_INFO = "speaker_info.json"
 METADATA = "metadata.jsonl"
 METADATA_TRAIN = "metadata_train.jsonl"
@@ -30,47 +30,6 @@ SKIPPED = "skipped.jsonl"
 MEDOID_CONDITION = "medoid_condition.npy"
 MEDOID_INFO = "medoid_info.json"
 CONDITION_LATENTS = 32
-
-
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}")
-
-
-def write_bytes_atomic(path: Path, data: bytes, sync: bool = False) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (fsync first when ``sync``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = _temp_path(path)
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        if sync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
-def write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Save ``array`` as a pickle-free .npy file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = _temp_path(path)
-    with open(temp, "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
-    os.replace(temp, path)
-
-
-def write_json_atomic(path: Path, value, sync: bool = True) -> None:
-    write_bytes_atomic(path, (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8"), sync)
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict], sync: bool = True) -> None:
-    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    write_bytes_atomic(path, text.encode("utf-8"), sync)
-
-
-def remove_temp_files(folder: Path) -> None:
-    """Delete temporary files that killed runs left behind under ``folder``."""
-    if folder.is_dir():
-        for temp in folder.rglob(f".*{TEMP_MARKER}*"):
-            temp.unlink(missing_ok=True)
 
 
 def relative_path(path: Path, start: Path) -> str:

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from indextts.atomic_files import remove_temp_files, write_json_atomic, write_jsonl_atomic, write_npy_atomic
 from indextts.audio import MelSpectrogramFeatures
 from indextts.config import CONFIG_FILENAME, checkpoint_paths, load_config
 from indextts.errors import CheckpointError, DataError
@@ -214,9 +215,9 @@ class _Run:
     def _write_done(self, item: DecodedUtterance, codes: np.ndarray, condition: np.ndarray | None) -> None:
         utterance = self.utterances[item.index]
         paths = self.speaker_paths[utterance.speaker]
-        outputs.write_npy_atomic(paths.codes(utterance.uid), codes)
+        write_npy_atomic(paths.codes(utterance.uid), codes)
         if condition is not None:
-            outputs.write_npy_atomic(paths.condition(utterance.uid), condition)
+            write_npy_atomic(paths.condition(utterance.uid), condition)
         outputs.write_record(paths.record(utterance.uid), {
             "status": "done", "fingerprint": self.fingerprints[item.index], "duration": item.duration,
             "num_codes": int(codes.shape[0]), "num_text_tokens": item.num_text_tokens,
@@ -283,7 +284,7 @@ class _Run:
         """Write one speaker's metadata, splits, skipped lines and medoid; return its summary and entry."""
         paths = self.speaker_paths[speaker_list.speaker]
         folder = paths.folder
-        outputs.remove_temp_files(folder)
+        remove_temp_files(folder)
         summary = SpeakerSummary(speaker_list.speaker, folder)
         skipped: list[SkippedLine] = list(speaker_list.skipped)
         rows = []
@@ -312,15 +313,15 @@ class _Run:
         skipped.sort(key=lambda s: s.line_number)
         summary.skipped.update(s.reason for s in skipped)
         folder.mkdir(parents=True, exist_ok=True)
-        outputs.write_jsonl_atomic(folder / outputs.SKIPPED, [s.to_json() for s in skipped])
+        write_jsonl_atomic(folder / outputs.SKIPPED, [s.to_json() for s in skipped])
         if not rows:
             logger.warning("Speaker %s: no usable utterance (see %s).", speaker_list.speaker,
                            folder / outputs.SKIPPED)
             return summary, None
         train, valid = split_train_valid(len(rows), self.options.valid_ratio, self.options.seed)
-        outputs.write_jsonl_atomic(folder / outputs.METADATA, rows)
-        outputs.write_jsonl_atomic(folder / outputs.METADATA_TRAIN, [rows[i] for i in train])
-        outputs.write_jsonl_atomic(folder / outputs.METADATA_VALID, [rows[i] for i in valid])
+        write_jsonl_atomic(folder / outputs.METADATA, rows)
+        write_jsonl_atomic(folder / outputs.METADATA_TRAIN, [rows[i] for i in train])
+        write_jsonl_atomic(folder / outputs.METADATA_VALID, [rows[i] for i in valid])
         summary.kept = len(rows)
         summary.total_seconds = float(sum(row["duration"] for row in rows))
         medoid_path = self._write_medoid(paths, rows) if self.condition_dim is not None else None
@@ -342,8 +343,8 @@ class _Run:
         medoid = find_medoid(conditions, self.options.distance_metric)
         chosen = rows[medoid.index]
         medoid_path = paths.folder / outputs.MEDOID_CONDITION
-        outputs.write_npy_atomic(medoid_path, conditions[medoid.index])
-        outputs.write_json_atomic(paths.folder / outputs.MEDOID_INFO, {
+        write_npy_atomic(medoid_path, conditions[medoid.index])
+        write_json_atomic(paths.folder / outputs.MEDOID_INFO, {
             "uid": chosen["uid"], "audio": chosen["audio"], "condition": chosen["condition"],
             "metric": medoid.metric, **medoid.stats(),
         })

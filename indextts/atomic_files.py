@@ -1,0 +1,56 @@
+"""Crash-safe file writes: a temporary name in the final folder, then ``os.replace``.
+
+A process killed at any moment leaves either the old file or the new one, never half of one;
+``remove_temp_files`` deletes the temporaries such a process left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+TEMP_MARKER = ".tmp."
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}")
+
+
+def write_bytes_atomic(path: Path, data: bytes, sync: bool = False) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (fsync first when ``sync``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_path(path)
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        if sync:
+            handle.flush()
+            os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def write_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """Save ``array`` as a pickle-free .npy file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_path(path)
+    with open(temp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+    os.replace(temp, path)
+
+
+def write_json_atomic(path: Path, value, sync: bool = True) -> None:
+    write_bytes_atomic(path, (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8"), sync)
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict], sync: bool = True) -> None:
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    write_bytes_atomic(path, text.encode("utf-8"), sync)
+
+
+def remove_temp_files(folder: Path) -> None:
+    """Delete temporary files that killed runs left behind under ``folder``."""
+    if folder.is_dir():
+        for temp in folder.rglob(f".*{TEMP_MARKER}*"):
+            temp.unlink(missing_ok=True)
