@@ -1,0 +1,141 @@
+"""One IndexTTS checkpoint folder: its config, its files, its models and its identity.
+
+Every consumer (extraction, training, inference, export) opens the base checkpoint through
+:class:`CheckpointFolder`, so the config is read and cross-checked once, and the folder's
+identity (a fingerprint of the GPT weights and of ``bpe.model``) is computed the same way
+everywhere. The fingerprint lets a training run or an extracted data set refuse a base of the
+same shapes but other weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from indextts.atomic_files import write_json_atomic
+from indextts.checkpoints import load_bigvgan, load_dvae, load_gpt, load_state_dict
+from indextts.config import CheckpointPaths, checkpoint_paths, load_config
+from indextts.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_CACHE_SUFFIX = ".fingerprint.json"
+"""``gpt.pth.fingerprint.json`` beside the weights caches the hash by file size and mtime."""
+
+
+def tensors_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
+    """A SHA-256 over the names, dtypes, shapes and bytes of ``state_dict``'s tensors, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+    """A SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_stamp(path: Path) -> dict:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+class CheckpointFolder:
+    """An opened checkpoint folder (``config.yaml``, ``gpt.pth``, ``dvae.pth``, ``bigvgan_generator.pth``,
+    ``bpe.model``). The config is validated and its sections cross-checked on construction."""
+
+    def __init__(self, model_dir: str | Path):
+        self.root = Path(model_dir).expanduser().resolve()
+        self.cfg: DictConfig = load_config(self.root)
+        self.paths: CheckpointPaths = checkpoint_paths(self.root, self.cfg)
+        self._check_sections()
+
+    def __repr__(self) -> str:
+        return f"CheckpointFolder({str(self.root)!r})"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.cfg.dataset.sample_rate)
+
+    @property
+    def condition_latents(self) -> int:
+        return int(self.cfg.gpt.get("condition_num_latent", 32))
+
+    def _check_sections(self) -> None:
+        """GPT width, mel bins and sample rate must agree across the config's sections."""
+        cfg, problems = self.cfg, []
+        if int(cfg.gpt.model_dim) != int(cfg.bigvgan.gpt_dim):
+            problems.append(f"gpt.model_dim {cfg.gpt.model_dim} != bigvgan.gpt_dim {cfg.bigvgan.gpt_dim}")
+        if int(cfg.dataset.mel.n_mels) != int(cfg.bigvgan.num_mels):
+            problems.append(f"dataset.mel.n_mels {cfg.dataset.mel.n_mels} != bigvgan.num_mels {cfg.bigvgan.num_mels}")
+        if int(cfg.dataset.sample_rate) != int(cfg.dataset.mel.sample_rate):
+            problems.append(f"dataset.sample_rate {cfg.dataset.sample_rate} != dataset.mel.sample_rate "
+                            f"{cfg.dataset.mel.sample_rate}")
+        vocoder_rate = cfg.bigvgan.get("sampling_rate")
+        if vocoder_rate is not None and int(vocoder_rate) != int(cfg.dataset.sample_rate):
+            problems.append(f"bigvgan.sampling_rate {vocoder_rate} != dataset.sample_rate {cfg.dataset.sample_rate}")
+        if problems:
+            raise ConfigError(f"The model config {self.config_file} contradicts itself: {'; '.join(problems)}. "
+                              "The sections must describe one model; restore the release config.yaml.")
+
+    def load_gpt(self, device: str | torch.device = "cpu"):
+        """The UnifiedVoice GPT, strictly loaded, float32, eval mode."""
+        return load_gpt(self.root, self.cfg, device)
+
+    def load_dvae(self, device: str | torch.device = "cpu"):
+        """The DiscreteVAE, strictly loaded, float32, eval mode."""
+        return load_dvae(self.root, self.cfg, device)
+
+    def load_bigvgan(self, device: str | torch.device = "cpu"):
+        """The BigVGAN vocoder, weight norm folded, float32, eval mode."""
+        return load_bigvgan(self.root, self.cfg, device)
+
+    def tokenizer(self, bpe_path: str | Path | None = None):
+        """The text tokenizer over the folder's ``bpe.model`` (or ``bpe_path``, e.g. a run's grown model)."""
+        from indextts.text import TextTokenizer
+
+        return TextTokenizer(bpe_path or self.paths.bpe)
+
+    @cached_property
+    def tokenizer_fingerprint(self) -> str:
+        """SHA-256 of ``bpe.model``."""
+        return file_fingerprint(self.paths.bpe)
+
+    @cached_property
+    def gpt_fingerprint(self) -> str:
+        """SHA-256 over the GPT tensors, cached beside ``gpt.pth`` by file size and mtime."""
+        cache = self.paths.gpt.with_name(self.paths.gpt.name + FINGERPRINT_CACHE_SUFFIX)
+        stamp = _file_stamp(self.paths.gpt)
+        try:
+            cached = json.loads(cache.read_text())
+            if cached.get("stamp") == stamp:
+                return cached["sha256"]
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+        fingerprint = tensors_fingerprint(load_state_dict(self.paths.gpt, "gpt"))
+        try:
+            write_json_atomic(cache, {"stamp": stamp, "sha256": fingerprint}, sync=False)
+        except OSError as error:  # a read-only folder only costs the hash again next time
+            logger.debug("Cannot cache the GPT fingerprint at %s: %s", cache, error)
+        return fingerprint
+
+    def identity(self) -> dict:
+        """What a run or a data set records about the base it was made from."""
+        return {"gpt_sha256": self.gpt_fingerprint, "bpe_sha256": self.tokenizer_fingerprint}

@@ -1,0 +1,123 @@
+"""Where and how numbers are computed: device, precision and the torchrun context, in one place.
+
+Extraction, training and inference all resolve their ``device`` and ``precision`` settings here,
+so the three commands accept the same words and mean the same by them:
+
+- device: ``auto`` (the local GPU when there is one, else the CPU), ``cpu``, ``cuda`` or
+  ``cuda:N``. Under torchrun a CUDA device is offset by the process's ``LOCAL_RANK``, so ranks
+  never share a GPU by accident.
+- precision: ``fp32 | bf16 | fp16 | auto``. ``auto`` is resolved by the caller's rule for CUDA
+  (each stage passes the half type it prefers) and is ``fp32`` on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from indextts.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def local_rank() -> int:
+    """This process's GPU slot on its node under torchrun (0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def world_size() -> int:
+    """Number of processes in the torchrun job (1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_device(requested: str | torch.device | None = "auto") -> torch.device:
+    """The device named by ``requested``, combined with the local rank under torchrun.
+
+    ``auto``/None picks CUDA when available. ``cuda:N`` under torchrun becomes ``cuda:N+LOCAL_RANK``.
+    A CUDA device becomes the current device, so every CUDA context opens on the right GPU.
+    """
+    name = "auto" if requested is None else str(requested)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"Unknown device '{name}'. Use auto, cpu, cuda or cuda:N.") from error
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise ConfigError(f"The device '{name}' was requested but CUDA is not available on this machine. "
+                          "Use device auto or cpu, or install a CUDA build of PyTorch.")
+    index = (device.index or 0) + (local_rank() if world_size() > 1 else 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"The device '{name}' with LOCAL_RANK {local_rank()} needs GPU {index}, but only "
+                          f"{torch.cuda.device_count()} are visible. Start fewer processes per node.")
+    device = torch.device("cuda", index)
+    torch.cuda.set_device(device)
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device, cuda_auto: str = "fp16") -> str:
+    """A concrete ``fp32 | bf16 | fp16`` for ``device``; ``auto`` means ``cuda_auto`` on CUDA, fp32 elsewhere.
+
+    ``cuda_auto="bf16"`` falls back to fp16 on GPUs without bf16 support.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"Unknown precision '{precision}'. Use one of: {', '.join(PRECISIONS)}.")
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    if cuda_auto == "bf16" and not torch.cuda.is_bf16_supported():
+        return "fp16"
+    return cuda_auto
+
+
+def dtype_of(precision: str) -> torch.dtype:
+    """The torch dtype of a concrete precision name."""
+    if precision not in DTYPES:
+        raise ConfigError(f"Unknown precision '{precision}'. Use one of: {', '.join(DTYPES)}.")
+    return DTYPES[precision]
+
+
+def autocast(device: torch.device, precision: str):
+    """An autocast context for a concrete precision (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype_of(precision))
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process sits in a torchrun job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+def init_distributed(device: str | torch.device | None = "auto") -> DistributedContext:
+    """Resolve the device and join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
+    chosen = resolve_device(device)
+    size = world_size()
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
+    rank = dist.get_rank() if size > 1 else 0
+    return DistributedContext(rank=rank, world_size=size, device=chosen)

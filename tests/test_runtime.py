@@ -1,0 +1,64 @@
+"""Device, precision and torchrun context resolution shared by extraction, training and inference."""
+
+import pytest
+import torch
+
+from indextts.errors import ConfigError
+from indextts.runtime import DistributedContext, dtype_of, init_distributed, resolve_device, resolve_precision
+
+
+def test_auto_device_is_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device(None) == torch.device("cpu")
+
+
+def test_cuda_without_cuda_says_what_to_do(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA is not available.*Use device auto or cpu"):
+        resolve_device("cuda:1")
+
+
+def test_unknown_device_is_named():
+    with pytest.raises(ConfigError, match="Unknown device 'gpu0'"):
+        resolve_device("gpu0")
+
+
+def test_cuda_device_is_offset_by_local_rank(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cuda:2") == torch.device("cuda", 3)
+    assert chosen == [torch.device("cuda", 1), torch.device("cuda", 3)]
+    with pytest.raises(ConfigError, match="needs GPU 4, but only 4 are visible"):
+        resolve_device("cuda:3")
+
+
+@pytest.mark.parametrize("name", ["fp32", "bf16", "fp16"])
+def test_concrete_precisions_pass_through(name):
+    assert resolve_precision(name, torch.device("cpu")) == name
+    assert dtype_of(name) == {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def test_auto_precision_is_fp32_on_cpu_and_the_stage_default_on_cuda(monkeypatch):
+    assert resolve_precision("auto", torch.device("cpu"), cuda_auto="bf16") == "fp32"
+    assert resolve_precision("auto", torch.device("cuda", 0), cuda_auto="fp16") == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert resolve_precision("auto", torch.device("cuda", 0), cuda_auto="bf16") == "fp16"
+
+
+def test_unknown_precision_lists_the_vocabulary():
+    with pytest.raises(ConfigError, match="fp32, bf16, fp16, auto"):
+        resolve_precision("float16", torch.device("cpu"))
+
+
+def test_single_process_context(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    context = init_distributed("cpu")
+    assert context == DistributedContext(rank=0, world_size=1, device=torch.device("cpu"))
+    assert context.is_main and not context.enabled
+    context.barrier()
