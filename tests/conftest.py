@@ -8,27 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_CONFORMANCE = REPO_ROOT.parent / "shared" / "conformance"
-MANIFEST_FILE = SHARED_CONFORMANCE / "state_dict_manifest.json"
-RELEASES = ("IndexTTS-1.5", "IndexTTS-1.0")
-
-
-def conformance_folders(marker_file: str) -> list[Path]:
-    """Every golden folder holding ``marker_file``: those in ../shared/conformance plus the ones
-    listed in INDEXTTS_CONFORMANCE_DIRS (os.pathsep-separated)."""
-    roots = [SHARED_CONFORMANCE] if SHARED_CONFORMANCE.is_dir() else []
-    extra = [Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p]
-    found: list[Path] = []
-    for root in roots:
-        found += sorted(p.parent for p in root.glob(f"*/{marker_file}"))
-    for folder in extra:
-        if (folder / marker_file).is_file():
-            found.append(folder)
-        else:
-            found += sorted(p.parent for p in folder.glob(f"*/{marker_file}"))
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+from helpers import MANIFEST_FILE
 
 
 def pytest_configure(config):

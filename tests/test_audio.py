@@ -12,7 +12,7 @@ from indextts.audio import MelSpectrogramFeatures, load_audio
 from indextts.config import load_config
 from indextts.errors import AudioError
 
-from conftest import conformance_folders
+from helpers import conformance_folders
 
 MODEL_GOLDENS = conformance_folders("expected.safetensors")
 

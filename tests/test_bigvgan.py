@@ -6,12 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from indextts.BigVGAN import BigVGAN, fold_weight_norm
-from indextts.BigVGAN.activations import kaiser_sinc_filter
+from indextts.bigvgan import BigVGAN, fold_weight_norm
+from indextts.bigvgan.activations import kaiser_sinc_filter
 from indextts.checkpoints import load_bigvgan
 from indextts.config import load_config
 
-from conftest import RELEASES, conformance_folders
+from helpers import RELEASES, conformance_folders
 
 MODEL_GOLDENS = conformance_folders("expected.safetensors")
 

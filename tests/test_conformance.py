@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import conformance_folders
+from helpers import conformance_folders
 
 FLOAT_TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
 WAV_TOLERANCE = {"atol": 1e-3, "rtol": 1e-4}

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file
 
 from indextts.checkpoints import load_dvae
-from indextts.vqvae.dvae import DiscreteVAE
+from indextts.dvae.model import DiscreteVAE
 
-from conftest import RELEASES, conformance_folders
+from helpers import RELEASES, conformance_folders
 
 MODEL_GOLDENS = conformance_folders("expected.safetensors")
 

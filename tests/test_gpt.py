@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import RELEASES
+from helpers import RELEASES
 from indextts.errors import ConfigError, TextError
 from indextts.gpt.model import IGNORE_INDEX, UnifiedVoice
 

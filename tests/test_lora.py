@@ -11,9 +11,9 @@ from peft import PeftModel
 from indextts.checkpoints import load_gpt
 from indextts.config import load_config
 from indextts.errors import CheckpointError
-from indextts.lora import SpeakerConditions, add_lora, export_merged, load_trained_run, make_lora_config
+from indextts.lora import LearnedConditions, add_lora, export_merged, load_trained_run, make_lora_config
 from indextts.trainer import DEFAULT_CONFIG, load_train_config, run_training
-from test_train import tiny_overrides, write_extracted_data
+from helpers import tiny_overrides, write_extracted_data
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_lora_targets_only_gpt2_blocks(tiny_model_dir):
 
 def test_speaker_conditions_pick_rows():
     initial = torch.randn(3, 32, 8)
-    speakers = SpeakerConditions(["a", "b", "c"], initial)
+    speakers = LearnedConditions(["a", "b", "c"], initial)
     assert torch.equal(speakers(torch.tensor([2, 0])), initial[[2, 0]])
     assert set(speakers.as_dict()) == {"a", "b", "c"}
 
