@@ -4,7 +4,7 @@
     python benchmarks/bench_infer.py --device cuda --codes 300 --vocoder_codes 300
     python benchmarks/bench_infer.py --batch_sizes 1 --modes greedy --codes 8   # quick look
 
-Models are built from checkpoints/config.yaml (IndexTTS-1.5 sizes) with random weights, so no
+Models are built from indextts/configs/indextts-1.5.yaml (IndexTTS-1.5 sizes) with random weights, so no
 download is needed. The stop code's logit is pushed to -1e4 so that every generation runs exactly
 ``--codes`` steps and runs compare. Reports:
 
@@ -34,11 +34,11 @@ import torch
 
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoints import build_model
-from indextts.config import load_config
+from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.gpt.generation import GenerationConfig, generate_codes
 from indextts.infer import IndexTTS, SynthesisOptions, Voice, default_dtype
 from indextts.tiny import train_tiny_bpe
-from indextts.utils.front import TextTokenizer
+from indextts.text import TextTokenizer
 
 NEVER = -1.0e4
 """Logit bias that keeps the random GPT from ever choosing the stop code."""
@@ -138,7 +138,7 @@ def bench_end_to_end(tts: IndexTTS, codes: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="checkpoints/config.yaml", help="model config giving the sizes")
+    parser.add_argument("--config", default=str(RELEASE_CONFIGS["IndexTTS-1.5"]), help="model config giving the sizes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
                         help="weight precision (default: bfloat16 on CUDA, float32 on CPU)")

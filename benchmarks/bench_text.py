@@ -15,7 +15,7 @@ import sys
 import time
 
 from indextts.errors import IndexTTSError
-from indextts.utils.front import TextNormalizer, TextTokenizer
+from indextts.text import TextNormalizer, TextTokenizer
 
 TEMPLATES = (
     "我们的新产品在{year}年{month}月{day}日正式发布，售价{price}元。",

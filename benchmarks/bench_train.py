@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --sizes release --precisions bf16 --batch_size 16 --steps 20
 
 Each configuration builds UnifiedVoice from its config (tiny: indextts.tiny; release:
-checkpoints/config.yaml) with random weights, adds LoRA (r=16 on the four GPT-2 projections) and
+indextts/configs/indextts-1.5.yaml) with random weights, adds LoRA (r=16 on the four GPT-2 projections) and
 learnable speaker conditions exactly as train.py does, and times full optimizer steps (forward,
 backward, LoRA+ AdamW). Reports real tokens/s (sequence positions), samples/s and peak memory
 (CUDA: max allocated; CPU: peak resident set size of the process).
@@ -22,14 +22,14 @@ import torch
 from omegaconf import OmegaConf
 from peft.optimizers import create_loraplus_optimizer
 
-from indextts.config import load_config
+from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.data import Batch
 from indextts.gpt.model import UnifiedVoice
-from indextts.lora import SpeakerConditions, add_lora, make_lora_config
+from indextts.lora import LearnedConditions, add_lora, make_lora_config
 from indextts.tiny import BPE_VOCAB_SIZE, TINY_MODEL_CONFIG
 from indextts.trainer import TrainingModel
 
-RELEASE_CONFIG = "checkpoints/config.yaml"
+RELEASE_CONFIG = str(RELEASE_CONFIGS["IndexTTS-1.5"])
 
 
 def gpt_config(size: str):
@@ -61,7 +61,7 @@ def bench(size: str, precision: str, device: torch.device, batch_size: int, text
     gpt = UnifiedVoice(**cfg)
     gpt.set_gradient_checkpointing(checkpointing)
     peft_model = add_lora(gpt, make_lora_config(16, 32, 0.1))
-    speakers = SpeakerConditions(["a", "b"], torch.randn(2, 32, int(cfg.model_dim)) * 0.1)
+    speakers = LearnedConditions(["a", "b"], torch.randn(2, 32, int(cfg.model_dim)) * 0.1)
     model = TrainingModel(peft_model, speakers).to(device).train()
     optimizer = create_loraplus_optimizer(peft_model, torch.optim.AdamW, lr=1e-4, loraplus_lr_ratio=8.0)
     optimizer.add_param_group({"params": [speakers.latents], "lr": 1e-4, "weight_decay": 0.0})

@@ -1,13 +1,15 @@
-"""Crash-safe file writes: a temporary name in the final folder, then ``os.replace``.
+"""Crash-safe writes of files and folders: a temporary name beside the target, then a rename.
 
-A process killed at any moment leaves either the old file or the new one, never half of one;
-``remove_temp_files`` deletes the temporaries such a process left behind.
+A process killed at any moment leaves either the old file (or folder) or the new one, never half
+of one; ``remove_temp_files`` deletes the temporaries such a process left behind and
+``restore_replaced_dir`` finishes a folder swap that a kill interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +56,26 @@ def remove_temp_files(folder: Path) -> None:
     if folder.is_dir():
         for temp in folder.rglob(f".*{TEMP_MARKER}*"):
             temp.unlink(missing_ok=True)
+
+
+def _old_dir(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def replace_dir_atomic(source: Path, target: Path) -> None:
+    """Move the folder ``source`` to ``target``, replacing it; the old one survives until the new one is in place."""
+    old = _old_dir(target)
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(source, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def restore_replaced_dir(target: Path) -> None:
+    """Put back the old ``target`` when a kill struck between the two renames of ``replace_dir_atomic``."""
+    old = _old_dir(target)
+    if old.is_dir() and not target.exists():
+        os.rename(old, target)

@@ -96,10 +96,6 @@ class MelSpectrogramFeatures(nn.Module):
             mel_fmax=mel_cfg.get("mel_fmax"),
         )
 
-    def frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
-        """Number of mel frames for a waveform of ``num_samples`` samples."""
-        return num_samples // self.hop_length + 1
-
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Waveform (B, S) or (S,) -> log-mel (B, n_mels, F), F = S // hop + 1, in float32."""
         if audio.dim() == 1:

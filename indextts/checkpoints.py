@@ -22,20 +22,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from indextts.BigVGAN import BigVGAN, fold_weight_norm
-from indextts.config import checkpoint_paths, load_config
+from indextts.bigvgan import BigVGAN, fold_weight_norm
+from indextts.config import RELEASE_CONFIGS, checkpoint_paths, load_config
 from indextts.errors import CheckpointError, ConfigError
-from indextts.vqvae.dvae import DiscreteVAE
+from indextts.dvae.model import DiscreteVAE
 
 logger = logging.getLogger(__name__)
 
 KINDS = ("gpt", "dvae", "bigvgan")
 WRAPPER_KEYS = {"gpt": ("model",), "dvae": ("model",), "bigvgan": ("generator", "model")}
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RELEASE_CONFIGS = {
-    "IndexTTS-1.5": REPO_ROOT / "checkpoints" / "config.yaml",
-    "IndexTTS-1.0": REPO_ROOT / "checkpoints" / "config_indextts1.0.yaml",
-}
 LISTED_NAMES = 5
 
 

@@ -17,6 +17,13 @@ from omegaconf.errors import OmegaConfBaseException
 from indextts.errors import ConfigError
 
 CONFIG_FILENAME = "config.yaml"
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+"""Configs shipped inside the package: the training defaults and the two release model configs."""
+TRAIN_CONFIG = PACKAGED_CONFIGS / "train.yaml"
+RELEASE_CONFIGS = {
+    "IndexTTS-1.5": PACKAGED_CONFIGS / "indextts-1.5.yaml",
+    "IndexTTS-1.0": PACKAGED_CONFIGS / "indextts-1.0.yaml",
+}
 
 REQUIRED_KEYS = {
     "dataset": ("bpe_model", "sample_rate", "mel"),
@@ -84,8 +91,8 @@ def validate_config(cfg: DictConfig, source: str) -> None:
     if problems:
         raise ConfigError(
             f"The model config {source} is not a valid IndexTTS config: {'; '.join(problems)}. "
-            "Compare it with checkpoints/config.yaml (IndexTTS-1.5) or "
-            "checkpoints/config_indextts1.0.yaml (IndexTTS-1.0) and fix or remove those keys."
+            f"Compare it with {RELEASE_CONFIGS['IndexTTS-1.5']} (IndexTTS-1.5) or "
+            f"{RELEASE_CONFIGS['IndexTTS-1.0']} (IndexTTS-1.0) and fix or remove those keys."
         )
 
 

@@ -62,7 +62,7 @@ from indextts.synthesis import (
     trim_silence_runs,
     write_wav,
 )
-from indextts.utils.front import TextTokenizer
+from indextts.text import TextTokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ def add_lora(gpt: nn.Module, config: LoraConfig) -> PeftModel:
     return get_peft_model(gpt, config)
 
 
-class SpeakerConditions(nn.Module):
+class LearnedConditions(nn.Module):
     """Learnable conditioning latents, one (32, D) block per speaker: speaker_ids (B,) -> (B, 32, D)."""
 
     def __init__(self, names: Sequence[str], initial: torch.Tensor, trainable: bool = True):
@@ -87,7 +87,7 @@ class SpeakerConditions(nn.Module):
 
 
 @dataclass
-class SpeakerConditioning:
+class TrainedSpeaker:
     """What inference needs to speak as a trained speaker."""
 
     condition: torch.Tensor  # (32, D) GPT conditioning latents
@@ -99,11 +99,11 @@ class TrainedRun:
     """A loaded training run: the GPT with the adapter applied, the speakers, and the tokenizer to use."""
 
     gpt: nn.Module
-    speakers: dict[str, SpeakerConditioning]
+    speakers: dict[str, TrainedSpeaker]
     tokenizer_path: Path | None  # the run's bpe.model when special tokens were added, else None (use the base one)
 
 
-def save_speakers(folder: Path, speakers: dict[str, SpeakerConditioning], info: dict) -> None:
+def save_speakers(folder: Path, speakers: dict[str, TrainedSpeaker], info: dict) -> None:
     """Write ``speakers.safetensors`` ("<name>.condition", "<name>.reference_mel") and ``speakers.json``."""
     tensors = {}
     for name, speaker in speakers.items():
@@ -114,8 +114,8 @@ def save_speakers(folder: Path, speakers: dict[str, SpeakerConditioning], info: 
     write_json_atomic(folder / SPEAKERS_INFO, info, sync=False)
 
 
-def load_speakers(path: Path) -> dict[str, SpeakerConditioning]:
-    """Read a ``speakers.safetensors`` file into name -> SpeakerConditioning."""
+def load_speakers(path: Path) -> dict[str, TrainedSpeaker]:
+    """Read a ``speakers.safetensors`` file into name -> TrainedSpeaker."""
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist. A finished training run writes it; check the run "
                               "folder, or export again with tools/export_merged.py.")
@@ -125,7 +125,7 @@ def load_speakers(path: Path) -> dict[str, SpeakerConditioning]:
     if broken or not names:
         raise CheckpointError(f"{path} must hold '<name>.condition' and '<name>.reference_mel' for every "
                               f"speaker; incomplete: {broken or 'no speakers at all'}. Re-run or re-export the training run.")
-    return {n: SpeakerConditioning(tensors[f"{n}.condition"], tensors[f"{n}.reference_mel"]) for n in names}
+    return {n: TrainedSpeaker(tensors[f"{n}.condition"], tensors[f"{n}.reference_mel"]) for n in names}
 
 
 def base_fingerprint(gpt: nn.Module, rows: int) -> str:

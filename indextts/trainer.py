@@ -49,19 +49,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from indextts.atomic_files import write_json_atomic
+from indextts.atomic_files import replace_dir_atomic, restore_replaced_dir, write_json_atomic
+from indextts.config import TRAIN_CONFIG
 from indextts.data import (
     Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate, read_manifest,
 )
 from indextts.errors import ConfigError, IndexTTSError, TrainingError
 from indextts.lora import (
-    ADAPTER_DIR, ADAPTER_WEIGHTS, RUN_CONFIG, SPEAKERS_FILE, TOKENIZER_FILE, SpeakerConditioning,
-    SpeakerConditions, add_lora, base_fingerprint, describe_base, make_lora_config, save_speakers,
+    ADAPTER_DIR, ADAPTER_WEIGHTS, RUN_CONFIG, SPEAKERS_FILE, TOKENIZER_FILE, TrainedSpeaker,
+    LearnedConditions, add_lora, base_fingerprint, describe_base, make_lora_config, save_speakers,
 )
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "train.yaml"
+DEFAULT_CONFIG = TRAIN_CONFIG
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d{8})$")
 METRICS_FILE = "metrics.jsonl"
@@ -84,10 +85,10 @@ def load_train_config(path: str | Path = DEFAULT_CONFIG, overrides: Sequence[str
         OmegaConf.set_struct(cfg, True)
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except FileNotFoundError as error:
-        raise ConfigError(f"Training config {path} does not exist. Use configs/train.yaml as a template.") from error
+        raise ConfigError(f"Training config {path} does not exist. Use {TRAIN_CONFIG} as a template.") from error
     except (OmegaConfBaseException, ValueError) as error:
         raise ConfigError(f"Invalid training config {path} or override {list(overrides)}: {error}. Check the key "
-                          "names against configs/train.yaml.") from error
+                          f"names against {TRAIN_CONFIG}.") from error
 
 
 @dataclass
@@ -140,7 +141,7 @@ class SpeakerData:
 class TrainingModel(nn.Module):
     """The trainable whole: the PEFT-wrapped GPT plus per-speaker conditions (what DDP wraps)."""
 
-    def __init__(self, gpt: nn.Module, speakers: SpeakerConditions):
+    def __init__(self, gpt: nn.Module, speakers: LearnedConditions):
         super().__init__()
         self.gpt = gpt
         self.speakers = speakers
@@ -190,18 +191,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         return None
     found = sorted(p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name))
     return found[-1] if found else None
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    """Move the folder ``source`` to ``target``, replacing it; the old one survives until the new one is in place."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.rename(target, old)
-    os.rename(source, target)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 class Trainer:
@@ -352,9 +341,7 @@ class Trainer:
             (self.run_dir / CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
             for stale in (self.run_dir / CHECKPOINTS_DIR).glob(".step_*"):
                 shutil.rmtree(stale, ignore_errors=True)
-            previous_adapter = self.run_dir / f".{ADAPTER_DIR}.old"
-            if previous_adapter.is_dir() and not (self.run_dir / ADAPTER_DIR).exists():
-                os.rename(previous_adapter, self.run_dir / ADAPTER_DIR)  # a kill interrupted _replace_dir
+            restore_replaced_dir(self.run_dir / ADAPTER_DIR)
             self._log_handler = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8")
             self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger("indextts").addHandler(self._log_handler)
@@ -367,7 +354,7 @@ class Trainer:
             dist.barrier()
 
     def _setup_tokenizer(self) -> None:
-        from indextts.utils.front import TextTokenizer, add_special_tokens
+        from indextts.text import TextTokenizer, add_special_tokens
 
         base = TextTokenizer(self.paths.bpe)
         tokens = list(self.train_cfg.special_tokens)
@@ -407,7 +394,7 @@ class Trainer:
         for speaker in self.speaker_data:
             speaker["reference_mel"] = mel(load_audio(speaker["medoid_audio"], sample_rate))[0]
         names = [s["info"].speaker for s in self.speaker_data]
-        speakers = SpeakerConditions(names, torch.stack([s["condition"] for s in self.speaker_data]),
+        speakers = LearnedConditions(names, torch.stack([s["condition"] for s in self.speaker_data]),
                                      trainable=bool(self.train_cfg.speaker_conditions.trainable))
         self.model = TrainingModel(peft_model, speakers).to(self.device)
         self.model.train()
@@ -727,7 +714,7 @@ class Trainer:
         """Write a loadable run (adapter, speakers, config, tokenizer) into ``folder``."""
         self.peft_model.save_pretrained(str(folder / ADAPTER_DIR))
         conditions = self.speakers.as_dict()
-        speakers = {s["info"].speaker: SpeakerConditioning(conditions[s["info"].speaker], s["reference_mel"])
+        speakers = {s["info"].speaker: TrainedSpeaker(conditions[s["info"].speaker], s["reference_mel"])
                     for s in self.speaker_data}
         info = {"speakers": [{"name": s["info"].speaker, "index": i, "medoid_uid": s["medoid_uid"],
                               "medoid_audio": str(s["medoid_audio"]), "condition_trained": self.speakers.latents.requires_grad}
@@ -751,7 +738,7 @@ class Trainer:
         self._write_artifacts(temp)
         for name in ("speakers.safetensors", "speakers.json"):
             os.replace(temp / name, self.run_dir / name)
-        _replace_dir(temp / ADAPTER_DIR, self.run_dir / ADAPTER_DIR)
+        replace_dir_atomic(temp / ADAPTER_DIR, self.run_dir / ADAPTER_DIR)
         shutil.rmtree(temp, ignore_errors=True)
 
     def _rng_states(self) -> dict[str, torch.Tensor]:

@@ -3,22 +3,21 @@
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO_ROOT
-from indextts.config import checkpoint_paths, load_config
+from indextts.config import RELEASE_CONFIGS, checkpoint_paths, load_config
 from indextts.errors import ConfigError
 
-SHIPPED = {"IndexTTS-1.5": "config.yaml", "IndexTTS-1.0": "config_indextts1.0.yaml"}
+SHIPPED = RELEASE_CONFIGS
 
 
 @pytest.mark.parametrize("release", sorted(SHIPPED))
 def test_shipped_configs_match_the_manifest(release, release_manifest):
     manifest = release_manifest
-    shipped = OmegaConf.to_container(load_config(REPO_ROOT / "checkpoints" / SHIPPED[release]))
+    shipped = OmegaConf.to_container(load_config(SHIPPED[release]))
     assert shipped == manifest[release]["config"]
 
 
 def test_folder_and_file_paths_both_load(tmp_path):
-    source = REPO_ROOT / "checkpoints" / "config.yaml"
+    source = RELEASE_CONFIGS["IndexTTS-1.5"]
     (tmp_path / "config.yaml").write_text(source.read_text())
     assert load_config(tmp_path) == load_config(source)
     paths = checkpoint_paths(tmp_path, load_config(tmp_path))
@@ -32,7 +31,7 @@ def test_missing_folder_says_what_to_do(tmp_path):
 
 
 def test_missing_and_unknown_keys_are_all_listed(tmp_path):
-    cfg = load_config(REPO_ROOT / "checkpoints" / "config.yaml")
+    cfg = load_config(RELEASE_CONFIGS["IndexTTS-1.5"])
     del cfg.gpt["heads"]
     del cfg["dvae_checkpoint"]
     cfg.vqvae.num_tokenz = 8192

@@ -21,7 +21,7 @@ from indextts.gpt.generation import GenerationConfig
 from indextts.gpt.model import UnifiedVoice
 from indextts.infer import IndexTTS, SynthesisOptions, build_parser, main, options_from_args
 from indextts.lora import (
-    SpeakerConditioning,
+    TrainedSpeaker,
     add_lora,
     base_fingerprint,
     describe_base,
@@ -68,7 +68,7 @@ def write_run(run_dir: Path, gpt: UnifiedVoice, reference_mel: torch.Tensor, see
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
     peft_model.save_pretrained(str(run_dir / "adapter"))
     speakers = {
-        name: SpeakerConditioning(torch.randn(32, gpt.model_dim, generator=generator), reference_mel)
+        name: TrainedSpeaker(torch.randn(32, gpt.model_dim, generator=generator), reference_mel)
         for name in SPEAKERS
     }
     save_speakers(run_dir, speakers, {"speakers": list(SPEAKERS)})

@@ -92,7 +92,7 @@ class UtteranceDataset(Dataset):
     def load_tokenizer(self) -> None:
         """Load the text tokenizer now (before workers fork, so each one need not load it again)."""
         if self._tokenizer is None:
-            from indextts.utils.front import TextTokenizer
+            from indextts.text import TextTokenizer
 
             self._tokenizer = TextTokenizer(self.bpe_path)
 

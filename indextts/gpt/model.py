@@ -147,7 +147,7 @@ class UnifiedVoice(nn.Module):
         if problems:
             raise ConfigError(
                 f"Unsupported GPT config values: {', '.join(problems)}. Only the IndexTTS 1.0/1.5 "
-                "architecture is implemented; use checkpoints/config.yaml as a template."
+                "architecture is implemented; use indextts/configs/indextts-1.5.yaml as a template."
             )
         self.model_dim = model_dim
         self.number_text_tokens = number_text_tokens

@@ -2,7 +2,7 @@
 
 The release ``bigvgan_generator.pth`` stores the weight-normalised convolutions as ``weight_g`` /
 ``weight_v``. This module holds plain ``weight`` tensors (weight norm folded, as for inference);
-``stored_state_dict`` and ``load_stored_state_dict`` convert between the two layouts.
+``stored_state_dict`` and ``fold_weight_norm`` convert between the two layouts.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from indextts.BigVGAN.activations import ACTIVATIONS, Activation1d
-from indextts.BigVGAN.ecapa_tdnn import ECAPATDNN
+from indextts.bigvgan.activations import ACTIVATIONS, Activation1d
+from indextts.bigvgan.ecapa_tdnn import ECAPATDNN
 from indextts.errors import ConfigError
 
 PRE_POST_KERNEL = 7
@@ -161,10 +161,6 @@ class BigVGAN(nn.Module):
     def stored_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
         """State dict in the checkpoint layout: each marked ``weight`` as ``weight_g`` / ``weight_v``."""
         return unfold_weight_norm(self.state_dict(), self.weight_norm_modules())
-
-    def load_stored_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Load a checkpoint-layout state dict strictly, folding weight norm into plain weights."""
-        self.load_state_dict(fold_weight_norm(state_dict, self.weight_norm_modules()), strict=True)
 
 
 def _norm_except_first(weight: torch.Tensor) -> torch.Tensor:

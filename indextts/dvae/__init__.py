@@ -1,5 +1,5 @@
 """Discrete VAE turning log-mel frames into the mel codes of the GPT."""
 
-from indextts.vqvae.dvae import DiscreteVAE
+from indextts.dvae.model import DiscreteVAE
 
 __all__ = ["DiscreteVAE"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import conformance_folders
+from helpers import conformance_folders
 from indextts.errors import TextError
-from indextts.utils.front import (
+from indextts.text import (
     PINYIN_WITH_TONE,
     PUNCTUATION_MAP,
     TextNormalizer,
