@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,31 @@ def conformance_folders(marker_file: str) -> list[Path]:
         else:
             found += sorted(p.parent for p in folder.glob(f"*/{marker_file}"))
     unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique and conformance_required():
+        conformance_missing(f"no golden folder holds {marker_file}")
     return unique
+
+
+CONFORMANCE_HINT = (f"place the conformance set at {SHARED_CONFORMANCE} (beside the repository) or list golden "
+                    "folders in INDEXTTS_CONFORMANCE_DIRS")
+EMPTY_PARAMETER_SET = "got empty parameter set"
+
+
+def conformance_required() -> bool:
+    """CI (CI=true) or INDEXTTS_REQUIRE_CONFORMANCE=1: missing conformance data fails instead of skipping."""
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get("INDEXTTS_REQUIRE_CONFORMANCE") == "1"
+
+
+def conformance_skip_reason(what: str) -> str:
+    return f"conformance data absent ({what}): {CONFORMANCE_HINT}"
+
+
+def conformance_missing(what: str) -> None:
+    """Skip with one clear reason on a standalone clone; fail where the data is required."""
+    reason = conformance_skip_reason(what)
+    if conformance_required():
+        pytest.fail(f"{reason}. It is required here (CI=true or INDEXTTS_REQUIRE_CONFORMANCE=1).", pytrace=False)
+    pytest.skip(reason)
 
 
 TEXTS = ["Hello there, how are you today?", "The quick brown fox jumps over the lazy dog.",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import conformance_folders
+from helpers import conformance_folders, conformance_missing
 from indextts.errors import TextError
 from indextts.text import (
     PINYIN_WITH_TONE,
@@ -28,7 +28,7 @@ TEXT_GOLDENS = conformance_folders("expected_text.json")
 def golden_folder() -> Path:
     """The first text golden folder: its bpe.model serves the tests that need a release-like tokenizer."""
     if not TEXT_GOLDENS:
-        pytest.skip("no text golden folder (../shared/conformance/text or INDEXTTS_CONFORMANCE_DIRS)")
+        conformance_missing("no golden folder holds expected_text.json")
     return TEXT_GOLDENS[0]
 
 
