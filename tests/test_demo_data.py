@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from indextts.demo_data import SAMPLE_RATE, SENTENCES, SPEAKERS, _ESpeak, make_demo_dataset
+from demo_data import SAMPLE_RATE, SENTENCES, SPEAKERS, _ESpeak, make_demo_dataset
 from indextts.errors import DataError
 
 SENTENCES_PER_SPEAKER = 6

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from indextts.demo_data import DEFAULT_SENTENCES_PER_SPEAKER, SENTENCES, make_demo_dataset
+from demo_data import DEFAULT_SENTENCES_PER_SPEAKER, SENTENCES, make_demo_dataset
 from indextts.errors import IndexTTSError
 
 
