@@ -40,3 +40,7 @@ class InferenceError(IndexTTSError):
 
 class EvaluationError(IndexTTSError):
     """A run cannot be evaluated: no checkpoints, no eval set, an unknown or uninstalled backend."""
+
+
+class PrepareError(IndexTTSError):
+    """Raw recordings cannot be turned into clips and an audio list with the given inputs or options."""
