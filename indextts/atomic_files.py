@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,31 @@ def write_json_atomic(path: Path, value, sync: bool = True) -> None:
 def write_jsonl_atomic(path: Path, rows: list[dict], sync: bool = True) -> None:
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     write_bytes_atomic(path, text.encode("utf-8"), sync)
+
+
+def replace_dir_atomic(source: Path, target: Path) -> None:
+    """Move the folder ``source`` to ``target``, replacing it; the old one survives until the new one is in place.
+
+    ``source`` must be on the same file system (e.g. a temporary folder beside ``target``). A kill
+    between the two renames leaves the previous folder as ``.<target name>.old``, from which
+    ``restore_replaced_dir`` brings it back (this function does so first, too).
+    """
+    restore_replaced_dir(target)
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(source, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def restore_replaced_dir(target: Path) -> None:
+    """Undo a ``replace_dir_atomic`` that a kill cut between its renames (nothing to do otherwise)."""
+    old = target.with_name(f".{target.name}.old")
+    if old.is_dir() and not target.exists():
+        os.rename(old, target)
 
 
 def remove_temp_files(folder: Path) -> None:
