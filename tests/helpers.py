@@ -50,3 +50,36 @@ def write_tiny_whisper(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def write_tiny_wavlm(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny random ``WavLMForXVector`` with its feature extractor under ``folder``, offline.
+
+    Load it with ``load_speaker_encoder(f"wavlm:{folder}")``; its embeddings carry no speaker
+    information (random weights), so only the plumbing can be tested with it.
+    """
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
+
+    config = WavLMConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(16, 16), conv_kernel=(10, 8), conv_stride=(5, 64), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, tdnn_dim=(16, 16, 32), tdnn_kernel=(3, 1, 1), tdnn_dilation=(1, 1, 1),
+        xvector_output_dim=8, num_buckets=16, max_bucket_distance=32,
+    )
+    torch.manual_seed(seed)
+    WavLMForXVector(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(folder)
+    return Path(folder)
+
+
+def english_demo_list(demo_list: Path, out_path: Path) -> Path:
+    """Write the English lines of a demo audio list to ``out_path`` (paths made absolute)."""
+    lines = []
+    for line in demo_list.read_text(encoding="utf-8").splitlines():
+        audio, text = line.split("\t")
+        if audio.endswith("_en.wav"):
+            lines.append(f"{(demo_list.parent / audio).resolve()}\t{text}\n")
+    out_path.write_text("".join(lines), encoding="utf-8")
+    return out_path
