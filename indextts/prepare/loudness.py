@@ -25,7 +25,8 @@ MAX_SNR_DB = 100.0
 
 @dataclass(frozen=True)
 class LoudnessOptions:
-    target_lufs: float = -20.0
+    target_lufs: float = -23.0
+    """EBU R128's programme loudness; leaves headroom below the peak ceiling for speech."""
     peak_dbfs: float = -1.0
     min_snr_db: float = 15.0
 
