@@ -20,8 +20,12 @@ def write_tiny_whisper(folder: Path, seed: int = 0) -> Path:
     import torch
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import (
-        GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
-        WhisperProcessor, WhisperTokenizer,
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
     )
 
     vocab = {symbol: index for index, symbol in enumerate(sorted(ByteLevel.alphabet()))}
