@@ -14,7 +14,13 @@ import soundfile as sf
 from helpers import write_tiny_whisper
 
 from indextts.demo_data import make_demo_dataset
-from indextts.evaluation.asr import ASR_SAMPLE_RATE, ASRError, Transcript, load_asr, to_mono_16k
+from indextts.evaluation.asr import (
+    ASR_SAMPLE_RATE,
+    ASRError,
+    Transcript,
+    load_asr,
+    to_mono_16k,
+)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,12 @@ from indextts.demo_data import SAMPLE_RATE, make_demo_dataset
 from indextts.errors import PrepareError
 from indextts.prepare.cli import main
 from indextts.prepare.demo_recording import build_long_recording
-from indextts.prepare.pipeline import STATE_FILE, PrepareOptions, model_limits, run_prepare
+from indextts.prepare.pipeline import (
+    STATE_FILE,
+    PrepareOptions,
+    model_limits,
+    run_prepare,
+)
 from indextts.prepare.review import REVIEW_COLUMNS
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyloudnorm
 import pytest
@@ -10,7 +12,14 @@ import soundfile as sf
 from indextts.demo_data import SAMPLE_RATE, make_demo_dataset
 from indextts.prepare.demo_recording import build_long_recording
 from indextts.prepare.loudness import LoudnessOptions, has_clipping, normalise_loudness
-from indextts.prepare.slicing import Clip, SileroVAD, SlicingOptions, frame_levels_db, plan_clips, slice_recording
+from indextts.prepare.slicing import (
+    Clip,
+    SileroVAD,
+    SlicingOptions,
+    frame_levels_db,
+    plan_clips,
+    slice_recording,
+)
 
 BOUNDARY_TOLERANCE = 0.15
 
@@ -52,7 +61,7 @@ def test_vad_cuts_land_on_utterance_boundaries(demo_lists, vad, tmp_path, speake
     assert len(clips) >= len(segments) // 2
     assert np.mean(errors <= BOUNDARY_TOLERANCE) >= 0.9
     assert all(options.min_seconds <= c.duration <= options.max_seconds for c in clips)
-    assert all(a.end <= b.start for a, b in zip(clips, clips[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(clips))
 
 
 def test_long_speech_without_pauses_is_split_in_its_quietest_gaps(demo_lists, vad, tmp_path):
@@ -61,8 +70,8 @@ def test_long_speech_without_pauses_is_split_in_its_quietest_gaps(demo_lists, va
     options = SlicingOptions(min_seconds=1.5, max_seconds=5.0)
     clips = slice_recording(audio, rate, vad, options)
     assert len(clips) >= 4 and all(1.5 <= c.duration <= 5.0 for c in clips)
-    gaps = [(a.end, b.start) for a, b in zip(segments, segments[1:])]
-    cuts = [b.speech_start for a, b in zip(clips, clips[1:]) if b.speech_start == a.speech_end]
+    gaps = [(a.end, b.start) for a, b in itertools.pairwise(segments)]
+    cuts = [b.speech_start for a, b in itertools.pairwise(clips) if b.speech_start == a.speech_end]
     assert cuts, "expected cuts inside the speech run"
     in_gap = [any(start - 0.05 <= cut <= end + 0.05 for start, end in gaps) for cut in cuts]
     assert np.mean(in_gap) >= 0.9

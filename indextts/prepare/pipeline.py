@@ -24,7 +24,11 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from indextts.atomic_files import remove_temp_files, write_bytes_atomic, write_json_atomic
+from indextts.atomic_files import (
+    remove_temp_files,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from indextts.audio import load_audio
 from indextts.config import checkpoint_paths, load_config
 from indextts.errors import AudioError, PrepareError
@@ -97,8 +101,8 @@ class PrepareSummary:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def format(self) -> str:
-        lines = [f"{self.listed} of {self.clips} clips listed; {self.processed} recordings processed, "
-                 f"{self.reused} reused, {len(self.skipped)} skipped."]
+        lines = [(f"{self.listed} of {self.clips} clips listed; {self.processed} recordings processed, "
+                  f"{self.reused} reused, {len(self.skipped)} skipped.")]
         lines += [f"  list: {path}" for path in self.lists.values()]
         lines += [f"  skipped {source}: {reason}" for source, reason in self.skipped.items()]
         return "\n".join(lines)
