@@ -206,3 +206,25 @@ def test_clear_errors(trained_run, tiny_backends, tmp_path, capsys):
         evaluate_run(run_dir, replace(settings(tiny_backends), sim="xvector"), checkpoints=["2"])
     with pytest.raises(ASRError, match="Unknown ASR backend 'vosk'"):
         evaluate_run(run_dir, replace(settings(tiny_backends), asr={"*": "vosk"}), checkpoints=["2"])
+
+
+def test_real_offline_backends_route_by_language_and_extra_texts_are_spoken(trained_run, tmp_path):
+    """pocketsphinx (English only) and resemblyzer run inside the pipeline; zh rows get SIM but no transcript.
+
+    Real models on the tiny run's noise-like output: this proves the routing, not IndexTTS quality.
+    """
+    run_dir = copy_run(trained_run, tmp_path / "run")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Good morning to you.\n\n今天下雨了。\n", encoding="utf-8")
+    chosen = EvalSettings(asr={"en": "pocketsphinx"}, sim="resemblyzer", device="cpu", synthesis=FAST, texts=texts)
+    result = evaluate_run(run_dir, chosen, checkpoints=["final"])
+    rows = [json.loads(line) for line in (run_dir / "eval" / "final.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 + 2 * 2  # one validation row and two texts per speaker
+    assert {r["uid"] for r in rows if r["real_audio"] is None} == {"text_0001", "text_0003"}
+    for row in rows:
+        english = row["language"] == "en"
+        assert (row["asr"] == "pocketsphinx") == english and isinstance(row["transcript"], str) == english
+        assert row["sim"] is not None
+    real = [json.loads(line) for line in (run_dir / "eval" / "real.jsonl").read_text().splitlines()]
+    assert {r["uid"] for r in real} == {r["uid"] for r in rows if r["real_audio"] is not None}
+    assert result.best == "final"
