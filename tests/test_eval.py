@@ -228,3 +228,14 @@ def test_real_offline_backends_route_by_language_and_extra_texts_are_spoken(trai
     real = [json.loads(line) for line in (run_dir / "eval" / "real.jsonl").read_text().splitlines()]
     assert {r["uid"] for r in real} == {r["uid"] for r in rows if r["real_audio"] is not None}
     assert result.best == "final"
+
+
+def test_a_larger_eval_set_scores_only_the_new_sentences(trained_run, tiny_backends, tmp_path):
+    run_dir = copy_run(trained_run, tmp_path / "run")
+    evaluate_run(run_dir, settings(tiny_backends), checkpoints=["2"])
+    before = (run_dir / "eval" / "step_00000002.jsonl").read_text().splitlines()
+    texts = tmp_path / "texts.txt"
+    texts.write_text("One more sentence.\n", encoding="utf-8")
+    evaluate_run(run_dir, settings(tiny_backends, texts=texts), checkpoints=["2"])
+    after = (run_dir / "eval" / "step_00000002.jsonl").read_text().splitlines()
+    assert len(after) == len(before) + 2 and after[:len(before)] == before  # old rows kept byte for byte

@@ -184,6 +184,7 @@ class Evaluation:
                     audio, sample_rate = read_audio(item.audio)
                     row = {**base, **self._item_fields(item), **self.scorer.score(item, audio, sample_rate)}
                     self._append(partial, row, rows)
+            rows = self._in_item_order(rows)
             write_jsonl_atomic(self.eval_dir / f"{REAL}.jsonl", rows)
             partial.unlink(missing_ok=True)
         return rows
@@ -199,11 +200,16 @@ class Evaluation:
         return path
 
     def _resumed(self, name: str, fingerprint: str) -> list[dict]:
-        """Rows an interrupted evaluation of ``name`` left for this model and settings."""
-        rows = read_rows(self.eval_dir / PARTIAL_DIR / f"{name}.jsonl")
+        """Rows for this model and settings that an interrupted evaluation of ``name`` or an earlier
+        one with another eval set left; they are kept in the partial file and not scored again."""
+        rows = read_rows(self.eval_dir / PARTIAL_DIR / f"{name}.jsonl") + read_rows(self.eval_dir / f"{name}.jsonl")
         keys = {i.key for i in self.items}
         kept = [r for r in rows if r.get("fingerprint") == fingerprint and r.get("settings") == self.settings_id
                 and r.get("key") in keys]
+        unique: dict[str, dict] = {}
+        for row in kept:
+            unique.setdefault(row["key"], row)
+        kept = list(unique.values())
         self._partial_file(name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept),
                                             encoding="utf-8")
         return kept
@@ -228,6 +234,9 @@ class Evaluation:
             row = {**base, **self._item_fields(item), **self._synthesise_one(tts, item, writer, checkpoint,
                                                                              samples_logged)}
             self._append(partial, row, rows)
+        return self._in_item_order(rows)
+
+    def _in_item_order(self, rows: list[dict]) -> list[dict]:
         order = {item.key: index for index, item in enumerate(self.items)}
         return sorted(rows, key=lambda r: order[r["key"]])
 
