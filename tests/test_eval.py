@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import write_tiny_whisper, write_tiny_wavlm
+from helpers import write_tiny_wavlm, write_tiny_whisper
 
 from indextts.demo_data import make_demo_dataset
 from indextts.errors import EvaluationError

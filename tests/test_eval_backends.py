@@ -20,6 +20,8 @@ from indextts.demo_data import make_demo_dataset
 from indextts.errors import EvaluationError
 from indextts.evaluation.asr import load_asr
 from indextts.evaluation.metrics import pooled, score
+from indextts.evaluation.run_inputs import EvalItem
+from indextts.evaluation.scoring import Scorer
 from indextts.evaluation.speaker import cosine_similarity, load_speaker_encoder
 
 
@@ -95,3 +97,19 @@ def test_pocketsphinx_real_model_wer_on_english_demo_clips_is_finite(demo_clips,
     assert len(english) == 4 and wer is not None and np.isfinite(wer)
     with capsys.disabled():
         print(f"\npocketsphinx WER on {len(english)} English eSpeak demo clips: {wer:.3f}")
+
+
+def test_scorer_counts_silence_as_all_deleted_and_the_reference_as_itself(demo_clips, tmp_path):
+    """Real offline models inside the Scorer: a silent synthesis loses every word and gets no SIM."""
+    speaker, samples, rate, text = next(clip for clip in demo_clips if clip[3].isascii())
+    reference = tmp_path / "reference.wav"
+    sf.write(reference, samples, rate)
+    scorer = Scorer({"en": "pocketsphinx"}, "resemblyzer", {speaker: reference})
+    item = EvalItem(speaker, "u1", text, None, seed=0)
+    silent = scorer.score(item, np.zeros(10, dtype=np.float32), rate)
+    assert silent["transcript"] == "" and silent["sim"] is None
+    assert silent["errors_mixed"] == silent["tokens_mixed"] == len(text.split())
+    itself = scorer.score(item, samples, rate)
+    assert itself["sim"] == pytest.approx(1.0, abs=1e-5) and itself["asr"] == "pocketsphinx"
+    chinese = scorer.score(EvalItem(speaker, "u2", "今天天气很好。", None, seed=0), samples, rate)
+    assert chinese["asr"] is None and chinese["transcript"] is None and "errors_mixed" not in chinese

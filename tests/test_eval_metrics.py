@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from indextts.evaluation.metrics import EditCounts, edit_counts, language_of, pooled, score, scoring_tokens
+from indextts.evaluation.metrics import (
+    EditCounts,
+    edit_counts,
+    language_of,
+    pooled,
+    score,
+    scoring_tokens,
+)
 
 # (reference, hypothesis, {script: (errors, reference tokens)}), each counted by hand:
 # mixed = Chinese characters and English words in one sequence, en = words only, zh = characters only.

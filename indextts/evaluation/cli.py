@@ -10,7 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from indextts.errors import EvaluationError, IndexTTSError
-from indextts.evaluation.pipeline import DEFAULT_ASR, DEFAULT_EPSILON, DEFAULT_SIM, EvalSettings, evaluate_run
+from indextts.evaluation.pipeline import (
+    DEFAULT_ASR,
+    DEFAULT_EPSILON,
+    DEFAULT_SIM,
+    EvalSettings,
+    evaluate_run,
+)
 from indextts.evaluation.report import summary_csv
 from indextts.evaluation.scoring import ANY_LANGUAGE
 from indextts.infer import SynthesisOptions

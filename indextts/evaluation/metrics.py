@@ -18,9 +18,9 @@ Rates over many utterances are pooled (summed errors over summed reference token
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
 
 import jiwer
 
@@ -40,7 +40,7 @@ class EditCounts:
     errors: int
     reference_tokens: int
 
-    def __add__(self, other: "EditCounts") -> "EditCounts":
+    def __add__(self, other: EditCounts) -> EditCounts:
         return EditCounts(self.errors + other.errors, self.reference_tokens + other.reference_tokens)
 
     @property

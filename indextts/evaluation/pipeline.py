@@ -30,11 +30,18 @@ from tqdm import tqdm
 from indextts.atomic_files import write_json_atomic, write_jsonl_atomic
 from indextts.errors import EvaluationError, IndexTTSError
 from indextts.evaluation import report, selection
-from indextts.evaluation.run_inputs import (
-    FINAL, Checkpoint, EvalItem, find_checkpoints, load_run_config, resolve_model_dir, speaker_references,
-    text_items, validation_items,
-)
 from indextts.evaluation.report import REAL
+from indextts.evaluation.run_inputs import (
+    FINAL,
+    Checkpoint,
+    EvalItem,
+    find_checkpoints,
+    load_run_config,
+    resolve_model_dir,
+    speaker_references,
+    text_items,
+    validation_items,
+)
 from indextts.evaluation.scoring import ANY_LANGUAGE, Scorer, read_audio
 from indextts.infer import SynthesisOptions
 

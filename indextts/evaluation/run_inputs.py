@@ -13,15 +13,21 @@ import hashlib
 import json
 import logging
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from indextts.errors import EvaluationError, IndexTTSError
 from indextts.evaluation.metrics import language_of
-from indextts.lora import ADAPTER_DIR, ADAPTER_WEIGHTS, RUN_CONFIG, SPEAKERS_FILE, SPEAKERS_INFO
+from indextts.lora import (
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    RUN_CONFIG,
+    SPEAKERS_FILE,
+    SPEAKERS_INFO,
+)
 from indextts.trainer import CHECKPOINT_PATTERN, CHECKPOINTS_DIR
 
 logger = logging.getLogger(__name__)

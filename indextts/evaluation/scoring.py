@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,6 @@ from indextts.evaluation.asr import ASRBackend, load_asr
 from indextts.evaluation.metrics import SCRIPTS, score
 from indextts.evaluation.run_inputs import EvalItem
 from indextts.evaluation.speaker import cosine_similarity, load_speaker_encoder
-
-logger = logging.getLogger(__name__)
 
 ANY_LANGUAGE = "*"
 MIN_SCORED_SECONDS = 0.05

@@ -14,15 +14,12 @@ clips is the dot product of their embeddings.
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 import numpy as np
 
 from indextts.errors import EvaluationError
 from indextts.evaluation.asr import ASR_SAMPLE_RATE, to_mono_16k
-
-logger = logging.getLogger(__name__)
 
 SPECS_HELP = "'wavlm:<local path or hub id>' or 'resemblyzer'"
 MIN_SECONDS = 0.5
