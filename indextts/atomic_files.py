@@ -51,19 +51,18 @@ def write_jsonl_atomic(path: Path, rows: list[dict], sync: bool = True) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), sync)
 
 
-def remove_temp_files(folder: Path) -> None:
-    """Delete temporary files that killed runs left behind under ``folder``."""
-    if folder.is_dir():
-        for temp in folder.rglob(f".*{TEMP_MARKER}*"):
-            temp.unlink(missing_ok=True)
-
-
 def _old_dir(target: Path) -> Path:
     return target.with_name(f".{target.name}.old")
 
 
 def replace_dir_atomic(source: Path, target: Path) -> None:
-    """Move the folder ``source`` to ``target``, replacing it; the old one survives until the new one is in place."""
+    """Move the folder ``source`` to ``target``, replacing it; the old one survives until the new one is in place.
+
+    ``source`` must be on the same file system (e.g. a temporary folder beside ``target``). A kill
+    between the two renames leaves the previous folder as ``.<target name>.old``, from which
+    ``restore_replaced_dir`` brings it back (this function does so first, too).
+    """
+    restore_replaced_dir(target)
     old = _old_dir(target)
     if old.exists():
         shutil.rmtree(old)
@@ -75,7 +74,15 @@ def replace_dir_atomic(source: Path, target: Path) -> None:
 
 
 def restore_replaced_dir(target: Path) -> None:
-    """Put back the old ``target`` when a kill struck between the two renames of ``replace_dir_atomic``."""
+    """Undo a ``replace_dir_atomic`` that a kill cut between its renames (nothing to do otherwise)."""
     old = _old_dir(target)
     if old.is_dir() and not target.exists():
         os.rename(old, target)
+
+
+def remove_temp_files(folder: Path) -> None:
+    """Delete temporary files that killed runs left behind under ``folder``."""
+    if folder.is_dir():
+        for temp in folder.rglob(f".*{TEMP_MARKER}*"):
+            temp.unlink(missing_ok=True)
+

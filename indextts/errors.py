@@ -36,3 +36,11 @@ class TrainingError(IndexTTSError):
 
 class InferenceError(IndexTTSError):
     """Synthesis cannot run with the given speaker, adapter, reference or output."""
+
+
+class EvaluationError(IndexTTSError):
+    """A run cannot be evaluated: no checkpoints, no eval set, an unknown or uninstalled backend."""
+
+
+class PrepareError(IndexTTSError):
+    """Raw recordings cannot be turned into clips and an audio list with the given inputs or options."""

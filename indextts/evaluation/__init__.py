@@ -1,0 +1,1 @@
+"""Held-out evaluation: ASR and speaker-verification backends, metrics, checkpoint scoring."""

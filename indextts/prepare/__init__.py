@@ -1,0 +1,1 @@
+"""From raw recordings to a clean audio list: VAD slicing, loudness, ASR transcripts, review."""

@@ -1,0 +1,94 @@
+"""Transcribe clips and check the transcripts with the project's text frontend.
+
+The list keeps the transcript as the ASR wrote it (what was spoken). The frontend's normalised
+form (numbers and symbols read out, as training will see it) is kept for review; a transcript the
+frontend cannot speak, or one that is longer than the model's text limit, is flagged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indextts.errors import TextError
+from indextts.evaluation.asr import ASRBackend, load_asr
+from indextts.text import TextNormalizer, TextTokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class Flag:
+    """Flags written to review.csv (several per clip, joined by ``;``)."""
+
+    LOW_CONFIDENCE = "low_confidence"
+    EMPTY_TRANSCRIPT = "empty_transcript"
+    UNSPEAKABLE_TEXT = "unspeakable_text"
+    TOO_MANY_TEXT_TOKENS = "too_many_text_tokens"
+    LOW_SNR = "low_snr"
+    CLIPPING = "clipping"
+    PEAK_LIMITED = "peak_limited"
+
+    DROPPING = (LOW_CONFIDENCE, EMPTY_TRANSCRIPT, UNSPEAKABLE_TEXT, TOO_MANY_TEXT_TOKENS)
+    """Flags that keep a clip out of the audio list when doubtful clips are dropped."""
+
+
+@dataclass(frozen=True)
+class CheckedTranscript:
+    text: str
+    normalised: str
+    confidence: float | None
+    language: str | None
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TextLimits:
+    """Where the checks get their limits: ``bpe_model`` and ``max_text_tokens`` from the model config."""
+
+    bpe_model: Path | None
+    max_text_tokens: int
+
+
+class Transcriber:
+    """One ASR backend plus the frontend checks; both are loaded on first use."""
+
+    def __init__(self, asr_spec: str, device: str, language: str | None, limits: TextLimits) -> None:
+        self.asr_spec = asr_spec
+        self.device = device
+        self.language = language
+        self.limits = limits
+        self._asr: ASRBackend | None = None
+        self._normalizer: TextNormalizer | None = None
+        self._tokenizer: TextTokenizer | None = None
+
+    def _load(self) -> None:
+        if self._asr is None:
+            self._asr = load_asr(self.asr_spec, self.device)
+            self._normalizer = TextNormalizer()
+            bpe = self.limits.bpe_model
+            self._tokenizer = TextTokenizer(bpe, self._normalizer) if bpe is not None and bpe.is_file() else None
+            if self._tokenizer is None:
+                logger.info("No bpe.model given: transcripts are normalised but their token count is not checked.")
+
+    def _text_flags(self, text: str) -> tuple[str, list[str]]:
+        """The normalised text and the frontend's flags for ``text``."""
+        if not text.strip():
+            return "", [Flag.EMPTY_TRANSCRIPT]
+        try:
+            normalised = self._normalizer.normalize(text)
+        except TextError:
+            return "", [Flag.UNSPEAKABLE_TEXT]
+        if self._tokenizer is not None and len(self._tokenizer.encode(text)) > self.limits.max_text_tokens:
+            return normalised, [Flag.TOO_MANY_TEXT_TOKENS]
+        return normalised, []
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> CheckedTranscript:
+        """Mono clip (S,) -> its transcript, normalised form, confidence and text flags."""
+        self._load()
+        transcript = self._asr.transcribe(audio, sample_rate, self.language)
+        text = " ".join(transcript.text.split())
+        normalised, flags = self._text_flags(text)
+        return CheckedTranscript(text, normalised, transcript.confidence, transcript.language, tuple(flags))
