@@ -18,9 +18,10 @@ import torch
 
 from indextts.audio import MelSpectrogramFeatures, load_audio
 from indextts.config import load_config
+from indextts.data import read_manifest
 from indextts.errors import DataError
 from indextts.extraction import (
-    SkipReason, find_medoid, parse_audio_list, parse_audio_lists, read_metadata, read_speaker_info,
+    SkipReason, find_medoid, parse_audio_list, parse_audio_lists, read_speaker_info,
     split_train_valid,
 )
 from indextts.extraction.outputs import merge_speaker_info
@@ -28,9 +29,11 @@ from indextts.extraction.speaker_stats import pairwise_distances
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLI = REPO_ROOT / "tools" / "extract_codec.py"
-ROW_KEYS = {"uid", "speaker", "audio", "text", "codes", "condition", "duration", "num_codes", "num_text_tokens"}
+ROW_KEYS = {"uid", "speaker", "audio", "text", "codes", "condition", "duration", "num_codes", "num_text_tokens",
+            "special_tokens"}
 INFO_KEYS = {"speaker", "avg_duration", "sample_num", "total_duration_in_seconds", "total_duration_in_minutes",
-             "total_duration_in_hours", "train_jsonl", "valid_jsonl", "medoid_condition"}
+             "total_duration_in_hours", "train_jsonl", "valid_jsonl", "medoid_condition", "base", "special_tokens",
+             "codes_precision"}
 
 
 def run_cli(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
@@ -107,6 +110,10 @@ def copy_output(extracted: dict, name: str) -> Path:
     copy = extracted["work"] / name
     shutil.copytree(extracted["output"], copy)
     return copy
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def all_files(root: Path) -> dict[str, bytes]:
@@ -244,10 +251,10 @@ def test_outputs_match_the_spec(extracted, tiny_model_dir):
         assert codes.dtype == np.int32 and codes.shape == (row["num_codes"],)
         assert condition.dtype == np.float32 and condition.shape == (32, int(cfg.gpt.model_dim))
         assert row["duration"] == pytest.approx(sf.info(str(speaker / row["audio"])).duration, abs=1e-3)
-    train = read_metadata(speaker / "metadata_train.jsonl")
-    valid = read_metadata(speaker / "metadata_valid.jsonl")
-    assert sorted(r["uid"] for r in train + valid) == sorted(r["uid"] for r in rows)
-    assert len(valid) == max(1, round(len(rows) * 0.1)) and Path(valid[0]["codes"]).is_file()
+    train = read_manifest(speaker / "metadata_train.jsonl")
+    valid = read_manifest(speaker / "metadata_valid.jsonl")
+    assert sorted(r.uid for r in train + valid) == sorted(r["uid"] for r in rows)
+    assert len(valid) == max(1, round(len(rows) * 0.1)) and valid[0].codes.is_file()
 
     skipped = [json.loads(line) for line in (speaker / "skipped.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {s["content"]: s["reason"] for s in skipped} == extracted["bad"]
@@ -278,13 +285,13 @@ def test_codes_and_conditions_equal_the_models_outputs(extracted, tiny_model_dir
     dvae, gpt = load_dvae(tiny_model_dir, cfg), load_gpt(tiny_model_dir, cfg)
     mel_features = MelSpectrogramFeatures.from_config(cfg.dataset.mel)
     speaker = extracted["output"] / "spk"
-    for row in read_metadata(speaker / "metadata.jsonl"):
+    for row, raw in zip(read_manifest(speaker / "metadata.jsonl"), jsonl(speaker / "metadata.jsonl")):
         with torch.inference_mode():
-            mel = mel_features(load_audio(row["audio"], int(cfg.dataset.sample_rate)))
+            mel = mel_features(load_audio(speaker / raw["audio"], int(cfg.dataset.sample_rate)))
             codes = dvae.get_codebook_indices(mel)[0]
             condition = gpt.get_conditioning(mel, torch.tensor([mel.shape[-1]]))[0]
-        np.testing.assert_array_equal(np.load(row["codes"]), codes.numpy())
-        np.testing.assert_allclose(np.load(row["condition"]), condition.numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_array_equal(np.load(row.codes), codes.numpy())
+        np.testing.assert_allclose(np.load(speaker / raw["condition"]), condition.numpy(), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -372,13 +379,14 @@ def test_codes_only_run_without_conditions(tmp_path, tiny_model_dir):
     output = tmp_path / "out"
     run_cli("--audio_list", list_path, "--model_dir", tiny_model_dir, "--output_dir", output, "--device", "cpu",
             "--num_workers", "0", "--no_progress")
-    rows = read_metadata(output / "codes_only" / "metadata.jsonl")
-    assert [row["uid"] for row in rows] == ["u0", "u1"] and all(row["condition"] is None for row in rows)
+    rows = jsonl(output / "codes_only" / "metadata.jsonl")
+    assert [row.uid for row in read_manifest(output / "codes_only" / "metadata.jsonl")] == ["u0", "u1"]
+    assert all(row["condition"] is None for row in rows)
     assert not (output / "codes_only" / "conditions").exists()
     (info,) = read_speaker_info(output / "speaker_info.json")
     assert info.medoid_condition is None and info.sample_num == 2
-    train, valid = read_metadata(info.train_jsonl), read_metadata(info.valid_jsonl)
-    assert len(train) == len(valid) == 1 and train != valid
+    train, valid = read_manifest(info.train_jsonl), read_manifest(info.valid_jsonl)
+    assert len(train) == len(valid) == 1 and train[0].uid != valid[0].uid
 
 
 def test_nothing_usable_exits_nonzero(tmp_path, tiny_model_dir):
