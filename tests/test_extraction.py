@@ -27,31 +27,14 @@ from indextts.extraction import (
 from indextts.extraction.outputs import merge_speaker_info
 from indextts.extraction.speaker_stats import pairwise_distances
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CLI = REPO_ROOT / "tools" / "extract_codec.py"
+from helpers import EXTRACT_CLI, REPO_ROOT, all_files, jsonl, run_extract_cli as run_cli, tone
+
+CLI = EXTRACT_CLI
 ROW_KEYS = {"uid", "speaker", "audio", "text", "codes", "condition", "duration", "num_codes", "num_text_tokens",
             "special_tokens"}
 INFO_KEYS = {"speaker", "avg_duration", "sample_num", "total_duration_in_seconds", "total_duration_in_minutes",
              "total_duration_in_hours", "train_jsonl", "valid_jsonl", "medoid_condition", "base", "special_tokens",
              "codes_precision"}
-
-
-def run_cli(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, str(CLI), *map(str, args)], capture_output=True, text=True,
-                            env=env, cwd=REPO_ROOT, timeout=600)
-    if check_rc is not None:
-        assert result.returncode == check_rc, result.stderr
-    return result
-
-
-def tone(seconds: float, sample_rate: int, frequency: float, channels: int = 1, seed: int = 0) -> np.ndarray:
-    """A voiced-ish test signal: a harmonic tone plus a little noise, (S,) or (S, channels)."""
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    rng = np.random.default_rng(seed)
-    mono = sum(0.2 / k * np.sin(2 * np.pi * k * frequency * t) for k in range(1, 5))
-    mono = (mono + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
-    return mono if channels == 1 else np.stack([mono * (0.5 + 0.5 * c) for c in range(channels)], axis=1)
 
 
 GOOD_AUDIO = [  # file name, seconds, sample rate, channels
@@ -110,14 +93,6 @@ def copy_output(extracted: dict, name: str) -> Path:
     copy = extracted["work"] / name
     shutil.copytree(extracted["output"], copy)
     return copy
-
-
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def all_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ----------------------------------------------------------------------------- parsing
