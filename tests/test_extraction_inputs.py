@@ -7,7 +7,10 @@ before changed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from helpers import all_files, conformance_folders, jsonl, run_extract_cli, tone
+from helpers import REPO_ROOT, all_files, conformance_folders, jsonl, run_extract_cli, tone
 from indextts.audio import load_audio
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.extract import build_parser, main
@@ -253,3 +256,10 @@ def test_half_precision_extraction_check_on_cuda(tiny_model_dir):
     assert half.batches == 4 and 0 <= half.fallback_batches <= 4
     batch, lengths = pad_mels(mels)
     assert batch.shape[0] == len(lengths) == 8
+
+
+@pytest.mark.parametrize("command", [["-m", "indextts.cli.extract"], ["tools/extract_codec.py"]])
+def test_entry_points_show_help(command):
+    result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, cwd=REPO_ROOT,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0 and "--condition_batching" in result.stdout and "indextts-extract" in result.stdout
