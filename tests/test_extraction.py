@@ -34,7 +34,7 @@ ROW_KEYS = {"uid", "speaker", "audio", "text", "codes", "condition", "duration",
             "special_tokens"}
 INFO_KEYS = {"speaker", "avg_duration", "sample_num", "total_duration_in_seconds", "total_duration_in_minutes",
              "total_duration_in_hours", "train_jsonl", "valid_jsonl", "medoid_condition", "base", "special_tokens",
-             "codes_precision"}
+             "codes_precision", "half_precision_fallback_batches"}
 
 
 GOOD_AUDIO = [  # file name, seconds, sample rate, channels

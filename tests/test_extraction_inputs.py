@@ -93,7 +93,7 @@ def test_speaker_info_records_the_base_fingerprint(mixed_run, tiny_model_dir):
     (entry,) = json.loads((mixed_run["output"] / "speaker_info.json").read_text(encoding="utf-8"))
     assert entry["base"] == CheckpointFolder(tiny_model_dir).identity()
     assert set(entry["base"]) == {"gpt_sha256", "bpe_sha256"} and all(len(v) == 64 for v in entry["base"].values())
-    assert entry["codes_precision"] == {"fp32": 3}
+    assert entry["codes_precision"] == {"fp32": 3} and entry["half_precision_fallback_batches"] == 0
 
 
 @pytest.mark.slow
@@ -263,3 +263,21 @@ def test_entry_points_show_help(command):
     result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, cwd=REPO_ROOT,
                             timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.returncode == 0 and "--condition_batching" in result.stdout and "indextts-extract" in result.stdout
+
+
+def test_speaker_entry_counts_fallback_batches(tmp_path):
+    from indextts.extraction import SpeakerList, Utterance
+    from indextts.extraction.speaker_files import SpeakerAssembler, SpeakerSettings
+
+    utterances = [Utterance("spk", f"u{i}", tmp_path / f"u{i}.wav", "text", tmp_path / "spk.lst", i + 1, "")
+                  for i in range(5)]
+    batches = ["u0", "u0", "u2", "u2", "u4"]
+    precisions = ["fp16", "fp16", "fp32", "fp32", "fp32"]
+    records = [{"status": "done", "duration": 1.0, "num_codes": 4, "num_text_tokens": 2, "special_tokens": [],
+                "codes_precision": p, "codes_batch": b} for p, b in zip(precisions, batches)]
+    settings = SpeakerSettings(tmp_path / "out", 0.2, 0, "euclidean", False, {"gpt_sha256": "g", "bpe_sha256": "b"},
+                               "fp16")
+    summary, entry = SpeakerAssembler(settings, set()).assemble(SpeakerList("spk", tmp_path / "spk.lst", utterances),
+                                                                records)
+    assert summary.kept == 5 and entry["codes_precision"] == {"fp16": 2, "fp32": 3}
+    assert entry["half_precision_fallback_batches"] == 2 and entry["base"] == {"gpt_sha256": "g", "bpe_sha256": "b"}

@@ -188,17 +188,18 @@ class _Run:
         })
 
     def _write_done(self, item: DecodedUtterance, codes: np.ndarray, condition: np.ndarray | None,
-                    precision: str) -> None:
+                    precision: str, batch_key: str | None) -> None:
         utterance = self.utterances[item.index]
         paths = self.speaker_paths[utterance.speaker]
         write_npy_atomic(paths.codes(utterance.uid), codes)
         if condition is not None:
             write_npy_atomic(paths.condition(utterance.uid), condition)
-        outputs.write_record(paths.record(utterance.uid), {
+        record = {
             "status": "done", "fingerprint": self.fingerprints[item.index], "duration": item.duration,
             "num_codes": int(codes.shape[0]), "num_text_tokens": item.num_text_tokens,
             "special_tokens": item.special_tokens, "codes_precision": precision,
-        })
+        }
+        outputs.write_record(paths.record(utterance.uid), record if batch_key is None else {**record, "codes_batch": batch_key})
 
     def _precision(self) -> str:
         device = self.context.device
@@ -260,9 +261,11 @@ class _Run:
         if not usable:
             return 0.0
         features = models([item.mel for item in usable])
+        # Half precision names the batch in each record, so fallback batches can be counted per speaker.
+        batch_key = None if self.precision == "fp32" else self.utterances[usable[0].index].uid
         for row, item in enumerate(usable):
             condition = None if features.conditions is None else features.conditions[row]
-            self._write_done(item, features.codes[row], condition, features.codes_precision)
+            self._write_done(item, features.codes[row], condition, features.codes_precision, batch_key)
         return sum(item.duration for item in usable)
 
     def records(self, speaker_list: SpeakerList, offset: int) -> list[dict]:
@@ -301,7 +304,7 @@ def _finish(run: _Run, computed: int, started: float) -> ExtractionSummary:
     info_path = run.root / outputs.SPEAKER_INFO
     previous = {entry["speaker"] for entry in outputs.read_speaker_entries(info_path)}
     settings = SpeakerSettings(run.root, run.options.valid_ratio, run.options.seed, run.options.distance_metric,
-                               run.condition_shape is not None, run.base_identity())
+                               run.condition_shape is not None, run.base_identity(), run.precision)
     assembler = SpeakerAssembler(settings, previous)
     results = [assembler.assemble(s, run.records(s, offset)) for s, offset in zip(run.lists, run.offsets)]
     outputs.merge_speaker_info(info_path, {summary.speaker: entry for summary, entry in results if entry is not None})

@@ -48,6 +48,7 @@ class SpeakerSettings:
     distance_metric: str
     with_conditions: bool
     base: dict
+    precision: str = "fp32"
 
 
 def manifest_row(utterance: Utterance, record: dict, paths: outputs.SpeakerPaths, with_conditions: bool) -> dict:
@@ -122,7 +123,9 @@ class SpeakerAssembler:
         summary.kept = len(rows)
         summary.total_seconds = float(sum(row["duration"] for row in rows))
         medoid_path = self._write_medoid(paths, rows) if settings.with_conditions else None
-        precisions = Counter(r.get("codes_precision", "fp32") for r in records if r["status"] == "done")
+        done = [r for r in records if r["status"] == "done"]
+        precisions = Counter(r.get("codes_precision", "fp32") for r in done)
+        fallbacks = {r.get("codes_batch") for r in done if r.get("codes_precision", "fp32") == "fp32"}
         return {
             "speaker": paths.speaker,
             "avg_duration": summary.total_seconds / len(rows),
@@ -136,6 +139,7 @@ class SpeakerAssembler:
             "base": settings.base,
             "special_tokens": sorted({t for row in rows for t in row["special_tokens"]}),
             "codes_precision": dict(sorted(precisions.items())),
+            "half_precision_fallback_batches": len(fallbacks) if settings.precision != "fp32" else 0,
         }
 
     def _write_medoid(self, paths: outputs.SpeakerPaths, rows: list[dict]) -> Path:
