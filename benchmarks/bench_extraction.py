@@ -1,18 +1,23 @@
-"""Extraction throughput: utterances/s and audio-hours per hour of wall time.
+"""Extraction throughput: utterances/s, audio-hours per hour of wall time, peak memory.
 
-    python benchmarks/bench_extraction.py                       # tiny model, CPU
-    python benchmarks/bench_extraction.py --release 1.5 --utterances 16 --device cuda
+    python benchmarks/bench_extraction.py                                   # tiny model, CPU
+    python benchmarks/bench_extraction.py --device cuda --size 1.5 --precision fp16 --json out.json
 
-Writes random-weight checkpoints (``indextts.tiny.write_tiny_checkpoints``) and synthetic speech-
-like audio (harmonic tones with noise, 24 kHz mono WAV) to a temporary folder, then runs the real
-extraction with conditions. The time includes model loading and audio decoding, as a user sees it;
-a second run over the same data shows the cost of a fully resumed run.
+Writes random-weight checkpoints (``indextts.tiny.write_tiny_checkpoints``; ``--size 1.5`` gives
+the release sizes) and synthetic speech-like audio (harmonic tones with noise, mono WAV at the
+model's rate) to a temporary folder, then runs the real extraction with conditions, as
+``indextts-extract --extract_condition`` does. "fresh" includes model loading and audio decoding,
+as a user sees it; "steady" leaves the measured model loading time out; "resumed" is a second run
+over the same data (everything reused). Peak memory: CUDA max allocated, else the process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,83 +26,127 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from indextts.checkpoints import load_dvae, load_gpt
-from indextts.config import load_config
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.extraction import ExtractionOptions, run_extraction
+from indextts.runtime import PRECISIONS, resolve_device
 from indextts.tiny import write_tiny_checkpoints
 
-SAMPLE_RATE = 24000
 
-
-def write_audio(folder: Path, count: int, mean_seconds: float, max_seconds: float, seed: int) -> tuple[Path, float]:
+def write_audio(folder: Path, count: int, mean_seconds: float, max_seconds: float, sample_rate: int,
+                seed: int) -> tuple[Path, float]:
     """``count`` synthetic utterances around ``mean_seconds`` long; returns the list and total seconds."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     lines, total = [], 0.0
     for index in range(count):
         seconds = float(np.clip(rng.normal(mean_seconds, mean_seconds / 3), 1.0, max_seconds))
-        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        t = np.arange(int(seconds * sample_rate)) / sample_rate
         pitch = 100 + 80 * rng.random() + 20 * np.sin(2 * np.pi * 0.5 * t)
-        phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
+        phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
         audio = sum(0.2 / k * np.sin(k * phase) for k in range(1, 6)) + 0.01 * rng.standard_normal(len(t))
-        sf.write(folder / f"utt{index:05d}.wav", audio.astype(np.float32), SAMPLE_RATE)
+        sf.write(folder / f"utt{index:05d}.wav", audio.astype(np.float32), sample_rate)
         lines.append(f"utt{index:05d}.wav\tthis is synthetic sentence number {index} for the benchmark.")
-        total += len(t) / SAMPLE_RATE
+        total += len(t) / sample_rate
     list_path = folder / "bench.lst"
     list_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return list_path, total
 
 
-def bench(release: str, args: argparse.Namespace, work: Path) -> None:
-    model_dir = write_tiny_checkpoints(work / f"model_{release}", seed=0, release=release)
-    cfg = load_config(model_dir)
-    model_limit = int(cfg.gpt.max_mel_tokens) * 4 * int(cfg.dataset.mel.hop_length) / SAMPLE_RATE
-    list_path, audio_seconds = write_audio(work / f"audio_{release}", args.utterances, args.mean_seconds,
-                                           min(args.max_seconds, model_limit - 0.5), args.seed)
-    options = ExtractionOptions(
-        audio_lists=[list_path], model_dir=model_dir, output_dir=work / f"out_{release}", extract_condition=True,
-        device=args.device, precision=args.precision, batch_size=args.batch_size, num_workers=args.num_workers,
-        progress=False,
-    )
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux, bytes on macOS
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
+def load_seconds(folder: CheckpointFolder, device: torch.device) -> float:
     started = time.perf_counter()
-    load_dvae(model_dir, cfg, device=args.device or "cpu")
-    load_gpt(model_dir, cfg, device=args.device or "cpu")
-    load_seconds = time.perf_counter() - started
-    print(f"{release:>5} model loading (DVAE + GPT): {load_seconds:.1f} s")
-    for label in ("fresh", "resumed"):
-        started = time.perf_counter()
-        summary = run_extraction(options)
-        elapsed = time.perf_counter() - started
-        steady = max(elapsed - load_seconds, 1e-9) if label == "fresh" else elapsed
-        print(f"{release:>5} {label:>7} | {summary.kept} utt, {audio_seconds / 60:.1f} min audio | "
-              f"{elapsed:7.1f} s | {summary.kept / elapsed:7.2f} utt/s | {audio_seconds / elapsed:8.1f} audio-h/h | "
-              f"without loading {summary.kept / steady:7.2f} utt/s, {audio_seconds / steady:8.1f} audio-h/h | "
-              f"device {args.device or 'auto'}, batch {args.batch_size}, workers {args.num_workers}, "
-              f"threads {torch.get_num_threads()}")
+    folder.load_dvae(device)
+    folder.load_gpt(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
 
 
-def main() -> None:
+def timed_run(options: ExtractionOptions, device: torch.device) -> tuple[float, object]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    summary = run_extraction(options)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started, summary
+
+
+def bench(args: argparse.Namespace, work: Path) -> dict:
+    device = resolve_device(args.device)
+    model_dir = write_tiny_checkpoints(work / "model", seed=0, release=args.size)
+    folder = CheckpointFolder(model_dir)
+    cfg = folder.cfg
+    model_limit = int(cfg.gpt.max_mel_tokens) * 4 * int(cfg.dataset.mel.hop_length) / folder.sample_rate
+    list_path, audio_seconds = write_audio(work / "audio", args.utterances, args.mean_seconds,
+                                           min(args.max_seconds, model_limit - 0.5), folder.sample_rate, args.seed)
+    loading = load_seconds(folder, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    options = ExtractionOptions(
+        audio_lists=[list_path], model_dir=model_dir, output_dir=work / "out", extract_condition=True,
+        device=str(device), precision=args.precision, condition_batching=args.condition_batching,
+        batch_size=args.batch_size, num_workers=args.num_workers, progress=False,
+    )
+    fresh, summary = timed_run(options, device)
+    peak = peak_memory_bytes(device)
+    resumed, _ = timed_run(options, device)
+    steady = max(fresh - loading, 1e-9)
+    hours = audio_seconds / 3600.0
+    return {
+        "benchmark": "extraction", "device": str(device), "size": args.size, "precision": summary.precision,
+        "condition_batching": args.condition_batching, "batch_size": args.batch_size,
+        "num_workers": args.num_workers, "utterances": summary.kept, "audio_hours": hours,
+        "fresh_seconds": fresh, "model_loading_seconds": loading, "resumed_seconds": resumed,
+        "utterances_per_second": summary.kept / fresh, "steady_utterances_per_second": summary.kept / steady,
+        "audio_hours_per_hour": hours / (fresh / 3600.0), "steady_audio_hours_per_hour": hours / (steady / 3600.0),
+        "batches": summary.batches, "fallback_batches": summary.fallback_batches,
+        "peak_memory_bytes": peak, "torch_threads": torch.get_num_threads(),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--release", action="append", choices=["tiny", "1.5", "1.0"],
-                        help="model size(s) to measure (default: tiny)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--size", choices=["tiny", "1.5"], default="tiny", help="model size (default: %(default)s)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="DVAE precision (auto = fp16 on CUDA, fp32 on the CPU)")
+    parser.add_argument("--condition_batching", choices=["auto", "batched", "single"], default="auto")
     parser.add_argument("--utterances", type=int, default=64, help="synthetic utterances (default: %(default)s)")
     parser.add_argument("--mean_seconds", type=float, default=5.0, help="mean utterance length (default: %(default)s)")
     parser.add_argument("--max_seconds", type=float, default=12.0, help="longest utterance (default: %(default)s)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads of the main process (default: torch's choice)")
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the main process")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_extraction_") as work:
-        for release in args.release or ["tiny"]:
-            bench(release, args, Path(work))
+        result = bench(args, Path(work))
+    print(f"{result['size']:>4} {result['device']} {result['precision']} | {result['utterances']} utt, "
+          f"{result['audio_hours'] * 60:.1f} min audio | fresh {result['fresh_seconds']:.1f} s: "
+          f"{result['utterances_per_second']:.2f} utt/s, {result['audio_hours_per_hour']:.1f} audio-h/h | "
+          f"steady {result['steady_utterances_per_second']:.2f} utt/s | resumed {result['resumed_seconds']:.1f} s | "
+          f"fallback batches {result['fallback_batches']}/{result['batches']} | "
+          f"peak {result['peak_memory_bytes'] / 2**20:.0f} MiB")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,7 +34,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
     try:
         samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, ValueError) as error:
-        raise AudioError(f"Cannot read the audio file {path}: {error}. Convert it to WAV or FLAC "
+        reason = str(error).strip().rstrip(".")  # libsndfile's messages end with a full stop
+        raise AudioError(f"Cannot read the audio file {path}: {reason}. Convert it to WAV or FLAC "
                          "(for example with ffmpeg) and try again.") from error
     if samples.shape[0] == 0:
         raise AudioError(f"The audio file {path} holds no samples. Use a recording with speech in it.")

@@ -12,7 +12,9 @@ Documented behaviour on awkward input:
 * characters of unsupported scripts (Cyrillic, kana, emoji, ...) are removed with a logged
   warning; Latin letters with accents are folded to plain ASCII;
 * long text (tens of thousands of characters) is normalised piece by piece and split into
-  model-sized chunks by ``TextTokenizer.split_sentences``.
+  model-sized chunks by ``TextTokenizer.split_sentences`` (rule: ``indextts.sentences``);
+* quotes of every kind (ASCII, curly, CJK corner brackets) come out as ``'``; the normalised text
+  never holds a backslash (wetext's escaped quotes are undone, input backslashes dropped).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
 from indextts.errors import TextError
+from indextts.sentences import split_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -68,44 +71,16 @@ _IS_CONTRACTION = re.compile(
 
 # Punctuation folded onto the small set the tokenizer was trained with (longest match first).
 PUNCTUATION_MAP = {
-    "……": "…",
-    "...": "…",
-    ",,,": "…",
-    "，，，": "…",
-    "：": ",",
-    "；": ",",
-    ";": ",",
-    ":": ",",
-    "，": ",",
-    "、": ",",
-    "。": ".",
-    "！": "!",
-    "？": "?",
-    "·": "-",
-    "—": "-",
-    "～": "-",
-    "~": "-",
-    "“": "'",
-    "”": "'",
-    '"': "'",
-    "‘": "'",
-    "’": "'",
-    "（": "'",
-    "）": "'",
-    "(": "'",
-    ")": "'",
-    "《": "'",
-    "》": "'",
-    "【": "'",
-    "】": "'",
-    "[": "'",
-    "]": "'",
-    "「": "'",
-    "」": "'",
+    "……": "…", "...": "…", ",,,": "…", "，，，": "…",
+    "：": ",", "；": ",", ";": ",", ":": ",", "，": ",", "、": ",",
+    "。": ".", "！": "!", "？": "?",
+    "·": "-", "—": "-", "～": "-", "~": "-",
+    **dict.fromkeys("“”\"‘’（）()《》【】[]「」『』", "'"),  # every quote and bracket reads as '
 }
 _PUNCTUATION = re.compile("|".join(re.escape(k) for k in sorted(PUNCTUATION_MAP, key=len, reverse=True)))
 _ELLIPSIS_RUN = re.compile("…+")
 _SPACES = re.compile(r"\s+")
+_ESCAPE = re.compile(r"\\(.?)", re.DOTALL)
 # Normalise piece by piece, choosing the language of each: cut after Chinese sentence ends and
 # line breaks, after !/? before a space, and after a full stop followed by Chinese. A full stop
 # before Latin text is not a cut (abbreviations such as "Dr. Smith" are read as a whole).
@@ -132,6 +107,8 @@ def _is_unsupported(char: str) -> bool:
     """True for characters the models cannot speak and the normaliser cannot read out."""
     if char in "\t\n\r" or _HANZI.match(char) or char in "üÜ":
         return False
+    if char == "\\":  # never speakable, and the normalised text must hold no backslash
+        return True
     category = unicodedata.category(char)
     if category[0] == "L":
         return not char.isascii()
@@ -232,10 +209,11 @@ class TextNormalizer:
 
     def _run_wetext(self, text: str, chinese: bool) -> str:
         try:
-            if chinese:
-                return self._zh.normalize(text)
-            # The English grammar escapes quotes and backslashes in its output; undo that.
-            return re.sub(r"\\(.)", r"\1", self._en.normalize(text))
+            normalized = (self._zh if chinese else self._en).normalize(text)
+            # Both grammars escape quotes in their output (the reference's ``\'`` defect), the
+            # Chinese one as soon as the quoted text holds a number or a date; undo that. The input
+            # holds no backslash (dropped as unsupported), so every one here is an escape.
+            return _ESCAPE.sub(r"\1", normalized)
         except Exception:  # wetext raises bare assertions on inputs its grammar cannot tag
             logger.warning("wetext could not normalise %r; keeping it as written.", text[:80])
             return text
@@ -253,109 +231,6 @@ def _space_cjk(text: str) -> str:
     return " ".join(p for p in parts if p).upper()
 
 
-_SENTENCE_MARKS = ".!?…"
-_SPLIT_LEVELS = (_SENTENCE_MARKS, ",", "-")
-_QUOTE = "'"
-
-
-def _piece_text(token: str) -> str:
-    return token.replace("▁", "")
-
-
-def _is_split_token(token: str, marks: str) -> bool:
-    text = _piece_text(token)
-    return bool(text) and all(c in marks for c in text)
-
-
-def _split_after(tokens: list[str], marks: str) -> list[list[str]]:
-    """Split after each run of ``marks`` tokens (and a closing quote right after sentence ends).
-
-    A one-token part is glued to its neighbour, so each part has at least two tokens.
-    """
-    parts: list[list[str]] = []
-    start, i, n = 0, 0, len(tokens)
-    while i < n:
-        if _is_split_token(tokens[i], marks):
-            while i + 1 < n and _is_split_token(tokens[i + 1], marks):
-                i += 1
-            if marks == _SENTENCE_MARKS and i + 1 < n and _piece_text(tokens[i + 1]) == _QUOTE:
-                i += 1
-            parts.append(tokens[start : i + 1])
-            start = i + 1
-        i += 1
-    if start < n:
-        parts.append(tokens[start:])
-    glued: list[list[str]] = []
-    for part in parts:
-        if glued and (len(part) == 1 or len(glued[-1]) == 1):
-            glued[-1] = glued[-1] + part
-        else:
-            glued.append(part)
-    return glued
-
-
-def _starts_word(tokens: list[str], index: int) -> bool:
-    """True when ``tokens[index]`` begins a word (▁ + letter/digit/CJK), the safest place to cut."""
-    token = tokens[index]
-    if not token.startswith("▁"):
-        return False
-    following = token[1:] or (tokens[index + 1] if index + 1 < len(tokens) else "")
-    return bool(following) and following[0].isalnum()
-
-
-def _hard_cut(tokens: list[str], max_tokens: int) -> list[list[str]]:
-    """Cut into chunks of 2..max_tokens tokens, each as long as possible, at the last word start
-    of the second half of the window when there is one (so words are not cut in two)."""
-    chunks: list[list[str]] = []
-    start, n = 0, len(tokens)
-    while n - start > max_tokens:
-        end = start + max_tokens if n - start - max_tokens >= 2 else n - 2
-        for cut in range(end, start + max(2, max_tokens // 2) - 1, -1):
-            if _starts_word(tokens, cut):
-                end = cut
-                break
-        chunks.append(tokens[start:end])
-        start = end
-    chunks.append(tokens[start:])
-    return chunks
-
-
-def _split_long(tokens: list[str], max_tokens: int, level: int) -> list[list[str]]:
-    if len(tokens) <= max_tokens:
-        return [tokens]
-    if level == len(_SPLIT_LEVELS):
-        logger.warning("A sentence of %d tokens has no punctuation to split at; cutting it.", len(tokens))
-        return _hard_cut(tokens, max_tokens)
-    chunks: list[list[str]] = []
-    for part in _split_after(tokens, _SPLIT_LEVELS[level]):
-        chunks.extend(_split_long(part, max_tokens, level + 1))
-    return chunks
-
-
-def split_sentences(tokens: Sequence[str], max_tokens_per_sentence: int) -> list[list[str]]:
-    """Split ``tokens`` into chunks of at most ``max_tokens_per_sentence`` tokens.
-
-    Cuts at sentence punctuation first, then commas, then hyphens, then anywhere (before a
-    word start when possible), and merges neighbouring chunks while they fit. Chunks concatenate
-    back to ``tokens``; none is empty and none holds a single token (unless the input has one).
-    """
-    if max_tokens_per_sentence < 3:
-        raise TextError(
-            f"max_tokens_per_sentence must be at least 3, got {max_tokens_per_sentence}: shorter "
-            "chunks cannot avoid one-token fragments. Raise the limit."
-        )
-    tokens = list(tokens)
-    if not tokens:
-        return []
-    merged: list[list[str]] = []
-    for chunk in _split_long(tokens, max_tokens_per_sentence, 0):
-        if merged and len(merged[-1]) + len(chunk) <= max_tokens_per_sentence:
-            merged[-1] = merged[-1] + chunk
-        else:
-            merged.append(chunk)
-    return merged
-
-
 class TextTokenizer:
     """SentencePiece tokenizer over normalised text, compatible with the release ``bpe.model``.
 
@@ -365,15 +240,17 @@ class TextTokenizer:
     intact wherever they appear in the text.
     """
 
-    def __init__(self, bpe_path: str | Path, normalizer: TextNormalizer | None = None) -> None:
+    def __init__(self, bpe_path: str | Path, normalizer: TextNormalizer | None = None,
+                 model_proto: bytes | None = None) -> None:
         self.bpe_path = Path(bpe_path)
-        if not self.bpe_path.is_file():
+        if model_proto is None and not self.bpe_path.is_file():
             raise TextError(
                 f"SentencePiece model {self.bpe_path} does not exist. Point to the bpe.model of "
                 "the checkpoint folder (or of the training run when special tokens were added)."
             )
         try:
-            self.sp = spm.SentencePieceProcessor(model_file=str(self.bpe_path))
+            self.sp = (spm.SentencePieceProcessor(model_file=str(self.bpe_path)) if model_proto is None
+                       else spm.SentencePieceProcessor(model_proto=model_proto))
         except (OSError, RuntimeError) as error:
             raise TextError(
                 f"{self.bpe_path} is not a readable SentencePiece model ({error}). Use the "
@@ -386,6 +263,20 @@ class TextTokenizer:
         self.special_tokens = [p.piece for p in model.pieces if p.type == user_type]
         names = sorted(self.special_tokens, key=len, reverse=True)
         self._special = re.compile("(" + "|".join(re.escape(t) for t in names) + ")") if names else None
+
+    def with_special_tokens(self, tokens: Sequence[str]) -> "TextTokenizer":
+        """This tokenizer with ``tokens`` added as ``add_special_tokens`` would add them (in memory).
+
+        Ids and pieces equal those of the grown ``bpe.model`` a training run writes, so token
+        counts taken here hold for training.
+        """
+        proto = _with_user_pieces(self.sp.serialized_model_proto(), tokens, self.bpe_path)
+        return TextTokenizer(self.bpe_path, self.normalizer, model_proto=proto)
+
+    @staticmethod
+    def special_tokens_in(text: str) -> list[str]:
+        """The distinct ``<name>`` special tokens written in ``text``, sorted."""
+        return special_tokens_in(text)
 
     @property
     def vocab_size(self) -> int:
@@ -433,13 +324,54 @@ class TextTokenizer:
         return _CJK_GAP.sub("", self.sp.decode([int(i) for i in ids]))
 
     def split_sentences(self, tokens: Sequence[str], max_tokens_per_sentence: int) -> list[list[str]]:
-        """See :func:`split_sentences`."""
+        """See :func:`indextts.sentences.split_sentences`."""
         return split_sentences(tokens, max_tokens_per_sentence)
 
 
 @lru_cache(maxsize=1)
 def _default_normalizer() -> TextNormalizer:
     return TextNormalizer()
+
+
+def special_tokens_in(text: str) -> list[str]:
+    """The distinct ``<name>`` special tokens written in ``text``, sorted (e.g. ``["<laugh>"]``)."""
+    return sorted(set(SPECIAL_TOKEN.findall(text)))
+
+
+def is_speakable(text: str, tokenizer: TextTokenizer) -> bool:
+    """True when ``text`` normalises to something the model can speak (see ``TextNormalizer.normalize``)."""
+    try:
+        tokenizer.normalizer.normalize(text)
+    except TextError:
+        return False
+    return True
+
+
+def _check_special_token_names(tokens: Sequence[str]) -> None:
+    bad = [t for t in tokens if not isinstance(t, str) or not SPECIAL_TOKEN.fullmatch(t)]
+    if bad:
+        raise TextError(
+            f"Special tokens must look like <name> (letters, digits, underscore), got {bad}. "
+            "Rename them, e.g. <laugh>."
+        )
+
+
+def _with_user_pieces(serialized: bytes, tokens: Sequence[str], source: Path) -> bytes:
+    """The serialized SentencePiece model with ``tokens`` appended as user-defined pieces (new ones only)."""
+    _check_special_token_names(tokens)
+    model = sentencepiece_model_pb2.ModelProto()
+    try:
+        model.ParseFromString(serialized)
+    except Exception as error:  # protobuf raises DecodeError, a plain Exception subclass
+        raise TextError(f"{source} is not a SentencePiece model ({error}).") from error
+    known = {p.piece for p in model.pieces}
+    for token in dict.fromkeys(tokens):
+        if token not in known:
+            piece = model.pieces.add()
+            piece.piece = token
+            piece.score = 0.0
+            piece.type = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
+    return model.SerializeToString()
 
 
 def add_special_tokens(bpe_in: str | Path, bpe_out: str | Path, tokens: Sequence[str]) -> list[int]:
@@ -450,27 +382,13 @@ def add_special_tokens(bpe_in: str | Path, bpe_out: str | Path, tokens: Sequence
     in the model keep theirs).
     """
     bpe_in, bpe_out = Path(bpe_in), Path(bpe_out)
-    bad = [t for t in tokens if not isinstance(t, str) or not SPECIAL_TOKEN.fullmatch(t)]
-    if bad:
-        raise TextError(
-            f"Special tokens must look like <name> (letters, digits, underscore), got {bad}. "
-            "Rename them, e.g. <laugh>."
-        )
+    _check_special_token_names(tokens)
     if not bpe_in.is_file():
         raise TextError(f"SentencePiece model {bpe_in} does not exist; pass the checkpoint's bpe.model.")
+    grown = _with_user_pieces(bpe_in.read_bytes(), tokens, bpe_in)
     model = sentencepiece_model_pb2.ModelProto()
-    try:
-        model.ParseFromString(bpe_in.read_bytes())
-    except Exception as error:  # protobuf raises DecodeError, a plain Exception subclass
-        raise TextError(f"{bpe_in} is not a SentencePiece model ({error}).") from error
+    model.ParseFromString(grown)
     ids = {p.piece: i for i, p in enumerate(model.pieces)}
-    for token in tokens:
-        if token not in ids:
-            piece = model.pieces.add()
-            piece.piece = token
-            piece.score = 0.0
-            piece.type = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
-            ids[token] = len(model.pieces) - 1
     bpe_out.parent.mkdir(parents=True, exist_ok=True)
-    bpe_out.write_bytes(model.SerializeToString())
+    bpe_out.write_bytes(grown)
     return [ids[t] for t in tokens]

@@ -196,3 +196,40 @@ def english_demo_list(demo_list: Path, out_path: Path) -> Path:
             lines.append(f"{(demo_list.parent / audio).resolve()}\t{text}\n")
     out_path.write_text("".join(lines), encoding="utf-8")
     return out_path
+
+
+# ----------------------------------------------------------------------------- extraction (helper B)
+
+EXTRACT_CLI = REPO_ROOT / "tools" / "extract_codec.py"
+
+
+def run_extract_cli(*args, check_rc: int | None = 0):
+    """Run tools/extract_codec.py in a subprocess (as a user does); assert its exit status when given."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, str(EXTRACT_CLI), *map(str, args)], capture_output=True, text=True,
+                            env=env, cwd=REPO_ROOT, timeout=600)
+    if check_rc is not None:
+        assert result.returncode == check_rc, result.stderr
+    return result
+
+
+def tone(seconds: float, sample_rate: int, frequency: float, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A voiced-ish test signal: a harmonic tone plus a little noise, (S,) or (S, channels)."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    rng = np.random.default_rng(seed)
+    mono = sum(0.2 / k * np.sin(2 * np.pi * k * frequency * t) for k in range(1, 5))
+    mono = (mono + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+    return mono if channels == 1 else np.stack([mono * (0.5 + 0.5 * c) for c in range(channels)], axis=1)
+
+
+def jsonl(path: Path) -> list[dict]:
+    """The rows of a JSONL file."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def all_files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative POSIX path -> bytes), to prove nothing changed."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

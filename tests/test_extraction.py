@@ -18,37 +18,23 @@ import torch
 
 from indextts.audio import MelSpectrogramFeatures, load_audio
 from indextts.config import load_config
+from indextts.data import read_manifest
 from indextts.errors import DataError
 from indextts.extraction import (
-    SkipReason, find_medoid, parse_audio_list, parse_audio_lists, read_metadata, read_speaker_info,
+    SkipReason, find_medoid, parse_audio_list, parse_audio_lists, read_speaker_info,
     split_train_valid,
 )
 from indextts.extraction.outputs import merge_speaker_info
 from indextts.extraction.speaker_stats import pairwise_distances
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CLI = REPO_ROOT / "tools" / "extract_codec.py"
-ROW_KEYS = {"uid", "speaker", "audio", "text", "codes", "condition", "duration", "num_codes", "num_text_tokens"}
+from helpers import EXTRACT_CLI, REPO_ROOT, all_files, jsonl, run_extract_cli as run_cli, tone
+
+CLI = EXTRACT_CLI
+ROW_KEYS = {"uid", "speaker", "audio", "text", "codes", "condition", "duration", "num_codes", "num_text_tokens",
+            "special_tokens"}
 INFO_KEYS = {"speaker", "avg_duration", "sample_num", "total_duration_in_seconds", "total_duration_in_minutes",
-             "total_duration_in_hours", "train_jsonl", "valid_jsonl", "medoid_condition"}
-
-
-def run_cli(*args, check_rc: int | None = 0) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, str(CLI), *map(str, args)], capture_output=True, text=True,
-                            env=env, cwd=REPO_ROOT, timeout=600)
-    if check_rc is not None:
-        assert result.returncode == check_rc, result.stderr
-    return result
-
-
-def tone(seconds: float, sample_rate: int, frequency: float, channels: int = 1, seed: int = 0) -> np.ndarray:
-    """A voiced-ish test signal: a harmonic tone plus a little noise, (S,) or (S, channels)."""
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    rng = np.random.default_rng(seed)
-    mono = sum(0.2 / k * np.sin(2 * np.pi * k * frequency * t) for k in range(1, 5))
-    mono = (mono + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
-    return mono if channels == 1 else np.stack([mono * (0.5 + 0.5 * c) for c in range(channels)], axis=1)
+             "total_duration_in_hours", "train_jsonl", "valid_jsonl", "medoid_condition", "base", "special_tokens",
+             "codes_precision", "half_precision_fallback_batches"}
 
 
 GOOD_AUDIO = [  # file name, seconds, sample rate, channels
@@ -107,10 +93,6 @@ def copy_output(extracted: dict, name: str) -> Path:
     copy = extracted["work"] / name
     shutil.copytree(extracted["output"], copy)
     return copy
-
-
-def all_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -244,10 +226,10 @@ def test_outputs_match_the_spec(extracted, tiny_model_dir):
         assert codes.dtype == np.int32 and codes.shape == (row["num_codes"],)
         assert condition.dtype == np.float32 and condition.shape == (32, int(cfg.gpt.model_dim))
         assert row["duration"] == pytest.approx(sf.info(str(speaker / row["audio"])).duration, abs=1e-3)
-    train = read_metadata(speaker / "metadata_train.jsonl")
-    valid = read_metadata(speaker / "metadata_valid.jsonl")
-    assert sorted(r["uid"] for r in train + valid) == sorted(r["uid"] for r in rows)
-    assert len(valid) == max(1, round(len(rows) * 0.1)) and Path(valid[0]["codes"]).is_file()
+    train = read_manifest(speaker / "metadata_train.jsonl")
+    valid = read_manifest(speaker / "metadata_valid.jsonl")
+    assert sorted(r.uid for r in train + valid) == sorted(r["uid"] for r in rows)
+    assert len(valid) == max(1, round(len(rows) * 0.1)) and valid[0].codes.is_file()
 
     skipped = [json.loads(line) for line in (speaker / "skipped.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {s["content"]: s["reason"] for s in skipped} == extracted["bad"]
@@ -278,13 +260,13 @@ def test_codes_and_conditions_equal_the_models_outputs(extracted, tiny_model_dir
     dvae, gpt = load_dvae(tiny_model_dir, cfg), load_gpt(tiny_model_dir, cfg)
     mel_features = MelSpectrogramFeatures.from_config(cfg.dataset.mel)
     speaker = extracted["output"] / "spk"
-    for row in read_metadata(speaker / "metadata.jsonl"):
+    for row, raw in zip(read_manifest(speaker / "metadata.jsonl"), jsonl(speaker / "metadata.jsonl")):
         with torch.inference_mode():
-            mel = mel_features(load_audio(row["audio"], int(cfg.dataset.sample_rate)))
+            mel = mel_features(load_audio(speaker / raw["audio"], int(cfg.dataset.sample_rate)))
             codes = dvae.get_codebook_indices(mel)[0]
             condition = gpt.get_conditioning(mel, torch.tensor([mel.shape[-1]]))[0]
-        np.testing.assert_array_equal(np.load(row["codes"]), codes.numpy())
-        np.testing.assert_allclose(np.load(row["condition"]), condition.numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_array_equal(np.load(row.codes), codes.numpy())
+        np.testing.assert_allclose(np.load(speaker / raw["condition"]), condition.numpy(), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -372,13 +354,14 @@ def test_codes_only_run_without_conditions(tmp_path, tiny_model_dir):
     output = tmp_path / "out"
     run_cli("--audio_list", list_path, "--model_dir", tiny_model_dir, "--output_dir", output, "--device", "cpu",
             "--num_workers", "0", "--no_progress")
-    rows = read_metadata(output / "codes_only" / "metadata.jsonl")
-    assert [row["uid"] for row in rows] == ["u0", "u1"] and all(row["condition"] is None for row in rows)
+    rows = jsonl(output / "codes_only" / "metadata.jsonl")
+    assert [row.uid for row in read_manifest(output / "codes_only" / "metadata.jsonl")] == ["u0", "u1"]
+    assert all(row["condition"] is None for row in rows)
     assert not (output / "codes_only" / "conditions").exists()
     (info,) = read_speaker_info(output / "speaker_info.json")
     assert info.medoid_condition is None and info.sample_num == 2
-    train, valid = read_metadata(info.train_jsonl), read_metadata(info.valid_jsonl)
-    assert len(train) == len(valid) == 1 and train != valid
+    train, valid = read_manifest(info.train_jsonl), read_manifest(info.valid_jsonl)
+    assert len(train) == len(valid) == 1 and train[0].uid != valid[0].uid
 
 
 def test_nothing_usable_exits_nonzero(tmp_path, tiny_model_dir):

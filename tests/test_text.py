@@ -17,6 +17,7 @@ from indextts.text import (
     TextNormalizer,
     TextTokenizer,
     add_special_tokens,
+    is_speakable,
     split_sentences,
 )
 
@@ -74,16 +75,35 @@ def _without_reference_defects(text: str) -> str:
     return PINYIN_WITH_TONE.sub(lambda m: m.group(0).lower(), text)
 
 
-def _reference_split_is_sound(tokens: list[str], chunks: list[list[str]]) -> bool:
-    """The reference split keeps every token once, has no 1-token fragment and cuts only after
-    punctuation (not inside a run of it), so a correct splitter must agree with it."""
-    if [t for c in chunks for t in c] != tokens or any(len(c) < 2 for c in chunks):
-        return False
+def _without_duplicated_quotes(tokens: list[str], chunks: list[list[str]]) -> list[list[str]]:
+    """The reference split with its duplicated-quote defect undone: it appends the quote after a
+    sentence mark to the sentence and reads it again as the next token (aligned with ``tokens``)."""
+    mended, position = [], 0
+    for chunk in chunks:
+        kept = []
+        for token in chunk:
+            if position < len(tokens) and token == tokens[position]:
+                kept.append(token)
+                position += 1
+            else:
+                assert token.replace("▁", "") == "'" and position > 0 and tokens[position - 1] == token, (
+                    f"the reference split adds {token!r} at token {position}")
+        if kept:
+            mended.append(kept)
+    assert position == len(tokens), "the reference split lost a token"
+    return mended
+
+
+def _reference_cuts_inside_a_word(chunks: list[list[str]]) -> bool:
+    """True when a reference chunk ends without punctuation and the next does not start a word:
+    a length cut the project deliberately moves to a word start (see indextts.sentences)."""
     marks = set(".!?…,-'")
     for left, right in zip(chunks, chunks[1:]):
-        if not set(left[-1].replace("▁", "")) <= marks or set(right[0].replace("▁", "")) <= marks:
-            return False
-    return True
+        after_mark = set(left[-1].replace("▁", "")) <= marks
+        word_start = right[0].startswith("▁") and (right[0][1:] or "x")[0].isalnum()
+        if not after_mark and not word_start:
+            return True
+    return False
 
 
 def _assert_split_properties(tokens: list[str], chunks: list[list[str]], limit: int) -> None:
@@ -125,8 +145,13 @@ def test_sentence_splits(folder, case, limit, normalizer):
     chunks = _tokenizer(folder, normalizer).split_sentences(tokens, limit)
     _assert_split_properties(tokens, chunks, limit)
     expected = case.get(f"sentences_max{limit}")
-    if expected is not None and _reference_split_is_sound(tokens, expected):
-        assert chunks == expected
+    if expected is None:
+        pytest.skip(f"the golden case has no sentences_max{limit}")
+    expected = _without_duplicated_quotes(tokens, expected)
+    if any(len(c) == 1 for c in expected):
+        return  # a one-token "sentence": the reference defect the project mends (properties above)
+    if chunks != expected:
+        assert _reference_cuts_inside_a_word(expected), f"split differs from the reference: {expected}"
 
 
 def test_encode_is_normalize_then_tokenize(normalizer, golden_folder):
@@ -241,3 +266,98 @@ def test_split_properties_on_random_token_streams():
         tokens = [rng.choice(vocabulary) for _ in range(rng.randint(1, 80))]
         limit = rng.randint(3, 20)
         _assert_split_properties(tokens, split_sentences(tokens, limit), limit)
+
+
+# ----------------------------------------------------------------------------- quotes (issue 13, item 20)
+
+QUOTE_PAIRS = [("'", "'"), ('"', '"'), ("“", "”"), ("‘", "’"), ("「", "」"), ("『", "』")]
+QUOTED = {"zh": "你好世界", "en": "hello world", "mixed": "你好 world", "zh number": "价格是15元",
+          "zh date": "2025年3月15日", "en number": "it costs $5", "en date": "on March 3, 2025"}
+
+
+def _quote_texts(opening: str, closing: str, body: str) -> dict[str, str]:
+    return {
+        "start": f"{opening}{body}{closing}他说。", "middle": f"他说{opening}{body}{closing}好的。",
+        "end": f"他说{opening}{body}{closing}", "en sentence": f"He said {opening}{body}{closing} today.",
+        "unbalanced open": f"{opening}{body}", "unbalanced close": f"{body}{closing} ok",
+        "nested": f"{opening}外{opening}{body}{closing}内{closing}", "doubled": f"{opening}{opening}{body}{closing}{closing}",
+    }
+
+
+@pytest.mark.parametrize("kind", list(QUOTED))
+@pytest.mark.parametrize(("opening", "closing"), QUOTE_PAIRS, ids=[o + c for o, c in QUOTE_PAIRS])
+def test_no_quote_kind_leaves_a_backslash(opening, closing, kind, normalizer):
+    """ASCII double quotes around Chinese text with a number came out as \\'...\\' (wetext's escape)."""
+    for where, text in _quote_texts(opening, closing, QUOTED[kind]).items():
+        result = normalizer.normalize(text)
+        assert "\\" not in result, f"{where}: {text!r} -> {result!r}"
+        quotes = text.count(opening) + (text.count(closing) if closing != opening else 0)
+        assert result.count("'") >= quotes, f"{where}: a quote was lost in {result!r}"
+
+
+def test_quoted_chinese_number_reads_out(normalizer):
+    assert normalizer.normalize('他说"价格是15元"好的。') == "他说'价格是十五元'好的."
+
+
+def test_input_backslashes_are_dropped(normalizer):
+    assert normalizer.normalize("C:\\\\path and \\'x\\'") == "C,path and 'x'"
+
+
+# ----------------------------------------------------------------------------- sentence rule (issue 13, item 21)
+
+
+def test_lone_token_takes_one_from_the_chunk_before():
+    # The reference leaves ["."] alone after a full 12-token window; the project mends it.
+    tokens = ["▁A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "."]
+    assert split_sentences(tokens, 12) == [tokens[:11], tokens[11:]]
+
+
+def test_hard_cut_moves_to_a_word_start_and_carries_the_rest():
+    tokens = ["▁C", "H", "▁D", "E", "▁F", "G", "▁H", "ONG", "2", ",", "▁X", "Y", "."]
+    # 13 tokens > 12: the comma splits the window, so the cut is the reference's.
+    assert split_sentences(tokens, 12) == [tokens[:10], tokens[10:]]
+    words = ["▁AB", "C", "D", "▁EF", "G", "H", "▁IJ", "K", "L", "M", "N", "O", "P"]
+    # No punctuation: the cut falls before "▁IJ" (not after "O", inside the word).
+    assert split_sentences(words, 12) == [words[:6], words[6:]]
+
+
+def test_quote_after_a_mark_is_kept_once():
+    tokens = ["▁A", "B", "?", "'", "▁C", "D", "."]
+    assert split_sentences(tokens, 4) == [["▁A", "B", "?", "'"], ["▁C", "D", "."]]
+    assert [t for c in split_sentences(tokens, 120) for t in c] == tokens
+
+
+def test_quote_never_overfills_a_chunk():
+    # The reference appends the quote to a full 4-token sentence, giving a 5-token chunk.
+    tokens = ["▁A", "B", "C", ".", "'", "▁D", "E", "F", "."]
+    chunks = split_sentences(tokens, 4)
+    assert chunks == [["▁A", "B", "C", "."], ["'", "▁D", "E"], ["F", "."]]
+    _assert_split_properties(tokens, chunks, 4)
+
+
+# ----------------------------------------------------------------------------- special tokens, speakable
+
+
+def test_special_tokens_in_lists_each_token_once():
+    assert TextTokenizer.special_tokens_in("a <laugh> b <breath> <laugh> c") == ["<breath>", "<laugh>"]
+    assert TextTokenizer.special_tokens_in("no tokens < here >") == []
+
+
+def test_with_special_tokens_counts_as_the_grown_model(tmp_path, normalizer, golden_folder):
+    base = _tokenizer(golden_folder, normalizer)
+    text = "我们<laugh>走吧, it's <breath> fine."
+    grown = base.with_special_tokens(["<laugh>", "<breath>"])
+    add_special_tokens(golden_folder / "bpe.model", tmp_path / "bpe.model", ["<laugh>", "<breath>"])
+    assert grown.encode(text) == TextTokenizer(tmp_path / "bpe.model", normalizer).encode(text)
+    assert grown.tokenize(text).count("<laugh>") == 1
+    assert base.vocab_size + 2 == grown.vocab_size
+
+
+@pytest.mark.parametrize("text", ["???!!!", "😀🎉", "。。。", "Привет", "  "])
+def test_is_speakable_rejects_texts_with_nothing_to_say(text, normalizer, golden_folder):
+    assert not is_speakable(text, _tokenizer(golden_folder, normalizer))
+
+
+@pytest.mark.parametrize("text", ["你好", "ok", "<laugh>", "3"])
+def test_is_speakable_accepts_words_digits_and_special_tokens(text, normalizer, golden_folder):
+    assert is_speakable(text, _tokenizer(golden_folder, normalizer))

@@ -1,89 +1,12 @@
-"""Turn audio lists into the fine-tuning features: DVAE codes, speaker conditions, JSONL splits.
+"""Upstream-style path of ``indextts-extract`` (kept so the seed's commands still work).
 
     python tools/extract_codec.py --audio_list finetune_data/kaishu_30min.lst --extract_condition
-    torchrun --nproc_per_node=4 tools/extract_codec.py --audio_list a.lst --audio_list b.lst --extract_condition
-
-Each list line is `audio_path<TAB>transcript` (or `audio_path|transcript`); one list holds one
-speaker. Outputs go to --output_dir (see indextts/extraction). Re-running the same command after an
-interruption reuses every finished utterance.
+    torchrun --nproc_per_node=4 tools/extract_codec.py --audio_list a.lst --extract_condition
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
-from pathlib import Path
 
-from indextts.errors import IndexTTSError
-from indextts.extraction.pipeline import (
-    DEFAULT_MODEL_DIR, DEFAULT_OUTPUT_DIR, ExtractionOptions, default_num_workers, run_extraction,
-)
-from indextts.extraction.features import PRECISIONS
-from indextts.extraction.speaker_stats import DISTANCE_METRICS
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--audio_list", action="append", required=True, type=Path, metavar="LIST",
-                        help="UTF-8 list of `audio_path<TAB>transcript` lines (or `|` as separator); "
-                             "relative paths resolve from the list's folder. Repeat for several speakers.")
-    parser.add_argument("--speaker", action="append", metavar="NAME",
-                        help="speaker name for the matching --audio_list (default: the list file's stem); "
-                             "give it once per list, in the same order")
-    parser.add_argument("--extract_condition", action="store_true",
-                        help="also save each utterance's conditioning latents (32, model_dim) and the "
-                             "speaker's medoid condition (needed for training)")
-    parser.add_argument("--model_dir", type=Path, default=DEFAULT_MODEL_DIR,
-                        help="checkpoint folder with config.yaml, dvae.pth, gpt.pth, bpe.model (default: %(default)s)")
-    parser.add_argument("--output_dir", type=Path, default=DEFAULT_OUTPUT_DIR,
-                        help="root of the extracted data; one folder per speaker plus speaker_info.json "
-                             "(default: %(default)s)")
-    parser.add_argument("--device", default=None,
-                        help="torch device, e.g. cuda, cuda:1 or cpu (default: cuda when available)")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
-                        help="CUDA autocast precision of the DVAE; bf16/fp16 are dropped for fp32 when the "
-                             "first batch's codes differ from fp32 codes. Conditions are always fp32 "
-                             "(default: %(default)s; CPU always uses fp32)")
-    parser.add_argument("--batch_size", type=int, default=16,
-                        help="utterances per model batch, grouped by length (default: %(default)s)")
-    parser.add_argument("--num_workers", type=int, default=default_num_workers(),
-                        help="processes decoding audio in parallel; 0 decodes in the main process "
-                             "(default: the CPU count up to 8, here %(default)s)")
-    parser.add_argument("--seed", type=int, default=1234, help="seed of the train/valid split (default: %(default)s)")
-    parser.add_argument("--min_duration", type=float, default=0.5,
-                        help="skip utterances shorter than this many seconds (default: %(default)s)")
-    parser.add_argument("--max_duration", type=float, default=None,
-                        help="skip utterances longer than this many seconds (default: only the model's "
-                             "limit gpt.max_mel_tokens applies)")
-    parser.add_argument("--valid_ratio", type=float, default=0.1,
-                        help="share of each speaker's utterances held out for validation, at least one "
-                             "(default: %(default)s)")
-    parser.add_argument("--distance_metric", choices=DISTANCE_METRICS, default="euclidean",
-                        help="distance used to pick the medoid condition (default: %(default)s)")
-    parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    options = ExtractionOptions(
-        audio_lists=args.audio_list, speakers=args.speaker, model_dir=args.model_dir,
-        output_dir=args.output_dir, extract_condition=args.extract_condition, device=args.device,
-        precision=args.precision, batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
-        min_duration=args.min_duration, max_duration=args.max_duration, valid_ratio=args.valid_ratio,
-        distance_metric=args.distance_metric, progress=not args.no_progress,
-    )
-    try:
-        summary = run_extraction(options)
-    except IndexTTSError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if summary is not None:
-        print(summary.format())
-    return 0
-
+from indextts.cli.extract import main
 
 if __name__ == "__main__":
     sys.exit(main())

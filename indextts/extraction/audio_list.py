@@ -8,7 +8,7 @@ UTF-8, or that yields no usable line at all, raises ``DataError`` before any mod
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from indextts.errors import DataError
@@ -24,6 +24,7 @@ class SkipReason:
     MISSING_FILE = "missing_file"
     DUPLICATE_AUDIO = "duplicate_audio"
     EMPTY_TRANSCRIPT = "empty_transcript"
+    UNSPEAKABLE_TRANSCRIPT = "unspeakable_transcript"
     UNREADABLE_AUDIO = "unreadable_audio"
     SILENT_AUDIO = "silent_audio"
     TOO_SHORT = "too_short"
@@ -87,6 +88,9 @@ def speaker_name_for(list_path: Path, speaker: str | None) -> str:
 
 
 def _read_lines(list_path: Path) -> list[str]:
+    if list_path.is_dir():
+        raise DataError(f"The audio list {list_path} is a folder. Pass the list file inside it "
+                        "(`audio_path<TAB>transcript` lines) as --audio_list.")
     if not list_path.is_file():
         raise DataError(f"The audio list {list_path} does not exist. Check the --audio_list path.")
     raw = list_path.read_bytes()
@@ -109,23 +113,38 @@ def _split_line(line: str) -> tuple[str, str] | None:
     return None
 
 
-def _unique_uid(stem: str, line_number: int, used: set[str]) -> str:
-    uid = stem if stem not in used else f"{stem}_L{line_number}"
-    used.add(uid)
-    return uid
+def assign_uids(utterances: list[Utterance]) -> list[Utterance]:
+    """Give each utterance its uid: the audio file's stem, or ``<stem>_L<line>`` for a later file
+    of the list with a stem already used. Uids name the output files, so a derived uid that still
+    collides (with a file literally named ``a_L5.wav``) is refused, naming both lines.
+    """
+    first_line = {}
+    for utterance in utterances:
+        first_line.setdefault(utterance.audio.stem, utterance.line_number)
+    named = [replace(u, uid=u.audio.stem if first_line[u.audio.stem] == u.line_number
+                     else f"{u.audio.stem}_L{u.line_number}") for u in utterances]
+    first: dict[str, Utterance] = {}
+    for utterance in named:
+        clash = first.setdefault(utterance.uid, utterance)
+        if clash is not utterance:
+            raise DataError(
+                f"Lines {clash.line_number} ({clash.audio}) and {utterance.line_number} ({utterance.audio}) "
+                f"of {utterance.list_path} both get the utterance id '{utterance.uid}', which names their "
+                "output files. Rename one of the audio files (ids are file stems, with _L<line> added "
+                "when stems repeat)."
+            )
+    return named
 
 
 def parse_audio_list(list_path: str | Path, speaker: str | None = None) -> SpeakerList:
     """Parse one audio list into usable utterances and skipped lines (blank and ``#`` lines ignored).
 
-    Relative audio paths resolve against the list file's folder. The uid is the audio file's stem
-    (suffixed with ``_L<line>`` when two different files share a stem).
+    Relative audio paths resolve against the list file's folder. Uids: see ``assign_uids``.
     """
     list_path = Path(list_path).expanduser().resolve()
     lines = _read_lines(list_path)
     parsed = SpeakerList(speaker=speaker_name_for(list_path, speaker), list_path=list_path)
     seen_audio: dict[Path, int] = {}
-    used_uids: set[str] = set()
     for line_number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -152,8 +171,8 @@ def parse_audio_list(list_path: str | Path, speaker: str | None = None) -> Speak
                  str(audio), text)
         else:
             seen_audio[audio] = line_number
-            uid = _unique_uid(audio.stem, line_number, used_uids)
-            parsed.utterances.append(Utterance(parsed.speaker, uid, audio, text, list_path, line_number, line))
+            parsed.utterances.append(Utterance(parsed.speaker, "", audio, text, list_path, line_number, line))
+    parsed.utterances = assign_uids(parsed.utterances)
     return parsed
 
 

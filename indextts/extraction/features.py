@@ -2,15 +2,15 @@
 
 DataLoader workers read, resample and tokenise utterances and compute their log-mels on the CPU
 (each unpadded, so a mel never depends on its batch); the main process pads a batch of mels for
-the DVAE (whose padding is masked) and runs the conditioning encoder on each unpadded mel.
+the DVAE and the conditioning encoder, which both mask padding so every row equals its clip alone.
+A transcript or audio file that cannot be used becomes a skip reason here, never an exception.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,13 @@ import torch
 from torch.utils.data import Dataset
 
 from indextts.audio import MelSpectrogramFeatures, load_audio
-from indextts.errors import AudioError
+from indextts.errors import AudioError, TextError
 from indextts.extraction.audio_list import SkipReason, Utterance
+from indextts.runtime import autocast
 
 logger = logging.getLogger(__name__)
 
 SILENCE_PEAK_DBFS = -60.0
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,23 @@ class Limits:
 
 @dataclass
 class DecodedUtterance:
-    """A worker's result for one utterance: its log-mel (n_mels, F), or why it is skipped."""
+    """A worker's result for one utterance: its log-mel (n_mels, F), or why it is skipped.
+
+    ``special_tokens`` lists the ``<name>`` tokens of the transcript that the base ``bpe.model``
+    lacks (counted as one token each, as training will add them).
+    """
 
     index: int
     mel: torch.Tensor | None = None
     duration: float = 0.0
     num_text_tokens: int = 0
+    special_tokens: list[str] = field(default_factory=list)
     skip_reason: str | None = None
     skip_detail: str = ""
+
+    def skip(self, reason: str, detail: str) -> "DecodedUtterance":
+        self.skip_reason, self.skip_detail, self.mel = reason, detail, None
+        return self
 
 
 def estimated_duration(path: Path) -> float:
@@ -80,56 +89,68 @@ class UtteranceDataset(Dataset):
         self.sample_rate = sample_rate
         self.bpe_path = bpe_path
         self.limits = limits
-        self._tokenizer = None
+        self._tokenizers: dict[tuple[str, ...], object] = {}
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def __getstate__(self) -> dict:
         # Workers started with "spawn" build their own tokenizer; "fork" workers inherit a loaded one.
-        return dict(self.__dict__, _tokenizer=None)
+        return dict(self.__dict__, _tokenizers={})
 
-    def load_tokenizer(self) -> None:
-        """Load the text tokenizer now (before workers fork, so each one need not load it again)."""
-        if self._tokenizer is None:
+    def load_tokenizer(self):
+        """The base text tokenizer (loaded now, before workers fork, so each need not load it again)."""
+        if () not in self._tokenizers:
             from indextts.text import TextTokenizer
 
-            self._tokenizer = TextTokenizer(self.bpe_path)
+            self._tokenizers[()] = TextTokenizer(self.bpe_path)
+        return self._tokenizers[()]
 
-    def _count_text_tokens(self, text: str) -> int:
-        self.load_tokenizer()
-        return len(self._tokenizer.encode(text))
+    def _tokenizer_with(self, new_tokens: tuple[str, ...]):
+        if new_tokens not in self._tokenizers:
+            self._tokenizers[new_tokens] = self.load_tokenizer().with_special_tokens(new_tokens)
+        return self._tokenizers[new_tokens]
 
-    def __getitem__(self, index: int) -> DecodedUtterance:
-        utterance = self.utterances[index]
-        result = DecodedUtterance(index=index)
-
-        def skipped(reason: str, detail: str) -> DecodedUtterance:
-            result.skip_reason, result.skip_detail = reason, detail
-            return result
-
-        limits = self.limits
-        result.num_text_tokens = self._count_text_tokens(utterance.text)
-        if result.num_text_tokens == 0:
-            return skipped(SkipReason.EMPTY_TRANSCRIPT, "the transcript has no speakable text after normalisation")
-        if result.num_text_tokens > limits.max_text_tokens:
-            return skipped(SkipReason.TOO_MANY_TEXT_TOKENS,
-                           f"{result.num_text_tokens} text tokens > gpt.max_text_tokens {limits.max_text_tokens}")
+    def _read_text(self, text: str, result: DecodedUtterance) -> DecodedUtterance:
+        """Count the transcript's tokens (new special tokens included), or mark it unusable."""
+        base = self.load_tokenizer()
+        result.special_tokens = [t for t in base.special_tokens_in(text) if t not in base.special_tokens]
         try:
-            audio = load_audio(utterance.audio, self.sample_rate)
+            result.num_text_tokens = len(self._tokenizer_with(tuple(result.special_tokens)).encode(text))
+        except TextError as error:
+            return result.skip(SkipReason.UNSPEAKABLE_TRANSCRIPT, str(error))
+        if result.num_text_tokens == 0:
+            return result.skip(SkipReason.UNSPEAKABLE_TRANSCRIPT, "the transcript has no token after normalisation")
+        if result.num_text_tokens > self.limits.max_text_tokens:
+            return result.skip(SkipReason.TOO_MANY_TEXT_TOKENS, f"{result.num_text_tokens} text tokens > "
+                               f"gpt.max_text_tokens {self.limits.max_text_tokens} (the model's limit)")
+        return result
+
+    def _read_audio(self, path: Path, result: DecodedUtterance) -> DecodedUtterance:
+        limits = self.limits
+        try:
+            audio = load_audio(path, self.sample_rate)
         except (AudioError, RuntimeError, ValueError, OSError, MemoryError) as error:
-            return skipped(SkipReason.UNREADABLE_AUDIO, str(error))
+            return result.skip(SkipReason.UNREADABLE_AUDIO, str(error))
         result.duration = audio.shape[0] / self.sample_rate
         if result.duration < limits.min_duration:
-            return skipped(SkipReason.TOO_SHORT, f"{result.duration:.3f} s < --min_duration {limits.min_duration} s")
+            return result.skip(SkipReason.TOO_SHORT, f"{result.duration:.3f} s < --min_duration {limits.min_duration} s")
         if limits.max_duration is not None and result.duration > limits.max_duration:
-            return skipped(SkipReason.TOO_LONG, f"{result.duration:.3f} s > --max_duration {limits.max_duration} s")
+            return result.skip(SkipReason.TOO_LONG, f"{result.duration:.3f} s > --max_duration {limits.max_duration} s")
         peak = float(audio.abs().max())
         if peak < 10 ** (SILENCE_PEAK_DBFS / 20):
             level = "-inf" if peak == 0 else f"{20 * math.log10(peak):.1f}"
-            return skipped(SkipReason.SILENT_AUDIO, f"peak level {level} dBFS < {SILENCE_PEAK_DBFS} dBFS")
-        result.mel = self.mel(audio)[0]
+            return result.skip(SkipReason.SILENT_AUDIO, f"peak level {level} dBFS < {SILENCE_PEAK_DBFS} dBFS")
+        try:
+            result.mel = self.mel(audio)[0]
+        except RuntimeError as error:  # e.g. fewer samples than the STFT's reflect padding needs
+            return result.skip(SkipReason.UNREADABLE_AUDIO, f"no log-mel could be computed: {error}")
         return result
+
+    def __getitem__(self, index: int) -> DecodedUtterance:
+        utterance = self.utterances[index]
+        result = self._read_text(utterance.text, DecodedUtterance(index=index))
+        return result if result.skip_reason is not None else self._read_audio(utterance.audio, result)
 
 
 def collate_decoded(items: list[DecodedUtterance]) -> list[DecodedUtterance]:
@@ -145,63 +166,71 @@ def pad_mels(mels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch, lengths
 
 
+@dataclass
+class BatchFeatures:
+    """One batch's results: codes int32 (N_i,) and conditions float32 (32, D) per utterance."""
+
+    codes: list[np.ndarray]
+    conditions: list[np.ndarray] | None
+    codes_precision: str
+
+
 class FeatureModels:
     """The DVAE and (optionally) the conditioning encoder on one device.
 
     Codes come from one padded batch: the DVAE masks padding, so each row equals its unpadded codes
-    exactly. Conditions are computed one utterance at a time: in a padded batch they would equal
-    the clip's own conditioning only up to float summation order (~1e-5), and a resumed run, which
-    batches utterances differently, must write exactly the bytes of an uninterrupted one. Each
-    condition thus equals the model's condition for that audio alone, as at inference time.
+    exactly. ``precision`` bf16/fp16 (CUDA) runs the DVAE under autocast and checks every batch
+    against fp32: a batch with any differing code keeps its fp32 codes instead (counted in
+    ``fallback_batches``), so the codes written always equal fp32 codes.
 
-    ``precision`` bf16/fp16 (CUDA only) runs the DVAE under autocast; the first batch is also
-    computed in fp32 and half precision is abandoned when any code differs from the fp32 codes.
-    Conditions are always computed in fp32: they are continuous and feed training directly.
+    Conditions are always computed in fp32. ``batch_conditions`` runs the conditioning encoder on
+    the padded batch (its conformer zeroes padding, so each row equals the clip alone up to float
+    summation order, ~1e-6); otherwise one clip at a time, whose bytes do not depend on the batch
+    size (the CPU default, so runs with different ``--batch_size`` write identical files).
     """
 
-    def __init__(self, dvae, gpt, device: torch.device, precision: str = "fp32"):
-        self.dvae = dvae
-        self.gpt = gpt
-        self.device = device
+    def __init__(self, dvae, gpt, device: torch.device, precision: str = "fp32", batch_conditions: bool = False):
+        self.dvae, self.gpt, self.device = dvae, gpt, device
         self.precision = precision
-        self._half_checked = precision == "fp32"
+        self.batch_conditions = batch_conditions
+        self.batches = 0
+        self.fallback_batches = 0
 
     def code_lengths(self, mel_lengths: torch.Tensor) -> torch.Tensor:
         return self.dvae.code_lengths(mel_lengths)
 
-    def _autocast(self, precision: str):
-        if precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[precision])
-
     def _codes(self, mel: torch.Tensor, lengths: torch.Tensor, precision: str) -> torch.Tensor:
-        with torch.inference_mode(), self._autocast(precision):
+        with torch.inference_mode(), autocast(self.device, precision):
             return self.dvae.get_codebook_indices(mel, lengths)
 
-    def _condition(self, mel: torch.Tensor) -> np.ndarray:
-        mel = mel.to(self.device).unsqueeze(0)
-        lengths = torch.tensor([mel.shape[-1]], device=self.device)
-        with torch.inference_mode():
-            condition = self.gpt.get_conditioning(mel, lengths)[0]
-        return np.ascontiguousarray(condition.float().cpu().numpy(), dtype=np.float32)
+    def _checked_codes(self, batch: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Codes (B, T_max) in ``precision`` when they equal fp32 codes on every valid position, else fp32."""
+        self.batches += 1
+        codes = self._codes(batch, lengths, self.precision)
+        if self.precision == "fp32":
+            return codes, "fp32"
+        reference = self._codes(batch, lengths, "fp32")
+        valid = torch.arange(codes.shape[1], device=codes.device) < self.code_lengths(lengths)[:, None]
+        if torch.equal(codes[valid], reference[valid]):
+            return codes, self.precision
+        self.fallback_batches += 1
+        logger.debug("%s codes differ from fp32 codes in batch %d; keeping fp32 codes.", self.precision, self.batches)
+        return reference, "fp32"
 
-    def __call__(self, mels: list[torch.Tensor]) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-        """Codes (int32 (N_i,)) and conditions (float32 (32, D)) for each mel (n_mels, F_i)."""
+    def _conditions(self, mels: list[torch.Tensor]) -> list[np.ndarray]:
+        with torch.inference_mode():
+            if self.batch_conditions:
+                batch, lengths = pad_mels(mels)
+                conditions = self.gpt.get_conditioning(batch.to(self.device), lengths.to(self.device))
+            else:
+                conditions = [self.gpt.get_conditioning(m.to(self.device)[None], torch.tensor([m.shape[-1]],
+                              device=self.device))[0] for m in mels]
+            return [np.ascontiguousarray(c.float().cpu().numpy(), dtype=np.float32) for c in conditions]
+
+    def __call__(self, mels: list[torch.Tensor]) -> BatchFeatures:
+        """Codes and (with a GPT) conditions for each mel (n_mels, F_i)."""
         batch, lengths = pad_mels(mels)
-        batch, device_lengths = batch.to(self.device), lengths.to(self.device)
-        code_lengths = self.code_lengths(lengths)
-        codes = self._codes(batch, device_lengths, self.precision)
-        if not self._half_checked:
-            self._half_checked = True
-            reference_codes = self._codes(batch, device_lengths, "fp32")
-            valid = (torch.arange(codes.shape[1]) < code_lengths[:, None]).to(codes.device)
-            if not torch.equal(codes[valid], reference_codes[valid]):
-                logger.warning("%s codes differ from fp32 codes on the first batch; using fp32.", self.precision)
-                self.precision = "fp32"
-                codes = reference_codes
-        code_lengths = code_lengths.tolist()
+        codes, precision = self._checked_codes(batch.to(self.device), lengths.to(self.device))
         codes = codes.cpu().numpy()
-        code_rows = [codes[row, :n].astype(np.int32) for row, n in enumerate(code_lengths)]
-        if self.gpt is None:
-            return code_rows, None
-        return code_rows, [self._condition(mel) for mel in mels]
+        rows = [codes[row, :n].astype(np.int32) for row, n in enumerate(self.code_lengths(lengths).tolist())]
+        return BatchFeatures(rows, None if self.gpt is None else self._conditions(mels), precision)

@@ -29,7 +29,6 @@ METADATA_VALID = "metadata_valid.jsonl"
 SKIPPED = "skipped.jsonl"
 MEDOID_CONDITION = "medoid_condition.npy"
 MEDOID_INFO = "medoid_info.json"
-CONDITION_LATENTS = 32
 
 
 def relative_path(path: Path, start: Path) -> str:
@@ -82,11 +81,12 @@ def write_record(path: Path, record: dict) -> None:
     write_json_atomic(path, record, sync=False)
 
 
-def read_valid_record(paths: SpeakerPaths, uid: str, fingerprint: str, condition_dim: int | None) -> dict | None:
+def read_valid_record(paths: SpeakerPaths, uid: str, fingerprint: str,
+                      condition_shape: tuple[int, int] | None) -> dict | None:
     """The utterance's progress record when it proves the utterance finished for these inputs, else None.
 
-    A "done" record needs its codes (int32 (N,)) and, when ``condition_dim`` is given, its condition
-    (float32 (32, D)) to load; a "skipped" record needs nothing else.
+    A "done" record needs its codes (int32 (N,)) and, when ``condition_shape`` (latents, D) is
+    given, its condition (float32 of that shape) to load; a "skipped" record needs nothing else.
     """
     try:
         record = json.loads(paths.record(uid).read_text(encoding="utf-8"))
@@ -102,9 +102,9 @@ def read_valid_record(paths: SpeakerPaths, uid: str, fingerprint: str, condition
         codes = np.load(paths.codes(uid), mmap_mode="r", allow_pickle=False)
         if codes.dtype != np.int32 or codes.shape != (record["num_codes"],):
             return None
-        if condition_dim is not None:
+        if condition_shape is not None:
             condition = np.load(paths.condition(uid), mmap_mode="r", allow_pickle=False)
-            if condition.dtype != np.float32 or condition.shape != (CONDITION_LATENTS, condition_dim):
+            if condition.dtype != np.float32 or condition.shape != tuple(condition_shape):
                 return None
     except (OSError, ValueError, KeyError):
         return None
@@ -113,7 +113,12 @@ def read_valid_record(paths: SpeakerPaths, uid: str, fingerprint: str, condition
 
 @dataclass(frozen=True)
 class SpeakerInfo:
-    """One entry of speaker_info.json, with paths resolved to absolute ones."""
+    """One entry of speaker_info.json, with paths resolved to absolute ones.
+
+    ``base`` is the ``CheckpointFolder.identity()`` of the checkpoint the data was extracted with
+    (None for extractions older than that field); ``special_tokens`` lists the ``<name>`` tokens
+    of the speaker's transcripts that the base ``bpe.model`` lacks.
+    """
 
     speaker: str
     avg_duration: float
@@ -124,11 +129,18 @@ class SpeakerInfo:
     train_jsonl: Path
     valid_jsonl: Path
     medoid_condition: Path | None
+    base: dict | None = None
+    special_tokens: tuple[str, ...] = ()
 
 
 SPEAKER_INFO_FIELDS = ("speaker", "avg_duration", "sample_num", "total_duration_in_seconds",
                        "total_duration_in_minutes", "total_duration_in_hours", "train_jsonl",
                        "valid_jsonl", "medoid_condition")
+
+
+def read_speaker_entries(path: Path) -> list[dict]:
+    """The raw entries of speaker_info.json (``[]`` when the file does not exist yet)."""
+    return _load_speaker_entries(path) if path.is_file() else []
 
 
 def _load_speaker_entries(path: Path) -> list[dict]:
@@ -164,6 +176,7 @@ def read_speaker_info(path: str | Path) -> list[SpeakerInfo]:
             train_jsonl=resolve_path(entry["train_jsonl"], base),
             valid_jsonl=resolve_path(entry["valid_jsonl"], base),
             medoid_condition=resolve_path(entry["medoid_condition"], base),
+            base=entry.get("base"), special_tokens=tuple(entry.get("special_tokens", ())),
         ))
     return infos
 
@@ -173,7 +186,7 @@ def merge_speaker_info(path: Path, entries: dict[str, dict | None]) -> list[dict
 
     Other speakers' entries keep their place; new speakers are appended in the given order.
     """
-    existing = _load_speaker_entries(path) if path.is_file() else []
+    existing = read_speaker_entries(path)
     merged = []
     for entry in existing:
         name = entry["speaker"]
@@ -185,27 +198,3 @@ def merge_speaker_info(path: Path, entries: dict[str, dict | None]) -> list[dict
     merged += [entry for name, entry in entries.items() if entry is not None and name not in present]
     write_json_atomic(path, merged)
     return merged
-
-
-def read_metadata(path: str | Path) -> list[dict]:
-    """Read a metadata*.jsonl file; "audio", "codes" and "condition" become absolute path strings."""
-    path = Path(path).expanduser().resolve()
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise DataError(f"Cannot read the metadata file {path}: {error}. Run tools/extract_codec.py "
-                        "to create it.") from error
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            raise DataError(f"{path} line {line_number} is not valid JSON ({error}). Re-run "
-                            "tools/extract_codec.py for this speaker.") from error
-        for key in ("audio", "codes", "condition"):
-            resolved = resolve_path(row.get(key), path.parent)
-            row[key] = None if resolved is None else str(resolved)
-        rows.append(row)
-    return rows
