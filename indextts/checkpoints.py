@@ -39,14 +39,8 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
-    """Read a weight file of ``kind`` ("gpt", "dvae" or "bigvgan") as a plain name -> tensor dict.
-
-    Unwraps ``{"model": ...}`` / ``{"generator": ...}``; raises CheckpointError when the file is
-    missing, truncated, not a PyTorch file, or holds anything but tensors.
-    """
-    _check_kind(kind)
-    path = Path(path)
+def _read_weights(path: Path, kind: str):
+    """``torch.load`` with ``weights_only=True``; unreadable or unsafe files become CheckpointError."""
     if not path.is_file():
         raise CheckpointError(
             f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files "
@@ -54,7 +48,7 @@ def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
             "a tiny test folder with `python tools/make_tiny_checkpoints.py DIR`."
         )
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"The {kind} checkpoint {path} holds objects other than tensors, so it is not loaded "
@@ -66,6 +60,17 @@ def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
             f"Cannot read the {kind} checkpoint {path}: the file is truncated or corrupt "
             f"({str(error).splitlines()[0]}). Download or copy it again."
         ) from error
+
+
+def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
+    """Read a weight file of ``kind`` ("gpt", "dvae" or "bigvgan") as a plain name -> tensor dict.
+
+    Unwraps ``{"model": ...}`` / ``{"generator": ...}``; raises CheckpointError when the file is
+    missing, truncated, not a PyTorch file, or holds anything but tensors.
+    """
+    _check_kind(kind)
+    path = Path(path)
+    content = _read_weights(path, kind)
     if isinstance(content, Mapping):
         for key in WRAPPER_KEYS[kind]:
             if isinstance(content.get(key), Mapping):

@@ -94,6 +94,25 @@ class UpsampledConv(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=self.stride, mode="nearest"))
 
 
+def _check_supported(positional_dims: int, encoder_norm: bool, normalization, activation: str,
+                     num_layers: int) -> None:
+    """Refuse, all at once, the vqvae options this implementation does not build (the releases use none)."""
+    unsupported = []
+    if positional_dims != 1:
+        unsupported.append(f"positional_dims={positional_dims} (only 1 is supported)")
+    if encoder_norm:
+        unsupported.append("encoder_norm=true")
+    if normalization is not None:
+        unsupported.append("normalization (must be null)")
+    if activation not in ACTIVATIONS:
+        unsupported.append(f"activation={activation!r} (relu or silu)")
+    if num_layers < 1:
+        unsupported.append(f"num_layers={num_layers} (at least 1)")
+    if unsupported:
+        raise ConfigError(f"Unsupported vqvae settings in the model config: {', '.join(unsupported)}. "
+                          "The IndexTTS release configs use the defaults; restore them.")
+
+
 class DiscreteVAE(nn.Module):
     """1-D discrete VAE over mel frames: ``num_layers`` stride-``stride`` convs down to codes.
 
@@ -111,20 +130,7 @@ class DiscreteVAE(nn.Module):
                  smooth_l1_loss: bool = True, straight_through: bool = False,
                  record_codes: bool = False, lr_quantizer_args=None):
         super().__init__()
-        unsupported = []
-        if positional_dims != 1:
-            unsupported.append(f"positional_dims={positional_dims} (only 1 is supported)")
-        if encoder_norm:
-            unsupported.append("encoder_norm=true")
-        if normalization is not None:
-            unsupported.append("normalization (must be null)")
-        if activation not in ACTIVATIONS:
-            unsupported.append(f"activation={activation!r} (relu or silu)")
-        if num_layers < 1:
-            unsupported.append(f"num_layers={num_layers} (at least 1)")
-        if unsupported:
-            raise ConfigError(f"Unsupported vqvae settings in the model config: {', '.join(unsupported)}. "
-                              "The IndexTTS release configs use the defaults; restore them.")
+        _check_supported(positional_dims, encoder_norm, normalization, activation, num_layers)
         act = ACTIVATIONS[activation]
         self.num_tokens = num_tokens
         self.kernel_size = kernel_size
@@ -132,34 +138,40 @@ class DiscreteVAE(nn.Module):
         self.padding = (kernel_size - 1) // 2
         self.num_layers = num_layers
         self.discrete_loss = DiscretizationLossState(num_tokens, discretization_loss_averaging_steps)
-
         encoder_channels = [channels] + [hidden_dim * 2**i for i in range(num_layers)]
-        innermost = encoder_channels[-1]
-        decoder_channels = list(reversed(encoder_channels[1:]))
-        decoder_channels = [innermost if num_resnet_blocks > 0 else codebook_dim] + decoder_channels
+        self.encoder = self._build_encoder(encoder_channels, num_resnet_blocks, codebook_dim, act)
+        self.decoder = self._build_decoder(encoder_channels, num_resnet_blocks, codebook_dim, act,
+                                           use_transposed_convs)
+        self.codebook = Codebook(codebook_dim, num_tokens)
 
+    def _build_encoder(self, encoder_channels: list[int], num_resnet_blocks: int, codebook_dim: int,
+                       act) -> nn.Sequential:
+        """Strided convs down to the innermost width, resnet blocks, then a 1x1 conv to the codebook width."""
+        innermost = encoder_channels[-1]
         encoder: list[nn.Module] = [
-            nn.Sequential(nn.Conv1d(c_in, c_out, kernel_size, stride=stride, padding=self.padding), act())
+            nn.Sequential(nn.Conv1d(c_in, c_out, self.kernel_size, stride=self.stride, padding=self.padding), act())
             for c_in, c_out in zip(encoder_channels[:-1], encoder_channels[1:])
         ]
         encoder += [ResBlock(innermost, act) for _ in range(num_resnet_blocks)]
         encoder.append(nn.Conv1d(innermost, codebook_dim, 1))
+        return nn.Sequential(*encoder)
 
+    def _build_decoder(self, encoder_channels: list[int], num_resnet_blocks: int, codebook_dim: int, act,
+                       use_transposed_convs: bool) -> nn.Sequential:
+        """The encoder mirrored: 1x1 conv and resnet blocks, then upsampling convs back to the mel channels."""
+        innermost = encoder_channels[-1]
+        decoder_channels = [innermost if num_resnet_blocks > 0 else codebook_dim]
+        decoder_channels += list(reversed(encoder_channels[1:]))
         decoder: list[nn.Module] = []
         if num_resnet_blocks > 0:
             decoder.append(nn.Conv1d(codebook_dim, innermost, 1))
             decoder += [ResBlock(innermost, act) for _ in range(num_resnet_blocks)]
         for c_in, c_out in zip(decoder_channels[:-1], decoder_channels[1:]):
-            if use_transposed_convs:
-                up = nn.ConvTranspose1d(c_in, c_out, kernel_size, stride=stride, padding=self.padding)
-            else:
-                up = UpsampledConv(c_in, c_out, kernel_size, stride=stride, padding=self.padding)
-            decoder.append(nn.Sequential(up, act()))
-        decoder.append(nn.Conv1d(decoder_channels[-1], channels, 1))
-
-        self.encoder = nn.Sequential(*encoder)
-        self.decoder = nn.Sequential(*decoder)
-        self.codebook = Codebook(codebook_dim, num_tokens)
+            upsample = nn.ConvTranspose1d if use_transposed_convs else UpsampledConv
+            decoder.append(nn.Sequential(
+                upsample(c_in, c_out, self.kernel_size, stride=self.stride, padding=self.padding), act()))
+        decoder.append(nn.Conv1d(decoder_channels[-1], encoder_channels[0], 1))
+        return nn.Sequential(*decoder)
 
     def code_lengths(self, mel_lengths: torch.Tensor) -> torch.Tensor:
         """Number of codes for mels of ``mel_lengths`` frames: ceil(F / 4) for the release model."""
