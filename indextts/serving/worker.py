@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,7 @@ class SynthesisWorker:
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._streams: list[_OpenStream] = []
         self._admitted = 0
+        self._batch_sizes: Counter[int] = Counter()  # requests per synthesize_many call -> number of calls
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="indextts-synthesis", daemon=True)
@@ -100,6 +102,11 @@ class SynthesisWorker:
     def admitted(self) -> int:
         """Jobs admitted and not finished yet."""
         return self._admitted
+
+    def batch_sizes(self) -> dict[int, int]:
+        """How many ``synthesize_many`` calls ran with each number of requests (retries included)."""
+        with self._lock:
+            return dict(sorted(self._batch_sizes.items()))
 
     @property
     def alive(self) -> bool:
@@ -174,6 +181,8 @@ class SynthesisWorker:
 
     def _run_batch(self, jobs: list[Job]) -> None:
         """One ``synthesize_many`` call; on failure each job is run alone so only bad ones fail."""
+        with self._lock:
+            self._batch_sizes[len(jobs)] += 1
         try:
             results = self.synthesizer.synthesize_many([job.request for job in jobs])
         except Exception as error:  # noqa: BLE001 - any failure is reported to its own request
