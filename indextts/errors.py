@@ -36,3 +36,11 @@ class TrainingError(IndexTTSError):
 
 class InferenceError(IndexTTSError):
     """Synthesis cannot run with the given speaker, adapter, reference or output."""
+
+
+class VoiceNotFoundError(InferenceError):
+    """A requested voice is not loaded; the message lists the voices that are."""
+
+
+class TextTooLongError(InferenceError):
+    """A text or sentence exceeds the model's ``max_text_length`` / ``gpt.max_text_tokens`` limit."""

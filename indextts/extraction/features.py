@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +17,12 @@ import soundfile
 import torch
 from torch.utils.data import Dataset
 
-from indextts.audio import MelSpectrogramFeatures, load_audio
+from indextts.audio import SILENCE_PEAK_DBFS, MelSpectrogramFeatures, is_silent, load_audio, peak_dbfs
 from indextts.errors import AudioError
 from indextts.extraction.audio_list import SkipReason, Utterance
 
 logger = logging.getLogger(__name__)
 
-SILENCE_PEAK_DBFS = -60.0
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -124,10 +122,9 @@ class UtteranceDataset(Dataset):
             return skipped(SkipReason.TOO_SHORT, f"{result.duration:.3f} s < --min_duration {limits.min_duration} s")
         if limits.max_duration is not None and result.duration > limits.max_duration:
             return skipped(SkipReason.TOO_LONG, f"{result.duration:.3f} s > --max_duration {limits.max_duration} s")
-        peak = float(audio.abs().max())
-        if peak < 10 ** (SILENCE_PEAK_DBFS / 20):
-            level = "-inf" if peak == 0 else f"{20 * math.log10(peak):.1f}"
-            return skipped(SkipReason.SILENT_AUDIO, f"peak level {level} dBFS < {SILENCE_PEAK_DBFS} dBFS")
+        if is_silent(audio):
+            return skipped(SkipReason.SILENT_AUDIO,
+                           f"peak level {peak_dbfs(audio):.1f} dBFS < {SILENCE_PEAK_DBFS} dBFS")
         result.mel = self.mel(audio)[0]
         return result
 
