@@ -210,8 +210,13 @@ class IndexTTS:
             self._voice_cache[key] = Voice(condition, reference.to(self.device), embedding, key[0])
         return self._voice_cache[key]
 
-    def _tokenizer_of(self, voice: Voice) -> TextTokenizer:
-        return self.library.sources[voice.run].tokenizer if voice.run else self.tokenizer
+    def _tokenizer_of(self, voice: str | None, reference_audio: str | Path | None) -> TextTokenizer:
+        """The tokenizer of the voice's run (the base one for zero-shot, or when the voice is unknown)."""
+        try:
+            resolved = self.library.resolve(voice, reference_audio is not None)
+        except InferenceError:
+            return self.tokenizer
+        return resolved[0].tokenizer if resolved else self.tokenizer
 
     def split_text(self, text: str, max_tokens: int, tokenizer: TextTokenizer | None = None) -> list[tuple[str, list[int]]]:
         """Normalise, tokenise and split ``text`` into (sentence, token ids) of at most ``max_tokens`` ids.
@@ -238,10 +243,11 @@ class IndexTTS:
         options = replace(options, generation=replace(options.generation, max_new_tokens=max_new_tokens))
         timings = StageTimings()
         stopwatch = Stopwatch([timings], self.device)
+        with stopwatch("text"):  # text errors come before voice errors, so find the tokenizer quietly
+            sentences = self.split_text(request.text, options.max_text_tokens_per_sentence,
+                                        self._tokenizer_of(request.voice, request.reference_audio))
         with stopwatch("conditioning"):
             voice = self.voice(request.voice, request.reference_audio)
-        with stopwatch("text"):
-            sentences = self.split_text(request.text, options.max_text_tokens_per_sentence, self._tokenizer_of(voice))
         return _Job(voice, options, sentences, timings, [torch.zeros(0, dtype=torch.long)] * len(sentences),
                     [np.zeros(0, dtype=np.float32)] * len(sentences))
 
