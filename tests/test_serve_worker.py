@@ -25,19 +25,23 @@ class Request:
 
 
 class ScriptedSynthesizer:
-    """Returns each request's text length as audio; 'bad' texts fail; records every batch it saw."""
+    """Returns each request's text length as audio; 'bad' is a user error, 'crash' a bug; records the batches."""
 
     def __init__(self):
         self.batches: list[list[str]] = []
         self.gate = threading.Event()
         self.gate.set()
 
-    def synthesize_many(self, requests):
+    def synthesize_many(self, requests, return_exceptions=False):
         self.gate.wait(10)
         self.batches.append([r.text for r in requests])
-        if any(r.text == "bad" for r in requests):
-            raise TextError("nothing speakable")
-        return [np.full(len(r.text), 0.5, dtype=np.float32) for r in requests]
+        if any(r.text == "crash" for r in requests):
+            raise RuntimeError("a bug")
+        results = [TextError("nothing speakable") if r.text == "bad" else np.full(len(r.text), 0.5, dtype=np.float32)
+                   for r in requests]
+        if not return_exceptions and any(isinstance(r, Exception) for r in results):
+            raise next(r for r in results if isinstance(r, Exception))
+        return results
 
     def stream(self, text, voice=None, options=None):
         for word in text.split():
@@ -62,7 +66,7 @@ def _run(coroutine_function, worker: SynthesisWorker):
         worker.stop()
 
 
-def test_concurrent_jobs_share_one_batch_and_a_bad_one_fails_alone():
+def test_concurrent_jobs_share_one_batch_and_bad_ones_fail_alone():
     synth = ScriptedSynthesizer()
     synth.gate.clear()
     worker = SynthesisWorker(synth, max_queue=8, max_batch=8, batch_wait=0.2)
@@ -73,14 +77,20 @@ def test_concurrent_jobs_share_one_batch_and_a_bad_one_fails_alone():
         for job in jobs:
             worker.submit(job)
         synth.gate.set()
-        return [await _collect(job) for job in jobs]
+        first = [await _collect(job) for job in jobs]
+        jobs = [Job(Request(text, "v"), False, time.monotonic() + 30, loop) for text in ("cccc", "crash")]
+        for job in jobs:
+            worker.submit(job)
+        return first + [await _collect(job) for job in jobs]
 
     results = _run(scenario, worker)
-    assert sorted(synth.batches[0]) == ["aaaa", "bad", "bbbb"]  # one batch (shortest first) ...
-    assert sorted(synth.batches[1:]) == [["aaaa"], ["bad"], ["bbbb"]]  # ... then one at a time after its failure
-    assert [kind for (kind, _), in results] == ["result", "error", "result"]
+    assert sorted(synth.batches[0]) == ["aaaa", "bad", "bbbb"]  # one call for all three
+    assert sorted(synth.batches[1]) == ["cccc", "crash"]  # a failed call is retried one job at a time
+    assert sorted(synth.batches[2:]) == [["cccc"], ["crash"]]
+    assert [kind for (kind, _), in results] == ["result", "error", "result", "result", "error"]
     assert isinstance(results[1][0][1], TextError) and len(results[2][0][1]) == 4
-    assert worker.admitted == 0
+    assert isinstance(results[4][0][1], RuntimeError)
+    assert worker.batch_sizes() == {1: 2, 2: 1, 3: 1} and worker.admitted == 0
 
 
 def test_full_queue_refuses_and_expired_jobs_are_skipped():

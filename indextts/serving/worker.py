@@ -4,10 +4,12 @@ torch modules are not re-entrant, so every call into the synthesiser happens on 
 thread; the event loop only admits jobs and awaits their events. Each round the worker
 1. takes the jobs that arrived (waiting up to ``batch_wait`` after the first one for more),
 2. runs the waiting whole-text jobs as ``synthesize_many`` calls over groups of similar input
-   length, so concurrent requests share generation and vocoder batches, and
+   length, so concurrent requests share generation and vocoder batches (a request's own error,
+   returned in place of its result, fails only that request), and
 3. advances every open stream by one sentence, so streams and batches interleave fairly.
 
-A batch that fails is retried one job at a time, so a bad request fails alone. Jobs whose client
+A call that fails unexpectedly is retried one job at a time, so a bug triggered by one request
+fails that request alone. Jobs whose client
 gave up (timeout, disconnect) are skipped or closed. Events reach the request's event loop through
 ``call_soon_threadsafe``; the worker never touches asyncio objects directly.
 """
@@ -78,7 +80,7 @@ class SynthesisWorker:
     """Runs ``synthesizer`` (the IndexTTS inference API) on one thread for many concurrent requests.
 
     Args:
-        synthesizer: object with ``synthesize_many(list[SpeechRequest])`` and
+        synthesizer: object with ``synthesize_many(list[SpeechRequest], return_exceptions=True)`` and
             ``stream(text, voice=..., options=...)``.
         max_queue: most jobs admitted at once (waiting, batched or streaming); more raise QueueFullError.
         max_batch: most whole-text requests in one ``synthesize_many`` call.
@@ -180,21 +182,24 @@ class SynthesisWorker:
             self._run_batch([jobs[i] for i in group])
 
     def _run_batch(self, jobs: list[Job]) -> None:
-        """One ``synthesize_many`` call; on failure each job is run alone so only bad ones fail."""
+        """One ``synthesize_many`` call; a request's own error (bad voice or text) fails only that
+        request, and an unexpected failure of the call is retried one job at a time."""
         with self._lock:
             self._batch_sizes[len(jobs)] += 1
         try:
-            results = self.synthesizer.synthesize_many([job.request for job in jobs])
+            results = self.synthesizer.synthesize_many([job.request for job in jobs], return_exceptions=True)
         except Exception as error:  # noqa: BLE001 - any failure is reported to its own request
             if len(jobs) > 1:
                 for job in jobs:
                     self._run_batch([job])
                 return
-            self._fail(jobs[0], error)
-            return
+            results = [error]
         for job, result in zip(jobs, results):
-            job.send("result", result)
-            self._finish(job)
+            if isinstance(result, Exception):
+                self._fail(job, result)
+            else:
+                job.send("result", result)
+                self._finish(job)
 
     def _open_stream(self, job: Job) -> None:
         if not self._drop_unwanted([job]):
