@@ -139,6 +139,8 @@ class SpeechModels:
         """
         waveforms = [np.zeros(0, dtype=np.float32)] * len(latents)
         rows = [i for i, latent in enumerate(latents) if len(latent)]
+        if not rows:
+            return waveforms
         if not self.vocoder_batching:
             for i in rows:
                 waveforms[i] = self._vocode_padded([latents[i]], [speaker_embeddings[i]])[0]
