@@ -164,3 +164,25 @@ def test_export_refuses_a_mismatched_base(other_base, runs, tmp_path):
     with pytest.raises(CheckpointError, match="allow_base_mismatch"):
         export_merged(runs["first"], other_base, tmp_path / "exported")
     assert not (tmp_path / "exported").exists()
+
+
+def test_from_run_reads_the_base_from_the_run_config(runs, first_only, tmp_path, capsys):
+    tts = IndexTTS.from_run(runs["first"], device="cpu")
+    assert [v.id for v in tts.voices] == ["first:alice", "first:bob"]
+    assert _codes(tts.synthesize(TEXT, voice="bob", options=GREEDY)) == _codes(
+        first_only.synthesize(TEXT, voice="bob", options=GREEDY))
+    output = tmp_path / "no_model_dir.wav"
+    assert main(["--adapter", str(runs["first"]), "--speaker", "first:bob", "--text", TEXT, "--output", str(output),
+                 "--device", "cpu", "--max_mel_tokens", "8", "--num_beams", "1"]) == 0, capsys.readouterr().err
+    assert output.is_file()
+
+
+def test_export_command_writes_a_complete_folder(runs, tmp_path, capsys):
+    from indextts.cli.export import main as export_main
+
+    assert export_main([str(tmp_path / "missing_run"), str(tmp_path / "out")]) == 2
+    assert "missing_run" in capsys.readouterr().err
+    assert export_main([str(runs["second"]), str(tmp_path / "out")]) == 0
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "gpt.pth", "config.yaml", "bpe.model", "dvae.pth", "bigvgan_generator.pth", "speakers.safetensors",
+        "speakers.json", "export.json"}
