@@ -11,12 +11,18 @@ import httpx
 import numpy as np
 import pytest
 import soundfile
+from helpers import tiny_overrides, write_extracted_data
 
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.gpt.generation import GenerationConfig
 from indextts.infer import IndexTTS, SynthesisOptions
-from indextts.serve import CODES_HEADER, ServerSettings, codes_digest, create_app, serve_in_background
-from helpers import tiny_overrides, write_extracted_data
+from indextts.serve import (
+    CODES_HEADER,
+    ServerSettings,
+    codes_digest,
+    create_app,
+    serve_in_background,
+)
 
 pytestmark = pytest.mark.slow
 

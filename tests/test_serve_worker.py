@@ -13,7 +13,12 @@ import pytest
 import soundfile
 
 from indextts.errors import TextError
-from indextts.serving.audio_encoding import change_speed, encode_audio, encode_pcm, streaming_wav_header
+from indextts.serving.audio_encoding import (
+    change_speed,
+    encode_audio,
+    encode_pcm,
+    streaming_wav_header,
+)
 from indextts.serving.worker import Job, QueueFullError, SynthesisWorker
 
 

@@ -24,10 +24,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from indextts.errors import IndexTTSError
 from indextts.infer import SpeechRequest, SynthesisOptions
 from indextts.serving.audio_encoding import (
-    MAX_SPEED, MEDIA_TYPES, MIN_SPEED, STREAM_FORMATS, change_speed, encode_audio, encode_pcm, streaming_wav_header,
+    MAX_SPEED,
+    MEDIA_TYPES,
+    MIN_SPEED,
+    STREAM_FORMATS,
+    change_speed,
+    encode_audio,
+    encode_pcm,
+    streaming_wav_header,
 )
 from indextts.serving.http_errors import (
-    BadRequestError, InputTooLongError, RequestTimeoutError, UnauthorizedError, error_body, error_response,
+    BadRequestError,
+    InputTooLongError,
+    RequestTimeoutError,
+    UnauthorizedError,
+    error_response,
     validation_response,
 )
 from indextts.serving.worker import Job, SynthesisWorker
@@ -96,7 +107,10 @@ def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="IndexTTS speech server", lifespan=lifespan)
     app.state.worker = worker
-    voice_ids = lambda: [voice.id for voice in synthesizer.voices]  # noqa: E731 - read live
+
+    def voice_ids() -> list[str]:
+        return [voice.id for voice in synthesizer.voices]
+
     app.add_exception_handler(IndexTTSError, lambda _request, error: error_response(error, voice_ids()))
     app.add_exception_handler(RequestValidationError, lambda _request, error: validation_response(error))
     authorised = [Depends(_bearer_check(settings.api_key))]

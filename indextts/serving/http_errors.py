@@ -11,7 +11,12 @@ from __future__ import annotations
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from indextts.errors import IndexTTSError, TextError, TextTooLongError, VoiceNotFoundError
+from indextts.errors import (
+    IndexTTSError,
+    TextError,
+    TextTooLongError,
+    VoiceNotFoundError,
+)
 from indextts.serving.worker import QueueFullError, WorkerStoppedError
 
 
