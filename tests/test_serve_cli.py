@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO_ROOT
 
 from indextts.cli.serve import adapters_from_args, build_parser, main
 from indextts.errors import ConfigError
@@ -29,3 +33,9 @@ def test_bad_settings_and_a_missing_model_exit_with_a_message(tmp_path, capsys):
     assert "--max_queue must be >= 1" in message and "--request_timeout must be > 0" in message
     assert main(["--model_dir", str(tmp_path / "missing")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_module_entry_is_the_same_command():
+    done = subprocess.run([sys.executable, "-m", "indextts.serve", "--help"], capture_output=True, text=True, check=False,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 0 and "indextts-serve" in done.stdout and "--adapter" in done.stdout
