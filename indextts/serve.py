@@ -41,7 +41,8 @@ def serve_in_background(app, host: str = "127.0.0.1", port: int = 0, startup_tim
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+    # log_config=None: uvicorn's records go through the host program's logging (root handlers).
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, log_config=None, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="uvicorn", daemon=True)
     thread.start()
     try:

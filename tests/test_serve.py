@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 
 import httpx
@@ -168,11 +169,13 @@ BAD_REQUESTS = [
     ({"input": "Hello.", "voice": "a:alice", "response_format": "flac", "stream": True}, 422, "invalid_request"),
     ({"input": "Hello."}, 422, "invalid_request"),
     ("not json", 422, "invalid_request"),
+    ("x" * 20000, 413, "input_too_long"),  # over the body limit: refused before it is read
 ]
 
 
 @pytest.mark.parametrize("body,status,code", BAD_REQUESTS, ids=[code + str(i) for i, (_, _, code) in enumerate(BAD_REQUESTS)])
-def test_bad_requests_answer_json_errors_and_the_server_stays_healthy(server, body, status, code):
+def test_bad_requests_answer_json_errors_and_the_server_stays_healthy(server, body, status, code, caplog):
+    caplog.set_level(logging.INFO)
     if isinstance(body, str):
         response = httpx.post(f"{server}{SPEECH}", content=body, headers={"content-type": "application/json"}, timeout=60)
     else:
@@ -183,6 +186,7 @@ def test_bad_requests_answer_json_errors_and_the_server_stays_healthy(server, bo
     if status == 404:
         assert set(error["voices"]) == VOICES and "nobody" in error["message"]
     _assert_healthy(server)
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING or record.exc_info]
 
 
 def test_wav_stream_reads_as_one_file(server, served_tts):

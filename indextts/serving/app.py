@@ -38,12 +38,15 @@ from indextts.serving.http_errors import (
     InputTooLongError,
     RequestTimeoutError,
     UnauthorizedError,
+    error_body,
     error_response,
     validation_response,
 )
 from indextts.serving.worker import Job, SynthesisWorker
 
 CODES_HEADER = "X-IndexTTS-Codes-SHA256"
+BODY_BYTES_PER_CHAR = 12  # JSON-escaped, one character outside the BMP takes 12 bytes: \ud83d\ude00
+BODY_OVERHEAD_BYTES = 4096  # the other fields
 
 
 @dataclass
@@ -113,6 +116,7 @@ def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
 
     app.add_exception_handler(IndexTTSError, lambda _request, error: error_response(error, voice_ids()))
     app.add_exception_handler(RequestValidationError, lambda _request, error: validation_response(error))
+    app.add_middleware(_BodyLimit, max_bytes=BODY_BYTES_PER_CHAR * settings.max_input_chars + BODY_OVERHEAD_BYTES)
     authorised = [Depends(_bearer_check(settings.api_key))]
     speech = _SpeechHandler(synthesizer, worker, settings)
     app.post("/v1/audio/speech", dependencies=authorised)(speech.handle)
@@ -130,6 +134,23 @@ def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if worker.alive else 503)
 
     return app
+
+
+class _BodyLimit:
+    """ASGI middleware answering 413 before reading a body whose Content-Length is over ``max_bytes``."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        length = dict(scope.get("headers", ())).get(b"content-length", b"") if scope["type"] == "http" else b""
+        if length.isdigit() and int(length) > self.max_bytes:
+            response = error_body(413, f"The request body has {int(length)} bytes; this server reads at most "
+                                  f"{self.max_bytes}. Send shorter input.", "input_too_long", "input")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _bearer_check(api_key: str | None):
