@@ -224,6 +224,9 @@ def test_api_key_is_enforced(gated):
         assert response.headers["www-authenticate"] == "Bearer"
     response = httpx.post(f"{url}{SPEECH}", json={"input": "Hello.", "voice": "a:alice"}, timeout=10)
     assert response.status_code == 401
+    response = httpx.post(f"{url}{SPEECH}", content="not json", timeout=10)  # checked before the body
+    assert response.status_code == 401
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200  # probes need no key
     assert httpx.get(f"{url}/v1/voices", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10).status_code == 200
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +37,6 @@ from indextts.serving.http_errors import (
     BadRequestError,
     InputTooLongError,
     RequestTimeoutError,
-    UnauthorizedError,
     error_body,
     error_response,
     validation_response,
@@ -117,11 +116,11 @@ def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
     app.add_exception_handler(IndexTTSError, lambda _request, error: error_response(error, voice_ids()))
     app.add_exception_handler(RequestValidationError, lambda _request, error: validation_response(error))
     app.add_middleware(_BodyLimit, max_bytes=BODY_BYTES_PER_CHAR * settings.max_input_chars + BODY_OVERHEAD_BYTES)
-    authorised = [Depends(_bearer_check(settings.api_key))]
-    speech = _SpeechHandler(synthesizer, worker, settings)
-    app.post("/v1/audio/speech", dependencies=authorised)(speech.handle)
+    if settings.api_key is not None:
+        app.add_middleware(_BearerAuth, api_key=settings.api_key)
+    app.post("/v1/audio/speech")(_SpeechHandler(synthesizer, worker, settings).handle)
 
-    @app.get("/v1/voices", dependencies=authorised)
+    @app.get("/v1/voices")
     async def voices() -> dict:
         data = [{"id": voice.id, "run": voice.run, "speaker": voice.speaker} for voice in synthesizer.voices]
         return {"object": "list", "data": data}
@@ -153,18 +152,25 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
-def _bearer_check(api_key: str | None):
-    """A dependency that raises UnauthorizedError unless the request carries ``Bearer <api_key>``."""
+class _BearerAuth:
+    """ASGI middleware: every /v1 request must carry ``Authorization: Bearer <api_key>``, else 401,
+    checked before the body is read (so a stranger learns nothing from validation errors)."""
 
-    async def check(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise UnauthorizedError("Missing or wrong API key. Send the header 'Authorization: Bearer <key>' "
-                                    "with the key the server was started with (--api_key).")
+    def __init__(self, app, api_key: str):
+        self.app = app
+        self.api_key = api_key.encode()
 
-    return check
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            header = dict(scope.get("headers", ())).get(b"authorization", b"")
+            scheme, _, token = header.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
+                response = error_body(401, "Missing or wrong API key. Send the header 'Authorization: Bearer "
+                                      "<key>' with the key the server was started with (--api_key).",
+                                      "invalid_api_key", None)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _SpeechHandler:

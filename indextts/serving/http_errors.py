@@ -20,10 +20,6 @@ from indextts.errors import (
 from indextts.serving.worker import QueueFullError, WorkerStoppedError
 
 
-class UnauthorizedError(IndexTTSError):
-    """The request lacks the server's bearer token."""
-
-
 class RequestTimeoutError(IndexTTSError):
     """The request did not finish within the server's per-request time limit."""
 
@@ -42,7 +38,6 @@ class BadRequestError(IndexTTSError):
 
 # (error class, HTTP status, error code, request field it concerns); subclasses before their bases.
 _ERROR_TABLE = (
-    (UnauthorizedError, 401, "invalid_api_key", None),
     (VoiceNotFoundError, 404, "voice_not_found", "voice"),
     (InputTooLongError, 413, "input_too_long", "input"),
     (TextTooLongError, 413, "input_too_long", "input"),
