@@ -6,13 +6,20 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import soundfile
-from helpers import tiny_overrides, write_extracted_data
+from helpers import REPO_ROOT, tiny_overrides, write_extracted_data
 
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.gpt.generation import GenerationConfig
@@ -44,13 +51,19 @@ def _train_tiny_run(model_dir, speaker_info, run_dir):
 
 
 @pytest.fixture(scope="session")
-def served_tts(tmp_path_factory, tiny_model_dir) -> IndexTTS:
-    """Two tiny runs loaded on one base: run 'a' with alice and bob, run 'b' with carol."""
+def served_runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
+    """Two tiny runs on one base: run 'a' with alice and bob, run 'b' with carol."""
     root = tmp_path_factory.mktemp("serve_runs")
     dim = int(CheckpointFolder(tiny_model_dir).cfg.gpt.model_dim)
     run_a = _train_tiny_run(tiny_model_dir, write_extracted_data(root / "data_a", dim, ("alice", "bob")), root / "a")
     run_b = _train_tiny_run(tiny_model_dir, write_extracted_data(root / "data_b", dim, ("carol",), seed=1), root / "b")
-    return IndexTTS.from_pretrained(tiny_model_dir, adapters={"a": run_a, "b": run_b}, device="cpu")
+    return {"a": run_a, "b": run_b}
+
+
+@pytest.fixture(scope="session")
+def served_tts(served_runs, tiny_model_dir) -> IndexTTS:
+    """The two runs loaded as three voices."""
+    return IndexTTS.from_pretrained(tiny_model_dir, adapters=served_runs, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +276,43 @@ def test_full_queue_answers_503_and_slow_requests_504(gated):
     assert first.status_code == second.status_code == 504
     assert first.json()["error"]["code"] == "timeout"
     assert after.status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"indextts-serve did not come up: {process.communicate(timeout=30)}")
+
+
+def test_command_line_server_speaks_each_run(served_runs, tiny_model_dir):
+    port = _free_port()
+    command = [sys.executable, "-m", "indextts.serve", "--model_dir", str(tiny_model_dir), "--port", str(port),
+               "--adapter", str(served_runs["a"]), "--adapter", f"b={served_runs['b']}", "--device", "cpu",
+               "--no-do_sample", "--num_beams", "1", "--api_key", API_KEY, "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        voices = httpx.get(f"{url}/v1/voices", headers=headers, timeout=10).json()["data"]
+        assert {v["id"] for v in voices} == VOICES
+        response = httpx.post(f"{url}{SPEECH}", headers=headers, timeout=120,
+                              json={"input": "Hello there, how are you today?", "voice": "carol"})
+        assert response.status_code == 200, response.text
+        assert soundfile.info(io.BytesIO(response.content)).samplerate == 24000
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+    assert process.returncode in (0, 130) and "Traceback" not in errors, errors
