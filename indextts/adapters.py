@@ -216,22 +216,28 @@ def _check_adapter_keys(model: PeftModel, adapter_dir: Path) -> None:
                               f"tensors {missing}, unexpected tensors {extra}. Re-export it from the run's checkpoints.")
 
 
-def _weight_patch(model: PeftModel, adapter_dir: Path) -> WeightPatch:
-    """The LoRA factors and replaced embedding rows of PEFT's active adapter, keyed by base parameter name."""
-    patch, name = WeightPatch(), model.active_adapter
-    for module_name, module in model.get_base_model().named_modules():
+def _weight_patch(model: PeftModel, adapter_dir: Path) -> tuple[WeightPatch, nn.Module]:
+    """The LoRA factors and replaced embedding rows of PEFT's active adapter, and the unloaded base GPT.
+
+    The patch is keyed by the base parameter names, found after PEFT's layers are unloaded (PEFT
+    wraps e.g. ``text_embedding`` as ``text_embedding.token_adapter``).
+    """
+    low_rank, replaced, name = {}, {}, model.active_adapter
+    for module in model.get_base_model().modules():
         if isinstance(module, LoraLayer) and name in module.lora_A:
             if module.use_dora.get(name, False):
                 raise CheckpointError(f"The adapter in {adapter_dir} uses DoRA, which inference does not support. "
                                       "Train with plain LoRA.")
-            patch.low_rank[f"{module_name}.weight"] = LowRankDelta(
+            low_rank[id(module.get_base_layer().weight)] = LowRankDelta(
                 module.lora_A[name].weight.detach().clone(), module.lora_B[name].weight.detach().clone(),
                 float(module.scaling[name]), bool(module.fan_in_fan_out))
         elif isinstance(module, TrainableTokensLayer) and name in module.token_indices:
             indices = torch.tensor(module.token_indices[name], dtype=torch.long)
-            patch.replaced_rows[f"{module_name}.weight"] = (
-                indices, module.trainable_tokens_delta[name].detach().clone())
-    return patch
+            replaced[id(module.get_base_layer().weight)] = (indices, module.trainable_tokens_delta[name].detach().clone())
+    gpt = model.unload()
+    names = {id(parameter): key for key, parameter in gpt.named_parameters()}
+    patch = WeightPatch({names[k]: v for k, v in low_rank.items()}, {names[k]: v for k, v in replaced.items()})
+    return patch, gpt
 
 
 def load_trained_run(run_dir: str | Path, base_gpt: nn.Module, merge: bool = True,
@@ -253,8 +259,7 @@ def load_trained_run(run_dir: str | Path, base_gpt: nn.Module, merge: bool = Tru
     model = _peft_model(run_dir, run_model, base_gpt)
     patch = None
     if patch_only:
-        patch = _weight_patch(model, run_dir / ADAPTER_DIR)
-        gpt = model.unload()
+        patch, gpt = _weight_patch(model, run_dir / ADAPTER_DIR)
     else:
         gpt = model.merge_and_unload() if merge else model.get_base_model()
     tokenizer = run_dir / TOKENIZER_FILE

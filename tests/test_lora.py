@@ -105,3 +105,18 @@ def test_adapter_on_a_different_base_is_rejected(trained_runs, tiny_model_dir):
     cfg.gpt.number_mel_codes = int(cfg.gpt.number_mel_codes) + 2
     with pytest.raises(CheckpointError, match="different base GPT"):
         load_trained_run(trained_runs["plain"], UnifiedVoice(**cfg.gpt))
+
+
+def test_the_voices_patch_equals_the_merged_run_with_added_tokens(trained_runs, tiny_model_dir):
+    """IndexTTS keeps a run as LoRA factors + replaced token rows; put on the base they equal PEFT's merge."""
+    from indextts.infer import IndexTTS
+
+    tts = IndexTTS.from_pretrained(tiny_model_dir, adapter=trained_runs["tokens"], device="cpu")
+    source = tts.library.sources[trained_runs["tokens"].name]
+    assert set(source.patch.replaced_rows) == {"text_embedding.weight"}
+    assert source.tokenizer.vocab_size == 402
+    tts.weights.activate(source.name, source.patch)
+    merged = load_trained_run(trained_runs["tokens"], load_gpt(tiny_model_dir), merge=True).gpt.state_dict()
+    patched = tts.models.gpt.state_dict()
+    assert all(torch.equal(patched[key], merged[key]) for key in merged)
+    assert tts.synthesize("<laugh> hello there.", voice="alice").sentences
