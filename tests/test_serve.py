@@ -173,6 +173,7 @@ def test_concurrent_requests_are_batched_and_equal_one_at_a_time(server, served_
 
 BAD_REQUESTS = [
     ({"input": "Hello.", "voice": "nobody"}, 404, "voice_not_found"),
+    ({"input": "Hello.", "voice": "nobody", "stream": True, "response_format": "pcm"}, 404, "voice_not_found"),
     ({"input": "", "voice": "a:alice"}, 422, "invalid_request"),
     ({"input": "   \n", "voice": "a:alice"}, 422, "invalid_request"),
     ({"input": "... !!! ???", "voice": "a:alice"}, 422, "unspeakable_input"),
