@@ -33,7 +33,13 @@ import torch
 from indextts.adapters import LowRankDelta, WeightPatch
 from indextts.checkpoints import build_model
 from indextts.config import RELEASE_CONFIGS, load_config
-from indextts.lora import DEFAULT_TARGETS, TrainedSpeaker, add_lora, lora_target_pattern, make_lora_config
+from indextts.lora import (
+    DEFAULT_TARGETS,
+    TrainedSpeaker,
+    add_lora,
+    lora_target_pattern,
+    make_lora_config,
+)
 from indextts.runtime import dtype_of, resolve_device, resolve_precision
 from indextts.tiny import write_tiny_checkpoints
 from indextts.voices import PatchedWeights, VoiceLibrary, VoiceSource

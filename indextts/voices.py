@@ -145,27 +145,21 @@ class PatchedWeights:
         """Make the model the base plus ``patch`` (the plain base when ``patch`` is None)."""
         if name == self.active:
             return
-        self.restore()
-        if patch is not None:
-            parameters = dict(self.model.named_parameters())
-            for key in sorted(patch.parameter_names):
-                parameter = parameters[key]
-                if key not in self._originals:
-                    self._originals[key] = parameter.detach().clone()
-                if key in patch.low_rank:
-                    parameter.add_(patch.low_rank[key].delta().to(parameter.device, parameter.dtype))
-                if key in patch.replaced_rows:
-                    indices, rows = patch.replaced_rows[key]
-                    parameter.index_copy_(0, indices.to(parameter.device), rows.to(parameter.device, parameter.dtype))
-                self._touched.add(key)
+        parameters = dict(self.model.named_parameters())
+        wanted = patch.parameter_names if patch is not None else set()
+        for key in self._touched - wanted:
+            parameters[key].copy_(self._originals[key])
+        for key in sorted(wanted):
+            if key not in self._originals:
+                self._originals[key] = parameters[key].detach().clone()
+            patch.write_into(key, self._originals[key], parameters[key])
+        self._touched = set(wanted)
         self.active = name
         self.switches += 1
 
     @torch.no_grad()
     def restore(self) -> None:
         """Put the kept base values back on every patched parameter."""
-        if not self._touched:
-            return
         parameters = dict(self.model.named_parameters())
         for key in self._touched:
             parameters[key].copy_(self._originals[key])

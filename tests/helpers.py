@@ -95,7 +95,13 @@ def write_lora_run(run_dir: Path, gpt, reference_mel, speakers=("alice", "bob"),
     import torch
     from omegaconf import OmegaConf
 
-    from indextts.lora import TrainedSpeaker, add_lora, describe_base, make_lora_config, save_speakers
+    from indextts.lora import (
+        TrainedSpeaker,
+        add_lora,
+        describe_base,
+        make_lora_config,
+        save_speakers,
+    )
 
     base = {**describe_base(gpt), "base_text_vocab_size": int(gpt.text_vocab_size)}
     if identity is not None:

@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import write_lora_run
 from omegaconf import OmegaConf
 
+from indextts.adapters import load_trained_run
 from indextts.audio import MelSpectrogramFeatures, load_audio
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.checkpoints import load_gpt
+from indextts.cli.infer import build_parser, main, options_from_args
 from indextts.config import load_config
 from indextts.errors import AudioError, CheckpointError, InferenceError, TextError
 from indextts.gpt.generation import GenerationConfig
 from indextts.gpt.model import UnifiedVoice
-from indextts.adapters import load_trained_run
-from indextts.checkpoint_folder import CheckpointFolder
-from indextts.cli.infer import build_parser, main, options_from_args
 from indextts.infer import IndexTTS, SynthesisOptions
 from indextts.synthesis import to_pcm16
-from helpers import write_lora_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ("alice", "bob")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import conformance_folders, write_lora_run
 from safetensors.torch import load_file
 
 from indextts.checkpoint_folder import CheckpointFolder
@@ -18,7 +19,6 @@ from indextts.errors import AudioError, InferenceError, TextTooLongError
 from indextts.gpt.generation import GenerationConfig
 from indextts.infer import IndexTTS, SpeechRequest, SynthesisOptions
 from indextts.speech import VOCODER_EDGE_FRAMES, SpeechModels
-from helpers import conformance_folders, write_lora_run
 
 GREEDY = SynthesisOptions(GenerationConfig(max_new_tokens=10, num_beams=1, do_sample=False), pause_seconds=0.05,
                           max_text_tokens_per_sentence=12)

@@ -6,15 +6,15 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_overrides, write_extracted_data
 from peft import PeftModel
 
+from indextts.adapters import export_merged, load_trained_run
 from indextts.checkpoints import load_gpt
 from indextts.config import load_config
 from indextts.errors import CheckpointError
-from indextts.adapters import export_merged, load_trained_run
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
 from indextts.trainer import DEFAULT_CONFIG, load_train_config, run_training
-from helpers import tiny_overrides, write_extracted_data
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from helpers import write_lora_run
 
 from indextts.adapters import export_merged, load_trained_run
 from indextts.audio import MelSpectrogramFeatures
@@ -18,7 +19,6 @@ from indextts.errors import CheckpointError, VoiceNotFoundError
 from indextts.gpt.generation import GenerationConfig
 from indextts.infer import IndexTTS, SynthesisOptions
 from indextts.tiny import write_tiny_checkpoints
-from helpers import write_lora_run
 
 GREEDY = SynthesisOptions(GenerationConfig(max_new_tokens=8, num_beams=1, do_sample=False), pause_seconds=0.05)
 TEXT = "今天天气很好，我们去公园散步吧。"
