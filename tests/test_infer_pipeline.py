@@ -141,16 +141,17 @@ def test_a_short_or_silent_reference_is_rejected(tts, tmp_path, capsys, tiny_mod
 GOLDENS = conformance_folders("expected.safetensors")
 
 
-def _golden_waveforms(folder: CheckpointFolder, precision: str, vocoder_precision: str) -> list[np.ndarray]:
+def _golden_waveforms(folder: CheckpointFolder, precision: str, vocoder_precision: str,
+                      device: str = "cpu") -> list[np.ndarray]:
     """Each golden example's waveform from its conditioning, text and codes at the given precisions."""
     expected = load_file(str(folder.root / "expected.safetensors"))
-    models = SpeechModels(folder.cfg, folder.load_gpt(), folder.load_bigvgan(), "cpu", precision, vocoder_precision)
+    models = SpeechModels(folder.cfg, folder.load_gpt(), folder.load_bigvgan(), device, precision, vocoder_precision)
     waveforms = []
     with torch.inference_mode():
         for i in (0, 1):
             text = expected[f"text_{i}"][None]
-            latents = models.latents(expected[f"cond_{i}"][None], text, torch.tensor([text.shape[1]]),
-                                     [expected[f"codes_{i}"]])
+            latents = models.latents(expected[f"cond_{i}"][None].to(models.device), text.to(models.device),
+                                     torch.tensor([text.shape[1]]), [expected[f"codes_{i}"]])
             embedding = models.speaker_embedding(expected[f"mel_{i}"].T)
             waveforms.append(models.vocode(latents, [embedding])[0])
     return waveforms
@@ -167,5 +168,19 @@ def test_half_precision_waveform_snr_is_at_least_60_db(folder, vocoder_precision
     for i, waveform in enumerate(reference):
         np.testing.assert_allclose(waveform, expected[f"wav_{i}"].numpy(), atol=GOLDEN_TOLERANCE)
     for clean, noisy in zip(reference, _golden_waveforms(golden, "fp16", vocoder_precision)):
-        snr = 10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum((clean - noisy).astype(np.float64) ** 2))
-        assert snr >= 60, f"waveform SNR {snr:.1f} dB < 60 dB"
+        assert _snr_db(clean, noisy) >= 60, f"waveform SNR {_snr_db(clean, noisy):.1f} dB < 60 dB"
+
+
+def _snr_db(clean: np.ndarray, noisy: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum((clean - noisy).astype(np.float64) ** 2)))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available() or not GOLDENS, reason="needs a CUDA GPU and a golden folder")
+@pytest.mark.parametrize("folder", GOLDENS, ids=lambda p: p.name)
+def test_cuda_default_precision_is_fp16_gpt_with_snr_at_least_60_db(folder):
+    golden = CheckpointFolder(folder)
+    models = SpeechModels(golden.cfg, golden.load_gpt(), golden.load_bigvgan(), "cuda")
+    assert (models.precision, models.vocoder_precision, models.vocoder_batching) == ("fp16", "fp32", True)
+    for clean, noisy in zip(_golden_waveforms(golden, "fp32", "fp32"), _golden_waveforms(golden, "auto", "fp32", "cuda")):
+        assert _snr_db(clean, noisy) >= 60
