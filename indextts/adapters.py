@@ -220,7 +220,11 @@ def _peft_model(run_dir: Path, run_model: dict, base_gpt: nn.Module) -> PeftMode
     except (RuntimeError, ValueError, KeyError) as error:
         raise CheckpointError(f"The adapter in {adapter_dir} does not fit the base GPT: {error}. Load it with the "
                               "checkpoint folder it was trained from.") from error
-    _check_adapter_keys(model, adapter_dir)
+    try:
+        _check_adapter_keys(model, adapter_dir)
+    except CheckpointError:
+        model.unload()  # leave the base GPT as it was: PEFT injected its layers in place
+        raise
     return model.eval()
 
 

@@ -165,6 +165,7 @@ class IndexTTS:
         voices speak. Returns the voices added. Raises CheckpointError when the run does not fit the base.
         """
         allow = self.allow_base_mismatch if allow_base_mismatch is None else allow_base_mismatch
+        self.library.check_name(name, Path(run_dir))
         self.weights.forget_originals()  # the base must be itself while PEFT reads the adapter (and may grow it)
         run = load_trained_run(run_dir, self.models.gpt, base=self.base, allow_base_mismatch=allow,
                                patch_only=True, base_text_rows=self._base_text_rows)

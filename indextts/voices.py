@@ -68,13 +68,17 @@ class VoiceLibrary:
 
     sources: dict[str, VoiceSource] = field(default_factory=dict)
 
-    def add(self, source: VoiceSource) -> None:
-        if VOICE_SEPARATOR in source.name or not source.name:
-            raise InferenceError(f"Voice set name '{source.name}' must be non-empty and contain no "
-                                 f"'{VOICE_SEPARATOR}'. Choose another name for {source.root}.")
-        if source.name in self.sources:
-            raise InferenceError(f"A run named '{source.name}' is already loaded ({self.sources[source.name].root}). "
+    def check_name(self, name: str, root: Path) -> None:
+        """Refuse a run name that is empty, holds the separator, or is taken."""
+        if VOICE_SEPARATOR in name or not name:
+            raise InferenceError(f"Run name '{name}' must be non-empty and contain no '{VOICE_SEPARATOR}'. "
+                                 f"Choose another name for {root}.")
+        if name in self.sources:
+            raise InferenceError(f"A run named '{name}' is already loaded ({self.sources[name].root}). "
                                  "Give the new one another name.")
+
+    def add(self, source: VoiceSource) -> None:
+        self.check_name(source.name, source.root)
         self.sources[source.name] = source
 
     @property

@@ -15,7 +15,7 @@ from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.checkpoints import load_gpt
 from indextts.cli.infer import main
-from indextts.errors import CheckpointError, VoiceNotFoundError
+from indextts.errors import CheckpointError, InferenceError, VoiceNotFoundError
 from indextts.gpt.generation import GenerationConfig
 from indextts.infer import IndexTTS, SynthesisOptions
 from indextts.tiny import write_tiny_checkpoints
@@ -186,3 +186,26 @@ def test_export_command_writes_a_complete_folder(runs, tmp_path, capsys):
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
         "gpt.pth", "config.yaml", "bpe.model", "dvae.pth", "bigvgan_generator.pth", "speakers.safetensors",
         "speakers.json", "export.json"}
+
+
+def test_a_broken_adapter_or_a_taken_name_leaves_the_loaded_voices_untouched(first_only, runs, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    before = _codes(first_only.synthesize(TEXT, voice="alice", options=GREEDY))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in runs["second"].iterdir():
+        (broken / item.name).symlink_to(item)
+    (broken / "adapter").unlink()
+    (broken / "adapter").mkdir()
+    adapter = runs["second"] / "adapter"
+    (broken / "adapter" / "adapter_config.json").write_bytes((adapter / "adapter_config.json").read_bytes())
+    tensors = load_file(str(adapter / "adapter_model.safetensors"))
+    save_file(dict(list(tensors.items())[1:]), str(broken / "adapter" / "adapter_model.safetensors"))
+    with pytest.raises(CheckpointError, match="missing tensors"):
+        first_only.add_voice("broken", broken)
+    with pytest.raises(InferenceError, match="already loaded"):
+        first_only.add_voice("first", runs["second"])
+    assert not any("lora_" in name for name, _ in first_only.models.gpt.named_parameters())
+    assert [v.run for v in first_only.voices] == ["first", "first"]
+    assert _codes(first_only.synthesize(TEXT, voice="alice", options=GREEDY)) == before
