@@ -1,4 +1,4 @@
-"""LoRA on the IndexTTS GPT: wrapping with PEFT, per-speaker conditions, saving, loading, merging.
+"""LoRA on the IndexTTS GPT: wrapping with PEFT, per-speaker conditions, saving (loading: indextts.adapters).
 
 Training adds PEFT LoRA adapters to the GPT-2 blocks (``gpt.h.*.attn.c_attn`` ... , GPT-2's
 ``Conv1D`` layers, hence ``fan_in_fan_out``) and, when special tokens were added to the tokenizer,
