@@ -108,3 +108,21 @@ class MelSpectrogramFeatures(nn.Module):
         ).abs()  # (B, n_fft // 2 + 1, F)
         mel = torch.matmul(spectrum.transpose(1, 2), self.mel_filters).transpose(1, 2)
         return torch.log(torch.clamp(mel, min=LOG_CLAMP))
+
+
+SILENCE_PEAK_DBFS = -60.0
+"""Audio whose peak stays below this level holds no usable speech: extraction skips such an
+utterance and inference refuses it as a reference."""
+MIN_SPEECH_SECONDS = 0.5
+"""The shortest recording that is used as speech (extraction's --min_duration default)."""
+
+
+def peak_dbfs(audio: torch.Tensor) -> float:
+    """Peak level of a waveform (S,) in dB relative to full scale (-inf for digital silence)."""
+    peak = float(audio.abs().max()) if audio.numel() else 0.0
+    return -math.inf if peak == 0 else 20 * math.log10(peak)
+
+
+def is_silent(audio: torch.Tensor) -> bool:
+    """True when the peak of ``audio`` (S,) is below ``SILENCE_PEAK_DBFS``."""
+    return peak_dbfs(audio) < SILENCE_PEAK_DBFS

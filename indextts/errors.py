@@ -44,3 +44,11 @@ class EvaluationError(IndexTTSError):
 
 class PrepareError(IndexTTSError):
     """Raw recordings cannot be turned into clips and an audio list with the given inputs or options."""
+
+
+class VoiceNotFoundError(InferenceError):
+    """A requested voice is not loaded; the message lists the voices that are."""
+
+
+class TextTooLongError(InferenceError):
+    """A text or sentence exceeds the model's ``max_text_length`` / ``gpt.max_text_tokens`` limit."""

@@ -1,4 +1,4 @@
-"""LoRA on the IndexTTS GPT: wrapping with PEFT, per-speaker conditions, saving, loading, merging.
+"""LoRA on the IndexTTS GPT: wrapping with PEFT, per-speaker conditions, saving (loading: indextts.adapters).
 
 Training adds PEFT LoRA adapters to the GPT-2 blocks (``gpt.h.*.attn.c_attn`` ... , GPT-2's
 ``Conv1D`` layers, hence ``fan_in_fan_out``) and, when special tokens were added to the tokenizer,
@@ -7,7 +7,7 @@ used by the auxiliary text loss, never by inference, so it is resized but not tr
 speaker gets learnable conditioning latents (32, D) that replace the conditioning encoder at
 inference.
 
-A run folder (see ``load_trained_run``) holds the adapter in PEFT's own format, so the standard
+A run folder (see ``indextts.adapters.load_trained_run``) holds the adapter in PEFT's own format, so the standard
 ``peft.PeftModel.from_pretrained(base_gpt, run_dir / "adapter")`` loads it too.
 """
 
@@ -16,21 +16,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from omegaconf import OmegaConf
 from peft import LoraConfig, PeftModel, get_peft_model
-from peft.utils import get_peft_model_state_dict
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from indextts.atomic_files import write_json_atomic
-from indextts.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +89,6 @@ class TrainedSpeaker:
     reference_mel: torch.Tensor  # (100, F) log-mel of the speaker's medoid utterance (BigVGAN speaker embedding)
 
 
-@dataclass
-class TrainedRun:
-    """A loaded training run: the GPT with the adapter applied, the speakers, and the tokenizer to use."""
-
-    gpt: nn.Module
-    speakers: dict[str, TrainedSpeaker]
-    tokenizer_path: Path | None  # the run's bpe.model when special tokens were added, else None (use the base one)
-
-
 def save_speakers(folder: Path, speakers: dict[str, TrainedSpeaker], info: dict) -> None:
     """Write ``speakers.safetensors`` ("<name>.condition", "<name>.reference_mel") and ``speakers.json``."""
     tensors = {}
@@ -112,20 +98,6 @@ def save_speakers(folder: Path, speakers: dict[str, TrainedSpeaker], info: dict)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / SPEAKERS_FILE), metadata={"format": "indextts-speakers"})
     write_json_atomic(folder / SPEAKERS_INFO, info, sync=False)
-
-
-def load_speakers(path: Path) -> dict[str, TrainedSpeaker]:
-    """Read a ``speakers.safetensors`` file into name -> TrainedSpeaker."""
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist. A finished training run writes it; check the run "
-                              "folder, or export again with tools/export_merged.py.")
-    tensors = load_file(str(path))
-    names = sorted({key.rsplit(".", 1)[0] for key in tensors})
-    broken = [n for n in names if f"{n}.condition" not in tensors or f"{n}.reference_mel" not in tensors]
-    if broken or not names:
-        raise CheckpointError(f"{path} must hold '<name>.condition' and '<name>.reference_mel' for every "
-                              f"speaker; incomplete: {broken or 'no speakers at all'}. Re-run or re-export the training run.")
-    return {n: TrainedSpeaker(tensors[f"{n}.condition"], tensors[f"{n}.reference_mel"]) for n in names}
 
 
 def base_fingerprint(gpt: nn.Module, rows: int) -> str:
@@ -144,104 +116,3 @@ def describe_base(gpt: nn.Module) -> dict:
         "text_vocab_size": int(gpt.text_vocab_size),
         "mel_vocab_size": int(gpt.mel_head.out_features),
     }
-
-
-def _require_files(run_dir: Path) -> None:
-    needed = [run_dir / ADAPTER_DIR / ADAPTER_CONFIG, run_dir / ADAPTER_DIR / ADAPTER_WEIGHTS,
-              run_dir / SPEAKERS_FILE, run_dir / RUN_CONFIG]
-    missing = [str(p.relative_to(run_dir)) for p in needed if not p.is_file()]
-    if missing:
-        raise CheckpointError(f"The training run folder {run_dir} lacks {missing}. Point to a folder written by "
-                              "train.py (runs/<name>) that has finished at least one validation or the final save.")
-
-
-def _check_base(run_dir: Path, run_model: dict, gpt: nn.Module) -> None:
-    base = describe_base(gpt)
-    base_rows = int(run_model["base_text_vocab_size"])
-    problems = [f"{key} {run_model[key]} in the run but {base[key]} in the base"
-                for key in ("model_dim", "layers", "mel_vocab_size") if int(run_model[key]) != base[key]]
-    if base["text_vocab_size"] not in (base_rows, int(run_model["text_vocab_size"])):
-        problems.append(f"text vocabulary {base['text_vocab_size']} rows in the base but {base_rows} in the "
-                        "run's base")
-    if problems:
-        raise CheckpointError(
-            f"The adapter in {run_dir} was trained on a different base GPT: {'; '.join(problems)}. Load it with "
-            f"the checkpoint folder it was trained from (model_dir in {run_dir / RUN_CONFIG}).")
-    if "base_fingerprint" in run_model and base_fingerprint(gpt, base_rows) != run_model["base_fingerprint"]:
-        logger.warning("The base GPT's weights differ from the ones %s was trained on (same shapes, other "
-                       "values, or another precision); the adapter may sound wrong.", run_dir)
-
-
-def load_trained_run(run_dir: str | Path, base_gpt: nn.Module, merge: bool = True) -> TrainedRun:
-    """Apply a training run to ``base_gpt`` (a UnifiedVoice loaded strictly from the base checkpoint).
-
-    Run folder layout (written by train.py): ``adapter/`` (PEFT: adapter_config.json +
-    adapter_model.safetensors), ``speakers.safetensors`` + ``speakers.json``, ``config.yaml``
-    (resolved training config; its ``model`` section describes the base), ``tokenizer/bpe.model``
-    when special tokens were added. The text vocabulary of ``base_gpt`` is grown in place when the
-    run added tokens. With ``merge`` the adapter is folded into the weights and the plain
-    UnifiedVoice is returned; otherwise the UnifiedVoice keeps PEFT's adapter layers (same outputs,
-    slower). Raises CheckpointError when files are missing or the adapter does not fit the base.
-    """
-    run_dir = Path(run_dir).expanduser().resolve()
-    _require_files(run_dir)
-    run_config = OmegaConf.load(run_dir / RUN_CONFIG)
-    if "model" not in run_config:
-        raise CheckpointError(f"{run_dir / RUN_CONFIG} has no 'model' section; it was not written by this "
-                              "train.py. Re-train or point to another run folder.")
-    run_model = OmegaConf.to_container(run_config.model)
-    _check_base(run_dir, run_model, base_gpt)
-    if base_gpt.text_vocab_size < int(run_model["text_vocab_size"]):
-        base_gpt.resize_text_vocab(int(run_model["text_vocab_size"]))
-    adapter_dir = run_dir / ADAPTER_DIR
-    try:
-        model = PeftModel.from_pretrained(base_gpt, str(adapter_dir), is_trainable=False)
-    except (RuntimeError, ValueError, KeyError) as error:
-        raise CheckpointError(f"The adapter in {adapter_dir} does not fit the base GPT: {error}. Load it with the "
-                              "checkpoint folder it was trained from.") from error
-    _check_adapter_keys(model, adapter_dir)
-    model.eval()
-    gpt = model.merge_and_unload() if merge else model.get_base_model()
-    tokenizer = run_dir / TOKENIZER_FILE
-    return TrainedRun(gpt=gpt, speakers=load_speakers(run_dir / SPEAKERS_FILE),
-                      tokenizer_path=tokenizer if tokenizer.is_file() else None)
-
-
-def _check_adapter_keys(model: PeftModel, adapter_dir: Path) -> None:
-    """Exactly the adapter's tensors must have been loaded: none missing, none left over."""
-    with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), framework="pt") as handle:
-        stored = set(handle.keys())
-    expected = set(get_peft_model_state_dict(model).keys())
-    if stored != expected:
-        missing, extra = sorted(expected - stored)[:5], sorted(stored - expected)[:5]
-        raise CheckpointError(f"The adapter in {adapter_dir} does not match its config or the base GPT: missing "
-                              f"tensors {missing}, unexpected tensors {extra}. Re-export it from the run's checkpoints.")
-
-
-def export_merged(run_dir: str | Path, model_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write a complete checkpoint folder with the adapter merged into an official-format ``gpt.pth``.
-
-    ``out_dir`` gets gpt.pth (``{"model": state_dict}``, loadable strictly by the reference
-    IndexTTS), config.yaml (the base config with ``gpt.number_text_tokens`` updated when tokens were
-    added), bpe.model (the run's tokenizer, else the base one), copies of the DVAE and BigVGAN
-    files, and speakers.safetensors + speakers.json of the run.
-    """
-    from indextts.checkpoints import load_gpt
-    from indextts.config import checkpoint_paths, load_config
-
-    run_dir, model_dir, out_dir = (Path(p).expanduser().resolve() for p in (run_dir, model_dir, out_dir))
-    base_config = load_config(model_dir)
-    paths = checkpoint_paths(model_dir, base_config)
-    run = load_trained_run(run_dir, load_gpt(model_dir, base_config), merge=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config = base_config.copy()
-    config.gpt.number_text_tokens = int(run.gpt.number_text_tokens)
-    state_dict = {key: value.detach().float().cpu().contiguous() for key, value in run.gpt.state_dict().items()}
-    torch.save({"model": state_dict}, out_dir / config.gpt_checkpoint)
-    OmegaConf.save(config, out_dir / "config.yaml")
-    shutil.copyfile(run.tokenizer_path or paths.bpe, out_dir / config.dataset.bpe_model)
-    for source, name in ((paths.dvae, config.dvae_checkpoint), (paths.bigvgan, config.bigvgan_checkpoint)):
-        shutil.copyfile(source, out_dir / name)
-    shutil.copyfile(run_dir / SPEAKERS_FILE, out_dir / SPEAKERS_FILE)
-    shutil.copyfile(run_dir / SPEAKERS_INFO, out_dir / SPEAKERS_INFO)
-    return out_dir

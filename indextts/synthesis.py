@@ -1,4 +1,4 @@
-"""Model-free steps of synthesis: sentence batching, silence trimming, joining and writing wavs.
+"""Model-free steps of synthesis: options, sentence batching, silence trimming, joining and writing wavs.
 
 These pieces sit between the text frontend, the GPT and BigVGAN in ``indextts.infer``. They hold
 no model state, so tests check them directly and the synthesis loop stays short.
@@ -6,18 +6,99 @@ no model state, so tests check them directly and the synthesis loop stays short.
 
 from __future__ import annotations
 
-import os
+import io
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from indextts.atomic_files import write_bytes_atomic
 from indextts.errors import InferenceError
+from indextts.gpt.generation import GenerationConfig
 
 PCM16_MAX = 32767
+
+
+@dataclass
+class SynthesisOptions:
+    """How one text is turned into speech.
+
+    Attributes:
+        generation: how codes are chosen (defaults: the reference implementation's settings);
+            ``max_new_tokens`` is capped at the model's ``gpt.max_mel_tokens``; a ``seed`` gives
+            each batch of sentences the seed ``seed + batch index`` (any ``generator`` is then unused).
+        max_text_tokens_per_sentence: long text is split into sentences of at most this many tokens.
+        sentence_batch_size: most sentences of similar length generated together.
+        pause_seconds: silence inserted between sentences.
+        silence_code, max_silence_codes, silence_trimming: runs of the DVAE silence code (52 in the
+            release models) are shortened to ``max_silence_codes``: "reference" only in sentences
+            holding more than 30 silence codes (the reference rule), "strict" always, "off" never.
+        max_text_length: most characters of text accepted (None: no limit); longer is TextTooLongError.
+    """
+
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    max_text_tokens_per_sentence: int = 120
+    sentence_batch_size: int = 8
+    pause_seconds: float = 0.1
+    silence_code: int = 52
+    max_silence_codes: int = 10
+    silence_trimming: str = "reference"
+    max_text_length: int | None = None
+
+    def validate(self) -> None:
+        """Raise InferenceError naming every invalid sentence or audio option, then check generation."""
+        problems = []
+        if self.sentence_batch_size < 1:
+            problems.append(f"sentence_batch_size must be >= 1 (got {self.sentence_batch_size})")
+        if self.pause_seconds < 0:
+            problems.append(f"pause must be >= 0 seconds (got {self.pause_seconds})")
+        if self.silence_trimming not in SILENCE_TRIMMING:
+            problems.append(f"silence_trimming must be one of {', '.join(SILENCE_TRIMMING)} (got {self.silence_trimming})")
+        if problems:
+            raise InferenceError("Invalid synthesis settings: " + "; ".join(problems) + ". Fix them and run again.")
+        self.generation.validate()
+
+    def batch_generation(self, batch_number: int) -> GenerationConfig:
+        """The GenerationConfig for one batch of sentences: seeded with ``seed + batch_number`` when seeded."""
+        if self.generation.seed is None:
+            return self.generation
+        return replace(self.generation, seed=self.generation.seed + batch_number, generator=None)
+
+
+@dataclass
+class SpeechRequest:
+    """One text of :meth:`IndexTTS.synthesize_many`: what to say, in which voice, with which options."""
+
+    text: str
+    voice: str | None = None
+    options: SynthesisOptions | None = None
+    reference_audio: str | Path | None = None
+
+
+
+def plan_batches(keys: Sequence[object], lengths: Sequence[int], max_batch_sizes: Sequence[int]) -> list[tuple[int, list[int]]]:
+    """Batches of item indices: items with equal ``keys`` (run, options) together, similar ``lengths`` per batch.
+
+    Groups keep the order in which their keys first appear; within a group :func:`length_batches`
+    forms the batches (at most the group's first ``max_batch_sizes``). Each batch is returned with
+    its number within its group, which seeds sampling (``seed + batch number``).
+    """
+    groups: list[tuple[object, list[int]]] = []
+    for index, key in enumerate(keys):
+        group = next((members for k, members in groups if k == key), None)
+        if group is None:
+            group = []
+            groups.append((key, group))
+        group.append(index)
+    plan = []
+    for _, members in groups:
+        batches = length_batches([lengths[i] for i in members], max_batch_sizes[members[0]])
+        plan += [(number, [members[i] for i in batch]) for number, batch in enumerate(batches)]
+    return plan
 
 
 def length_batches(lengths: Sequence[int], max_batch_size: int, max_ratio: float = 1.5) -> list[list[int]]:
@@ -51,18 +132,32 @@ def strip_stop_code(codes: torch.Tensor, stop_code: int) -> torch.Tensor:
     return codes[: int(stops[0])] if len(stops) else codes
 
 
-def trim_silence_runs(codes: torch.Tensor, silence_code: int, max_run: int) -> torch.Tensor:
+SILENCE_TRIM_MIN_TOTAL = 30
+"""The reference shortens silence only in a sentence holding more than this many silence codes."""
+SILENCE_TRIMMING = ("reference", "strict", "off")
+
+
+def trim_silence_runs(codes: torch.Tensor, silence_code: int, max_run: int, min_total: int = 0) -> torch.Tensor:
     """Shorten every run of ``silence_code`` in ``codes`` (N,) to at most ``max_run`` codes.
 
     The released GPTs sometimes emit long stretches of the DVAE's silence code (52 for the release
-    models), which become seconds of dead air. Runs up to ``max_run`` are natural pauses and kept.
-    A negative ``max_run`` disables trimming.
+    models), which become seconds of dead air. Nothing changes unless ``codes`` holds more than
+    ``min_total`` silence codes in all: the reference uses ``SILENCE_TRIM_MIN_TOTAL`` (30) with
+    ``max_run`` 10, so ordinary pauses stay whole; ``min_total=0`` caps every run (strict). A
+    negative ``max_run`` disables trimming.
     """
-    if max_run < 0 or codes.numel() == 0:
+    if max_run < 0 or codes.numel() == 0 or int((codes == silence_code).sum()) <= min_total:
         return codes
     values, counts = torch.unique_consecutive(codes, return_counts=True)
     counts = torch.where(values == silence_code, counts.clamp(max=max_run), counts)
     return torch.repeat_interleave(values, counts)
+
+
+def silence_min_total(mode: str) -> int:
+    """``min_total`` of :func:`trim_silence_runs` for a trimming mode: reference 30, strict 0, off never."""
+    if mode not in SILENCE_TRIMMING:
+        raise InferenceError(f"Unknown silence trimming '{mode}'. Use one of: {', '.join(SILENCE_TRIMMING)}.")
+    return {"reference": SILENCE_TRIM_MIN_TOTAL, "strict": 0, "off": torch.iinfo(torch.int64).max}[mode]
 
 
 def join_waveforms(waveforms: Sequence[np.ndarray], pause_samples: int) -> np.ndarray:
@@ -113,22 +208,17 @@ def check_writable(path: str | Path) -> None:
 def write_wav(path: str | Path, waveform: np.ndarray, sample_rate: int) -> Path:
     """Write a mono float waveform as a 16-bit PCM WAV, creating folders and replacing atomically.
 
-    The file is written to a temporary name beside ``path`` and moved over it only when complete,
-    so an existing wav is never left half-written. Raises InferenceError when ``path`` cannot be
-    written (a folder, read-only location, full disk).
+    The file is encoded in memory, written to a temporary name beside ``path`` and moved over it
+    only when complete, so an existing wav is never left half-written; it gets the permissions of
+    the user's umask like any new file. Raises InferenceError when ``path`` cannot be written (a
+    folder, read-only location, full disk).
     """
     path = Path(path)
     check_writable(path)
-    temporary = None
+    buffer = io.BytesIO()
+    sf.write(buffer, to_pcm16(waveform), sample_rate, subtype="PCM_16", format="WAV")
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav.tmp", dir=path.parent)
-        os.close(handle)
-        sf.write(temporary, to_pcm16(waveform), sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(temporary, path)
-        temporary = None
-    except (OSError, sf.SoundFileError) as error:
-        raise _unwritable(path, getattr(error, "strerror", None) or error) from error
-    finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
+        write_bytes_atomic(path, buffer.getvalue())
+    except OSError as error:
+        raise _unwritable(path, error.strerror or error) from error
     return path

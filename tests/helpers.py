@@ -233,3 +233,37 @@ def jsonl(path: Path) -> list[dict]:
 def all_files(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (relative POSIX path -> bytes), to prove nothing changed."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_lora_run(run_dir: Path, gpt, reference_mel, speakers=("alice", "bob"), seed: int = 0,
+                   identity: dict | None = None, model_dir: Path | None = None) -> Path:
+    """A training run folder in train.py's layout without training: a perturbed LoRA adapter on
+    ``gpt`` (r=4) and random conditions for ``speakers`` (same seed -> same adapter and same first
+    speakers). ``identity`` becomes ``model.base`` (the base fingerprint) when given."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from indextts.lora import (
+        TrainedSpeaker,
+        add_lora,
+        describe_base,
+        make_lora_config,
+        save_speakers,
+    )
+
+    base = {**describe_base(gpt), "base_text_vocab_size": int(gpt.text_vocab_size)}
+    if identity is not None:
+        base["base"] = dict(identity)
+    peft_model = add_lora(gpt, make_lora_config(r=4, alpha=8, dropout=0.0))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:  # lora_B starts at zero: perturb so the adapter changes the output
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+    peft_model.save_pretrained(str(run_dir / "adapter"))
+    conditions = {name: TrainedSpeaker(torch.randn(32, gpt.model_dim, generator=generator), reference_mel)
+                  for name in speakers}
+    save_speakers(run_dir, conditions, {"speakers": list(speakers)})
+    config = {"model": base, **({"model_dir": str(model_dir)} if model_dir else {})}
+    OmegaConf.save(OmegaConf.create(config), run_dir / "config.yaml")
+    return run_dir

@@ -11,24 +11,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import write_lora_run
 from omegaconf import OmegaConf
 
+from indextts.adapters import load_trained_run
 from indextts.audio import MelSpectrogramFeatures, load_audio
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.checkpoints import load_gpt
+from indextts.cli.infer import build_parser, main, options_from_args
 from indextts.config import load_config
 from indextts.errors import AudioError, CheckpointError, InferenceError, TextError
 from indextts.gpt.generation import GenerationConfig
 from indextts.gpt.model import UnifiedVoice
-from indextts.infer import IndexTTS, SynthesisOptions, build_parser, main, options_from_args
-from indextts.lora import (
-    TrainedSpeaker,
-    add_lora,
-    base_fingerprint,
-    describe_base,
-    load_trained_run,
-    make_lora_config,
-    save_speakers,
-)
+from indextts.infer import IndexTTS, SynthesisOptions
 from indextts.synthesis import to_pcm16
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,24 +51,12 @@ def expected_samples(tts: IndexTTS, result, options: SynthesisOptions) -> int:
     return sum(len(c) for c in result.codes) * tts.samples_per_code + pause * (len(result.sentences) - 1)
 
 
-def write_run(run_dir: Path, gpt: UnifiedVoice, reference_mel: torch.Tensor, seed: int = 0) -> Path:
-    """A training run folder in train.py's layout: a perturbed LoRA adapter on ``gpt`` and two speakers."""
-    base = {**describe_base(gpt), "base_text_vocab_size": int(gpt.text_vocab_size),
-            "base_fingerprint": base_fingerprint(gpt, int(gpt.text_vocab_size))}
-    peft_model = add_lora(gpt, make_lora_config(r=4, alpha=8, dropout=0.0))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_" in name:  # lora_B starts at zero: perturb so the adapter changes the output
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
-    peft_model.save_pretrained(str(run_dir / "adapter"))
-    speakers = {
-        name: TrainedSpeaker(torch.randn(32, gpt.model_dim, generator=generator), reference_mel)
-        for name in SPEAKERS
-    }
-    save_speakers(run_dir, speakers, {"speakers": list(SPEAKERS)})
-    OmegaConf.save(OmegaConf.create({"model": base}), run_dir / "config.yaml")
-    return run_dir
+def write_run(run_dir: Path, gpt: UnifiedVoice, reference_mel: torch.Tensor, seed: int = 0,
+              speakers=SPEAKERS, model_dir: Path | None = None) -> Path:
+    """A training run folder in train.py's layout: a perturbed LoRA adapter on ``gpt`` and two speakers,
+    recording the base identity of ``model_dir`` when given."""
+    identity = CheckpointFolder(model_dir).identity() if model_dir else None
+    return write_lora_run(run_dir, gpt, reference_mel, speakers, seed, identity, model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -96,23 +79,24 @@ def reference_mel(tiny_model_dir, reference_wav) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_dir, reference_mel, tmp_path_factory) -> Path:
-    return write_run(tmp_path_factory.mktemp("run"), load_gpt(tiny_model_dir), reference_mel)
+    return write_run(tmp_path_factory.mktemp("run"), load_gpt(tiny_model_dir), reference_mel,
+                     model_dir=tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
 def zero_shot(tiny_model_dir) -> IndexTTS:
-    return IndexTTS(tiny_model_dir, device="cpu")
+    return IndexTTS.from_pretrained(tiny_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def tuned(tiny_model_dir, run_dir) -> IndexTTS:
-    return IndexTTS(tiny_model_dir, adapter=run_dir, device="cpu")
+    return IndexTTS.from_pretrained(tiny_model_dir, adapter=run_dir, device="cpu")
 
 
 @pytest.mark.parametrize("language", sorted(TEXTS))
 def test_fine_tuned_speaker_wav_length_matches_the_codes(tuned, language):
     options = replace(FAST, max_text_tokens_per_sentence=16)
-    result = tuned.synthesize(TEXTS[language], speaker="alice", options=options)
+    result = tuned.synthesize(TEXTS[language], voice="alice", options=options)
     assert result.sample_rate == 24000
     assert result.waveform.dtype == np.float32 and np.abs(result.waveform).max() <= 1.0
     assert len(result.waveform) == expected_samples(tuned, result, options)
@@ -132,11 +116,11 @@ def test_zero_shot_from_reference_audio(zero_shot, reference_wav, tmp_path):
     assert result.timings.rtf > 0
 
 
-def test_the_only_speaker_of_a_run_is_the_default(tuned):
-    solo = IndexTTS.from_modules(tuned.cfg, tuned.gpt, tuned.bigvgan, tuned.tokenizer,
-                                 {"alice": tuned.speaker_voices["alice"]}, device="cpu")
+def test_the_only_speaker_of_a_run_is_the_default(tuned, tiny_model_dir, reference_mel, tmp_path):
+    solo_run = write_run(tmp_path / "solo", load_gpt(tiny_model_dir), reference_mel, speakers=("alice",))
+    solo = IndexTTS.from_pretrained(tiny_model_dir, adapter=solo_run, device="cpu")
     implicit = solo.synthesize(TEXTS["en"], options=GREEDY)
-    explicit = tuned.synthesize(TEXTS["en"], speaker="alice", options=GREEDY)
+    explicit = tuned.synthesize(TEXTS["en"], voice="alice", options=GREEDY)
     assert [c.tolist() for c in implicit.codes] == [c.tolist() for c in explicit.codes]
 
 
@@ -150,17 +134,20 @@ def test_reference_audio_replaces_only_the_vocoder_reference(tuned, reference_wa
 
 def test_merged_adapter_latents_equal_unmerged_peft_latents(tiny_model_dir, run_dir, tuned):
     unmerged = load_trained_run(run_dir, load_gpt(tiny_model_dir), merge=False).gpt
+    voice = tuned.voice("alice")
+    tuned.weights.activate(voice.run, tuned.library.sources[voice.run].patch)  # what synthesis does per batch
+    merged_gpt = tuned.models.gpt
     assert any("lora_" in name for name, _ in unmerged.named_parameters())
-    assert not any("lora_" in name for name, _ in tuned.gpt.named_parameters())
+    assert not any("lora_" in name for name, _ in merged_gpt.named_parameters())
     base = load_gpt(tiny_model_dir)
     generator = torch.Generator().manual_seed(0)
-    condition = tuned.voice("alice").condition.unsqueeze(0).expand(2, -1, -1)
+    condition = voice.condition.unsqueeze(0).expand(2, -1, -1)
     text_ids = torch.randint(3, 50, (2, 7), generator=generator)
     text_lengths = torch.tensor([7, 4])
     codes = torch.randint(0, base.stop_mel_token - 1, (2, 9), generator=generator)
     code_lengths = torch.tensor([9, 6])
     with torch.inference_mode():
-        merged = tuned.gpt.forward_latents(condition, text_ids, text_lengths, codes, code_lengths)
+        merged = merged_gpt.forward_latents(condition, text_ids, text_lengths, codes, code_lengths)
         reference = unmerged.forward_latents(condition, text_ids, text_lengths, codes, code_lengths)
         plain = base.forward_latents(condition, text_ids, text_lengths, codes, code_lengths)
     torch.testing.assert_close(merged[0], reference[0], atol=1e-5, rtol=1e-5)
@@ -171,20 +158,20 @@ def test_merged_adapter_latents_equal_unmerged_peft_latents(tiny_model_dir, run_
 def test_seeded_sampling_is_reproducible(tuned):
     text = TEXTS["zh"] + TEXTS["en"]
     options = replace(FAST, max_text_tokens_per_sentence=16)
-    first = tuned.synthesize(text, speaker="bob", options=options)
-    again = tuned.synthesize(text, speaker="bob", options=options)
+    first = tuned.synthesize(text, voice="bob", options=options)
+    again = tuned.synthesize(text, voice="bob", options=options)
     assert len(first.sentences) > 1
     assert [c.tolist() for c in first.codes] == [c.tolist() for c in again.codes]
     np.testing.assert_array_equal(first.waveform, again.waveform)
-    other = tuned.synthesize(text, speaker="bob", options=with_generation(options, seed=1))
+    other = tuned.synthesize(text, voice="bob", options=with_generation(options, seed=1))
     assert [c.tolist() for c in other.codes] != [c.tolist() for c in first.codes]
 
 
 def test_batched_sentences_get_the_codes_they_get_alone(tuned):
     text = TEXTS["zh"] + TEXTS["en"] + TEXTS["mixed"]
     options = replace(with_generation(GREEDY, max_new_tokens=6), max_text_tokens_per_sentence=16)
-    batched = tuned.synthesize(text, speaker="alice", options=replace(options, sentence_batch_size=8))
-    alone = tuned.synthesize(text, speaker="alice", options=replace(options, sentence_batch_size=1))
+    batched = tuned.synthesize(text, voice="alice", options=replace(options, sentence_batch_size=8))
+    alone = tuned.synthesize(text, voice="alice", options=replace(options, sentence_batch_size=1))
     assert len(batched.sentences) > 2 and batched.sentences == alone.sentences
     assert [c.tolist() for c in batched.codes] == [c.tolist() for c in alone.codes]
     np.testing.assert_allclose(batched.waveform, alone.waveform, atol=1e-4)
@@ -192,15 +179,16 @@ def test_batched_sentences_get_the_codes_they_get_alone(tuned):
 
 def test_beam_search_runs_with_the_reference_defaults(tuned):
     options = SynthesisOptions(GenerationConfig(max_new_tokens=8, seed=0))
-    result = tuned.synthesize(TEXTS["zh"], speaker="alice", options=options)
+    result = tuned.synthesize(TEXTS["zh"], voice="alice", options=options)
     assert len(result.waveform) == expected_samples(tuned, result, options)
 
 
 def test_silence_code_runs_are_shortened(tuned):
-    plain = tuned.synthesize(TEXTS["en"], speaker="alice", options=GREEDY)
+    plain = tuned.synthesize(TEXTS["zh"], voice="alice", options=GREEDY)
     silence = int(torch.mode(torch.cat(plain.codes)).values)
-    trimmed = tuned.synthesize(TEXTS["en"], speaker="alice",
-                               options=replace(GREEDY, silence_code=silence, max_silence_codes=0))
+    trimmed = tuned.synthesize(TEXTS["zh"], voice="alice",
+                               options=replace(GREEDY, silence_code=silence, max_silence_codes=0,
+                                               silence_trimming="strict"))
     assert silence not in torch.cat(trimmed.codes).tolist()
     assert len(trimmed.waveform) == expected_samples(tuned, trimmed, GREEDY)
 
@@ -215,12 +203,12 @@ def test_empty_or_unspeakable_text_is_a_text_error(zero_shot, reference_wav, tex
 
 def test_unknown_speaker_lists_the_available_ones(tuned):
     with pytest.raises(InferenceError, match="alice, bob"):
-        tuned.synthesize(TEXTS["en"], speaker="carol", options=FAST)
+        tuned.synthesize(TEXTS["en"], voice="carol", options=FAST)
 
 
 def test_speaker_without_adapter_and_no_voice_at_all_are_explained(zero_shot):
     with pytest.raises(InferenceError, match="--adapter"):
-        zero_shot.synthesize(TEXTS["en"], speaker="alice", options=FAST)
+        zero_shot.synthesize(TEXTS["en"], voice="alice", options=FAST)
     with pytest.raises(InferenceError, match="--reference_audio"):
         zero_shot.synthesize(TEXTS["en"], options=FAST)
 
@@ -232,7 +220,7 @@ def test_several_speakers_need_a_choice(tuned):
 
 def test_missing_adapter_folder(tiny_model_dir, tmp_path):
     with pytest.raises(CheckpointError, match="lacks"):
-        IndexTTS(tiny_model_dir, adapter=tmp_path / "no_such_run", device="cpu")
+        IndexTTS.from_pretrained(tiny_model_dir, adapter=tmp_path / "no_such_run", device="cpu")
 
 
 def test_adapter_trained_on_another_base(tiny_model_dir, reference_mel, tmp_path):
@@ -240,7 +228,7 @@ def test_adapter_trained_on_another_base(tiny_model_dir, reference_mel, tmp_path
     other = UnifiedVoice(**{**OmegaConf.to_container(cfg.gpt), "layers": cfg.gpt.layers + 1})
     run = write_run(tmp_path / "other_run", other, reference_mel)
     with pytest.raises(CheckpointError, match="different base"):
-        IndexTTS(tiny_model_dir, adapter=run, device="cpu")
+        IndexTTS.from_pretrained(tiny_model_dir, adapter=run, device="cpu")
 
 
 def test_unreadable_or_missing_reference_audio(zero_shot, tmp_path):
@@ -293,7 +281,7 @@ def test_cli_text_with_adapter_and_speaker(capsys, tiny_model_dir, run_dir, tune
                               "--text", TEXTS["mixed"], "--output", output, "--verbose", *FAST_FLAGS)
     assert code == 0, err
     assert "RTF" in out and "codes/s" in out
-    expected = tuned.synthesize(TEXTS["mixed"], speaker="bob", options=FAST)
+    expected = tuned.synthesize(TEXTS["mixed"], voice="bob", options=FAST)
     data, rate = sf.read(str(output), dtype="int16")
     assert rate == 24000
     np.testing.assert_array_equal(data, to_pcm16(expected.waveform))

@@ -6,14 +6,15 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_overrides, write_extracted_data
 from peft import PeftModel
 
+from indextts.adapters import export_merged, load_trained_run
 from indextts.checkpoints import load_gpt
 from indextts.config import load_config
 from indextts.errors import CheckpointError
-from indextts.lora import LearnedConditions, add_lora, export_merged, load_trained_run, make_lora_config
+from indextts.lora import LearnedConditions, add_lora, make_lora_config
 from indextts.trainer import DEFAULT_CONFIG, load_train_config, run_training
-from helpers import tiny_overrides, write_extracted_data
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,18 @@ def test_adapter_on_a_different_base_is_rejected(trained_runs, tiny_model_dir):
     cfg.gpt.number_mel_codes = int(cfg.gpt.number_mel_codes) + 2
     with pytest.raises(CheckpointError, match="different base GPT"):
         load_trained_run(trained_runs["plain"], UnifiedVoice(**cfg.gpt))
+
+
+def test_the_voices_patch_equals_the_merged_run_with_added_tokens(trained_runs, tiny_model_dir):
+    """IndexTTS keeps a run as LoRA factors + replaced token rows; put on the base they equal PEFT's merge."""
+    from indextts.infer import IndexTTS
+
+    tts = IndexTTS.from_pretrained(tiny_model_dir, adapter=trained_runs["tokens"], device="cpu")
+    source = tts.library.sources[trained_runs["tokens"].name]
+    assert set(source.patch.replaced_rows) == {"text_embedding.weight"}
+    assert source.tokenizer.vocab_size == 402
+    tts.weights.activate(source.name, source.patch)
+    merged = load_trained_run(trained_runs["tokens"], load_gpt(tiny_model_dir), merge=True).gpt.state_dict()
+    patched = tts.models.gpt.state_dict()
+    assert all(torch.equal(patched[key], merged[key]) for key in merged)
+    assert tts.synthesize("<laugh> hello there.", voice="alice").sentences

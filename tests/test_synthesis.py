@@ -11,9 +11,13 @@ import torch
 
 from indextts.errors import InferenceError
 from indextts.synthesis import (
+    SILENCE_TRIM_MIN_TOTAL,
+    SynthesisOptions,
     check_writable,
     join_waveforms,
     length_batches,
+    plan_batches,
+    silence_min_total,
     strip_stop_code,
     to_pcm16,
     trim_silence_runs,
@@ -83,3 +87,65 @@ def test_unwritable_outputs_give_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(InferenceError, match="Cannot write the output wav"):
         check_writable(blocker / "out.wav")
+
+
+SILENCE = 52
+SPEECH = 7
+
+
+def _sentence(*runs: tuple[int, int]) -> torch.Tensor:
+    """A hand-built code sequence from (code, repeat) runs."""
+    return torch.tensor([code for code, count in runs for _ in range(count)])
+
+
+def _reference_trim(codes: torch.Tensor) -> torch.Tensor:
+    return trim_silence_runs(codes, SILENCE, 10, silence_min_total("reference"))
+
+
+def test_reference_trimming_keeps_ordinary_pauses_whole():
+    """One 20-code pause (0.85 s): the reference keeps all 60 codes; the strict mode cuts it to 50."""
+    codes = _sentence((SPEECH, 20), (SILENCE, 20), (SPEECH + 1, 20))
+    assert _reference_trim(codes).tolist() == codes.tolist()
+    strict = trim_silence_runs(codes, SILENCE, 10, silence_min_total("strict"))
+    assert strict.tolist() == _sentence((SPEECH, 20), (SILENCE, 10), (SPEECH + 1, 20)).tolist()
+    assert len(strict) == 50
+
+
+def test_reference_trimming_caps_every_run_once_the_sentence_holds_more_than_30_silence_codes():
+    exactly = _sentence((SILENCE, 15), (SPEECH, 3), (SILENCE, 15))  # 30 in total: kept
+    assert SILENCE_TRIM_MIN_TOTAL == 30
+    assert _reference_trim(exactly).tolist() == exactly.tolist()
+    over = _sentence((SILENCE, 16), (SPEECH, 3), (SILENCE, 15), (SPEECH, 2), (SILENCE, 4))  # 35: capped
+    expected = _sentence((SILENCE, 10), (SPEECH, 3), (SILENCE, 10), (SPEECH, 2), (SILENCE, 4))
+    assert _reference_trim(over).tolist() == expected.tolist()
+    off = trim_silence_runs(over, SILENCE, 10, silence_min_total("off"))
+    assert off.tolist() == over.tolist()
+    with pytest.raises(InferenceError, match="silence trimming"):
+        silence_min_total("sometimes")
+
+
+def test_synthesis_options_default_to_the_reference_trimming_and_check_the_mode():
+    assert SynthesisOptions().silence_trimming == "reference"
+    with pytest.raises(InferenceError, match="silence_trimming"):
+        SynthesisOptions(silence_trimming="never").validate()
+
+
+def test_plan_batches_groups_by_key_then_by_length():
+    keys = ["a", "b", "a", "a", "b", "a"]
+    lengths = [10, 10, 11, 40, 12, 42]
+    plan = plan_batches(keys, lengths, [2] * len(keys))
+    assert sorted(i for _, batch in plan for i in batch) == list(range(len(keys)))
+    for _, batch in plan:
+        assert len({keys[i] for i in batch}) == 1 and len(batch) <= 2
+        assert max(lengths[i] for i in batch) <= 1.5 * min(lengths[i] for i in batch)
+    numbers = [(keys[batch[0]], number) for number, batch in plan]
+    assert numbers == [("a", 0), ("a", 1), ("b", 0)]
+
+
+def test_write_wav_follows_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        path = write_wav(tmp_path / "shared.wav", np.zeros(10, np.float32), 24000)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o640

@@ -96,11 +96,21 @@ class EvalReport:
     promoted: bool = False
 
 
-def _load_tts(model_dir: Path, checkpoint_folder: Path, device: str | None):
-    """The one place that builds the synthesiser: the base model with one checkpoint's adapter merged."""
-    from indextts.infer import IndexTTS
+class _Synthesiser:
+    """The base model, loaded once; every checkpoint is added as a run of voices ``<checkpoint>:<speaker>``."""
 
-    return IndexTTS(model_dir, adapter=checkpoint_folder, device=device)
+    def __init__(self, model_dir: Path, device: str | None):
+        self.model_dir, self.device, self._tts = model_dir, device, None
+
+    def for_checkpoint(self, checkpoint) -> tuple[object, str]:
+        """The shared IndexTTS with ``checkpoint``'s adapter loaded; returns it and the voice prefix."""
+        from indextts.infer import IndexTTS
+
+        if self._tts is None:
+            self._tts = IndexTTS.from_pretrained(self.model_dir, device=self.device or "auto")
+        if checkpoint.name not in {voice.run for voice in self._tts.voices}:
+            self._tts.add_voice(checkpoint.name, checkpoint.folder)
+        return self._tts, checkpoint.name
 
 
 def _scoring_device(device: str | None) -> str:
@@ -131,6 +141,7 @@ class Evaluation:
         cfg = load_run_config(self.run_dir)
         self.checkpoints = find_checkpoints(self.run_dir, checkpoint_names)
         self.model_dir = resolve_model_dir(self.run_dir, cfg, settings.model_dir)
+        self.synthesiser = _Synthesiser(self.model_dir, settings.device)
         self.references = speaker_references(self.run_dir, self.checkpoints[-1])
         speakers = sorted(self.references)
         self.items = validation_items(cfg, speakers, settings.seed, settings.max_per_speaker)
@@ -233,12 +244,12 @@ class Evaluation:
         todo = [item for item in self.items if item.key not in done]
         if not todo:
             return rows
-        tts = _load_tts(self.model_dir, checkpoint.folder, self.settings.device)
+        tts, run = self.synthesiser.for_checkpoint(checkpoint)
         partial = self._partial_file(checkpoint.name)
         samples_logged: dict[str, int] = {}
         base = {"checkpoint": checkpoint.name, "step": checkpoint.step, "fingerprint": checkpoint.fingerprint}
         for item in tqdm(todo, desc=f"eval {checkpoint.name}", unit="utt"):
-            row = {**base, **self._item_fields(item), **self._synthesise_one(tts, item, writer, checkpoint,
+            row = {**base, **self._item_fields(item), **self._synthesise_one(tts, run, item, writer, checkpoint,
                                                                              samples_logged)}
             self._append(partial, row, rows)
         return self._in_item_order(rows)
@@ -247,12 +258,13 @@ class Evaluation:
         order = {item.key: index for index, item in enumerate(self.items)}
         return sorted(rows, key=lambda r: order[r["key"]])
 
-    def _synthesise_one(self, tts, item: EvalItem, writer, checkpoint: Checkpoint, samples_logged: dict) -> dict:
+    def _synthesise_one(self, tts, run: str, item: EvalItem, writer, checkpoint: Checkpoint,
+                        samples_logged: dict) -> dict:
         """Speak ``item`` with its seed and score the audio; a sentence that cannot be spoken gets an error."""
         options = self.settings.synthesis
         options = replace(options, generation=replace(options.generation, seed=item.seed, generator=None))
         try:
-            result = tts.synthesize(item.text, speaker=item.speaker, options=options)
+            result = tts.synthesize(item.text, voice=f"{run}:{item.speaker}", options=options)
         except IndexTTSError as error:
             logger.warning("%s: cannot synthesise %s: %s", checkpoint.name, item.key, error)
             return {"error": str(error)}

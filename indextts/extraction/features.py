@@ -9,7 +9,6 @@ A transcript or audio file that cannot be used becomes a skip reason here, never
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,14 +17,13 @@ import soundfile
 import torch
 from torch.utils.data import Dataset
 
-from indextts.audio import MelSpectrogramFeatures, load_audio
+from indextts.audio import SILENCE_PEAK_DBFS, MelSpectrogramFeatures, is_silent, load_audio, peak_dbfs
 from indextts.errors import AudioError, TextError
 from indextts.extraction.audio_list import SkipReason, Utterance
 from indextts.runtime import autocast
 
 logger = logging.getLogger(__name__)
 
-SILENCE_PEAK_DBFS = -60.0
 
 
 @dataclass(frozen=True)
@@ -137,10 +135,9 @@ class UtteranceDataset(Dataset):
             return result.skip(SkipReason.TOO_SHORT, f"{result.duration:.3f} s < --min_duration {limits.min_duration} s")
         if limits.max_duration is not None and result.duration > limits.max_duration:
             return result.skip(SkipReason.TOO_LONG, f"{result.duration:.3f} s > --max_duration {limits.max_duration} s")
-        peak = float(audio.abs().max())
-        if peak < 10 ** (SILENCE_PEAK_DBFS / 20):
-            level = "-inf" if peak == 0 else f"{20 * math.log10(peak):.1f}"
-            return result.skip(SkipReason.SILENT_AUDIO, f"peak level {level} dBFS < {SILENCE_PEAK_DBFS} dBFS")
+        if is_silent(audio):
+            return result.skip(SkipReason.SILENT_AUDIO,
+                               f"peak level {peak_dbfs(audio):.1f} dBFS < {SILENCE_PEAK_DBFS} dBFS")
         try:
             result.mel = self.mel(audio)[0]
         except RuntimeError as error:  # e.g. fewer samples than the STFT's reflect padding needs

@@ -1,0 +1,51 @@
+"""``indextts-export``: merge a training run's LoRA adapter into the base GPT and write a complete
+checkpoint folder that speaks the run's voices by name.
+
+    indextts-export runs/my_voice OUTPUT_DIR [--model_dir checkpoints]
+    indextts-infer --model_dir OUTPUT_DIR --speaker <name> --text "..." --output out.wav
+
+OUTPUT_DIR gets gpt.pth ({"model": state_dict}, the official format the reference IndexTTS loads
+unchanged), config.yaml, bpe.model, dvae.pth, bigvgan_generator.pth, the run's
+speakers.safetensors + speakers.json (learned conditions and vocoder reference mels) and export.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from indextts.adapters import export_merged, run_model_dir
+from indextts.cli import configure_logging, run_command
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="indextts-export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="training run folder written by train.py (runs/<name>)")
+    parser.add_argument("output_dir", type=Path, help="folder to write the merged checkpoint into")
+    parser.add_argument("--model_dir", type=Path,
+                        help="base checkpoint folder the run was trained from (default: model_dir in the run's config)")
+    parser.add_argument("--allow_base_mismatch", action="store_true",
+                        help="merge even when the run was trained on other base weights or another bpe.model")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``indextts-export``; user errors print one message and exit 2."""
+    args = build_parser().parse_args(argv)
+    configure_logging()
+
+    def work() -> None:
+        model_dir = args.model_dir or run_model_dir(args.run_dir)
+        out = export_merged(args.run_dir, model_dir, args.output_dir, allow_base_mismatch=args.allow_base_mismatch)
+        logger.info("Wrote %s", out)
+
+    return run_command(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

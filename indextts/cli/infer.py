@@ -1,0 +1,209 @@
+"""``indextts-infer``: speak text with IndexTTS, zero-shot from a reference or with fine-tuned voices.
+
+    indextts-infer --model_dir checkpoints --adapter runs/kaishu --speaker kaishu_30min \\
+        --text "今天天气不错。" --output out.wav
+    indextts-infer --reference_audio prompt.wav --text_file lines.txt --output out_dir/
+    indextts-infer --adapter runs/a --adapter runs/b --speaker b:narrator --list test.lst --output out_dir/
+
+``python -m indextts.infer`` and ``python indextts/infer.py`` run the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from indextts.adapters import run_model_dir
+from indextts.cli import configure_logging, run_command
+from indextts.cli.utterance_lists import read_list_file, read_text_file
+from indextts.errors import IndexTTSError, InferenceError
+from indextts.gpt.generation import GenerationConfig
+from indextts.infer import IndexTTS, SynthesisResult
+from indextts.runtime import PRECISIONS
+from indextts.synthesis import SILENCE_TRIMMING, SynthesisOptions, check_writable
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults only for options that have a meaningful one."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model and voice")
+    model.add_argument("--model_dir", help="checkpoint folder with config.yaml, gpt.pth, bigvgan_generator.pth, "
+                       "bpe.model (default: the run's model_dir with --adapter, else checkpoints)")
+    model.add_argument("--adapter", action="append", default=[],
+                       help="training run folder (runs/<name>) whose voices to load; repeat for several runs")
+    model.add_argument("--speaker", help="voice: a speaker name, or run:speaker when several runs share it "
+                       "(default: the only loaded voice)")
+    model.add_argument("--reference_audio",
+                       help="reference recording: the zero-shot voice, or with --speaker the vocoder's reference")
+    model.add_argument("--allow_base_mismatch", action="store_true",
+                       help="load runs trained on other base weights or another bpe.model (with a warning)")
+
+
+def _add_text_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("text and output")
+    inputs = group.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--text", help="the text to speak; --output is a .wav file")
+    inputs.add_argument("--text_file", type=Path,
+                        help="UTF-8 file, one utterance per line; --output is a folder of <line>.wav files")
+    inputs.add_argument("--list", type=Path, dest="list_file",
+                        help="file of 'uid|prompt_text|prompt_wav|target_text' lines; --output is a "
+                             "folder of <uid>.wav files; prompt_wav is the voice when no --speaker is given")
+    group.add_argument("--output", type=Path, required=True, help="output .wav file, or folder for --text_file/--list")
+
+
+def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = GenerationConfig()
+    group = parser.add_argument_group("generation")
+    group.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=defaults.do_sample,
+                       help="sample codes (--no-do_sample: greedy or beam search)")
+    group.add_argument("--top_p", type=float, default=defaults.top_p, help="nucleus sampling probability mass")
+    group.add_argument("--top_k", type=int, default=defaults.top_k, help="sample from the k most likely codes")
+    group.add_argument("--temperature", type=float, default=defaults.temperature, help="sampling temperature")
+    group.add_argument("--num_beams", type=int, default=defaults.num_beams, help="beam search width (1: none)")
+    group.add_argument("--repetition_penalty", type=float, default=defaults.repetition_penalty,
+                       help="penalty on codes already generated (1.0: none)")
+    group.add_argument("--length_penalty", type=float, default=defaults.length_penalty,
+                       help="beam score length exponent (0: summed log-probabilities)")
+    group.add_argument("--max_mel_tokens", type=int, default=defaults.max_new_tokens,
+                       help="most codes generated per sentence (1 code = 1024 samples)")
+    group.add_argument("--seed", type=int, help="random seed for reproducible sampling")
+
+
+def _add_sentence_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SynthesisOptions()
+    group = parser.add_argument_group("sentences and audio")
+    group.add_argument("--max_text_tokens_per_sentence", type=int, default=defaults.max_text_tokens_per_sentence,
+                       help="split long text into sentences of at most this many tokens")
+    group.add_argument("--sentence_batch_size", type=int, default=defaults.sentence_batch_size,
+                       help="most sentences of similar length generated and vocoded together")
+    group.add_argument("--pause", type=float, default=defaults.pause_seconds,
+                       help="seconds of silence inserted between sentences")
+    group.add_argument("--silence_code", type=int, default=defaults.silence_code,
+                       help="the DVAE code of silence (52 for the release models)")
+    group.add_argument("--max_silence_codes", type=int, default=defaults.max_silence_codes,
+                       help="shorten runs of the silence code to this many codes (-1: keep all)")
+    group.add_argument("--silence_trimming", choices=SILENCE_TRIMMING, default=defaults.silence_trimming,
+                       help="reference: only in sentences with more than 30 silence codes; strict: always; off")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (every flag documented in --help)."""
+    parser = argparse.ArgumentParser(
+        prog="indextts-infer", formatter_class=_HelpFormatter,
+        description="Synthesise speech with IndexTTS, zero-shot from a reference recording or with "
+                    "fine-tuned LoRA runs' voices.")
+    _add_model_arguments(parser)
+    _add_text_arguments(parser)
+    _add_generation_arguments(parser)
+    _add_sentence_arguments(parser)
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    runtime.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="GPT precision; auto: fp16 on CUDA (as the reference), fp32 on the CPU")
+    runtime.add_argument("--vocoder_precision", choices=PRECISIONS, default="fp32",
+                         help="BigVGAN precision; half keeps its output layer in fp32; auto: fp32")
+    runtime.add_argument("--verbose", action="store_true", help="print per-stage times and the real-time factor")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> SynthesisOptions:
+    """SynthesisOptions from parsed command-line arguments."""
+    generation = GenerationConfig(
+        do_sample=args.do_sample, top_p=args.top_p, top_k=args.top_k, temperature=args.temperature,
+        num_beams=args.num_beams, repetition_penalty=args.repetition_penalty,
+        length_penalty=args.length_penalty, max_new_tokens=args.max_mel_tokens, seed=args.seed,
+    )
+    return SynthesisOptions(
+        generation=generation, max_text_tokens_per_sentence=args.max_text_tokens_per_sentence,
+        sentence_batch_size=args.sentence_batch_size, pause_seconds=args.pause, silence_code=args.silence_code,
+        max_silence_codes=args.max_silence_codes, silence_trimming=args.silence_trimming,
+    )
+
+
+def load_model(args: argparse.Namespace) -> IndexTTS:
+    """The IndexTTS the arguments describe (base folder, runs, device, precisions)."""
+    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
+        raise InferenceError(f"--device {args.device} asks for a CUDA GPU, but PyTorch sees none here. "
+                             "Use --device cpu, or install a CUDA build of PyTorch.")
+    model_dir = args.model_dir or (run_model_dir(args.adapter[0]) if args.adapter else "checkpoints")
+    runs = {Path(run).expanduser().resolve().name: run for run in args.adapter}
+    return IndexTTS.from_pretrained(model_dir, adapters=runs, device=args.device, precision=args.precision,
+                                    vocoder_precision=args.vocoder_precision,
+                                    allow_base_mismatch=args.allow_base_mismatch)
+
+
+def _batch_output_dir(path: Path) -> Path:
+    if path.suffix.lower() == ".wav" or path.is_file():
+        raise InferenceError(
+            f"With --text_file or --list, --output is a folder for the numbered wavs, not the file "
+            f"{path}. Give a folder, e.g. --output {path.with_suffix('')}/.")
+    return path
+
+
+def _synthesize_lines(args: argparse.Namespace, options: SynthesisOptions) -> int:
+    """--text_file / --list: one wav per line; a bad line is reported and the others still run."""
+    output_dir = _batch_output_dir(args.output)
+    if args.text_file is not None:
+        utterances, problems = read_text_file(args.text_file, output_dir), []
+    else:
+        utterances, problems = read_list_file(args.list_file, output_dir)
+    if not utterances and not problems:
+        raise InferenceError(f"{args.text_file or args.list_file} holds no text. Put one utterance per line.")
+    tts = load_model(args)
+    failures = 0
+    for utterance in tqdm(utterances, desc="utterances", unit="line", disable=len(utterances) < 2):
+        # A per-line prompt wav is the voice only in zero-shot mode; a chosen speaker or an explicit
+        # --reference_audio wins.
+        reference = args.reference_audio or (None if args.speaker else utterance.reference_audio)
+        try:
+            result = tts.synthesize_to_file(utterance.text, utterance.output, args.speaker, reference, options)
+        except IndexTTSError as error:
+            problems.append(f"line {utterance.line_number}: {error}")
+            failures += 1
+            continue
+        _report(args, utterance.output, result)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} line(s) failed; {len(utterances) - failures} wav(s) written to {output_dir}.",
+              file=sys.stderr)
+    return 2 if problems else 0
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 when any utterance failed)."""
+    options = options_from_args(args)
+    if args.text is None:
+        return _synthesize_lines(args, options)
+    check_writable(args.output)  # before the slow model load
+    result = load_model(args).synthesize_to_file(args.text, args.output, args.speaker, args.reference_audio, options)
+    _report(args, args.output, result)
+    return 0
+
+
+def _report(args: argparse.Namespace, output: Path, result: SynthesisResult) -> None:
+    print(f"{output}  ({result.timings.audio_seconds:.2f} s, {len(result.sentences)} sentence(s))")
+    if args.verbose:
+        print(result.timings.summary())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``indextts-infer``; user errors print one message and exit 2."""
+    args = build_parser().parse_args(argv)
+    configure_logging(verbose=args.verbose)
+    return run_command(lambda: run_cli(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The models of synthesis on one device at their precisions, and the batched steps that run them.
+
+:class:`SpeechModels` holds the GPT and BigVGAN and turns batches of sentences into audio:
+reference audio -> conditioning, token ids -> codes (``generate_codes``), codes -> GPT latents,
+latents -> waveforms. Every step takes a whole batch of sentences: one conditioning pass, one
+generation, one latent pass and one vocoder pass per batch.
+
+Precision (vocabulary ``fp32 | bf16 | fp16 | auto``, see :mod:`indextts.runtime`): the GPT runs in
+``precision`` (``auto``: fp16 on CUDA like the reference, fp32 on the CPU). BigVGAN runs in fp32
+by default; ``vocoder_precision`` fp16/bf16 runs it in half precision except ``conv_post`` and the
+final ``tanh`` (and the speaker encoder, used once per voice), which stay in fp32.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+
+from indextts.audio import (
+    MIN_SPEECH_SECONDS,
+    SILENCE_PEAK_DBFS,
+    MelSpectrogramFeatures,
+    is_silent,
+    load_audio,
+    peak_dbfs,
+)
+from indextts.errors import AudioError
+from indextts.gpt.generation import GenerationConfig, generate_codes
+from indextts.runtime import dtype_of, resolve_device, resolve_precision
+
+VOCODER_EDGE_FRAMES = 16
+"""Latent frames at the end of a row that a batch's zero padding changes by more than ~1e-5
+(measured on BigVGAN's release layout; its receptive field decays within ~12 frames)."""
+
+
+def _float32_inputs(module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.float() if torch.is_tensor(a) else a for a in args)
+
+
+def prepare_vocoder(bigvgan: nn.Module, device: torch.device, precision: str) -> nn.Module:
+    """BigVGAN on ``device`` in ``precision``; in half precision ``conv_post``/``tanh`` and the speaker encoder stay fp32."""
+    bigvgan = bigvgan.to(device=device, dtype=torch.float32).eval()
+    if precision == "fp32":
+        return bigvgan
+    bigvgan.to(dtype_of(precision))
+    bigvgan.conv_post.float()
+    bigvgan.speaker_encoder.float()
+    bigvgan.conv_post.register_forward_pre_hook(_float32_inputs)
+    return bigvgan
+
+
+class SpeechModels:
+    """GPT + BigVGAN + log-mel features on one device (see the module docstring for precisions).
+
+    ``cfg`` is the checkpoint config (``CheckpointFolder.cfg``); ``gpt`` a UnifiedVoice and
+    ``bigvgan`` the vocoder, both float32 as loaded.
+    """
+
+    def __init__(self, cfg: DictConfig, gpt: nn.Module, bigvgan: nn.Module, device: str | torch.device = "auto",
+                 precision: str = "auto", vocoder_precision: str = "fp32"):
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device, cuda_auto="fp16")
+        self.vocoder_precision = resolve_precision(vocoder_precision, self.device, cuda_auto="fp32")
+        self.dtype = dtype_of(self.precision)
+        self.vocoder_dtype = dtype_of(self.vocoder_precision)
+        self.gpt = gpt.to(self.device, self.dtype).eval()
+        self.bigvgan = prepare_vocoder(bigvgan, self.device, self.vocoder_precision)
+        self.mel = MelSpectrogramFeatures.from_config(cfg.dataset.mel).to(self.device)
+        self.sample_rate = int(cfg.dataset.sample_rate)
+        self.samples_per_code = int(self.gpt.mel_length_compression)
+        self.stop_text_token = int(cfg.gpt.stop_text_token)
+        self.stop_mel_token = int(cfg.gpt.stop_mel_token)
+        self.max_text_tokens = int(cfg.gpt.max_text_tokens)
+        self.max_mel_tokens = int(cfg.gpt.max_mel_tokens)
+        self.vocoder_batching = self.device.type == "cuda"
+
+    def reference_mel(self, audio_path: str | Path) -> torch.Tensor:
+        """Log-mel (100, F) of a reference recording, on the device.
+
+        The recording must hold speech by extraction's rule: at least ``MIN_SPEECH_SECONDS`` long
+        and a peak above ``SILENCE_PEAK_DBFS``; otherwise AudioError.
+        """
+        audio = load_audio(audio_path, self.sample_rate)
+        seconds = audio.numel() / self.sample_rate
+        if seconds < MIN_SPEECH_SECONDS:
+            raise AudioError(f"The reference audio {audio_path} is too short ({seconds:.2f} s < {MIN_SPEECH_SECONDS} s). "
+                             "Use a recording of a few seconds of clear speech.")
+        if is_silent(audio):
+            raise AudioError(f"The reference audio {audio_path} is silent (peak {peak_dbfs(audio):.1f} dBFS < "
+                             f"{SILENCE_PEAK_DBFS} dBFS). Use a recording of clear speech at a normal level.")
+        return self.mel(audio.to(self.device))[0]
+
+    def conditioning(self, mel: torch.Tensor) -> torch.Tensor:
+        """Speaker conditioning latents (32, D) in the GPT's dtype from one log-mel (100, F)."""
+        lengths = torch.tensor([mel.shape[-1]], device=self.device)
+        return self.gpt.get_conditioning(mel.unsqueeze(0).to(self.dtype), lengths)[0]
+
+    def speaker_embedding(self, reference_mel: torch.Tensor) -> torch.Tensor:
+        """BigVGAN's speaker embedding (1, E, 1) of a reference mel (F, 100), computed in fp32."""
+        return self.bigvgan.embed_speaker(reference_mel.to(self.device, torch.float32).unsqueeze(0))
+
+    def pad_text(self, id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad token id lists into (B, L) ids and (B,) lengths on the device."""
+        ids = [torch.tensor(i, dtype=torch.long) for i in id_lists]
+        lengths = torch.tensor([len(i) for i in ids], device=self.device)
+        padded = pad_sequence(ids, batch_first=True, padding_value=self.stop_text_token)
+        return padded.to(self.device), lengths
+
+    def generate(self, conditions: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
+                 generation: GenerationConfig) -> list[torch.Tensor]:
+        """Codes for a batch: conditions (B, 32, D), text_ids (B, L), text_lengths (B,) -> B code tensors."""
+        return generate_codes(self.gpt, conditions.to(self.dtype), text_ids, text_lengths, generation)
+
+    def latents(self, conditions: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
+                codes: list[torch.Tensor]) -> list[torch.Tensor]:
+        """GPT latents (N_i, D) for each row's codes (N_i,), in one pass over the batch."""
+        code_lengths = torch.tensor([len(c) for c in codes], device=self.device)
+        if int(code_lengths.max()) == 0:
+            return [torch.zeros(0, self.gpt.model_dim, device=self.device) for _ in codes]
+        padded = pad_sequence([c.to(self.device) for c in codes], batch_first=True)
+        latents = self.gpt.forward_latents(conditions.to(self.dtype), text_ids, text_lengths, padded, code_lengths)
+        return [latents[row, :n] for row, n in enumerate(code_lengths.tolist())]
+
+    def vocode(self, latents: list[torch.Tensor], speaker_embeddings: list[torch.Tensor]) -> list[np.ndarray]:
+        """Waveforms (N_i * samples_per_code,) float32 for latents (N_i, D), equal to vocoding each row alone.
+
+        With ``vocoder_batching`` (default on CUDA, where one pass per sentence is launch-bound) the
+        rows go through BigVGAN together, zero-padded to the longest. Padding reaches the last
+        ``VOCODER_EDGE_FRAMES`` frames of a shorter row, so those are vocoded again from a window
+        that ends where the row ends (all windows in one more pass) and spliced in. On the CPU,
+        which is compute-bound, rows are vocoded one at a time.
+        """
+        waveforms = [np.zeros(0, dtype=np.float32)] * len(latents)
+        rows = [i for i, latent in enumerate(latents) if len(latent)]
+        if not rows:
+            return waveforms
+        if not self.vocoder_batching:
+            for i in rows:
+                waveforms[i] = self._vocode_padded([latents[i]], [speaker_embeddings[i]])[0]
+            return waveforms
+        for i, audio in zip(rows, self._vocode_padded([latents[i] for i in rows], [speaker_embeddings[i] for i in rows])):
+            waveforms[i] = audio
+        longest = max((len(latents[i]) for i in rows), default=0)
+        window = 2 * VOCODER_EDGE_FRAMES
+        shorter = [i for i in rows if len(latents[i]) < longest]
+        tails = [i for i in shorter if len(latents[i]) > window]
+        edge_samples = VOCODER_EDGE_FRAMES * self.samples_per_code
+        if tails:
+            redone = self._vocode_padded([latents[i][-window:] for i in tails], [speaker_embeddings[i] for i in tails])
+            for i, audio in zip(tails, redone):
+                waveforms[i][-edge_samples:] = audio[-edge_samples:]
+        for _, group in groupby(sorted((i for i in shorter if i not in tails), key=lambda i: len(latents[i])),
+                                key=lambda i: len(latents[i])):
+            group = list(group)
+            for i, audio in zip(group, self._vocode_padded([latents[i] for i in group],
+                                                          [speaker_embeddings[i] for i in group])):
+                waveforms[i] = audio
+        return waveforms
+
+    def _vocode_padded(self, latents: list[torch.Tensor], speaker_embeddings: list[torch.Tensor]) -> list[np.ndarray]:
+        """One BigVGAN pass over latents (N_i, D) zero-padded to the longest; each waveform cut to N_i codes."""
+        padded = pad_sequence(latents, batch_first=True).to(self.vocoder_dtype)
+        embeddings = torch.cat(speaker_embeddings).to(self.vocoder_dtype)
+        audio = self.bigvgan(padded, speaker_embedding=embeddings).float().reshape(len(latents), -1).cpu().numpy()
+        return [audio[row, : len(latent) * self.samples_per_code].copy() for row, latent in enumerate(latents)]
