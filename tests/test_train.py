@@ -16,7 +16,7 @@ import pytest
 
 from helpers import REPO_ROOT, tiny_overrides, write_extracted_data
 from indextts.errors import TrainingError
-from indextts.trainer import DEFAULT_CONFIG, Trainer, latest_checkpoint, load_train_config, run_training
+from indextts.training import DEFAULT_CONFIG, Trainer, latest_checkpoint, load_train_config, run_training
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, tiny_model_dir):
@@ -35,7 +35,8 @@ def read_metrics(run_dir: Path, kind: str = "train") -> list[dict]:
 def test_a_few_steps_lower_the_loss_and_write_the_run_folder(tmp_path, tiny_model_dir, data_dir):
     run_dir = tmp_path / "run"
     cfg = load_train_config(DEFAULT_CONFIG, tiny_overrides(
-        tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=6", "train.lora.dropout=0.0"))
+        tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=6", "train.lora.dropout=0.0",
+        "train.log_every_steps=1"))
     metrics = run_training(cfg)
     train = read_metrics(run_dir)
     assert len(train) >= 6
