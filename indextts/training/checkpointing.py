@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from peft.utils import set_peft_model_state_dict
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -29,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from indextts.atomic_files import write_json_atomic
 from indextts.errors import TrainingError
 from indextts.lora import ADAPTER_DIR, ADAPTER_WEIGHTS
+from indextts.runtime import DistributedContext
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +178,24 @@ def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path) -> None:
     tensors = load_file(str(folder / OPTIMIZER_TENSORS))
     meta = json.loads((folder / OPTIMIZER_META).read_text(encoding="utf-8"))
     optimizer.load_state_dict(optimizer_from_files(tensors, meta))
+
+
+def gather_rng_states(context: DistributedContext) -> dict[str, torch.Tensor]:
+    """Every rank's CPU (and CUDA) generator state as ``"<kind>.rank<r>"`` (collective under torchrun)."""
+    states = {"cpu": torch.get_rng_state()}
+    if context.device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(context.device)
+    if not context.enabled:
+        return {f"{k}.rank0": v for k, v in states.items()}
+    gathered: list = [None] * context.world_size
+    dist.all_gather_object(gathered, {k: v.cpu() for k, v in states.items()})
+    return {f"{k}.rank{r}": v for r, s in enumerate(gathered) for k, v in s.items()}
+
+
+def restore_rng_states(rng: dict[str, torch.Tensor], context: DistributedContext) -> None:
+    torch.set_rng_state(rng[f"cpu.rank{context.rank}"])
+    if context.device.type == "cuda" and f"cuda.rank{context.rank}" in rng:
+        torch.cuda.set_rng_state(rng[f"cuda.rank{context.rank}"], context.device)
 
 
 class RunLock:

@@ -1,7 +1,7 @@
 """LoRA fine-tuning of the IndexTTS GPT on extracted speaker data.
 
 A ``Trainer`` follows the recipe shape ``setup`` (inputs checked -> run folder -> model -> data ->
-optimizer -> resume) then ``train``, with ``_loss_step`` computing one micro-batch's loss.
+optimizer -> resume) then ``train``; ``step.StepRunner`` runs the micro-batches and updates.
 
 Run folder (``run_dir``)::
 
@@ -24,13 +24,10 @@ every ``train.log_every_steps``; an out-of-memory error splits the micro-batch i
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import shutil
-import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -38,29 +35,28 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from indextts.atomic_files import replace_dir_atomic, restore_replaced_dir
-from indextts.data import Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate
+from indextts.data import Batch, LengthLimits
 from indextts.errors import TrainingError
 from indextts.lora import (
-    ADAPTER_DIR, RUN_CONFIG, SPEAKERS_FILE, SPEAKERS_INFO, TOKENIZER_FILE, LearnedConditions, add_lora,
+    ADAPTER_DIR, RUN_CONFIG, SPEAKERS_FILE, SPEAKERS_INFO, LearnedConditions, add_lora,
     base_fingerprint, describe_base, make_lora_config,
 )
-from indextts.runtime import autocast, init_distributed, resolve_precision
+from indextts.runtime import init_distributed, resolve_precision
 from indextts.training import checkpointing as ckpt
 from indextts.training.artifacts import RunFiles, write_run_files
-from indextts.training.config import AUTO, TrainConfig, config_to_dict
+from indextts.training.config import TrainConfig, config_to_dict
 from indextts.training.inputs import check_inputs
-from indextts.training.memory import auto_token_budget
+from indextts.training.loaders import build_all_examples, build_loaders, prepare_tokenizer, resolve_token_budget
 from indextts.training.metrics import RunLog
 from indextts.training.model import TrainingModel, build_optimizer, build_scheduler
 from indextts.training.progress import LossWindow, resume_differences
+from indextts.training.step import TOP_K, StepRunner, compute_loss
 
 logger = logging.getLogger(__name__)
 
-TOP_K = 10
 CUBLAS_WORKSPACE = ":4096:8"
 
 
@@ -133,24 +129,6 @@ class Trainer:
         self.log = RunLog(self.run_dir, self.dist.is_main)
         self.dist.barrier()
 
-    def _setup_tokenizer(self) -> None:
-        from indextts.text import TextTokenizer, add_special_tokens
-
-        base = self.inputs.base
-        tokens = list(self.train_cfg.special_tokens)
-        self.tokenizer = base.tokenizer()
-        self.new_token_ids: list[int] = []
-        self.tokenizer_path = None
-        if tokens:
-            self.tokenizer_path = self.run_dir / TOKENIZER_FILE
-            if self.dist.is_main:
-                add_special_tokens(base.paths.bpe, self.tokenizer_path, tokens)
-            self.dist.barrier()
-            base_size = self.tokenizer.vocab_size
-            self.tokenizer = TextTokenizer(self.tokenizer_path)
-            ids = self.tokenizer.convert_tokens_to_ids(tokens)
-            self.new_token_ids = sorted({i for i in ids if i >= base_size})
-
     def _base_facts(self, gpt: nn.Module) -> dict:
         facts = describe_base(gpt)
         facts["base_text_vocab_size"] = facts["text_vocab_size"]
@@ -159,7 +137,8 @@ class Trainer:
         return facts
 
     def _setup_model(self) -> None:
-        self._setup_tokenizer()
+        self.tokenizer, self.tokenizer_path, self.new_token_ids = prepare_tokenizer(
+            self.inputs.base, list(self.train_cfg.special_tokens), self.run_dir, self.dist)
         gpt = self.inputs.base.load_gpt("cpu")
         self.base_model_facts = self._base_facts(gpt)
         if self.tokenizer.vocab_size > gpt.text_vocab_size:
@@ -184,81 +163,34 @@ class Trainer:
                 broadcast_buffers=False)
         self.forward_model = torch.compile(self.ddp_model) if self.train_cfg.compile else self.ddp_model
 
-    def _examples(self) -> tuple[list[Example], list[Example]]:
-        data, gpt_cfg = self.cfg.data, self.inputs.base.cfg.gpt
-        limits = LengthLimits(data.min_duration, data.max_duration, int(gpt_cfg.max_text_tokens),
-                              int(gpt_cfg.max_mel_tokens))
-        train, valid, problems = [], [], []
-        for speaker in self.inputs.speakers:
-            kept, report = build_examples(speaker.train_rows, self.tokenizer.encode, speaker.index, limits)
-            valid_kept, valid_report = build_examples(speaker.valid_rows, self.tokenizer.encode, speaker.index, limits)
-            logger.info("Speaker '%s': train %s; valid %s", speaker.name, report, valid_report)
-            if not kept:
-                problems.append(f"speaker '{speaker.name}' has no training rows left after filtering ({report}); "
-                                "widen data.min_duration/data.max_duration or check its transcripts")
-            train += kept
-            valid += valid_kept
-        if problems:
-            raise TrainingError("Training cannot start: " + " | ".join(problems))
-        return train, valid
-
-    def _token_budget(self, examples: list[Example]) -> int:
-        """data.max_tokens, resolved once (``auto``) and kept by checkpoints so a resume batches alike."""
-        if self.resume_state is not None and "max_tokens" in self.resume_state:
-            return int(self.resume_state["max_tokens"])
-        if self.cfg.data.max_tokens != AUTO:
-            return int(self.cfg.data.max_tokens)
-        longest_text = max(len(e.text_ids) for e in examples)
-        longest_codes = max(e.num_codes for e in examples)
-        budget = auto_token_budget(self.device, self._probe_step, longest_text, longest_codes,
-                                   self.cfg.data.auto_memory_fraction, self.cfg.data.cpu_max_tokens)
-        if self.dist.enabled:  # every rank must cut the same batches
-            shared = torch.tensor([budget], device=self.device)
-            dist.all_reduce(shared, op=dist.ReduceOp.MIN)
-            budget = int(shared.item())
-        return budget
-
     def _probe_step(self, batch: Batch) -> None:
-        loss, _ = self._loss_step(batch, self.model)
+        loss, _ = compute_loss(self.model, batch, self.device, self.precision, self.train_cfg.text_weight)
         loss.backward()
         self.model.zero_grad(set_to_none=True)
 
     def _setup_data(self) -> None:
-        train, valid = self._examples()
-        self.train_examples = train
-        self.max_tokens = self._token_budget(train)
-        data, seed = self.cfg.data, self.train_cfg.seed
-        self.train_sampler = TokenBudgetBatchSampler(
-            [(len(e.text_ids), e.num_codes) for e in train], self.max_tokens, data.max_batch_size, seed,
-            shuffle=True, rank=self.dist.rank, world_size=self.dist.world_size)
-        self.train_loader = self._loader(CodesDataset(train), self.train_sampler)
-        self.valid_loader = None
-        if valid:
-            sampler = TokenBudgetBatchSampler(
-                [(len(e.text_ids), e.num_codes) for e in valid], self.max_tokens, data.max_batch_size, seed,
-                shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size, even=False)
-            self.valid_loader = self._loader(CodesDataset(valid), sampler)
-        else:
-            logger.warning("No validation rows: the final model is the last one and early stopping is off.")
-        self.batches_per_epoch = len(self.train_sampler.epoch_batches(0))
+        data, gpt_cfg = self.cfg.data, self.inputs.base.cfg.gpt
+        limits = LengthLimits(data.min_duration, data.max_duration, int(gpt_cfg.max_text_tokens),
+                              int(gpt_cfg.max_mel_tokens))
+        train, valid = build_all_examples(self.inputs.speakers, self.tokenizer.encode, limits)
+        saved = None if self.resume_state is None else self.resume_state.get("max_tokens")
+        max_tokens = resolve_token_budget(data, train, self.dist, self._probe_step, saved)
+        self.data = build_loaders(data, train, valid, max_tokens, self.train_cfg.seed, self.dist)
+        self.batches_per_epoch = len(self.data.train_sampler.epoch_batches(0))
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.train_cfg.grad_accum)
         self.total_steps = self.train_cfg.max_steps or self.train_cfg.epochs * self.steps_per_epoch
         logger.info("%d training examples in %d batches of <= %d tokens per epoch per process -> %d optimizer steps "
-                    "per epoch, %d in total", len(train), self.batches_per_epoch, self.max_tokens,
-                    self.steps_per_epoch, self.total_steps)
-
-    def _loader(self, dataset: CodesDataset, sampler: TokenBudgetBatchSampler) -> DataLoader:
-        # A dedicated generator keeps DataLoader start-up from drawing on the global RNG (dropout masks).
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.data.num_workers,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False,
-                          generator=torch.Generator().manual_seed(self.train_cfg.seed))
+                    "per epoch, %d in total", len(train), self.batches_per_epoch, max_tokens, self.steps_per_epoch,
+                    self.total_steps)
 
     def _setup_optimizer(self) -> None:
         self.optimizer = build_optimizer(self.peft_model, self.speakers, self.train_cfg, self.device)
-        self.trainable_params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scheduler = build_scheduler(self.optimizer, self.train_cfg, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.window = LossWindow(self.device)
+        self.steps = StepRunner(self.model, self.ddp_model, self.forward_model, self.dist, self.precision,
+                                self.train_cfg.text_weight, self.train_cfg.grad_clip, self.optimizer, self.scheduler,
+                                self.scaler, self.window, self.data.train_examples)
 
     # ---------------------------------------------------------------- resume
     def _resolved_config(self) -> dict:
@@ -299,9 +231,7 @@ class Trainer:
     def _restore_state(self, state: dict, rng: dict[str, torch.Tensor]) -> None:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(rng[f"cpu.rank{self.dist.rank}"])
-        if self.device.type == "cuda" and f"cuda.rank{self.dist.rank}" in rng:
-            torch.cuda.set_rng_state(rng[f"cuda.rank{self.dist.rank}"], self.device)
+        ckpt.restore_rng_states(rng, self.dist)
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         best = state["best_val_mel_loss"]
         self.best_val_mel_loss = math.inf if best is None else best
@@ -311,71 +241,6 @@ class Trainer:
         self._saved_steps.add(self.step)
 
     # -------------------------------------------------------------- training
-    def _loss_step(self, batch: Batch, model: nn.Module | None = None, shares: tuple[float, float] = (1.0, 1.0)):
-        """One micro-batch: text_weight * text CE + (1 - text_weight) * mel CE. Returns (loss, TrainOutput).
-
-        ``shares`` scale the two losses when ``batch`` is part of a split batch (its share of the
-        whole batch's text and mel targets), so the parts' losses add up to the whole one's.
-        ``model`` defaults to the (DDP-wrapped) training model; validation passes the plain one.
-        """
-        batch = batch.to(self.device, non_blocking=True)
-        with autocast(self.device, self.precision):
-            output = (self.forward_model if model is None else model)(batch)
-        weight = self.train_cfg.text_weight
-        loss = weight * output.text_loss * shares[0] + (1.0 - weight) * output.mel_loss * shares[1]
-        return loss, output
-
-    def _backward(self, batch: Batch, scale: float, sync: bool, shares: tuple[float, float] = (1.0, 1.0)):
-        """Forward and backward of ``batch`` (loss x ``scale``); (3,) device tensor: loss, text, mel loss.
-
-        On out-of-memory the batch is split in two and each half retried (recursively); the
-        halves' gradients add up to the whole batch's. Only the last half synchronises under DDP.
-        """
-        try:
-            with nullcontext() if sync or not self.dist.enabled else self.ddp_model.no_sync():
-                loss, output = self._loss_step(batch, shares=shares)
-                self.scaler.scale(loss * scale).backward()
-            return torch.stack([loss.detach(), output.text_loss.detach() * shares[0],
-                                output.mel_loss.detach() * shares[1]])
-        except torch.OutOfMemoryError:
-            pass  # leave the except block first, so the failed step's tensors are freed
-        return self._backward_halves(batch, scale, sync, shares)
-
-    def _backward_halves(self, batch: Batch, scale: float, sync: bool, shares: tuple[float, float]):
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        rows = len(batch.text_lengths)
-        if rows == 1:
-            example = self.train_examples[int(batch.example_indices[0])]
-            raise TrainingError(f"Out of device memory on a single example: {example.describe()} needs "
-                                f"{batch.padded_tokens} sequence positions. Lower data.max_tokens, set "
-                                "train.gradient_checkpointing=true, or drop this clip from the audio list.")
-        logger.warning("Out of memory on a micro-batch of %d rows (%d padded tokens): split in two and retried",
-                       rows, batch.padded_tokens)
-        text_targets, mel_targets = batch.text_lengths + 1, batch.code_lengths + 1
-        half, total = rows // 2, torch.zeros(3, device=self.device)
-        for start, stop in ((0, half), (half, rows)):
-            part_shares = (shares[0] * float(text_targets[start:stop].sum() / text_targets.sum()),
-                           shares[1] * float(mel_targets[start:stop].sum() / mel_targets.sum()))
-            total += self._backward(batch.rows(start, stop), scale, sync and stop == rows, part_shares)
-        return total
-
-    def _optimizer_step(self) -> None:
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_params, self.train_cfg.grad_clip)
-        lr = self.scheduler.get_last_lr()[0]  # the lr this step applies (the scheduler moves on below)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.window.add_step(grad_norm.detach(), lr)
-
-    def _all_reduce(self, values: torch.Tensor) -> torch.Tensor:
-        """Sum ``values`` (a device tensor) over processes."""
-        if self.dist.enabled:
-            dist.all_reduce(values)
-        return values
-
     def train(self) -> dict:
         """Run until ``total_steps`` (or early stopping); returns the last validation metrics (or {})."""
         progress = tqdm(total=self.total_steps, initial=self.step, disable=not self.dist.is_main,
@@ -396,18 +261,18 @@ class Trainer:
     def _train_epoch(self, progress: tqdm) -> None:
         """Micro-batches of the current epoch from ``batch_in_epoch`` on, an optimizer step per group."""
         accumulation = self.train_cfg.grad_accum
-        self.train_sampler.set_epoch(self.epoch, self.batch_in_epoch)
+        self.data.train_sampler.set_epoch(self.epoch, self.batch_in_epoch)
         micro = self.batch_in_epoch
-        for batch in self.train_loader:
+        for batch in self.data.train_loader:
             group_start = (micro // accumulation) * accumulation
             group_size = min(accumulation, self.batches_per_epoch - group_start)
             last_in_group = micro + 1 == group_start + group_size
-            self.window.add_losses(self._backward(batch, 1.0 / group_size, last_in_group) / group_size,
+            self.window.add_losses(self.steps.backward(batch, 1.0 / group_size, last_in_group) / group_size,
                                    batch.num_tokens)
             micro += 1
             if not last_in_group:
                 continue
-            self._optimizer_step()
+            self.steps.update()
             self.step, self.batch_in_epoch = self.step + 1, micro
             epoch_done = micro >= self.batches_per_epoch
             if epoch_done:
@@ -425,7 +290,7 @@ class Trainer:
         """Read the summed losses (the step's only host sync), log them, start a new window."""
         if self.window.steps == 0:
             return
-        record = self.window.summary(self._all_reduce, self.dist.world_size)
+        record = self.window.summary(self.steps.all_reduce, self.dist.world_size)
         record = {"step": self.step, "epoch": self.epoch, **record}
         progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                              tok_s=f"{record['tokens_per_s']:.0f}")
@@ -438,13 +303,13 @@ class Trainer:
         """Validate, keep the best model, checkpoint and decide on early stopping after an optimizer step."""
         every_val, every_save = self.train_cfg.val_every_steps, self.train_cfg.save_every_steps
         finished = self.step >= self.total_steps
-        if self.valid_loader is not None and (epoch_done or finished or (every_val and self.step % every_val == 0)):
+        if self.data.valid_loader is not None and (epoch_done or finished or (every_val and self.step % every_val == 0)):
             self._validate_and_keep_best()
         if epoch_done or finished or self.stopped_early or (every_save and self.step % every_save == 0):
             self.save_checkpoint()
 
     def _validate_and_keep_best(self) -> None:
-        metrics = self.last_metrics = self.validate()
+        metrics = self.last_metrics = {"step": self.step, **self.steps.validate(self.data.valid_loader)}
         self.log.record("valid", metrics)
         logger.info("validation at step %d: text loss %.4f, mel loss %.4f, mel top-1 %.3f, top-%d %.3f", self.step,
                     metrics["text_loss"], metrics["mel_loss"], metrics["mel_top1"], TOP_K, metrics[f"mel_top{TOP_K}"])
@@ -459,25 +324,6 @@ class Trainer:
             logger.info("Early stopping: no better validation mel loss for %d validations (best %.4f at step %d)",
                         patience, self.best_val_mel_loss, self.best_step)
             self.stopped_early = True
-
-    @torch.no_grad()
-    def validate(self) -> dict:
-        """Validation text/mel loss and mel top-1/top-10 accuracy, averaged over all valid targets."""
-        self.model.eval()
-        totals = torch.zeros(6, dtype=torch.float64, device=self.device)  # text loss sum, count, mel ..., top-1, top-k
-        for batch in self.valid_loader:
-            _, output = self._loss_step(batch, self.model)
-            text_count, mel_count = output.text_target_mask.sum(), output.mel_target_mask.sum()
-            top = output.mel_logits.topk(min(TOP_K, output.mel_logits.shape[1]), dim=1).indices  # (B, K, N+1)
-            hits = (top == output.mel_targets.unsqueeze(1)) & output.mel_target_mask.unsqueeze(1)
-            totals += torch.stack([output.text_loss * text_count, text_count, output.mel_loss * mel_count,
-                                   mel_count, hits[:, 0].sum(), hits.any(dim=1).sum()]).double()
-            del output, top, hits  # free the logits before the next forward
-        totals = self._all_reduce(totals).tolist()
-        self.model.train()
-        mel = max(totals[3], 1)
-        return {"step": self.step, "text_loss": totals[0] / max(totals[1], 1), "mel_loss": totals[2] / mel,
-                "mel_top1": totals[4] / mel, f"mel_top{TOP_K}": totals[5] / mel}
 
     # ----------------------------------------------------------------- saving
     def _write_best(self) -> None:
@@ -495,20 +341,10 @@ class Trainer:
     def _write_run_files(self, folder: Path) -> None:
         write_run_files(folder, self._run_files(), self.step)
 
-    def _rng_states(self) -> dict[str, torch.Tensor]:
-        states = {"cpu": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            states["cuda"] = torch.cuda.get_rng_state(self.device)
-        if not self.dist.enabled:
-            return {f"{k}.rank0": v for k, v in states.items()}
-        gathered: list = [None] * self.dist.world_size
-        dist.all_gather_object(gathered, {k: v.cpu() for k, v in states.items()})
-        return {f"{k}.rank{r}": v for r, s in enumerate(gathered) for k, v in s.items()}
-
     def _trainer_state(self, window: dict) -> dict:
         return {"window": window,
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "world_size": self.dist.world_size, "max_tokens": self.max_tokens,
+            "world_size": self.dist.world_size, "max_tokens": self.data.max_tokens,
             "best_val_mel_loss": None if math.isinf(self.best_val_mel_loss) else self.best_val_mel_loss,
             "best_step": self.best_step, "validations_without_improvement": self.validations_without_improvement,
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
@@ -516,8 +352,8 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         """Write checkpoints/step_XXXXXXXX atomically (rank 0) and prune old ones."""
-        rng = self._rng_states()  # collective, like the window's sums
-        window = self.window.state_dict(self._all_reduce)
+        rng = ckpt.gather_rng_states(self.dist)  # collective, like the window's sums
+        window = self.window.state_dict(self.steps.all_reduce)
         if not self.dist.is_main or self.step in self._saved_steps:
             return None
         folder = ckpt.write_checkpoint(self.run_dir, self.step, self._write_run_files, self.optimizer, rng,
@@ -527,25 +363,12 @@ class Trainer:
         logger.info("Saved checkpoint %s", folder)
         return folder
 
-    def _check_replicas(self) -> None:
-        """Under DDP every process must end with the same trainable weights (a cheap end-of-run proof)."""
-        digest = hashlib.sha256()
-        for param in self.trainable_params:
-            digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
-        gathered: list = [None] * self.dist.world_size
-        dist.all_gather_object(gathered, digest.hexdigest())
-        if len(set(gathered)) != 1:
-            raise TrainingError(f"The {self.dist.world_size} processes ended with different trainable weights "
-                                f"({gathered}); the saved adapter is rank 0's. Please report this as a bug.")
-        logger.info("All %d processes hold identical trainable weights (sha256 %s)", self.dist.world_size,
-                    gathered[0][:16])
-
     def _finish(self) -> None:
         self._log_window_if_pending()
-        if self.valid_loader is None or self.best_step < 0:
+        if self.data.valid_loader is None or self.best_step < 0:
             self._write_best()
         if self.dist.enabled:
-            self._check_replicas()
+            self.steps.check_replicas()
         logger.info("Training finished at step %d; best validation mel loss %s at step %d; run folder %s",
                     self.step, f"{self.best_val_mel_loss:.4f}" if self.best_step >= 0 else "n/a",
                     self.best_step, self.run_dir)
