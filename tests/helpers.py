@@ -85,3 +85,11 @@ def tiny_overrides(model_dir: Path, speaker_info: Path, run_dir: Path, *extra: s
             "train.device=cpu", "train.precision=fp32", "train.grad_accum=1", "train.epochs=2",
             "train.optimizer.lr=3e-3", "train.speaker_conditions.lr=3e-3", "train.lora.dropout=0.1",
             "train.scheduler.warmup_ratio=0.0", "train.save_every_steps=0", "train.deterministic=true", *extra]
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under ``root`` (to prove a refused command changed nothing)."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}

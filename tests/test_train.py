@@ -114,9 +114,13 @@ def test_torchrun_two_processes_gloo(tmp_path, tiny_model_dir, data_dir):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO_ROOT / "train.py"),
                *tiny_overrides(tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=2",
-                               "data.max_batch_size=2")]
+                               "data.max_batch_size=2", "train.grad_accum=2")]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    # grad_accum=2 runs DDP's no_sync on the first micro-batch of each step; both ranks must still agree
+    assert output.count("All 2 processes hold identical trainable weights") == 1, output
+    assert output.count("Trainable parameters:") == 1, output  # only rank 0 logs at INFO (issue 13 item 12)
     train = read_metrics(run_dir)
     assert train and all(np.isfinite(r["loss"]) for r in train)
     assert read_metrics(run_dir, "valid")

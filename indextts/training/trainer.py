@@ -120,14 +120,24 @@ class Trainer:
         self.dist.barrier()
         self.resume_from = ckpt.resume_target(self.run_dir, self.train_cfg.resume)
         self.resume_state = ckpt.read_checkpoint_state(self.resume_from) if self.resume_from else None
+        if self.resume_from is not None:
+            self._check_resumable_config()
+        self.log = RunLog(self.run_dir, self.dist.is_main)
         if self.dist.is_main:
             if self.resume_state is not None:
                 ckpt.abandon_later_checkpoints(self.run_dir, self.resume_state["step"])
             (self.run_dir / ckpt.CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
             ckpt.remove_unfinished_checkpoints(self.run_dir)
             restore_replaced_dir(self.run_dir / ADAPTER_DIR)
-        self.log = RunLog(self.run_dir, self.dist.is_main)
         self.dist.barrier()
+
+    def _check_resumable_config(self) -> None:
+        """Changed LoRA settings cannot resume (refused before anything is touched); other changes are warned about."""
+        lora_changes = resume_differences(self.resume_from / RUN_CONFIG, config_to_dict(self.cfg))
+        if lora_changes:
+            raise TrainingError(f"Cannot resume from {self.resume_from} with other LoRA settings: "
+                                f"{'; '.join(lora_changes)}. Resume with the settings it was trained with (its "
+                                "config.yaml), or start a new run_dir=... .")
 
     def _base_facts(self, gpt: nn.Module) -> dict:
         facts = describe_base(gpt)
@@ -212,11 +222,6 @@ class Trainer:
         if state["world_size"] != self.dist.world_size:
             raise TrainingError(f"{folder} was written by {state['world_size']} process(es) but this run has "
                                 f"{self.dist.world_size}; the data order would differ. Resume with the same number.")
-        lora_changes = resume_differences(folder / RUN_CONFIG, self._resolved_config())
-        if lora_changes:
-            raise TrainingError(f"Cannot resume from {folder} with other LoRA settings: {'; '.join(lora_changes)}. "
-                                "Resume with the settings it was trained with (its config.yaml), or start a new "
-                                "run_dir=... .")
         ckpt.load_adapter(self.peft_model, folder, self.device, "train.lora unchanged")
         speakers = load_file(str(folder / SPEAKERS_FILE))
         with torch.no_grad():
