@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -18,14 +19,50 @@ from torch import nn
 
 from indextts.data import Batch, Example
 from indextts.errors import TrainingError
-from indextts.runtime import DistributedContext, autocast
+from indextts.runtime import DistributedContext, autocast, resolve_precision
 from indextts.training.progress import LossWindow
 
 logger = logging.getLogger(__name__)
 
 TOP_K = 10
+CUBLAS_WORKSPACE = ":4096:8"
 Shares = tuple[float, float]
 WHOLE: Shares = (1.0, 1.0)
+
+
+def enable_deterministic_algorithms() -> bool:
+    """Deterministic kernels only (an op without one raises); returns the previous setting.
+
+    cuBLAS reads ``CUBLAS_WORKSPACE_CONFIG`` when CUDA starts, so call this before anything touches CUDA.
+    """
+    if torch.cuda.is_initialized() and os.environ.get("CUBLAS_WORKSPACE_CONFIG") is None:
+        logger.warning("CUDA started before train.deterministic could set CUBLAS_WORKSPACE_CONFIG; set "
+                       "CUBLAS_WORKSPACE_CONFIG=%s in the environment for an exact resume.", CUBLAS_WORKSPACE)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    return previous
+
+
+def deterministic_error(error: RuntimeError, device: torch.device) -> TrainingError | None:
+    """The user-facing error for an op without a deterministic kernel (None for any other error)."""
+    if "deterministic" not in str(error):
+        return None
+    return TrainingError(f"train.deterministic=true, but an operation has no deterministic kernel on {device}: "
+                         f"{str(error).splitlines()[0]} Set train.deterministic=false (resume is then close, "
+                         "not bit-exact, on GPUs).")
+
+
+def training_precision(requested: str, device: torch.device, tf32: bool) -> str:
+    """``train.precision`` resolved (auto: bf16 on CUDA, fp32 elsewhere); TF32 matmuls set on CUDA."""
+    precision = resolve_precision(requested, device, cuda_auto="bf16")
+    if precision == "fp16" and device.type != "cuda":
+        raise TrainingError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    return precision
 
 
 def compute_loss(model: nn.Module, batch: Batch, device: torch.device, precision: str, text_weight: float,

@@ -44,7 +44,7 @@ from indextts.lora import (
     ADAPTER_DIR, RUN_CONFIG, SPEAKERS_FILE, SPEAKERS_INFO, LearnedConditions, add_lora,
     base_fingerprint, describe_base, make_lora_config,
 )
-from indextts.runtime import init_distributed, resolve_precision
+from indextts.runtime import init_distributed
 from indextts.training import checkpointing as ckpt
 from indextts.training.artifacts import RunFiles, write_run_files
 from indextts.training.config import TrainConfig, config_to_dict
@@ -53,11 +53,12 @@ from indextts.training.loaders import build_all_examples, build_loaders, prepare
 from indextts.training.metrics import RunLog
 from indextts.training.model import TrainingModel, build_optimizer, build_scheduler
 from indextts.training.progress import LossWindow, resume_differences
-from indextts.training.step import TOP_K, StepRunner, compute_loss
+from indextts.training.step import (
+    TOP_K, StepRunner, compute_loss, deterministic_error, enable_deterministic_algorithms, training_precision,
+)
 
 logger = logging.getLogger(__name__)
 
-CUBLAS_WORKSPACE = ":4096:8"
 
 
 class Trainer:
@@ -80,11 +81,11 @@ class Trainer:
     # ----------------------------------------------------------------- setup
     def setup(self) -> "Trainer":
         """Check inputs, build the model, data, optimiser and scheduler; resume when asked."""
-        if self.train_cfg.deterministic:
-            self._enable_determinism()
+        if self.train_cfg.deterministic:  # before CUDA starts
+            self._restore_deterministic = enable_deterministic_algorithms()
         self.dist = init_distributed(self.train_cfg.device)
         self.device = self.dist.device
-        self._set_numerics()
+        self.precision = training_precision(self.train_cfg.precision, self.device, self.train_cfg.tf32)
         torch.manual_seed(self.train_cfg.seed + self.dist.rank)
         self.inputs = check_inputs(self.cfg.model_dir, self.cfg.speaker_info, list(self.train_cfg.special_tokens))
         self._setup_run_dir()
@@ -93,24 +94,6 @@ class Trainer:
         self._setup_optimizer()
         self._resume()
         return self
-
-    def _enable_determinism(self) -> None:
-        """Deterministic kernels only; cuBLAS needs its workspace setting before CUDA starts."""
-        if torch.cuda.is_initialized() and os.environ.get("CUBLAS_WORKSPACE_CONFIG") is None:
-            logger.warning("CUDA started before train.deterministic could set CUBLAS_WORKSPACE_CONFIG; set "
-                           "CUBLAS_WORKSPACE_CONFIG=%s in the environment for an exact resume.", CUBLAS_WORKSPACE)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-        self._restore_deterministic = torch.are_deterministic_algorithms_enabled()
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-
-    def _set_numerics(self) -> None:
-        self.precision = resolve_precision(self.train_cfg.precision, self.device, cuda_auto="bf16")
-        if self.precision == "fp16" and self.device.type != "cuda":
-            raise TrainingError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU.")
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = self.train_cfg.tf32
-            torch.backends.cudnn.allow_tf32 = self.train_cfg.tf32
 
     def _setup_run_dir(self) -> None:
         """Lock the run folder (rank 0), pick the checkpoint to resume, tidy what a kill left behind."""
@@ -255,10 +238,7 @@ class Trainer:
             while self.step < self.total_steps and not self.stopped_early:
                 self._train_epoch(progress)
         except RuntimeError as error:
-            if "deterministic" not in str(error):
-                raise
-            raise TrainingError(f"train.deterministic=true, but an operation has no deterministic kernel on "
-                                f"{self.device}: {str(error).splitlines()[0]} Set train.deterministic=false.") from error
+            raise deterministic_error(error, self.device) or error
         progress.close()
         self._finish()
         return self.last_metrics
@@ -374,10 +354,15 @@ class Trainer:
             self._write_best()
         if self.dist.enabled:
             self.steps.check_replicas()
-        logger.info("Training finished at step %d; best validation mel loss %s at step %d; run folder %s",
+        logger.info("Training finished at step %d; best validation mel loss %s at step %d; run folder %s%s",
                     self.step, f"{self.best_val_mel_loss:.4f}" if self.best_step >= 0 else "n/a",
-                    self.best_step, self.run_dir)
+                    self.best_step, self.run_dir, self._peak_memory())
         self.dist.barrier()
+
+    def _peak_memory(self) -> str:
+        if self.device.type != "cuda":
+            return ""
+        return f"; peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.1f} MiB"
 
     def _log_window_if_pending(self) -> None:
         if self.window.steps:
