@@ -56,3 +56,10 @@ def test_a_user_file_overrides_the_defaults(tmp_path):
     path.write_text("train:\n  lora:\n    r: 4\n", encoding="utf-8")
     cfg = load_train_config(path, ["train.epochs=3"])
     assert cfg.train.lora.r == 4 and cfg.train.epochs == 3 and cfg.train.lora.alpha == 32.0
+
+
+def test_the_training_manual_lists_every_key():
+    from helpers import REPO_ROOT
+
+    manual = (REPO_ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    assert {key for key in _keys(TrainConfig()) if f"| `{key}` |" not in manual} == set()
