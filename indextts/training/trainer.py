@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -196,8 +197,6 @@ class Trainer:
     def _resume(self) -> None:
         if self.resume_from is None:
             if self.dist.is_main:
-                from omegaconf import OmegaConf
-
                 OmegaConf.save(OmegaConf.create(self._resolved_config()), self.run_dir / RUN_CONFIG)
             self.log.open(None)
             return
@@ -271,14 +270,15 @@ class Trainer:
         if self.batch_in_epoch:  # the sampler ran dry before the epoch's counted batches
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
-    def _log_window(self, progress: tqdm) -> None:
+    def _log_window(self, progress: tqdm | None = None) -> None:
         """Read the summed losses (the step's only host sync), log them, start a new window."""
         if self.window.steps == 0:
             return
         record = self.window.summary(self.steps.all_reduce, self.dist.world_size)
         record = {"step": self.step, "epoch": self.epoch, **record}
-        progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
-                             tok_s=f"{record['tokens_per_s']:.0f}")
+        if progress is not None:
+            progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
+                                 tok_s=f"{record['tokens_per_s']:.0f}")
         self.log.record("train", record)
         logger.info("step %d/%d epoch %d loss %.4f (text %.4f, mel %.4f) lr %.3e grad %.3f %.0f tok/s",
                     self.step, self.total_steps, self.epoch, record["loss"], record["text_loss"],
@@ -349,7 +349,7 @@ class Trainer:
         return folder
 
     def _finish(self) -> None:
-        self._log_window_if_pending()
+        self._log_window()  # a window cut short by early stopping
         if self.data.valid_loader is None or self.best_step < 0:
             self._write_best()
         if self.dist.enabled:
@@ -363,10 +363,6 @@ class Trainer:
         if self.device.type != "cuda":
             return ""
         return f"; peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.1f} MiB"
-
-    def _log_window_if_pending(self) -> None:
-        if self.window.steps:
-            self._log_window(tqdm(disable=True))
 
     def close(self) -> None:
         """Flush the logs, release the run folder and leave the process group."""
