@@ -193,5 +193,6 @@ def config_problems(cfg: TrainConfig) -> list[str]:
             problems.append(f"{key} = {value!r} must be {requirement}")
     bad_tokens = [t for t in cfg.train.special_tokens if not SPECIAL_TOKEN.fullmatch(t)]
     if bad_tokens:
-        problems.append(f"train.special_tokens {bad_tokens} must look like <name> (letters, digits and _ inside angle brackets)")
+        problems.append(f"train.special_tokens {bad_tokens} must look like <name> (letters, digits and _ "
+                        "inside angle brackets)")
     return problems

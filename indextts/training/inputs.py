@@ -46,9 +46,10 @@ class SpeakerData:
 
 @dataclass
 class TrainingInputs:
-    """The opened base folder and the checked speakers, in speaker_info.json order."""
+    """The opened base folder, its tokenizer and the checked speakers, in speaker_info.json order."""
 
     base: CheckpointFolder
+    tokenizer: object  # indextts.text.TextTokenizer of the base bpe.model
     speakers: list[SpeakerData]
 
 
@@ -59,6 +60,7 @@ def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str]) -
     info_path = Path(speaker_info).expanduser().resolve()
     infos, entries = _read_speaker_info(info_path, problems)
     speakers: list[SpeakerData] = []
+    tokenizer = None
     if base is not None:
         names = [info.speaker for info in infos]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -71,11 +73,12 @@ def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str]) -
         problems += check_data_files([row for s in speakers for row in s.train_rows + s.valid_rows],
                                      base.condition_latents, int(base.cfg.gpt.model_dim))
         if not problems:
+            tokenizer = base.tokenizer()
             problems += check_base_identity(entries, base, info_path)
-            problems += check_special_tokens(speakers, entries, base, special_tokens)
+            problems += check_special_tokens(speakers, entries, set(tokenizer.special_tokens), special_tokens)
     if problems:
         raise TrainingError(f"Training cannot start ({len(problems)} problem(s)): " + " | ".join(problems))
-    return TrainingInputs(base, speakers)
+    return TrainingInputs(base, tokenizer, speakers)
 
 
 def _open_base(model_dir: str, problems: list[str]) -> CheckpointFolder | None:
@@ -215,10 +218,10 @@ def check_base_identity(entries: list[dict], base: CheckpointFolder, info_path: 
             "tools/extract_codec.py with this model_dir, or set model_dir to the base used for extraction"]
 
 
-def check_special_tokens(speakers: list[SpeakerData], entries: list[dict], base: CheckpointFolder,
+def check_special_tokens(speakers: list[SpeakerData], entries: list[dict], known: set[str],
                          listed: list[str]) -> list[str]:
-    """Every ``<...>`` token of the transcripts that the base lacks must be in ``train.special_tokens``."""
-    known = set(base.tokenizer().special_tokens)
+    """Every ``<...>`` token of the transcripts that the base tokenizer lacks (not in ``known``) must be
+    in ``train.special_tokens``."""
     found: dict[str, str] = {}
     for entry in entries:
         for token in entry.get("special_tokens") or ():

@@ -34,12 +34,12 @@ class TrainingData:
     max_tokens: int
 
 
-def prepare_tokenizer(base: CheckpointFolder, special_tokens: list[str], run_dir: Path, context: DistributedContext):
-    """(tokenizer, its bpe.model in the run or None, ids of the added tokens): the base tokenizer, grown by
-    ``special_tokens`` into ``run_dir/tokenizer/bpe.model`` (written by rank 0) when there are any."""
+def prepare_tokenizer(base: CheckpointFolder, tokenizer, special_tokens: list[str], run_dir: Path,
+                      context: DistributedContext):
+    """(tokenizer, its bpe.model in the run or None, ids of the added tokens): the base ``tokenizer``, grown
+    by ``special_tokens`` into ``run_dir/tokenizer/bpe.model`` (written by rank 0) when there are any."""
     from indextts.text import TextTokenizer, add_special_tokens
 
-    tokenizer = base.tokenizer()
     if not special_tokens:
         return tokenizer, None, []
     path = run_dir / TOKENIZER_FILE

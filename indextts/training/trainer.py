@@ -132,7 +132,7 @@ class Trainer:
 
     def _setup_model(self) -> None:
         self.tokenizer, self.tokenizer_path, self.new_token_ids = prepare_tokenizer(
-            self.inputs.base, list(self.train_cfg.special_tokens), self.run_dir, self.dist)
+            self.inputs.base, self.inputs.tokenizer, list(self.train_cfg.special_tokens), self.run_dir, self.dist)
         gpt = self.inputs.base.load_gpt("cpu")
         self.base_model_facts = self._base_facts(gpt)
         if self.tokenizer.vocab_size > gpt.text_vocab_size:
@@ -288,7 +288,8 @@ class Trainer:
         """Validate, keep the best model, checkpoint and decide on early stopping after an optimizer step."""
         every_val, every_save = self.train_cfg.val_every_steps, self.train_cfg.save_every_steps
         finished = self.step >= self.total_steps
-        if self.data.valid_loader is not None and (epoch_done or finished or (every_val and self.step % every_val == 0)):
+        due = epoch_done or finished or (every_val and self.step % every_val == 0)
+        if self.data.valid_loader is not None and due:
             self._validate_and_keep_best()
         if epoch_done or finished or self.stopped_early or (every_save and self.step % every_save == 0):
             self.save_checkpoint()
