@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of the IndexTTS GPT on data from tools/extract_codec.py.
+"""LoRA fine-tuning of the IndexTTS GPT on data from tools/extract_codec.py (same as ``indextts-train``).
 
 One GPU (or CPU):
     python train.py [key=value ...]                 e.g. run_dir=runs/my_voice train.epochs=3 train.lora.r=8
@@ -9,36 +9,14 @@ Several machines (run on each, with its own --node_rank):
 Resume a killed or finished run from its latest complete checkpoint:
     python train.py --resume run_dir=runs/my_voice  (same as train.resume=auto)
 
-Defaults and their meaning: configs/train.yaml. The result in run_dir is read by
-``indextts.lora.load_trained_run``; tools/export_merged.py writes a merged official gpt.pth.
+Defaults and their meaning: indextts/configs/train.yaml; the manual: docs/training.md. The result
+in run_dir is read by ``indextts.lora.load_trained_run``; tools/export_merged.py writes a merged
+official gpt.pth.
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
 
-from indextts.errors import IndexTTSError
-from indextts.trainer import DEFAULT_CONFIG, load_train_config, run_training
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="config overrides as key=value (dotlist), e.g. train.epochs=3")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="training config YAML (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the latest complete checkpoint in run_dir (train.resume=auto)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = list(args.overrides) + (["train.resume=auto"] if args.resume else [])
-    try:
-        run_training(load_train_config(args.config, overrides))
-    except IndexTTSError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+from indextts.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,13 +1,27 @@
-"""Training throughput of the LoRA setup on a synthetic batch (random weights; no data or checkpoint needed).
+"""LoRA training throughput, MFU and peak memory of the real training step at several token budgets.
 
-    python benchmarks/bench_train.py                          # tiny and release size, fp32 and bf16, CPU or GPU
-    python benchmarks/bench_train.py --sizes release --precisions bf16 --batch_size 16 --steps 20
+    python benchmarks/bench_train.py --device cpu --size tiny --json out.json
+    python benchmarks/bench_train.py --device cuda --size 1.5 --budgets 4k,16k,auto --json out.json
 
-Each configuration builds UnifiedVoice from its config (tiny: indextts.tiny; release:
-indextts/configs/indextts-1.5.yaml) with random weights, adds LoRA (r=16 on the four GPT-2 projections) and
-learnable speaker conditions exactly as train.py does, and times full optimizer steps (forward,
-backward, LoRA+ AdamW). Reports real tokens/s (sequence positions), samples/s and peak memory
-(CUDA: max allocated; CPU: peak resident set size of the process).
+The model is UnifiedVoice with random weights at the chosen size (tiny: indextts.tiny;
+1.5: indextts/configs/indextts-1.5.yaml), wrapped exactly as train.py wraps it (PEFT LoRA r=16 on
+the four GPT-2 projections, learned speaker conditions, LoRA+ AdamW, fused on CUDA), and each
+optimizer step runs through ``indextts.training.step.StepRunner`` (the trainer's own step:
+device-side losses, OOM split, clipping, schedule). Batches are synthetic, length-bucketed
+(lengths spread between 60% and 100% of ``--text_len``/``--codes_len``) and fill the budget.
+
+Figures per budget: ``tokens_per_s`` (real, unpadded sequence positions per second),
+``step_s``, ``peak_memory_mib`` (CUDA: max allocated; CPU: peak RSS of the process) and ``mfu``.
+
+MFU counts the FLOPs a LoRA step really needs, not 6 x params x tokens (that would count weight
+gradients of the frozen base, which are never computed). Per real token of a row of length S:
+
+    4 * P_frozen        forward (2 per weight) + input gradient (2) of every frozen GPT-2 block matmul
+    6 * P_lora          forward, input gradient and weight gradient of the LoRA A and B matrices
+    12 * layers * d * S attention scores and values, forward + backward (PaLM-style, no causal discount)
+    4 * d * V_head      the text head on text positions, the mel head on mel positions (frozen: no weight grad)
+
+MFU = FLOPs per second / peak dense bf16 (or fp32) FLOPs of the device (known GPUs, or --peak_tflops).
 """
 
 from __future__ import annotations
@@ -16,108 +30,173 @@ import argparse
 import json
 import resource
 import time
-from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from peft.optimizers import create_loraplus_optimizer
 
 from indextts.config import RELEASE_CONFIGS, load_config
-from indextts.data import Batch
+from indextts.data import Batch, sequence_length
 from indextts.gpt.model import UnifiedVoice
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
+from indextts.runtime import DistributedContext, resolve_precision
 from indextts.tiny import BPE_VOCAB_SIZE, TINY_MODEL_CONFIG
-from indextts.trainer import TrainingModel
+from indextts.training.config import load_train_config
+from indextts.training.memory import auto_token_budget
+from indextts.training.model import TrainingModel, build_optimizer, build_scheduler
+from indextts.training.progress import LossWindow
+from indextts.training.step import StepRunner, compute_loss
 
-RELEASE_CONFIG = str(RELEASE_CONFIGS["IndexTTS-1.5"])
+PEAK_TFLOPS = {"H100": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0}, "H200": {"bf16": 989.0, "fp16": 989.0,
+                                                                                "fp32": 67.0},
+               "A100": {"bf16": 312.0, "fp16": 312.0, "fp32": 19.5}}
 
 
 def gpt_config(size: str):
-    if size == "release":
-        return load_config(RELEASE_CONFIG).gpt
+    if size == "1.5":
+        return load_config(RELEASE_CONFIGS["IndexTTS-1.5"]).gpt
     cfg = OmegaConf.create(TINY_MODEL_CONFIG).gpt
     cfg.number_text_tokens = BPE_VOCAB_SIZE  # the tiny tokenizer's size, filled in when it is trained
     return cfg
 
 
-def synthetic_batch(cfg, batch_size: int, text_len: int, codes_len: int, generator: torch.Generator) -> Batch:
-    """Random ids with lengths spread between 60% and 100% of the maxima (like a length-bucketed batch)."""
-    text_len = min(text_len, int(cfg.max_text_tokens))
-    codes_len = min(codes_len, int(cfg.max_mel_tokens))
-    fractions = torch.linspace(0.6, 1.0, batch_size)
+def synthetic_batch(cfg, rows: int, text_len: int, codes_len: int, generator: torch.Generator) -> Batch:
+    """Random ids, lengths spread between 60% and 100% of the maxima (like a length-bucketed batch)."""
+    fractions = torch.linspace(0.6, 1.0, rows)
     return Batch(
-        text_ids=torch.randint(2, int(cfg.number_text_tokens), (batch_size, text_len), generator=generator),
+        text_ids=torch.randint(2, int(cfg.number_text_tokens), (rows, text_len), generator=generator),
         text_lengths=(fractions * text_len).long().clamp(min=1),
-        codes=torch.randint(0, int(cfg.number_mel_codes) - 2, (batch_size, codes_len), generator=generator),
+        codes=torch.randint(0, int(cfg.number_mel_codes) - 2, (rows, codes_len), generator=generator),
         code_lengths=(fractions * codes_len).long().clamp(min=1),
-        speaker_ids=torch.arange(batch_size) % 2,
+        speaker_ids=torch.arange(rows) % 2,
+        example_indices=torch.arange(rows),
     )
 
 
-def bench(size: str, precision: str, device: torch.device, batch_size: int, text_len: int, codes_len: int,
-          steps: int, warmup: int, checkpointing: bool) -> dict:
+def step_flops(gpt: UnifiedVoice, frozen_block_params: int, lora_params: int, batch: Batch) -> float:
+    """Model FLOPs of one forward + backward of ``batch`` under LoRA (see the module docstring)."""
+    layers, dim = len(gpt.gpt.h), gpt.model_dim
+    condition = sequence_length(0, 0)  # conditioning latents + start/stop tokens
+    total = 0.0
+    for text, codes in zip(batch.text_lengths.tolist(), batch.code_lengths.tolist()):
+        length = condition + text + codes
+        total += length * (4 * frozen_block_params + 6 * lora_params + 12 * layers * dim * length)
+        total += 4 * dim * ((text + 1) * gpt.text_vocab_size + (codes + 1) * gpt.mel_head.out_features)
+    return total
+
+
+def build_runner(size: str, device: torch.device, precision: str, checkpointing: bool):
     torch.manual_seed(0)
+    settings = load_train_config().train
     cfg = gpt_config(size)
     gpt = UnifiedVoice(**cfg)
     gpt.set_gradient_checkpointing(checkpointing)
+    frozen = sum(p.numel() for n, p in gpt.gpt.h.named_parameters() if p.dim() == 2)
     peft_model = add_lora(gpt, make_lora_config(16, 32, 0.1))
+    lora = sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
     speakers = LearnedConditions(["a", "b"], torch.randn(2, 32, int(cfg.model_dim)) * 0.1)
     model = TrainingModel(peft_model, speakers).to(device).train()
-    optimizer = create_loraplus_optimizer(peft_model, torch.optim.AdamW, lr=1e-4, loraplus_lr_ratio=8.0)
-    optimizer.add_param_group({"params": [speakers.latents], "lr": 1e-4, "weight_decay": 0.0})
-    batch = synthetic_batch(cfg, batch_size, text_len, codes_len, torch.Generator().manual_seed(0)).to(device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    optimizer = build_optimizer(peft_model, speakers, settings, device)
+    context = DistributedContext(0, 1, device)
+    runner = StepRunner(model, model, model, context, precision, settings.text_weight, settings.grad_clip, optimizer,
+                        build_scheduler(optimizer, settings, 10_000),
+                        torch.amp.GradScaler(device.type, enabled=precision == "fp16"), LossWindow(device), [])
+    return cfg, gpt, runner, frozen, lora
 
-    def step() -> None:
-        with autocast:
-            output = model(batch)
-        loss = 0.1 * output.text_loss + 0.9 * output.mel_loss
+
+def resolve_budget(name: str, runner: StepRunner, text_len: int, codes_len: int, cpu_budget: int) -> int:
+    if name != "auto":
+        return int(float(name.lower().rstrip("k")) * 1000) if name.lower().endswith("k") else int(name)
+
+    def probe(batch: Batch) -> None:
+        loss, _ = compute_loss(runner.model, batch, runner.device, runner.precision, runner.text_weight)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        runner.model.zero_grad(set_to_none=True)
 
-    for _ in range(warmup):
-        step()
+    return auto_token_budget(runner.device, probe, text_len, codes_len, 0.7, cpu_budget)
+
+
+def peak_flops(device: torch.device, precision: str, override: float | None) -> float | None:
+    if override:
+        return override * 1e12
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((table[precision] * 1e12 for key, table in PEAK_TFLOPS.items() if key in name), None)
+
+
+def measure(runner: StepRunner, batch: Batch, steps: int, warmup: int) -> float:
+    """Seconds per optimizer step (one micro-batch per step), after ``warmup`` untimed steps."""
+    device = runner.device
+    for index in range(warmup + steps):
+        if index == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+        runner.window.add_losses(runner.backward(batch, 1.0, True), batch.num_tokens)
+        runner.update()
+    runner.window.summary(runner.all_reduce, 1)  # the only host sync, as in training
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - started
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+    return (time.perf_counter() - started) / steps
+
+
+def bench_budget(args, runner, gpt, frozen, lora, cfg, budget_name: str) -> dict:
+    text_len = min(args.text_len, int(cfg.max_text_tokens))
+    codes_len = min(args.codes_len, int(cfg.max_mel_tokens))
+    budget = resolve_budget(budget_name, runner, text_len, codes_len, args.cpu_budget)
+    rows = max(1, budget // sequence_length(text_len, codes_len))
+    batch = synthetic_batch(cfg, rows, text_len, codes_len, torch.Generator().manual_seed(0))
+    if runner.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(runner.device)
+    step_s = measure(runner, batch, args.steps, args.warmup)
+    peak = (torch.cuda.max_memory_allocated(runner.device) if runner.device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"size": size, "precision": precision, "device": str(device), "batch_size": batch_size,
-            "text_len": int(batch.text_ids.shape[1]), "codes_len": int(batch.codes.shape[1]),
-            "gradient_checkpointing": checkpointing, "steps": steps,
-            "step_s": round(elapsed / steps, 4), "tokens_per_s": round(steps * batch.num_tokens / elapsed, 1),
-            "samples_per_s": round(steps * batch_size / elapsed, 2), "peak_memory_mib": round(peak / 2**20, 1)}
+    flops = step_flops(gpt, frozen, lora, batch) / step_s
+    device_peak = peak_flops(runner.device, runner.precision, args.peak_tflops)
+    return {"budget": budget_name, "max_tokens": budget, "rows": rows, "padded_tokens": batch.padded_tokens,
+            "step_s": round(step_s, 4), "tokens_per_s": round(batch.num_tokens / step_s, 1),
+            "tflops": round(flops / 1e12, 3), "mfu": round(flops / device_peak, 4) if device_peak else None,
+            "peak_memory_mib": round(peak / 2**20, 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "release"], choices=["tiny", "release"])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch_size", type=int, default=8, help="utterances per batch")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--size", default="tiny", choices=["tiny", "1.5"])
+    parser.add_argument("--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16")
+    parser.add_argument("--budgets", default="4k,16k,auto", help="comma-separated token budgets: 4k, 16000, auto")
     parser.add_argument("--text_len", type=int, default=60, help="longest text in tokens")
     parser.add_argument("--codes_len", type=int, default=250, help="longest code sequence (~10 s of audio)")
-    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
+    parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per budget")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--cpu_budget", type=int, default=6000, help="what auto means on the CPU")
     parser.add_argument("--gradient_checkpointing", action="store_true", help="recompute GPT-2 blocks in backward")
-    args = parser.parse_args()
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training model")
+    parser.add_argument("--peak_tflops", type=float, default=None, help="device peak for MFU (default: known GPUs)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here as well")
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
+    precision = resolve_precision(args.precision, device, cuda_auto="bf16")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    for size in args.sizes:
-        for precision in args.precisions:
-            print(json.dumps(bench(size, precision, device, args.batch_size, args.text_len, args.codes_len,
-                                   args.steps, args.warmup, args.gradient_checkpointing)), flush=True)
+    cfg, gpt, runner, frozen, lora = build_runner(args.size, device, precision, args.gradient_checkpointing)
+    if args.compile:
+        runner.forward_model = torch.compile(runner.model)
+    results = [bench_budget(args, runner, gpt, frozen, lora, cfg, name) for name in args.budgets.split(",")]
+    report = {"benchmark": "train", "size": args.size, "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "precision": precision, "torch": torch.__version__, "frozen_block_params": frozen,
+              "lora_params": lora, "compile": args.compile, "results": results}
+    return emit(report, args.json)
+
+
+def emit(report: dict, path: Path | None) -> dict:
+    """Print ``report`` as one JSON line (a benchmark reports on stdout) and write it to ``path`` too."""
+    print(json.dumps(report), flush=True)
+    if path:
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Extraction (``tools/extract_codec.py``) leaves per-utterance DVAE codes and a JSONL manifest per
 speaker. Training reads those manifests, re-tokenises each transcript with the run's tokenizer,
 drops utterances outside the duration and model-length limits, and groups the rest into batches
-whose *padded* size stays under a token budget: examples are sorted by length (ties broken at
-random each epoch) and cut into batches, so no short utterance is padded to a long outlier, and
-the order of the batches is reshuffled every epoch from ``(seed, epoch)`` alone. That makes the
+whose *padded* size (what ``collate`` builds: rows x (32 + longest text + longest codes + 4))
+stays under a token budget: examples are sorted by length (ties broken at random each epoch) and
+cut into batches, so no short utterance is padded to a long outlier, and the order of the batches
+is reshuffled every epoch from ``(seed, epoch)`` alone. That makes the
 data order reproducible and lets a resumed run skip exactly the batches it had already seen.
 """
 
@@ -42,6 +43,9 @@ class ManifestRow:
     duration: float
     num_codes: int
     source: str  # "file:line", for error messages
+    audio: Path | None = None
+    condition: Path | None = None
+    special_tokens: tuple[str, ...] = ()  # the <...> tokens of the text that the base bpe.model lacks
 
     REQUIRED_KEYS = ("uid", "text", "codes", "duration", "num_codes")
 
@@ -71,13 +75,22 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         if missing:
             raise DataError(f"{where} lacks the key(s) {missing}. Every manifest row needs "
                             f"{list(ManifestRow.REQUIRED_KEYS)}; re-run tools/extract_codec.py.")
-        codes = Path(entry["codes"])
         rows.append(ManifestRow(
             uid=str(entry["uid"]), speaker=str(entry.get("speaker", "")), text=str(entry["text"]),
-            codes=codes if codes.is_absolute() else (path.parent / codes).resolve(),
-            duration=float(entry["duration"]), num_codes=int(entry["num_codes"]), source=where,
+            codes=resolve_path(entry["codes"], path.parent), duration=float(entry["duration"]),
+            num_codes=int(entry["num_codes"]), source=where, audio=resolve_path(entry.get("audio"), path.parent),
+            condition=resolve_path(entry.get("condition"), path.parent),
+            special_tokens=tuple(entry.get("special_tokens") or ()),
         ))
     return rows
+
+
+def resolve_path(value: str | None, folder: Path) -> Path | None:
+    """A path stored in a manifest: absolute ones as they are, relative ones from ``folder``."""
+    if value is None:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else (folder / path).resolve()
 
 
 @dataclass(frozen=True)
@@ -89,20 +102,29 @@ class Example:
     num_codes: int
     speaker_index: int
     uid: str
+    audio: Path | None = None
 
     @property
     def length(self) -> int:
         return sequence_length(len(self.text_ids), self.num_codes)
 
+    def describe(self) -> str:
+        """Which clip this is, for error messages."""
+        return f"utterance '{self.uid}' ({self.audio or self.codes})"
+
 
 @dataclass(frozen=True)
 class LengthLimits:
-    """Which utterances are kept: duration range in seconds and the model's positional limits."""
+    """Which utterances are kept: duration range in seconds (``max_duration`` None = no upper bound)
+    and the model's positional limits. Extraction and training use the same rules."""
 
     min_duration: float
-    max_duration: float
+    max_duration: float | None
     max_text_tokens: int
     max_mel_tokens: int
+
+    def duration_ok(self, duration: float) -> bool:
+        return self.min_duration <= duration and (self.max_duration is None or duration <= self.max_duration)
 
 
 @dataclass
@@ -125,7 +147,7 @@ def build_examples(rows: Sequence[ManifestRow], encode: Callable[[str], list[int
     """Tokenise ``rows`` with ``encode`` and keep those inside ``limits``."""
     examples, report = [], FilterReport()
     for row in rows:
-        if not limits.min_duration <= row.duration <= limits.max_duration:
+        if not limits.duration_ok(row.duration):
             report.drop("outside the duration range")
             continue
         if row.num_codes < 1 or row.num_codes > limits.max_mel_tokens:
@@ -138,7 +160,7 @@ def build_examples(rows: Sequence[ManifestRow], encode: Callable[[str], list[int
         if len(text_ids) > limits.max_text_tokens:
             report.drop("with too many text tokens for the model")
             continue
-        examples.append(Example(text_ids, row.codes, row.num_codes, speaker_index, row.uid))
+        examples.append(Example(text_ids, row.codes, row.num_codes, speaker_index, row.uid, row.audio))
         report.kept += 1
     return examples, report
 
@@ -151,6 +173,7 @@ class Batch(NamedTuple):
     codes: torch.Tensor  # (B, N) int64
     code_lengths: torch.Tensor  # (B,) int64
     speaker_ids: torch.Tensor  # (B,) int64
+    example_indices: torch.Tensor  # (B,) int64, positions in the dataset (to name a clip in errors)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
@@ -160,6 +183,18 @@ class Batch(NamedTuple):
         """Real (unpadded) sequence positions in the batch, for throughput figures."""
         return int(self.text_lengths.sum() + self.code_lengths.sum()) + len(self.text_lengths) * (
             CONDITION_LATENTS + 2 * SPECIAL_TOKENS_PER_SEGMENT)
+
+    @property
+    def padded_tokens(self) -> int:
+        """Sequence positions the padded batch occupies (what the token budget bounds)."""
+        return len(self.text_lengths) * sequence_length(self.text_ids.shape[1], self.codes.shape[1])
+
+    def rows(self, start: int, stop: int) -> "Batch":
+        """Rows ``start:stop``, re-padded to their own longest text and codes."""
+        text_lengths, code_lengths = self.text_lengths[start:stop], self.code_lengths[start:stop]
+        text_len, code_len = int(text_lengths.max()), int(code_lengths.max())
+        return Batch(self.text_ids[start:stop, :text_len], text_lengths, self.codes[start:stop, :code_len],
+                     code_lengths, self.speaker_ids[start:stop], self.example_indices[start:stop])
 
 
 class CodesDataset(Dataset):
@@ -171,38 +206,40 @@ class CodesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.array([example.length for example in self.examples], dtype=np.int64)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
         example = self.examples[index]
         try:
             codes = np.load(example.codes, allow_pickle=False)
         except (OSError, ValueError) as error:
-            raise DataError(f"Cannot read the codes of utterance '{example.uid}' from {example.codes}: "
+            raise DataError(f"Cannot read the codes of {example.describe()} from {example.codes}: "
                             f"{error}. Re-run tools/extract_codec.py for this speaker.") from error
         if codes.shape != (example.num_codes,):
             raise DataError(f"{example.codes} holds shape {codes.shape} but the manifest says "
                             f"({example.num_codes},) codes. Re-run tools/extract_codec.py for this speaker.")
         return (torch.tensor(example.text_ids, dtype=torch.long), torch.from_numpy(codes.astype(np.int64)),
-                example.speaker_index)
+                example.speaker_index, index)
 
 
-def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, int]]) -> Batch:
+def collate(items: Sequence[tuple[torch.Tensor, torch.Tensor, int, int]]) -> Batch:
     """Zero-pad texts and codes of ``items`` to the longest of each into a Batch."""
-    texts, codes, speakers = zip(*items)
+    texts, codes, speakers, indices = zip(*items)
     return Batch(
         text_ids=torch.nn.utils.rnn.pad_sequence(texts, batch_first=True),
         text_lengths=torch.tensor([len(t) for t in texts], dtype=torch.long),
         codes=torch.nn.utils.rnn.pad_sequence(codes, batch_first=True),
         code_lengths=torch.tensor([len(c) for c in codes], dtype=torch.long),
         speaker_ids=torch.tensor(speakers, dtype=torch.long),
+        example_indices=torch.tensor(indices, dtype=torch.long),
     )
 
 
 class TokenBudgetBatchSampler(Sampler[list[int]]):
-    """Length-bucketed batches whose padded size (batch size x longest length) fits ``max_tokens``.
+    """Length-bucketed batches whose padded size fits ``max_tokens``.
+
+    ``lengths`` is (N,) whole lengths (padded size = batch size x longest) or (N, 2) text tokens and
+    codes per example, as training passes it: then the padded size is batch size x
+    ``sequence_length(longest text, longest codes)``, exactly what ``collate`` builds, even when the
+    longest text and the longest codes come from different examples.
 
     Per epoch: a seeded shuffle, a stable sort by length (so equal lengths come in random order),
     greedy cuts under the budget, then a seeded shuffle of the batches. With ``world_size`` > 1
@@ -215,10 +252,12 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     def __init__(self, lengths: Sequence[int] | np.ndarray, max_tokens: int, max_batch_size: int, seed: int,
                  shuffle: bool = True, rank: int = 0, world_size: int = 1, even: bool = True):
         super().__init__()
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        if len(self.lengths) == 0:
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if len(lengths) == 0:
             raise DataError("There are no examples to batch (every row was filtered out). Check the "
                             "duration limits in the training config and the extracted manifests.")
+        self.segments = lengths.reshape(len(lengths), -1)  # (N, 1) whole lengths or (N, 2) text tokens, codes
+        self.lengths = self._row_size(self.segments)
         self.max_tokens = max_tokens
         self.max_batch_size = max_batch_size
         self.seed = seed
@@ -238,15 +277,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
         order = order[np.argsort(self.lengths[order], kind="stable")]
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for index in order.tolist():
-            longest = int(self.lengths[index])  # sorted ascending: the newcomer is the longest
-            if current and (longest * (len(current) + 1) > self.max_tokens or len(current) >= self.max_batch_size):
-                batches.append(current)
-                current = []
-            current.append(index)
-        batches.append(current)
+        batches = self._cut(order)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         if not self.even:
@@ -256,6 +287,29 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
             raise DataError(f"Only {len(batches)} batch(es) of data for {self.world_size} processes. "
                             "Use fewer processes or a smaller data.max_tokens.")
         return batches[self.rank:per_rank * self.world_size:self.world_size]
+
+    @staticmethod
+    def _row_size(segments: np.ndarray) -> np.ndarray:
+        """(N, 1) or (N, 2) segment lengths -> (N,) padded positions of one row."""
+        if segments.shape[1] == 1:
+            return segments[:, 0]
+        return sequence_length(segments[:, 0], segments[:, 1])
+
+    def _cut(self, order: np.ndarray) -> list[list[int]]:
+        """Greedy batches over ``order``: a batch closes when one more row would break the budget."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = np.zeros(self.segments.shape[1], dtype=np.int64)
+        for index in order.tolist():
+            grown = np.maximum(longest, self.segments[index])
+            padded = (len(current) + 1) * int(self._row_size(grown[None])[0])
+            if current and (padded > self.max_tokens or len(current) >= self.max_batch_size):
+                batches.append(current)
+                current, grown = [], self.segments[index].copy()
+            current.append(index)
+            longest = grown
+        batches.append(current)
+        return batches
 
     def __len__(self) -> int:
         return len(self.epoch_batches(self.epoch)) - self.start_batch

@@ -74,7 +74,16 @@ class LearnedConditions(nn.Module):
         self.latents = nn.Parameter(initial.detach().clone().float(), requires_grad=trainable)
 
     def forward(self, speaker_ids: torch.Tensor) -> torch.Tensor:
-        return self.latents.index_select(0, speaker_ids)
+        """speaker_ids (B,) -> (B, 32, D) float32, exact copies of the rows.
+
+        A one-hot matmul instead of ``index_select``: its backward is a plain matmul, deterministic
+        on CUDA (``index_select``'s backward adds with atomics). Autocast is off, so the rows stay
+        exact float32 copies whatever the training precision.
+        """
+        count, latents, dim = self.latents.shape
+        with torch.autocast(device_type=speaker_ids.device.type, enabled=False):
+            one_hot = torch.nn.functional.one_hot(speaker_ids, count).to(self.latents.dtype)  # (B, S)
+            return (one_hot @ self.latents.reshape(count, latents * dim)).reshape(-1, latents, dim)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         """Name -> condition (32, D), detached float32 CPU copies."""

@@ -267,3 +267,11 @@ def write_lora_run(run_dir: Path, gpt, reference_mel, speakers=("alice", "bob"),
     config = {"model": base, **({"model_dir": str(model_dir)} if model_dir else {})}
     OmegaConf.save(OmegaConf.create(config), run_dir / "config.yaml")
     return run_dir
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under ``root`` (to prove a refused command changed nothing)."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}

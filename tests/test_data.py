@@ -109,3 +109,29 @@ def test_codes_shape_mismatch_is_a_data_error(tmp_path):
     examples, _ = build_examples(read_manifest(path), lambda text: [7], 0, LengthLimits(0, 10, 50, 50))
     with pytest.raises(DataError, match="manifest says"):
         CodesDataset(examples)[0]
+
+
+def test_budget_holds_for_the_padded_batch_on_adversarial_length_mixes(tmp_path):
+    """Long texts with short codes next to short texts with long codes: the collated batch stays in budget."""
+    rng = np.random.default_rng(7)
+    long_text = np.stack([rng.integers(150, 200, 60), rng.integers(5, 20, 60)], axis=1)
+    long_codes = np.stack([rng.integers(2, 10, 60), rng.integers(250, 300, 60)], axis=1)
+    mixed = rng.integers(1, 300, (80, 2))
+    for segments in (np.concatenate([long_text, long_codes]), mixed, np.concatenate([long_text, long_codes, mixed])):
+        for budget in (600, 1500, 4000):
+            sampler = TokenBudgetBatchSampler(segments, budget, 64, seed=1)
+            for epoch in range(3):
+                for b in sampler.epoch_batches(epoch):
+                    padded = len(b) * sequence_length(segments[b, 0].max(), segments[b, 1].max())
+                    assert padded <= budget or len(b) == 1
+    # the same figure from real collated tensors
+    items = [(torch.ones(int(t), dtype=torch.long), torch.ones(int(c), dtype=torch.long), 0, i)
+             for i, (t, c) in enumerate(np.concatenate([long_text[:3], long_codes[:3]]))]
+    sampler = TokenBudgetBatchSampler([(len(t), len(c)) for t, c, _, _ in items], 1500, 64, seed=0)
+    for b in sampler.epoch_batches(0):
+        assert collate([items[i] for i in b]).padded_tokens <= 1500 or len(b) == 1
+
+
+def test_length_limits_without_an_upper_duration():
+    limits = LengthLimits(0.5, None, 10, 10)
+    assert limits.duration_ok(1000.0) and not limits.duration_ok(0.1)

@@ -35,7 +35,7 @@ FAST = SynthesisOptions(GenerationConfig(max_new_tokens=8, num_beams=1), pause_s
 def trained_run(tmp_path_factory, tiny_model_dir) -> Path:
     """A finished tiny run with checkpoints at steps 2 and 4 and one validation row per speaker."""
     from indextts.extraction import ExtractionOptions, run_extraction
-    from indextts.trainer import DEFAULT_CONFIG, load_train_config, run_training
+    from indextts.training import DEFAULT_CONFIG, load_train_config, run_training
 
     root = tmp_path_factory.mktemp("eval_run")
     lists = make_demo_dataset(root / "demo", sentences_per_speaker=4, seed=0)

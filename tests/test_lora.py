@@ -14,7 +14,7 @@ from indextts.checkpoints import load_gpt
 from indextts.config import load_config
 from indextts.errors import CheckpointError
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
-from indextts.trainer import DEFAULT_CONFIG, load_train_config, run_training
+from indextts.training import DEFAULT_CONFIG, load_train_config, run_training
 
 
 @pytest.fixture(scope="module")

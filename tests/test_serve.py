@@ -44,7 +44,7 @@ API_KEY = "test-key"
 
 def _train_tiny_run(model_dir, speaker_info, run_dir):
     """A few LoRA steps on the tiny model (the one place that imports the trainer)."""
-    from indextts.trainer import DEFAULT_CONFIG, load_train_config, run_training
+    from indextts.training import DEFAULT_CONFIG, load_train_config, run_training
 
     run_training(load_train_config(DEFAULT_CONFIG, tiny_overrides(model_dir, speaker_info, run_dir, "train.max_steps=2")))
     return run_dir

@@ -16,7 +16,7 @@ import pytest
 
 from helpers import REPO_ROOT, tiny_overrides, write_extracted_data
 from indextts.errors import TrainingError
-from indextts.trainer import DEFAULT_CONFIG, Trainer, latest_checkpoint, load_train_config, run_training
+from indextts.training import DEFAULT_CONFIG, Trainer, latest_checkpoint, load_train_config, run_training
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, tiny_model_dir):
@@ -35,7 +35,8 @@ def read_metrics(run_dir: Path, kind: str = "train") -> list[dict]:
 def test_a_few_steps_lower_the_loss_and_write_the_run_folder(tmp_path, tiny_model_dir, data_dir):
     run_dir = tmp_path / "run"
     cfg = load_train_config(DEFAULT_CONFIG, tiny_overrides(
-        tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=6", "train.lora.dropout=0.0"))
+        tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=6", "train.lora.dropout=0.0",
+        "train.log_every_steps=1"))
     metrics = run_training(cfg)
     train = read_metrics(run_dir)
     assert len(train) >= 6
@@ -113,9 +114,13 @@ def test_torchrun_two_processes_gloo(tmp_path, tiny_model_dir, data_dir):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO_ROOT / "train.py"),
                *tiny_overrides(tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=2",
-                               "data.max_batch_size=2")]
+                               "data.max_batch_size=2", "train.grad_accum=2")]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    # grad_accum=2 runs DDP's no_sync on the first micro-batch of each step; both ranks must still agree
+    assert output.count("All 2 processes hold identical trainable weights") == 1, output
+    assert output.count("Trainable parameters:") == 1, output  # only rank 0 logs at INFO (issue 13 item 12)
     train = read_metrics(run_dir)
     assert train and all(np.isfinite(r["loss"]) for r in train)
     assert read_metrics(run_dir, "valid")

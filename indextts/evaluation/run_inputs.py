@@ -1,6 +1,6 @@
 """What an evaluation reads from a training run: its checkpoints, its eval set, its speaker references.
 
-A run folder (written by train.py, see ``indextts.trainer``) holds ``config.yaml`` (with
+A run folder (written by train.py, see ``indextts.training``) holds ``config.yaml`` (with
 ``model_dir`` and ``speaker_info``), the final adapter at the top level (the best by validation
 mel loss) and step checkpoints ``checkpoints/step_XXXXXXXX/``, each a loadable run of its own. The
 eval set is every speaker's validation rows whose real recording exists, plus optional extra
@@ -28,7 +28,7 @@ from indextts.lora import (
     SPEAKERS_FILE,
     SPEAKERS_INFO,
 )
-from indextts.trainer import CHECKPOINT_PATTERN, CHECKPOINTS_DIR
+from indextts.training.checkpointing import CHECKPOINT_PATTERN, CHECKPOINTS_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,8 @@ def _item_seed(seed: int, key: str) -> int:
 def validation_items(cfg: DictConfig, speakers: Sequence[str], seed: int,
                      max_per_speaker: int | None = None) -> list[EvalItem]:
     """The run's validation rows with text and an existing recording, for the run's ``speakers``."""
-    from indextts.extraction import read_metadata, read_speaker_info
+    from indextts.data import read_manifest
+    from indextts.extraction import read_speaker_info
 
     try:
         infos = read_speaker_info(cfg.speaker_info)
@@ -159,15 +160,14 @@ def validation_items(cfg: DictConfig, speakers: Sequence[str], seed: int,
     for info in infos:
         if info.speaker not in speakers or not info.valid_jsonl or not info.valid_jsonl.is_file():
             continue
-        rows = [row for row in read_metadata(info.valid_jsonl) if row.get("audio") and str(row.get("text", "")).strip()]
-        present = [row for row in rows if Path(row["audio"]).is_file()]
+        rows = [row for row in read_manifest(info.valid_jsonl) if row.audio is not None and row.text.strip()]
+        present = [row for row in rows if row.audio.is_file()]
         if len(present) < len(rows):
             logger.warning("%d validation recording(s) of '%s' are missing; they are left out.",
                            len(rows) - len(present), info.speaker)
         for row in present[:max_per_speaker]:
-            key = f"{info.speaker}/{row['uid']}"
-            items.append(EvalItem(info.speaker, str(row["uid"]), str(row["text"]), Path(row["audio"]),
-                                  _item_seed(seed, key)))
+            key = f"{info.speaker}/{row.uid}"
+            items.append(EvalItem(info.speaker, row.uid, row.text, row.audio, _item_seed(seed, key)))
     return items
 
 

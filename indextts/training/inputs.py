@@ -1,0 +1,238 @@
+"""Training inputs, checked before any weights load: the base folder, the speakers and every file
+their manifests name.
+
+``check_inputs`` reads ``speaker_info.json`` and each speaker's manifests, opens every codes and
+condition file header, compares the base fingerprint the data was extracted with against the base
+being trained, checks that every ``<...>`` special token of the transcripts is listed in
+``train.special_tokens``, and loads each speaker's medoid condition and reference mel. All
+problems are collected and raised together as one TrainingError, so a user fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from indextts.checkpoint_folder import CheckpointFolder
+from indextts.data import ManifestRow, read_manifest, resolve_path
+from indextts.errors import IndexTTSError, TrainingError
+from indextts.text import SPECIAL_TOKEN
+
+logger = logging.getLogger(__name__)
+
+MEDOID_INFO = "medoid_info.json"
+MAX_LISTED = 20
+"""File problems listed one by one in the error; the rest are counted."""
+
+
+@dataclass
+class SpeakerData:
+    """One speaker's training inputs, checked and loaded."""
+
+    name: str
+    index: int
+    medoid_condition: torch.Tensor  # (32, D) float32
+    reference_mel: torch.Tensor  # (n_mels, F) log-mel of the medoid utterance (the vocoder's speaker reference)
+    medoid_uid: str
+    medoid_audio: Path
+    train_rows: list[ManifestRow]
+    valid_rows: list[ManifestRow]
+
+
+@dataclass
+class TrainingInputs:
+    """The opened base folder, its tokenizer and the checked speakers, in speaker_info.json order."""
+
+    base: CheckpointFolder
+    tokenizer: object  # indextts.text.TextTokenizer of the base bpe.model
+    speakers: list[SpeakerData]
+
+
+def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str]) -> TrainingInputs:
+    """Collect every problem with the base checkpoint and the extracted data; raise once."""
+    problems: list[str] = []
+    base = _open_base(model_dir, problems)
+    info_path = Path(speaker_info).expanduser().resolve()
+    infos, entries = _read_speaker_info(info_path, problems)
+    speakers: list[SpeakerData] = []
+    tokenizer = None
+    if base is not None:
+        names = [info.speaker for info in infos]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            problems.append(f"speaker names occur twice in {info_path}: {duplicates}")
+        for info in infos:
+            speaker = _check_speaker(info, base, len(speakers), problems)
+            if speaker is not None:
+                speakers.append(speaker)
+        problems += check_data_files([row for s in speakers for row in s.train_rows + s.valid_rows],
+                                     base.condition_latents, int(base.cfg.gpt.model_dim))
+        if not problems:
+            tokenizer = base.tokenizer()
+            problems += check_base_identity(entries, base, info_path)
+            problems += check_special_tokens(speakers, entries, set(tokenizer.special_tokens), special_tokens)
+    if problems:
+        raise TrainingError(f"Training cannot start ({len(problems)} problem(s)): " + " | ".join(problems))
+    return TrainingInputs(base, tokenizer, speakers)
+
+
+def _open_base(model_dir: str, problems: list[str]) -> CheckpointFolder | None:
+    try:
+        base = CheckpointFolder(model_dir)
+    except IndexTTSError as error:
+        problems.append(f"base model config: {error}")
+        return None
+    missing = [str(p) for p in (base.paths.gpt, base.paths.bpe) if not p.is_file()]
+    if missing:
+        problems.append(f"base checkpoint file(s) missing: {missing} (model_dir={base.root}; download the IndexTTS "
+                        "release into it or set model_dir=...)")
+        return None
+    return base
+
+
+def _read_speaker_info(path: Path, problems: list[str]) -> tuple[list, list[dict]]:
+    """The typed entries (extraction's reader) and the raw ones (for ``base`` and ``special_tokens``)."""
+    from indextts.extraction import read_speaker_info
+
+    try:
+        infos = read_speaker_info(path)
+    except IndexTTSError as error:
+        problems.append(f"speaker_info: {error}")
+        return [], []
+    if not infos:
+        problems.append(f"{path} lists no speakers (run tools/extract_codec.py for at least one)")
+    return infos, json.loads(path.read_text(encoding="utf-8"))
+
+
+def _check_speaker(info, base: CheckpointFolder, index: int, problems: list[str]) -> SpeakerData | None:
+    """Read one speaker's manifests, medoid condition and reference; note problems instead of raising."""
+    where = f"speaker '{info.speaker}'"
+    try:
+        train_rows = read_manifest(info.train_jsonl)
+        valid_rows = read_manifest(info.valid_jsonl) if info.valid_jsonl and info.valid_jsonl.is_file() else []
+    except IndexTTSError as error:
+        problems.append(f"{where}: {error}")
+        return None
+    if not train_rows:
+        problems.append(f"{where} has no rows in {info.train_jsonl}; re-run extraction for it or remove it "
+                        "from speaker_info.json")
+        return None
+    condition = _medoid_condition(info, where, int(base.cfg.gpt.model_dim), base.condition_latents, problems)
+    medoid = _medoid_reference(info, where, base, problems) if condition is not None else None
+    if medoid is None:
+        return None
+    uid, audio, reference_mel = medoid
+    return SpeakerData(info.speaker, index, condition, reference_mel, uid, audio, train_rows, valid_rows)
+
+
+def _medoid_condition(info, where: str, model_dim: int, latents: int, problems: list[str]) -> torch.Tensor | None:
+    if info.medoid_condition is None or not info.medoid_condition.is_file():
+        problems.append(f"{where}: medoid condition {info.medoid_condition} does not exist; re-run extraction")
+        return None
+    condition = np.load(info.medoid_condition, allow_pickle=False)
+    if condition.shape != (latents, model_dim):
+        problems.append(f"{where}: {info.medoid_condition} has shape {condition.shape} but the base GPT needs "
+                        f"({latents}, {model_dim}); the data was extracted with another IndexTTS release. Re-run "
+                        "tools/extract_codec.py with this model_dir")
+        return None
+    return torch.from_numpy(condition.astype(np.float32))
+
+
+def _medoid_reference(info, where: str, base: CheckpointFolder, problems: list[str]):
+    """(uid, audio path, reference mel (n_mels, F)) of the speaker's medoid utterance, or None."""
+    from indextts.audio import MelSpectrogramFeatures, load_audio
+
+    medoid_info = info.medoid_condition.parent / MEDOID_INFO
+    try:
+        medoid = json.loads(medoid_info.read_text(encoding="utf-8"))
+        audio = resolve_path(medoid["audio"], medoid_info.parent)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        problems.append(f"{where}: cannot read the medoid audio from {medoid_info} ({error}); re-run extraction")
+        return None
+    if not audio.is_file():
+        problems.append(f"{where}: the medoid utterance audio {audio} (from {medoid_info}) is missing; it gives the "
+                        "vocoder's speaker reference. Restore the file or re-run extraction")
+        return None
+    try:
+        mel = MelSpectrogramFeatures.from_config(base.cfg.dataset.mel)(load_audio(audio, base.sample_rate))[0]
+    except IndexTTSError as error:
+        problems.append(f"{where}: {error}")
+        return None
+    return str(medoid.get("uid", "")), audio, mel
+
+
+def _file_problem(path: Path | None, shape: tuple[int, ...], what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        return f"{what} {path} is missing"
+    except (OSError, ValueError) as error:
+        return f"{what} {path} is unreadable ({str(error).splitlines()[0]})"
+    if array.shape != shape:
+        return f"{what} {path} holds shape {array.shape}, not {shape}"
+    return None
+
+
+def check_data_files(rows: list[ManifestRow], latents: int, model_dim: int) -> list[str]:
+    """One problem line listing every missing, unreadable or mis-shaped codes/condition file of ``rows``."""
+    found = []
+    for row in rows:
+        for path, shape, what in ((row.codes, (row.num_codes,), "codes"), (row.condition, (latents, model_dim),
+                                                                          "condition")):
+            problem = _file_problem(path, shape, what)
+            if problem:
+                found.append(f"{problem} ({row.source})")
+    if not found:
+        return []
+    listed = "; ".join(found[:MAX_LISTED]) + (f"; and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED
+                                               else "")
+    return [f"{len(found)} data file(s) named by the manifests cannot be used: {listed}. Re-run "
+            "tools/extract_codec.py for those speakers (it redoes only what is missing)"]
+
+
+def check_base_identity(entries: list[dict], base: CheckpointFolder, info_path: Path) -> list[str]:
+    """Data extracted with another base (same shapes, other weights) is refused; old data only warned about."""
+    recorded = {e["speaker"]: e["base"] for e in entries if isinstance(e.get("base"), dict)}
+    unknown = [e["speaker"] for e in entries if not isinstance(e.get("base"), dict)]
+    if unknown:
+        logger.warning("speaker_info.json records no base fingerprint for %s (extracted by an older version); "
+                       "cannot check that it was extracted with %s.", unknown, base.root)
+    if not recorded:
+        return []
+    identity = base.identity()
+    differ = sorted(name for name, fingerprint in recorded.items()
+                    if {k: fingerprint.get(k) for k in identity} != identity)
+    if not differ:
+        return []
+    theirs = recorded[differ[0]]
+    return [f"speakers {differ} in {info_path} were extracted with another base model (gpt_sha256 "
+            f"{theirs.get('gpt_sha256')}, bpe_sha256 {theirs.get('bpe_sha256')}) than the one in {base.root} "
+            f"(gpt_sha256 {identity['gpt_sha256']}, bpe_sha256 {identity['bpe_sha256']}). Re-run "
+            "tools/extract_codec.py with this model_dir, or set model_dir to the base used for extraction"]
+
+
+def check_special_tokens(speakers: list[SpeakerData], entries: list[dict], known: set[str],
+                         listed: list[str]) -> list[str]:
+    """Every ``<...>`` token of the transcripts that the base tokenizer lacks (not in ``known``) must be
+    in ``train.special_tokens``."""
+    found: dict[str, str] = {}
+    for entry in entries:
+        for token in entry.get("special_tokens") or ():
+            found.setdefault(token, f"speaker_info.json ('{entry['speaker']}')")
+    for row in (row for s in speakers for row in s.train_rows + s.valid_rows):
+        for token in (*row.special_tokens, *SPECIAL_TOKEN.findall(row.text)):
+            found.setdefault(token, row.source)
+    unlisted = sorted(set(found) - known - set(listed))
+    if not unlisted:
+        return []
+    where = ", ".join(f"{token} (first in {found[token]})" for token in unlisted)
+    tokens = ",".join(sorted(set(listed) | set(unlisted)))
+    return [f"the transcripts use special tokens the base tokenizer lacks and train.special_tokens does not "
+            f"list: {where}. Add them, e.g. train.special_tokens=[{tokens}], or remove them from the transcripts"]

@@ -1,0 +1,111 @@
+"""From checked speakers to batches: examples under the length limits, the token budget, the loaders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from indextts.data import Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate
+from indextts.checkpoint_folder import CheckpointFolder
+from indextts.errors import TrainingError
+from indextts.lora import TOKENIZER_FILE
+from indextts.runtime import DistributedContext
+from indextts.training.config import AUTO, DataConfig
+from indextts.training.inputs import SpeakerData
+from indextts.training.memory import auto_token_budget
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """The examples and their loaders for one process."""
+
+    train_examples: list[Example]
+    train_sampler: TokenBudgetBatchSampler
+    train_loader: DataLoader
+    valid_loader: DataLoader | None
+    max_tokens: int
+
+
+def prepare_tokenizer(base: CheckpointFolder, tokenizer, special_tokens: list[str], run_dir: Path,
+                      context: DistributedContext):
+    """(tokenizer, its bpe.model in the run or None, ids of the added tokens): the base ``tokenizer``, grown
+    by ``special_tokens`` into ``run_dir/tokenizer/bpe.model`` (written by rank 0) when there are any."""
+    from indextts.text import TextTokenizer, add_special_tokens
+
+    if not special_tokens:
+        return tokenizer, None, []
+    path = run_dir / TOKENIZER_FILE
+    if context.is_main:
+        add_special_tokens(base.paths.bpe, path, special_tokens)
+    context.barrier()
+    grown = TextTokenizer(path)
+    new_ids = sorted({i for i in grown.convert_tokens_to_ids(special_tokens) if i >= tokenizer.vocab_size})
+    return grown, path, new_ids
+
+
+def build_all_examples(speakers: list[SpeakerData], encode: Callable[[str], list[int]],
+                       limits: LengthLimits) -> tuple[list[Example], list[Example]]:
+    """Every speaker's train and valid examples; a speaker with no training example left is an error."""
+    train, valid, problems = [], [], []
+    for speaker in speakers:
+        kept, report = build_examples(speaker.train_rows, encode, speaker.index, limits)
+        valid_kept, valid_report = build_examples(speaker.valid_rows, encode, speaker.index, limits)
+        logger.info("Speaker '%s': train %s; valid %s", speaker.name, report, valid_report)
+        if not kept:
+            problems.append(f"speaker '{speaker.name}' has no training rows left after filtering ({report}); "
+                            "widen data.min_duration/data.max_duration or check its transcripts")
+        train += kept
+        valid += valid_kept
+    if problems:
+        raise TrainingError("Training cannot start: " + " | ".join(problems))
+    return train, valid
+
+
+def resolve_token_budget(data: DataConfig, examples: list[Example], context: DistributedContext,
+                         probe_step: Callable[[Batch], None], saved: int | None) -> int:
+    """data.max_tokens, resolved once (``auto``) and kept by checkpoints (``saved``) so a resume batches alike."""
+    if saved is not None:
+        return saved
+    if data.max_tokens != AUTO:
+        return int(data.max_tokens)
+    longest_text = max(len(e.text_ids) for e in examples)
+    longest_codes = max(e.num_codes for e in examples)
+    budget = auto_token_budget(context.device, probe_step, longest_text, longest_codes, data.auto_memory_fraction,
+                               data.cpu_max_tokens)
+    if context.enabled:  # every rank must cut the same batches
+        shared = torch.tensor([budget], device=context.device)
+        dist.all_reduce(shared, op=dist.ReduceOp.MIN)
+        budget = int(shared.item())
+    return budget
+
+
+def _loader(examples: list[Example], sampler: TokenBudgetBatchSampler, workers: int, device: torch.device,
+            seed: int) -> DataLoader:
+    # A dedicated generator keeps DataLoader start-up from drawing on the global RNG (dropout masks).
+    return DataLoader(CodesDataset(examples), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                      pin_memory=device.type == "cuda", persistent_workers=False,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def build_loaders(data: DataConfig, train: list[Example], valid: list[Example], max_tokens: int, seed: int,
+                  context: DistributedContext) -> TrainingData:
+    """Token-budget loaders: training batches reshuffled per epoch and split evenly over ranks."""
+    def sampler(examples: list[Example], shuffle: bool) -> TokenBudgetBatchSampler:
+        return TokenBudgetBatchSampler([(len(e.text_ids), e.num_codes) for e in examples], max_tokens,
+                                       data.max_batch_size, seed, shuffle=shuffle, rank=context.rank,
+                                       world_size=context.world_size, even=shuffle)
+
+    train_sampler = sampler(train, True)
+    train_loader = _loader(train, train_sampler, data.num_workers, context.device, seed)
+    valid_loader = _loader(valid, sampler(valid, False), data.num_workers, context.device, seed) if valid else None
+    if valid_loader is None:
+        logger.warning("No validation rows: the final model is the last one and early stopping is off.")
+    return TrainingData(train, train_sampler, train_loader, valid_loader, max_tokens)

@@ -1,0 +1,64 @@
+"""The trainable whole (PEFT GPT + learned speaker conditions), its optimizer and its schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from peft.optimizers import create_loraplus_optimizer
+from torch import nn
+
+from indextts.data import Batch
+from indextts.lora import LearnedConditions
+from indextts.training.config import TrainSettings
+
+
+class TrainingModel(nn.Module):
+    """The PEFT-wrapped GPT plus per-speaker conditions (what DDP wraps)."""
+
+    def __init__(self, gpt: nn.Module, speakers: LearnedConditions):
+        super().__init__()
+        self.gpt = gpt
+        self.speakers = speakers
+
+    def forward(self, batch: Batch):
+        conditioning = self.speakers(batch.speaker_ids)  # (B, 32, D)
+        return self.gpt.get_base_model().forward_train(
+            conditioning, batch.text_ids, batch.text_lengths, batch.codes, batch.code_lengths)
+
+
+def cosine_with_warmup(warmup_steps: int, total_steps: int, min_lr_ratio: float):
+    """LR multiplier: linear warm-up from 0, then cosine decay to ``min_lr_ratio`` at ``total_steps``."""
+    def multiplier(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return multiplier
+
+
+def build_optimizer(peft_model: nn.Module, speakers: LearnedConditions, train: TrainSettings,
+                    device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with LoRA+ groups, added token rows and speaker conditions in their own groups (fused on CUDA)."""
+    opt = train.optimizer
+    token_params = [p for n, p in peft_model.named_parameters() if p.requires_grad and "trainable_tokens" in n]
+    for param in token_params:
+        param.requires_grad_(False)  # grouped below with their own learning rate and no weight decay
+    optimizer = create_loraplus_optimizer(
+        peft_model, torch.optim.AdamW, lr=opt.lr, loraplus_lr_ratio=opt.loraplus_lr_ratio,
+        loraplus_weight_decay=opt.weight_decay, betas=tuple(opt.betas), eps=opt.eps, fused=device.type == "cuda")
+    for param in token_params:
+        param.requires_grad_(True)
+    if token_params:
+        optimizer.add_param_group({"params": token_params, "lr": opt.token_embedding_lr, "weight_decay": 0.0})
+    if speakers.latents.requires_grad:
+        optimizer.add_param_group({"params": [speakers.latents], "lr": train.speaker_conditions.lr,
+                                   "weight_decay": 0.0})
+    return optimizer
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSettings,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(round(train.scheduler.warmup_ratio * total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_with_warmup(warmup, total_steps, train.scheduler.min_lr_ratio))

@@ -1,0 +1,92 @@
+"""Bookkeeping between log lines and across a resume: the loss window and config changes.
+
+``LossWindow`` sums the micro-batch losses and the gradient norms on the device, so a training
+step never waits for the host; ``summary`` reads them once per ``train.log_every_steps``. Its
+state travels in checkpoints, so a resumed run logs the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import OmegaConf
+
+logger = logging.getLogger(__name__)
+
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+
+
+class LossWindow:
+    """Device-side sums of (loss, text loss, mel loss, grad norm) since the last log line."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self.steps = 0
+        self.tokens = 0
+        self.lr = 0.0
+        self.started = time.perf_counter()
+
+    def add_losses(self, parts: torch.Tensor, tokens: int) -> None:
+        """``parts`` (3,): one micro-batch's loss, text and mel loss, already divided by the group size."""
+        self.sums[:3] += parts
+        self.tokens += tokens
+
+    def add_step(self, grad_norm: torch.Tensor, lr: float) -> None:
+        self.sums[3] += grad_norm
+        self.steps += 1
+        self.lr = lr
+
+    def _reduced(self, reduce: Reduce) -> list[float]:
+        tokens = torch.tensor([float(self.tokens)], dtype=torch.float64, device=self.device)
+        return reduce(torch.cat([self.sums, tokens])).tolist()
+
+    def summary(self, reduce: Reduce, world_size: int) -> dict:
+        """Means over the window's steps and all processes (sums ``reduce``d over them); starts a new window."""
+        values = self._reduced(reduce)
+        count = self.steps * world_size
+        record = {"loss": values[0] / count, "text_loss": values[1] / count, "mel_loss": values[2] / count,
+                  "lr": self.lr, "grad_norm": values[3] / count,
+                  "tokens_per_s": values[4] / max(time.perf_counter() - self.started, 1e-9)}
+        self.reset()
+        return record
+
+    def state_dict(self, reduce: Reduce) -> dict:
+        """The window summed over processes (every rank must call this: ``reduce`` is collective)."""
+        values = self._reduced(reduce)
+        return {"sums": values[:4], "tokens": values[4], "steps": self.steps, "lr": self.lr}
+
+    def load_state_dict(self, state: dict | None, is_main: bool) -> None:
+        """Restore a saved window; the process sums live on rank 0 alone (they are summed at log time)."""
+        self.reset()
+        if not state:
+            return
+        self.steps, self.lr = int(state["steps"]), float(state["lr"])
+        if is_main:
+            self.sums = torch.tensor(state["sums"], dtype=torch.float64, device=self.device)
+            self.tokens = int(state["tokens"])
+
+
+def resume_differences(saved_config: Path, current: dict) -> list[str]:
+    """Warn about changed train/data keys; return the changed ``train.lora`` keys (they cannot resume)."""
+    saved = OmegaConf.to_container(OmegaConf.load(saved_config))
+    lora_changes = []
+    for section in ("train", "data"):
+        old_section, new_section = saved.get(section, {}), current.get(section, {})
+        for key in sorted(set(old_section) | set(new_section)):
+            old, new = old_section.get(key), new_section.get(key)
+            if key == "resume" or old == new:
+                continue
+            if section == "train" and key == "lora":
+                lora_changes += [f"train.lora.{k} was {old.get(k)!r}, now {new.get(k)!r}"
+                                 for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+            else:
+                logger.warning("Config differs from the checkpoint: %s.%s was %r, now %r", section, key, old, new)
+    return lora_changes
