@@ -2,7 +2,7 @@
 
 import sys
 
-from indextts.evaluation.cli import main
+from indextts.cli.eval import main
 
 if __name__ == "__main__":
     sys.exit(main())

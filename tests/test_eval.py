@@ -20,7 +20,7 @@ from helpers import write_tiny_wavlm, write_tiny_whisper
 from demo_data import make_demo_dataset
 from indextts.errors import EvaluationError
 from indextts.evaluation.asr import ASRError
-from indextts.evaluation.cli import main, parse_asr_specs
+from indextts.cli.eval import main, parse_asr_specs
 from indextts.evaluation.pipeline import EvalSettings, evaluate_checkpoint, evaluate_run
 from indextts.evaluation.report import COLUMNS
 from indextts.evaluation.selection import choose_best

@@ -15,7 +15,7 @@ from helpers import english_demo_list, write_tiny_whisper
 
 from demo_data import SAMPLE_RATE, make_demo_dataset
 from indextts.errors import PrepareError
-from indextts.prepare.cli import main
+from indextts.cli.prepare import main
 from indextts.prepare.demo_recording import build_long_recording
 from indextts.prepare.pipeline import (
     STATE_FILE,

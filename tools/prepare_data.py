@@ -5,7 +5,7 @@
 
 import sys
 
-from indextts.prepare.cli import main
+from indextts.cli.prepare import main
 
 if __name__ == "__main__":
     sys.exit(main())

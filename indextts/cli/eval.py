@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import re
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-from indextts.errors import EvaluationError, IndexTTSError
+from indextts.cli import configure_logging, run_command
+from indextts.errors import EvaluationError
 from indextts.evaluation.pipeline import (
     DEFAULT_ASR,
     DEFAULT_EPSILON,
@@ -82,14 +81,12 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors print one message and exit 2."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        result = evaluate_run(args.run, settings_from_args(args), args.checkpoints, args.promote)
-    except IndexTTSError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    configure_logging(verbose=args.verbose)
+    return run_command(lambda: _evaluate(args))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    result = evaluate_run(args.run, settings_from_args(args), args.checkpoints, args.promote)
     print(summary_csv(result.summary), end="")
     print(f"best checkpoint: {result.best}" + (" (promoted to the final adapter)" if result.promoted else ""))
     print(f"results: {result.eval_dir}")
-    return 0

@@ -10,11 +10,10 @@ Running it again reuses every recording already done; see docs/preparation.md.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from indextts.errors import IndexTTSError
+from indextts.cli import configure_logging, run_command
 from indextts.prepare.loudness import LoudnessOptions
 from indextts.prepare.pipeline import PrepareOptions, run_prepare
 from indextts.prepare.slicing import SlicingOptions
@@ -73,14 +72,8 @@ def options_from_args(args: argparse.Namespace) -> PrepareOptions:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        summary = run_prepare(options_from_args(args))
-    except IndexTTSError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(summary.format())
-    return 0
+    configure_logging()
+    return run_command(lambda: print(run_prepare(options_from_args(args)).format()))
 
 
 if __name__ == "__main__":
