@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import load_file
 
+from indextts.checkpoint_folder import tensors_fingerprint
 from indextts.errors import EvaluationError, IndexTTSError
 from indextts.evaluation.metrics import language_of
 from indextts.lora import (
@@ -75,10 +77,13 @@ def load_run_config(run_dir: Path) -> DictConfig:
 
 
 def _fingerprint(folder: Path) -> str:
-    """Short hash of the adapter weights and speakers: equal hashes mean the same model."""
+    """Short hash of the adapter weights and speakers: equal hashes mean the same model.
+
+    Hashes the tensors, not the file bytes: safetensors writes header metadata in no fixed order.
+    """
     digest = hashlib.sha256()
     for path in (folder / ADAPTER_DIR / ADAPTER_WEIGHTS, folder / SPEAKERS_FILE):
-        digest.update(path.read_bytes())
+        digest.update(tensors_fingerprint(load_file(str(path))).encode())
     return digest.hexdigest()[:16]
 
 
