@@ -1,0 +1,347 @@
+"""The web UI's only door into the library: every call the page makes goes through this module.
+
+Long work (preparation, extraction, training, evaluation) runs as the same console commands a
+user types, in background processes (see ``jobs``); quick work (reading lists, metrics and
+evaluation tables, loading voices, speaking) calls the library in-process. When a library API
+changes, this is the one file to adapt. A feature whose package is not installed raises
+``WebUIError`` saying so, which the page shows like any other library error.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indextts.errors import WebUIError
+from indextts.webui.jobs import Job, JobBoard
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+"""The source checkout holding ``indextts/``; its ``train.py`` and ``tools/`` serve older layouts."""
+
+METRICS_FILE = "metrics.jsonl"
+EVAL_SUMMARY = Path("eval") / "summary.csv"
+EVAL_PLOT = Path("eval") / "summary.png"
+REVIEW_FILE = "review.csv"
+
+
+# ------------------------------------------------------------------ commands
+def _command(module: str, script: str | None, feature: str) -> list[str]:
+    """``python -m module`` when importable, else the checkout's ``script``; a clear error when neither."""
+    if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None and importlib.util.find_spec(module):
+        return [sys.executable, "-m", module]
+    if script is not None and (PACKAGE_ROOT / script).is_file():
+        return [sys.executable, str(PACKAGE_ROOT / script)]
+    raise WebUIError(f"{feature} is not available in this installation: the module {module} is missing. "
+                     "Install or update index-tts-lora with that feature merged, then reload this page.")
+
+
+def _required(value, what: str) -> str:
+    text = str(value or "").strip()
+    if not text:
+        raise WebUIError(f"{what} is empty. Fill it in and try again.")
+    return text
+
+
+def nonempty_lines(text: str) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def start_prepare(board: JobBoard, inputs: list[str], output_dir: str, speaker: str, asr: str,
+                  model_dir: str) -> Job:
+    """Run ``indextts-prepare`` on recordings (files or folders) in the background."""
+    command = _command("indextts.prepare.cli", "tools/prepare_data.py", "Data preparation")
+    if not inputs:
+        raise WebUIError("No recordings given: upload files or enter a file or folder path, then run preparation.")
+    command += [arg for path in inputs for arg in ("--input", path)]
+    command += ["--output_dir", _required(output_dir, "The output folder")]
+    command += ["--speaker", speaker.strip()] if speaker.strip() else []
+    command += ["--asr", asr.strip()] if asr.strip() else []
+    command += ["--model_dir", model_dir.strip()] if model_dir.strip() else []
+    return board.start("prepare", command)
+
+
+def start_extraction(board: JobBoard, audio_lists: str, model_dir: str, output_dir: str, device: str) -> Job:
+    """Run ``indextts-extract`` (codes and conditions) on one audio list per line of ``audio_lists``."""
+    lists = nonempty_lines(audio_lists)
+    if not lists:
+        raise WebUIError("No audio list given: enter one audio list path per line (path<TAB>transcript files).")
+    command = _command("indextts.cli.extract", "tools/extract_codec.py", "Extraction")
+    command += [arg for path in lists for arg in ("--audio_list", path)]
+    command += ["--extract_condition", "--model_dir", _required(model_dir, "The base checkpoint folder"),
+                "--output_dir", _required(output_dir, "The extracted data folder"), "--no_progress"]
+    command += ["--device", device.strip()] if device.strip() not in ("", "auto") else []
+    return board.start("extract", command)
+
+
+@dataclass
+class TrainingChoices:
+    """The key training options the page offers; anything else goes in ``extra`` as key=value lines."""
+
+    model_dir: str
+    speaker_info: str
+    run_dir: str
+    epochs: int = 10
+    max_steps: int = 0
+    lr: float = 5e-5
+    lora_r: int = 16
+    token_budget: int = 6000
+    precision: str = "auto"
+    extra: str = ""
+
+    def overrides(self) -> list[str]:
+        """Config overrides (dotlist) for ``train.py``."""
+        values = [f"model_dir={_required(self.model_dir, 'The base checkpoint folder')}",
+                  f"speaker_info={_required(self.speaker_info, 'The speaker list (speaker_info.json)')}",
+                  f"run_dir={_required(self.run_dir, 'The run folder')}",
+                  f"train.epochs={int(self.epochs)}", f"train.optimizer.lr={float(self.lr)}",
+                  f"train.lora.r={int(self.lora_r)}", f"train.lora.alpha={2 * int(self.lora_r)}",
+                  f"data.max_tokens={int(self.token_budget)}", f"train.precision={self.precision}"]
+        if int(self.max_steps or 0) > 0:
+            values.append(f"train.max_steps={int(self.max_steps)}")
+        return values + nonempty_lines(self.extra)
+
+
+def start_training(board: JobBoard, choices: TrainingChoices, resume: bool = False) -> Job:
+    """Run ``train.py`` with the page's options; ``resume`` continues from the run's latest checkpoint."""
+    command = _command("indextts.cli.train", "train.py", "Training") + choices.overrides()
+    return board.start("train", command + (["train.resume=auto"] if resume else []))
+
+
+def start_evaluation(board: JobBoard, run_dir: str, asr: str, sim: str) -> Job:
+    """Run ``indextts-eval`` over the run's checkpoints, writing ``<run>/eval/``."""
+    command = _command("indextts.eval", None, "Evaluation")
+    command += ["--run", _required(run_dir, "The run folder")]
+    command += ["--asr", asr.strip()] if asr.strip() else []
+    command += ["--sim", sim.strip()] if sim.strip() else []
+    return board.start("evaluate", command)
+
+
+# ------------------------------------------------------------------- reading
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of ``<run>/metrics.jsonl`` ({"kind": "train"|"valid", "step": ..., losses}).
+
+    A line still being written (no newline yet) is left for the next read.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.endswith("\n") and line.strip():
+            records.append(json.loads(line))
+    return records
+
+
+def read_audio_list(path: str | Path) -> list[tuple[str, str, str]]:
+    """(absolute audio path, transcript, problem) per line of an audio list, in file order.
+
+    ``problem`` is "" for a usable line, else the extraction parser's skip reason.
+    """
+    from indextts.extraction.audio_list import parse_audio_list
+
+    parsed = parse_audio_list(Path(_required(path, "The audio list path")))
+    rows = [(u.line_number, str(u.audio), u.text, "") for u in parsed.utterances]
+    rows += [(s.line_number, s.audio or s.line, s.text or "", s.reason) for s in parsed.skipped]
+    return [row[1:] for row in sorted(rows)]
+
+
+def write_audio_list(path: str | Path, rows: list[tuple[str, str]]) -> Path:
+    """Write ``audio<TAB>text`` lines atomically (absolute audio paths, as the rows give them)."""
+    from indextts.atomic_files import write_bytes_atomic
+
+    target = Path(_required(path, "The audio list path"))
+    for audio, text in rows:
+        if "\t" in text or "\n" in text or not text.strip():
+            raise WebUIError(f"The transcript of {audio} is empty or holds a tab or line break; "
+                             "edit it to one line of text, or drop the clip, before exporting.")
+    write_bytes_atomic(target, "".join(f"{audio}\t{text.strip()}\n" for audio, text in rows).encode("utf-8"))
+    return target
+
+
+def read_review(output_dir: str | Path) -> list[dict]:
+    """The rows of a preparation's ``review.csv`` (clip, duration, lufs, asr_confidence, flags, text, ...)."""
+    path = Path(_required(output_dir, "The prepared data folder")) / REVIEW_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+REVIEW_TABLE_COLUMNS = ["keep", "clip", "seconds", "LUFS", "ASR confidence", "flags", "transcript"]
+
+
+def _review_by_clip(list_path: Path) -> dict[str, dict]:
+    """review.csv rows of the list's folder, keyed by absolute clip path."""
+    return {str((list_path.parent / row["clip"]).resolve()): row for row in read_review(list_path.parent)}
+
+
+def _seconds(audio: str) -> float | None:
+    import soundfile
+
+    try:
+        return round(soundfile.info(audio).duration, 2)
+    except (RuntimeError, OSError):
+        return None
+
+
+def review_table(list_path: str | Path) -> list[list]:
+    """One row per line of an audio list, in ``REVIEW_TABLE_COLUMNS`` order.
+
+    Loudness, ASR confidence and flags come from the preparation's review.csv beside the list
+    when there is one; a line extraction would skip is flagged with its reason and not kept.
+    """
+    path = Path(_required(list_path, "The audio list path"))
+    review = _review_by_clip(path)
+    rows = []
+    for audio, text, problem in read_audio_list(path):
+        info = review.get(str(Path(audio).resolve()), {})
+        flags = ", ".join(f for f in (info.get("flags", ""), problem) if f)
+        seconds = float(info["duration"]) if info.get("duration") else _seconds(audio)
+        rows.append([not problem, audio, seconds, info.get("lufs", ""), info.get("asr_confidence", ""), flags, text])
+    return rows
+
+
+def read_clip(audio: str) -> tuple[int, np.ndarray]:
+    """(sample rate, int16 samples) of one clip, for the review player."""
+    import soundfile
+
+    try:
+        samples, sample_rate = soundfile.read(audio, dtype="int16", always_2d=False)
+    except (RuntimeError, OSError) as error:
+        raise WebUIError(f"Cannot play {audio}: {error}. Check that the file exists and is audio.") from None
+    return sample_rate, samples
+
+
+def pcm16(waveform: np.ndarray) -> np.ndarray:
+    """int16 samples of a float waveform, as the library writes wav files."""
+    from indextts.synthesis import to_pcm16
+
+    return to_pcm16(waveform)
+
+
+def read_eval_summary(run_dir: str | Path) -> tuple[list[dict], Path | None]:
+    """The rows of ``<run>/eval/summary.csv`` and the path of its plot (None when not written yet)."""
+    run = Path(_required(run_dir, "The run folder"))
+    rows: list[dict] = []
+    if (run / EVAL_SUMMARY).is_file():
+        with open(run / EVAL_SUMMARY, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    plot = run / EVAL_PLOT
+    return rows, plot if plot.is_file() else None
+
+
+def checkpoint_folders(run_dir: str | Path) -> list[Path]:
+    """The run's kept step checkpoints, oldest first."""
+    return sorted((Path(run_dir) / "checkpoints").glob("step_*"))
+
+
+def promote(run_dir: str, checkpoint: str) -> str:
+    """Copy one checkpoint over the run's final adapter and speakers (the evaluation's promote)."""
+    try:
+        selection = importlib.import_module("indextts.evaluation.selection")
+    except ModuleNotFoundError as missing:
+        raise WebUIError(f"Promoting a checkpoint needs the evaluation feature, which is not installed "
+                         f"({missing}). Install or update index-tts-lora with it, then reload this page.") from None
+    folder = Path(_required(run_dir, "The run folder")) / "checkpoints" / _required(checkpoint, "The checkpoint")
+    if not folder.is_dir():
+        raise WebUIError(f"There is no checkpoint {folder}. Pick one of the run's kept checkpoints.")
+    selection.promote(Path(run_dir), folder)
+    return f"Promoted {folder.name} to the final adapter of {run_dir}."
+
+
+# -------------------------------------------------------------------- speech
+ZERO_SHOT = "zero-shot: reference upload"
+"""The voice entry that speaks like an uploaded reference recording with the base model."""
+
+
+def voice_source_label(folder: Path) -> str:
+    """``run`` for a run folder, ``run@step_XXXXXXXX`` for one of its checkpoints."""
+    if folder.parent.name == "checkpoints":
+        return f"{folder.parent.parent.name}@{folder.name}"
+    return folder.name
+
+
+def synthesis_options(temperature: float, top_p: float, top_k: int, num_beams: int, seed: int | None,
+                      sentence_tokens: int):
+    """The library's SynthesisOptions from the page's advanced fields (seed None or < 0: unseeded)."""
+    from dataclasses import replace
+
+    from indextts.infer import SynthesisOptions
+
+    options = SynthesisOptions(max_text_tokens_per_sentence=int(sentence_tokens))
+    seed = None if seed is None or int(seed) < 0 else int(seed)
+    options.generation = replace(options.generation, temperature=float(temperature), top_p=float(top_p),
+                                 top_k=int(top_k), num_beams=int(num_beams), seed=seed)
+    return options
+
+
+class VoiceBank:
+    """The voices of training runs (and their checkpoints) on one base checkpoint folder.
+
+    A voice is ``<run>:<speaker>`` (``<run>@step_N:<speaker>`` for a checkpoint), or ``ZERO_SHOT``.
+    """
+
+    def __init__(self, model_dir: str, device: str = "auto"):
+        self.model_dir = Path(_required(model_dir, "The base checkpoint folder"))
+        self.device = None if device in ("", "auto") else device
+        self.models: dict[str, object] = {}
+        self._base = None
+
+    def add(self, folder: str | Path) -> None:
+        """Load one run or checkpoint folder; its speakers become voices."""
+        from indextts.infer import IndexTTS
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise WebUIError(f"The run folder {folder} does not exist. Give a folder written by training "
+                             "(runs/<name>) or one of its checkpoints (runs/<name>/checkpoints/step_N).")
+        self.models[voice_source_label(folder)] = IndexTTS(self.model_dir, adapter=folder, device=self.device)
+
+    @property
+    def voices(self) -> list[str]:
+        return [f"{label}:{speaker}" for label, model in self.models.items() for speaker in model.speakers]
+
+    def _base_model(self):
+        if self._base is None:
+            from indextts.infer import IndexTTS
+
+            self._base = IndexTTS(self.model_dir, device=self.device)
+        return self._base
+
+    def _model_and_speaker(self, voice: str, reference: str | None):
+        if voice == ZERO_SHOT or not voice:
+            if not reference:
+                raise WebUIError("Zero-shot speech needs a reference recording: upload one, or pick a trained voice.")
+            return self._base_model(), None
+        label, _, speaker = voice.rpartition(":")
+        if label not in self.models:
+            raise WebUIError(f"Unknown voice '{voice}'. Load its run first; loaded voices: "
+                             f"{', '.join(self.voices) or 'none'}.")
+        return self.models[label], speaker
+
+    def stream(self, text: str, voice: str, reference: str | None, options) -> Iterator[tuple[int, np.ndarray]]:
+        """(sample rate, float32 (S,) waveform) per piece of speech, as soon as each is ready."""
+        model, speaker = self._model_and_speaker(voice, reference)
+        if hasattr(model, "stream"):
+            for chunk in model.stream(text, speaker, reference_audio=reference, options=options):
+                yield chunk.sample_rate, chunk.waveform
+            return
+        result = model.synthesize(text, speaker, reference_audio=reference, options=options)
+        yield result.sample_rate, result.waveform
+
+
+def load_voices(model_dir: str, run_folders: str, device: str = "auto") -> VoiceBank:
+    """A VoiceBank with every run or checkpoint folder listed one per line in ``run_folders``."""
+    bank = VoiceBank(model_dir, device)
+    for folder in nonempty_lines(run_folders):
+        bank.add(folder)
+    return bank
+

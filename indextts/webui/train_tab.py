@@ -1,0 +1,136 @@
+"""The "Extract & train" tab: extraction and training as background jobs, live curves, stop and resume."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from indextts.webui import backend
+from indextts.webui.workspace import Workspace, reporting_errors
+
+CURVES = (("train", "loss", "train loss"), ("train", "mel_loss", "train mel loss"),
+          ("valid", "mel_loss", "validation mel loss"), ("valid", "text_loss", "validation text loss"))
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+REFRESH_SECONDS = 1.0
+
+
+def curve_frame(records: list[dict]) -> pd.DataFrame:
+    """Long-format curves (step, value, curve) from metrics.jsonl records, for a LinePlot."""
+    points = [{"step": r["step"], "value": r[key], "curve": name}
+              for kind, key, name in CURVES for r in records if r.get("kind") == kind and key in r]
+    return pd.DataFrame(points, columns=["step", "value", "curve"])
+
+
+def curve_caption(records: list[dict]) -> str:
+    """One line under the plot: what has been logged so far."""
+    train = [r for r in records if r.get("kind") == "train"]
+    valid = [r for r in records if r.get("kind") == "valid"]
+    if not train:
+        return "No training steps logged yet."
+    text = f"Logged up to step {train[-1]['step']}: loss {train[-1]['loss']:.4f}"
+    if valid:
+        text += f"; validation mel loss {valid[-1]['mel_loss']:.4f} at step {valid[-1]['step']}"
+    return text + f" ({len(train)} steps, {len(valid)} validations)."
+
+
+def _extraction_section(workspace: Workspace) -> dict:
+    settings = workspace.settings
+    with gr.Row():
+        model_dir = gr.Textbox(str(settings.model_dir), label="Base checkpoint folder", elem_id="base-model-dir",
+                               info="config.yaml, gpt.pth, dvae.pth, bpe.model, ...")
+        device = gr.Textbox(settings.device, label="Device", info="auto, cpu, cuda, cuda:1, ...")
+    audio_lists = gr.Textbox(label="Audio lists, one per line (one speaker each: path<TAB>transcript)", lines=3,
+                             elem_id="extract-audio-lists",
+                             value=str(settings.prepared_dir / "<speaker>.lst"))
+    output_dir = gr.Textbox(str(settings.extracted_dir), label="Extracted data folder", elem_id="extract-output")
+    with gr.Row():
+        start = gr.Button("Extract", variant="primary", elem_id="extract-start")
+        stop = gr.Button("Stop extraction", elem_id="extract-stop")
+    message = gr.Markdown(elem_id="extract-message")
+    status = gr.Markdown(workspace.board.summary("extract"), elem_id="extract-status")
+
+    @reporting_errors(outputs=1)
+    def extract(lists, model, out, dev):
+        job = backend.start_extraction(workspace.board, lists, model, out, dev)
+        return f"Started: `{' '.join(job.command)}`"
+
+    start.click(extract, [audio_lists, model_dir, output_dir, device], message)
+    stop.click(lambda: workspace.board.stop("extract"), None, message)
+    return {"model_dir": model_dir, "device": device, "output_dir": output_dir, "status": status}
+
+
+def _training_options(workspace: Workspace) -> dict:
+    settings = workspace.settings
+    with gr.Row():
+        speaker_info = gr.Textbox(str(settings.extracted_dir / "speaker_info.json"), label="Speakers (speaker_info.json)",
+                                  elem_id="train-speaker-info")
+        run_dir = gr.Textbox(str(settings.runs_dir / "voice"), label="Run folder", elem_id="train-run-dir")
+    with gr.Row():
+        epochs = gr.Number(10, label="Epochs", precision=0, minimum=1, elem_id="train-epochs")
+        max_steps = gr.Number(0, label="Max steps (0: by epochs)", precision=0, minimum=0, elem_id="train-max-steps")
+        lr = gr.Number(5e-5, label="Learning rate", elem_id="train-lr")
+        rank = gr.Number(16, label="LoRA r", precision=0, minimum=1, elem_id="train-rank")
+        budget = gr.Number(6000, label="Token budget per batch", precision=0, minimum=1, elem_id="train-budget")
+        precision = gr.Dropdown(PRECISIONS, value="auto", label="Precision", elem_id="train-precision")
+    with gr.Accordion("More options", open=False, elem_id="train-more"):
+        extra = gr.Textbox(label="Config overrides, one key=value per line (see configs/train.yaml)", lines=3,
+                           elem_id="train-extra")
+    return {"speaker_info": speaker_info, "run_dir": run_dir, "epochs": epochs, "max_steps": max_steps,
+            "lr": lr, "rank": rank, "budget": budget, "precision": precision, "extra": extra}
+
+
+def _training_section(workspace: Workspace, model_dir: gr.Textbox) -> None:
+    options = _training_options(workspace)
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        resume = gr.Button("Resume", elem_id="train-resume")
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+    message = gr.Markdown(elem_id="train-message")
+    status = gr.Markdown(workspace.board.summary("train"), elem_id="train-status")
+    plot = gr.LinePlot(curve_frame([]), x="step", y="value", color="curve", title="Training curves",
+                       elem_id="train-curves", height=320)
+    caption = gr.Markdown("No training steps logged yet.", elem_id="train-curve-caption")
+    with gr.Accordion("Log", open=False):
+        log = gr.Textbox(lines=12, max_lines=12, show_label=False, elem_id="train-log", autoscroll=True)
+    fields = [model_dir] + [options[k] for k in ("speaker_info", "run_dir", "epochs", "max_steps", "lr",
+                                                 "rank", "budget", "precision", "extra")]
+
+    def launcher(resume_run: bool):
+        @reporting_errors(outputs=1)
+        def launch(*values):
+            choices = backend.TrainingChoices(*values)
+            job = backend.start_training(workspace.board, choices, resume=resume_run)
+            return f"Started: `{' '.join(job.command)}`"
+        return launch
+
+    start.click(launcher(False), fields, message)
+    resume.click(launcher(True), fields, message)
+    stop.click(lambda: workspace.board.stop("train"), None, message)
+    _refresh_on_timer(workspace, options["run_dir"], status, plot, caption, log)
+
+
+def _refresh_on_timer(workspace: Workspace, run_dir, status, plot, caption, log) -> None:
+    """Every second: job status with ETA, and the curves when metrics.jsonl has grown."""
+    seen = gr.State(-1)
+
+    def refresh(folder: str, seen_count: int):
+        records = backend.read_metrics(folder) if folder.strip() else []
+        job = workspace.board.get("train")
+        tail = "\n".join(job.log_text().splitlines()[-40:]) if job is not None else ""
+        if len(records) == seen_count:
+            return workspace.board.summary("train"), gr.skip(), gr.skip(), tail, seen_count
+        return workspace.board.summary("train"), curve_frame(records), curve_caption(records), tail, len(records)
+
+    gr.Timer(REFRESH_SECONDS).tick(refresh, [run_dir, seen], [status, plot, caption, log, seen],
+                                   show_progress="hidden")
+
+
+def build(workspace: Workspace) -> None:
+    """Lay out the tab's components and wire their events (inside an open gr.Blocks)."""
+    gr.Markdown("### 1. Extract codes and speaker conditions\nOne audio list per speaker; the list's file name "
+                "is the speaker's name.")
+    extraction = _extraction_section(workspace)
+    gr.Timer(REFRESH_SECONDS).tick(lambda: workspace.board.summary("extract"), None, extraction["status"],
+                                   show_progress="hidden")
+    gr.Markdown("### 2. Train LoRA adapters and speaker conditions")
+    _training_section(workspace, extraction["model_dir"])
