@@ -68,7 +68,7 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_lists(tmp_path_factory) -> list[Path]:
     """Four eSpeak utterances for each of the two demo speakers."""
-    from indextts.demo_data import make_demo_dataset
+    from demo_data import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("demo_speech"), sentences_per_speaker=4)
 
@@ -132,14 +132,13 @@ def wait_for_text(driver, elem_id: str, expected: str, seconds: float = JOB_SECO
         return text if expected in text else False
     try:
         found = WebDriverWait(driver, seconds, poll_frequency=0.5).until(holds)
-        print("TIMING", elem_id, time.strftime("%X"), flush=True)
         return found
     except Exception:
         pytest.fail(f"#{elem_id} never showed {expected!r}; it shows {driver.find_element(By.ID, elem_id).text!r}")
 
 
-def curve_lines(driver) -> int:
-    return len(driver.find_elements(By.CSS_SELECTOR, "#train-curves .mark-line path"))
+def curve_images(driver) -> int:
+    return len(driver.find_elements(By.CSS_SELECTOR, "#train-curves img"))
 
 
 def extract_and_train(driver, lists: list[Path]) -> None:
@@ -147,7 +146,7 @@ def extract_and_train(driver, lists: list[Path]) -> None:
     set_field(driver, "extract-audio-lists", "\n".join(str(p) for p in lists))
     click(driver, "extract-start")
     wait_for_text(driver, "extract-status", "finished")
-    assert curve_lines(driver) == 0
+    assert curve_images(driver) == 0
     set_field(driver, "train-max-steps", "5")
     driver.find_element(By.CSS_SELECTOR, "#train-more button").click()
     set_field(driver, "train-extra", "data.num_workers=0\ntrain.grad_accum=1\ndata.max_batch_size=4")
@@ -155,7 +154,8 @@ def extract_and_train(driver, lists: list[Path]) -> None:
     wait_for_text(driver, "train-status", "finished")
     assert "5 / 5" in driver.find_element(By.ID, "train-status").text
     wait_for_text(driver, "train-curve-caption", "Logged up to step 5", seconds=30)
-    WebDriverWait(driver, 30).until(lambda d: curve_lines(d) > 0)
+    WebDriverWait(driver, 30).until(lambda d: curve_images(d) > 0)
+    driver.find_element(By.CSS_SELECTOR, "#train-more button").click()
 
 
 def fetch_audio(driver, elem_id: str) -> tuple[np.ndarray, int]:
@@ -169,6 +169,13 @@ def fetch_audio(driver, elem_id: str) -> tuple[np.ndarray, int]:
         return soundfile.read(io.BytesIO(response.read()), dtype="float32")
 
 
+def save_screenshot(driver, path: Path) -> None:
+    """A PNG of the page as the test left it (kept in the pytest tmp folder as an artifact)."""
+    driver.execute_script("window.scrollTo(0, 0)")
+    assert driver.save_screenshot(str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_page_extracts_trains_and_speaks_the_trained_voice(webui, browser, demo_lists, tiny_model_dir, tmp_path):
     from indextts.checkpoint_folder import CheckpointFolder
 
@@ -176,6 +183,7 @@ def test_page_extracts_trains_and_speaks_the_trained_voice(webui, browser, demo_
     browser.get(url)
     extract_and_train(browser, demo_lists)
     assert (workdir / "runs" / "voice" / "adapter").is_dir()
+    save_screenshot(browser, tmp_path / "webui-train.png")
 
     open_tab(browser, "Speak")
     click(browser, "speak-load")
@@ -192,6 +200,4 @@ def test_page_extracts_trains_and_speaks_the_trained_voice(webui, browser, demo_
     message = wait_for_text(browser, "speak-status", "The text is empty", seconds=60)
     assert "Traceback" not in message and "Traceback" not in browser.page_source
 
-    screenshot = tmp_path / "webui.png"
-    assert browser.save_screenshot(str(screenshot))
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    save_screenshot(browser, tmp_path / "webui-speak.png")

@@ -247,7 +247,7 @@ def promote(run_dir: str, checkpoint: str) -> str:
     """Copy one checkpoint over the run's final adapter and speakers (the evaluation's promote)."""
     try:
         selection = importlib.import_module("indextts.evaluation.selection")
-    except ModuleNotFoundError as missing:
+    except ImportError as missing:
         raise WebUIError(f"Promoting a checkpoint needs the evaluation feature, which is not installed "
                          f"({missing}). Install or update index-tts-lora with it, then reload this page.") from None
     folder = Path(_required(run_dir, "The run folder")) / "checkpoints" / _required(checkpoint, "The checkpoint")

@@ -9,7 +9,7 @@ import numpy as np
 
 from indextts.errors import IndexTTSError, WebUIError
 from indextts.webui import backend
-from indextts.webui.workspace import Workspace, reporting_errors
+from indextts.webui.workspace import Workspace, error_text, reporting_errors
 
 STREAMING = shutil.which("ffmpeg") is not None
 """Gradio encodes streamed audio with ffmpeg; without it, finished sentences grow the whole recording."""
@@ -43,8 +43,10 @@ def _voice_loader(workspace: Workspace) -> list:
                           label="Runs or checkpoints, one folder per line (all trained on this base)")
     load = gr.Button("Load voices", elem_id="speak-load")
     message = gr.Markdown(elem_id="speak-load-message")
-    voice = gr.Dropdown([backend.ZERO_SHOT], value=backend.ZERO_SHOT, label="Voice", elem_id="speak-voice")
-    reference = gr.Audio(sources=["upload"], type="filepath", label="Reference recording (zero-shot)")
+    with gr.Row():
+        voice = gr.Dropdown([backend.ZERO_SHOT], value=backend.ZERO_SHOT, label="Voice", elem_id="speak-voice")
+        reference = gr.Audio(sources=["upload"], type="filepath", label="Reference recording (zero-shot)",
+                             elem_id="speak-reference")
 
     @reporting_errors(outputs=4)
     def load_voices(folder: str, run_folders: str):
@@ -94,7 +96,7 @@ def _speak_section(workspace: Workspace, voice, reference, advanced: list) -> No
             seconds = sum(len(p) for p in pieces) / sample_rate
             yield gr.skip(), _whole(sample_rate, pieces), f"Done: {seconds:.2f} s of audio in the voice {chosen}."
         except IndexTTSError as error:
-            yield (None if STREAMING else gr.skip()), None, f"⚠️ {error}"
+            yield gr.skip(), gr.skip(), error_text(error)
 
     button.click(speak, [text, voice, reference, *advanced], [streamed, whole, status])
 

@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import gradio as gr
-import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from indextts.webui import backend
 from indextts.webui.workspace import Workspace, reporting_errors
 
 CURVES = (("train", "loss", "train loss"), ("train", "mel_loss", "train mel loss"),
           ("valid", "mel_loss", "validation mel loss"), ("valid", "text_loss", "validation text loss"))
+CURVE_COLOURS = dict(zip([name for _, _, name in CURVES], ["#2563eb", "#93c5fd", "#dc2626", "#fca5a5"]))
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 REFRESH_SECONDS = 1.0
 
 
-def curve_frame(records: list[dict]) -> pd.DataFrame:
-    """Long-format curves (step, value, curve) from metrics.jsonl records, for a LinePlot."""
-    points = [{"step": r["step"], "value": r[key], "curve": name}
-              for kind, key, name in CURVES for r in records if r.get("kind") == kind and key in r]
-    return pd.DataFrame(points, columns=["step", "value", "curve"])
+def curve_figure(records: list[dict]) -> Figure | None:
+    """Loss curves from metrics.jsonl records (None before the first step is logged).
+
+    Uses matplotlib's object API (no pyplot state), so refreshes in parallel sessions stay apart.
+    """
+    if not records:
+        return None
+    figure = Figure(figsize=(10, 3.2), layout="constrained")
+    axes = figure.add_subplot()
+    for kind, key, name in CURVES:
+        points = [(r["step"], r[key]) for r in records if r.get("kind") == kind and key in r]
+        if points:
+            steps, values = zip(*points)
+            axes.plot(steps, values, marker="o" if kind == "valid" else None, label=name, color=CURVE_COLOURS[name])
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss")
+    axes.set_title(curve_title(records))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper right")
+    return figure
+
+
+def curve_title(records: list[dict]) -> str:
+    steps = [r["step"] for r in records if r.get("kind") == "train"]
+    return f"Training curves up to step {steps[-1]}" if steps else "Training curves"
 
 
 def curve_caption(records: list[dict]) -> str:
@@ -87,8 +110,7 @@ def _training_section(workspace: Workspace, model_dir: gr.Textbox) -> None:
         stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
     message = gr.Markdown(elem_id="train-message")
     status = gr.Markdown(workspace.board.summary("train"), elem_id="train-status")
-    plot = gr.LinePlot(curve_frame([]), x="step", y="value", color="curve", title="Training curves",
-                       elem_id="train-curves", height=320)
+    plot = gr.Plot(label="Training curves", elem_id="train-curves")
     caption = gr.Markdown("No training steps logged yet.", elem_id="train-curve-caption")
     with gr.Accordion("Log", open=False):
         log = gr.Textbox(lines=12, max_lines=12, show_label=False, elem_id="train-log", autoscroll=True)
@@ -119,7 +141,7 @@ def _refresh_on_timer(workspace: Workspace, run_dir, status, plot, caption, log)
         tail = "\n".join(job.log_text().splitlines()[-40:]) if job is not None else ""
         if len(records) == seen_count:
             return workspace.board.summary("train"), gr.skip(), gr.skip(), tail, seen_count
-        return workspace.board.summary("train"), curve_frame(records), curve_caption(records), tail, len(records)
+        return workspace.board.summary("train"), curve_figure(records), curve_caption(records), tail, len(records)
 
     gr.Timer(REFRESH_SECONDS).tick(refresh, [run_dir, seen], [status, plot, caption, log, seen],
                                    show_progress="hidden")
