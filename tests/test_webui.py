@@ -74,16 +74,19 @@ def _alive(pid: int) -> bool:
 
 
 def test_training_choices_are_overrides_the_training_config_accepts(tmp_path):
-    from indextts.trainer import load_train_config
-
+    defaults = backend.training_defaults()
+    assert defaults["precision"] == "auto" and defaults["epochs"] >= 1
     choices = backend.TrainingChoices(model_dir="ckpt", speaker_info="data/speaker_info.json", run_dir="runs/v",
-                                      epochs=3, max_steps=5, lr=1e-4, lora_r=8, token_budget=2000,
+                                      epochs=3, max_steps=5, lr=1e-4, lora_r=8, token_budget="2000",
                                       precision="fp32", extra="data.num_workers=0\n\ntrain.grad_accum=1\n")
-    cfg = load_train_config(overrides=choices.overrides())
+    cfg = backend.load_train_config(choices.overrides())
     assert (cfg.model_dir, cfg.run_dir, cfg.train.epochs, cfg.train.max_steps) == ("ckpt", "runs/v", 3, 5)
     assert (cfg.train.lora.r, cfg.train.lora.alpha, cfg.train.optimizer.lr) == (8, 16, 1e-4)
     assert (cfg.data.max_tokens, cfg.train.precision, cfg.data.num_workers, cfg.train.grad_accum) == (2000, "fp32", 0, 1)
-    assert "train.max_steps" not in " ".join(backend.TrainingChoices("a", "b", "c", max_steps=0).overrides())
+    by_epochs = backend.TrainingChoices("a", "b", "c", 2, 0, 1e-4, 8, "auto", "auto")
+    assert "train.max_steps" not in " ".join(by_epochs.overrides()) and "data.max_tokens=auto" in by_epochs.overrides()
+    with pytest.raises(WebUIError, match="token budget '-5'"):
+        backend.TrainingChoices("a", "b", "c", 2, 0, 1e-4, 8, "-5", "auto").overrides()
 
 
 def test_empty_fields_and_missing_features_are_refused_with_what_to_do(tmp_path):
@@ -91,7 +94,7 @@ def test_empty_fields_and_missing_features_are_refused_with_what_to_do(tmp_path)
     with pytest.raises(WebUIError, match="No audio list given"):
         backend.start_extraction(board, " \n ", "ckpt", "out", "auto")
     with pytest.raises(WebUIError, match="The run folder is empty"):
-        backend.start_training(board, backend.TrainingChoices("ckpt", "info.json", " "))
+        backend.start_training(board, backend.TrainingChoices("ckpt", "info.json", " ", 1, 0, 1e-4, 8, "600", "auto"))
     with pytest.raises(WebUIError, match="Widgets is not available.*indextts.no_such_feature.cli"):
         backend._command("indextts.no_such_feature.cli", None, "Widgets")
     assert board.jobs == {}

@@ -81,29 +81,56 @@ def start_extraction(board: JobBoard, audio_lists: str, model_dir: str, output_d
     return board.start("extract", command)
 
 
+def load_train_config(overrides: list[str]):
+    """The packaged training config with ``overrides`` applied (raises the library's ConfigError)."""
+    try:
+        from indextts.training import load_train_config as load
+    except ImportError:  # the training package is not merged yet: the single-module trainer
+        from indextts.trainer import load_train_config as load
+    return load(overrides=overrides)
+
+
+def training_defaults() -> dict:
+    """The page's starting values for the key training options, from the packaged config."""
+    cfg = load_train_config([])
+    return {"epochs": int(cfg.train.epochs), "lr": float(cfg.train.optimizer.lr), "lora_r": int(cfg.train.lora.r),
+            "token_budget": str(cfg.data.max_tokens), "precision": str(cfg.train.precision)}
+
+
 @dataclass
 class TrainingChoices:
-    """The key training options the page offers; anything else goes in ``extra`` as key=value lines."""
+    """The key training options the page offers; anything else goes in ``extra`` as key=value lines.
+
+    ``max_steps`` 0 trains by epochs; ``token_budget`` is a number or "auto"; LoRA alpha follows
+    ``lora_r`` at the packaged ratio alpha = 2 r.
+    """
 
     model_dir: str
     speaker_info: str
     run_dir: str
-    epochs: int = 10
-    max_steps: int = 0
-    lr: float = 5e-5
-    lora_r: int = 16
-    token_budget: int = 6000
-    precision: str = "auto"
+    epochs: int
+    max_steps: int
+    lr: float
+    lora_r: int
+    token_budget: str
+    precision: str
     extra: str = ""
+
+    def _budget(self) -> str:
+        budget = str(self.token_budget).strip()
+        if budget != "auto" and not (budget.isdigit() and int(budget) > 0):
+            raise WebUIError(f"The token budget '{budget}' is neither a positive whole number nor 'auto'. "
+                             "Enter e.g. 6000, or auto to size batches from free GPU memory.")
+        return budget
 
     def overrides(self) -> list[str]:
         """Config overrides (dotlist) for ``train.py``."""
         values = [f"model_dir={_required(self.model_dir, 'The base checkpoint folder')}",
                   f"speaker_info={_required(self.speaker_info, 'The speaker list (speaker_info.json)')}",
                   f"run_dir={_required(self.run_dir, 'The run folder')}",
-                  f"train.epochs={int(self.epochs)}", f"train.optimizer.lr={float(self.lr)}",
-                  f"train.lora.r={int(self.lora_r)}", f"train.lora.alpha={2 * int(self.lora_r)}",
-                  f"data.max_tokens={int(self.token_budget)}", f"train.precision={self.precision}"]
+                  f"train.epochs={int(self.epochs or 0)}", f"train.optimizer.lr={float(self.lr or 0)}",
+                  f"train.lora.r={int(self.lora_r or 0)}", f"train.lora.alpha={2 * int(self.lora_r or 0)}",
+                  f"data.max_tokens={self._budget()}", f"train.precision={self.precision}"]
         if int(self.max_steps or 0) > 0:
             values.append(f"train.max_steps={int(self.max_steps)}")
         return values + nonempty_lines(self.extra)
@@ -287,13 +314,33 @@ class VoiceBank:
     """The voices of training runs (and their checkpoints) on one base checkpoint folder.
 
     A voice is ``<run>:<speaker>`` (``<run>@step_N:<speaker>`` for a checkpoint), or ``ZERO_SHOT``.
+    With the multi-voice ``IndexTTS`` (``add_voice``) the base is loaded once and every run adds
+    only its LoRA weights. The older single-adapter ``IndexTTS`` gets one instance per run, plus a
+    plain base for zero-shot; that path goes when the multi-voice API is merged.
     """
 
     def __init__(self, model_dir: str, device: str = "auto"):
         self.model_dir = Path(_required(model_dir, "The base checkpoint folder"))
-        self.device = None if device in ("", "auto") else device
+        self.device = device or "auto"
         self.models: dict[str, object] = {}
-        self._base = None
+        self._shared = None
+
+    @staticmethod
+    def _multi_voice() -> bool:
+        from indextts.infer import IndexTTS
+
+        return hasattr(IndexTTS, "add_voice")
+
+    def _base_model(self):
+        """The base model: shared by every voice (multi-voice API) or used for zero-shot only."""
+        from indextts.infer import IndexTTS
+
+        if self._shared is None:
+            if self._multi_voice():
+                self._shared = IndexTTS.from_pretrained(self.model_dir, device=self.device)
+            else:
+                self._shared = IndexTTS(self.model_dir, device=None if self.device == "auto" else self.device)
+        return self._shared
 
     def add(self, folder: str | Path) -> None:
         """Load one run or checkpoint folder; its speakers become voices."""
@@ -303,20 +350,22 @@ class VoiceBank:
         if not folder.is_dir():
             raise WebUIError(f"The run folder {folder} does not exist. Give a folder written by training "
                              "(runs/<name>) or one of its checkpoints (runs/<name>/checkpoints/step_N).")
-        self.models[voice_source_label(folder)] = IndexTTS(self.model_dir, adapter=folder, device=self.device)
+        label = voice_source_label(folder)
+        if self._multi_voice():
+            self._base_model().add_voice(label, folder)
+            self.models[label] = self._shared
+        else:
+            device = None if self.device == "auto" else self.device
+            self.models[label] = IndexTTS(self.model_dir, adapter=folder, device=device)
 
     @property
     def voices(self) -> list[str]:
+        if self._multi_voice():
+            return [info.id for info in self._shared.voices] if self._shared is not None else []
         return [f"{label}:{speaker}" for label, model in self.models.items() for speaker in model.speakers]
 
-    def _base_model(self):
-        if self._base is None:
-            from indextts.infer import IndexTTS
-
-            self._base = IndexTTS(self.model_dir, device=self.device)
-        return self._base
-
-    def _model_and_speaker(self, voice: str, reference: str | None):
+    def _model_and_voice(self, voice: str, reference: str | None):
+        """(model, what to pass it as the voice) for a voice id of this bank."""
         if voice == ZERO_SHOT or not voice:
             if not reference:
                 raise WebUIError("Zero-shot speech needs a reference recording: upload one, or pick a trained voice.")
@@ -325,16 +374,16 @@ class VoiceBank:
         if label not in self.models:
             raise WebUIError(f"Unknown voice '{voice}'. Load its run first; loaded voices: "
                              f"{', '.join(self.voices) or 'none'}.")
-        return self.models[label], speaker
+        return self.models[label], voice if self._multi_voice() else speaker
 
     def stream(self, text: str, voice: str, reference: str | None, options) -> Iterator[tuple[int, np.ndarray]]:
         """(sample rate, float32 (S,) waveform) per piece of speech, as soon as each is ready."""
-        model, speaker = self._model_and_speaker(voice, reference)
+        model, name = self._model_and_voice(voice, reference)
         if hasattr(model, "stream"):
-            for chunk in model.stream(text, speaker, reference_audio=reference, options=options):
+            for chunk in model.stream(text, name, reference_audio=reference, options=options):
                 yield chunk.sample_rate, chunk.waveform
             return
-        result = model.synthesize(text, speaker, reference_audio=reference, options=options)
+        result = model.synthesize(text, name, reference_audio=reference, options=options)
         yield result.sample_rate, result.waveform
 
 

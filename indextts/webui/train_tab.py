@@ -83,18 +83,19 @@ def _extraction_section(workspace: Workspace) -> dict:
 
 
 def _training_options(workspace: Workspace) -> dict:
-    settings = workspace.settings
+    settings, defaults = workspace.settings, backend.training_defaults()
     with gr.Row():
         speaker_info = gr.Textbox(str(settings.extracted_dir / "speaker_info.json"), label="Speakers (speaker_info.json)",
                                   elem_id="train-speaker-info")
         run_dir = gr.Textbox(str(settings.runs_dir / "voice"), label="Run folder", elem_id="train-run-dir")
     with gr.Row():
-        epochs = gr.Number(10, label="Epochs", precision=0, minimum=1, elem_id="train-epochs")
+        epochs = gr.Number(defaults["epochs"], label="Epochs", precision=0, minimum=1, elem_id="train-epochs")
         max_steps = gr.Number(0, label="Max steps (0: by epochs)", precision=0, minimum=0, elem_id="train-max-steps")
-        lr = gr.Number(5e-5, label="Learning rate", elem_id="train-lr")
-        rank = gr.Number(16, label="LoRA r", precision=0, minimum=1, elem_id="train-rank")
-        budget = gr.Number(6000, label="Token budget per batch", precision=0, minimum=1, elem_id="train-budget")
-        precision = gr.Dropdown(PRECISIONS, value="auto", label="Precision", elem_id="train-precision")
+        lr = gr.Number(defaults["lr"], label="Learning rate", elem_id="train-lr")
+        rank = gr.Number(defaults["lora_r"], label="LoRA r (alpha = 2r)", precision=0, minimum=1, elem_id="train-rank")
+        budget = gr.Textbox(defaults["token_budget"], label="Token budget per batch", elem_id="train-budget",
+                            info="padded positions per micro-batch, or auto")
+        precision = gr.Dropdown(PRECISIONS, value=defaults["precision"], label="Precision", elem_id="train-precision")
     with gr.Accordion("More options", open=False, elem_id="train-more"):
         extra = gr.Textbox(label="Config overrides, one key=value per line (see configs/train.yaml)", lines=3,
                            elem_id="train-extra")
