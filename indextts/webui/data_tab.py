@@ -5,8 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from indextts.webui import backend
-from indextts.webui.train_tab import REFRESH_SECONDS
-from indextts.webui.workspace import Workspace, reporting_errors
+from indextts.webui.workspace import Workspace, job_panel, reporting_errors, started
 
 KEEP, CLIP, TRANSCRIPT = 0, 1, 6
 """Column positions in backend.REVIEW_TABLE_COLUMNS."""
@@ -23,21 +22,15 @@ def _preparation_section(workspace: Workspace) -> None:
         asr = gr.Textbox("pocketsphinx", label="ASR backend",
                          info="whisper:<path or hub id>, pocketsphinx (English, offline), paraformer")
         output_dir = gr.Textbox(str(settings.prepared_dir), label="Output folder", elem_id="data-output")
-    with gr.Row():
-        start = gr.Button("Run preparation", variant="primary", elem_id="data-prepare")
-        stop = gr.Button("Stop", elem_id="data-stop")
-    message = gr.Markdown(elem_id="data-message")
-    status = gr.Markdown(workspace.board.summary("prepare"), elem_id="data-status")
+    panel = job_panel(workspace, "prepare", "data", "Run preparation")
 
     @reporting_errors(outputs=1)
     def prepare(files, typed: str, name: str, backend_spec: str, out: str):
         inputs = [str(f) for f in files or []] + backend.nonempty_lines(typed)
         job = backend.start_prepare(workspace.board, inputs, out, name, backend_spec, str(settings.model_dir))
-        return f"Started: `{' '.join(job.command)}`"
+        return started(job)
 
-    start.click(prepare, [uploads, paths, speaker, asr, output_dir], message)
-    stop.click(lambda: workspace.board.stop("prepare"), None, message)
-    gr.Timer(REFRESH_SECONDS).tick(lambda: workspace.board.summary("prepare"), None, status, show_progress="hidden")
+    panel.start.click(prepare, [uploads, paths, speaker, asr, output_dir], panel.message)
 
 
 def _review_section(workspace: Workspace) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from indextts.webui import backend
-from indextts.webui.train_tab import REFRESH_SECONDS
-from indextts.webui.workspace import Workspace, reporting_errors
+from indextts.webui.workspace import Workspace, job_panel, reporting_errors, started
 
 
 def _run_section(workspace: Workspace) -> tuple[gr.Textbox, gr.Button]:
@@ -16,21 +15,15 @@ def _run_section(workspace: Workspace) -> tuple[gr.Textbox, gr.Button]:
                          info="empty: the library's default (Whisper); e.g. en=pocketsphinx for offline English")
         sim = gr.Textbox(label="Speaker encoder", scale=2, elem_id="eval-sim",
                          info="empty: the library's default (WavLM); resemblyzer works offline")
-    with gr.Row():
-        start = gr.Button("Evaluate checkpoints", variant="primary", elem_id="eval-start")
-        stop = gr.Button("Stop", elem_id="eval-stop")
-        refresh = gr.Button("Refresh results", elem_id="eval-refresh")
-    message = gr.Markdown(elem_id="eval-message")
-    status = gr.Markdown(workspace.board.summary("evaluate"), elem_id="eval-status")
+    panel = job_panel(workspace, "evaluate", "eval", "Evaluate checkpoints")
+    refresh = gr.Button("Show results", elem_id="eval-refresh")
 
     @reporting_errors(outputs=1)
     def evaluate(folder: str, asr_spec: str, sim_spec: str):
         job = backend.start_evaluation(workspace.board, folder, asr_spec, sim_spec)
-        return f"Started: `{' '.join(job.command)}`"
+        return started(job)
 
-    start.click(evaluate, [run_dir, asr, sim], message)
-    stop.click(lambda: workspace.board.stop("evaluate"), None, message)
-    gr.Timer(REFRESH_SECONDS).tick(lambda: workspace.board.summary("evaluate"), None, status, show_progress="hidden")
+    panel.start.click(evaluate, [run_dir, asr, sim], panel.message)
     return run_dir, refresh
 
 

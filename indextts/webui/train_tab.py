@@ -7,13 +7,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from indextts.webui import backend
-from indextts.webui.workspace import Workspace, reporting_errors
+from indextts.webui.workspace import REFRESH_SECONDS, Workspace, job_panel, reporting_errors, started
 
 CURVES = (("train", "loss", "train loss"), ("train", "mel_loss", "train mel loss"),
           ("valid", "mel_loss", "validation mel loss"), ("valid", "text_loss", "validation text loss"))
 CURVE_COLOURS = dict(zip([name for _, _, name in CURVES], ["#2563eb", "#93c5fd", "#dc2626", "#fca5a5"]))
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
-REFRESH_SECONDS = 1.0
 
 
 def curve_figure(records: list[dict]) -> Figure | None:
@@ -66,20 +65,14 @@ def _extraction_section(workspace: Workspace) -> dict:
                              elem_id="extract-audio-lists",
                              value=str(settings.prepared_dir / "<speaker>.lst"))
     output_dir = gr.Textbox(str(settings.extracted_dir), label="Extracted data folder", elem_id="extract-output")
-    with gr.Row():
-        start = gr.Button("Extract", variant="primary", elem_id="extract-start")
-        stop = gr.Button("Stop extraction", elem_id="extract-stop")
-    message = gr.Markdown(elem_id="extract-message")
-    status = gr.Markdown(workspace.board.summary("extract"), elem_id="extract-status")
+    panel = job_panel(workspace, "extract", "extract", "Extract")
 
     @reporting_errors(outputs=1)
     def extract(lists, model, out, dev):
-        job = backend.start_extraction(workspace.board, lists, model, out, dev)
-        return f"Started: `{' '.join(job.command)}`"
+        return started(backend.start_extraction(workspace.board, lists, model, out, dev))
 
-    start.click(extract, [audio_lists, model_dir, output_dir, device], message)
-    stop.click(lambda: workspace.board.stop("extract"), None, message)
-    return {"model_dir": model_dir, "device": device, "output_dir": output_dir, "status": status}
+    panel.start.click(extract, [audio_lists, model_dir, output_dir, device], panel.message)
+    return model_dir
 
 
 def _training_options(workspace: Workspace) -> dict:
@@ -105,12 +98,7 @@ def _training_options(workspace: Workspace) -> dict:
 
 def _training_section(workspace: Workspace, model_dir: gr.Textbox) -> None:
     options = _training_options(workspace)
-    with gr.Row():
-        start = gr.Button("Start training", variant="primary", elem_id="train-start")
-        resume = gr.Button("Resume", elem_id="train-resume")
-        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
-    message = gr.Markdown(elem_id="train-message")
-    status = gr.Markdown(workspace.board.summary("train"), elem_id="train-status")
+    panel = job_panel(workspace, "train", "train", "Start training", resume=True, follow=False)
     plot = gr.Plot(label="Training curves", elem_id="train-curves")
     caption = gr.Markdown("No training steps logged yet.", elem_id="train-curve-caption")
     with gr.Accordion("Log", open=False):
@@ -122,14 +110,12 @@ def _training_section(workspace: Workspace, model_dir: gr.Textbox) -> None:
         @reporting_errors(outputs=1)
         def launch(*values):
             choices = backend.TrainingChoices(*values)
-            job = backend.start_training(workspace.board, choices, resume=resume_run)
-            return f"Started: `{' '.join(job.command)}`"
+            return started(backend.start_training(workspace.board, choices, resume=resume_run))
         return launch
 
-    start.click(launcher(False), fields, message)
-    resume.click(launcher(True), fields, message)
-    stop.click(lambda: workspace.board.stop("train"), None, message)
-    _refresh_on_timer(workspace, options["run_dir"], status, plot, caption, log)
+    panel.start.click(launcher(False), fields, panel.message)
+    panel.resume.click(launcher(True), fields, panel.message)
+    _refresh_on_timer(workspace, options["run_dir"], panel.status, plot, caption, log)
 
 
 def _refresh_on_timer(workspace: Workspace, run_dir, status, plot, caption, log) -> None:
@@ -152,8 +138,6 @@ def build(workspace: Workspace) -> None:
     """Lay out the tab's components and wire their events (inside an open gr.Blocks)."""
     gr.Markdown("### 1. Extract codes and speaker conditions\nOne audio list per speaker; the list's file name "
                 "is the speaker's name.")
-    extraction = _extraction_section(workspace)
-    gr.Timer(REFRESH_SECONDS).tick(lambda: workspace.board.summary("extract"), None, extraction["status"],
-                                   show_progress="hidden")
+    model_dir = _extraction_section(workspace)
     gr.Markdown("### 2. Train LoRA adapters and speaker conditions")
-    _training_section(workspace, extraction["model_dir"])
+    _training_section(workspace, model_dir)

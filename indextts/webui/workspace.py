@@ -8,9 +8,11 @@ from pathlib import Path
 
 from indextts.errors import IndexTTSError
 from indextts.webui.backend import VoiceBank
-from indextts.webui.jobs import JobBoard
+from indextts.webui.jobs import Job, JobBoard
 
 WARNING_SIGN = "⚠️"
+REFRESH_SECONDS = 1.0
+"""How often the page polls job status and training metrics."""
 
 
 @dataclass
@@ -66,3 +68,37 @@ def reporting_errors(outputs: int):
                 return (*unchanged, error_text(error)) if unchanged else error_text(error)
         return wrapped
     return decorate
+
+
+@dataclass
+class JobPanel:
+    """The controls of one background job on the page: start (and resume), stop, and two lines:
+    ``message`` answers the last click, ``status`` follows the job (state, progress, ETA, error)."""
+
+    start: object
+    resume: object | None
+    message: object
+    status: object
+
+
+def job_panel(workspace: Workspace, name: str, prefix: str, start_label: str, resume: bool = False,
+              follow: bool = True) -> JobPanel:
+    """Lay out a JobPanel for job ``name`` (element ids ``<prefix>-start`` etc.); stop is wired here,
+    and with ``follow`` a timer refreshes the status line every ``REFRESH_SECONDS``."""
+    import gradio as gr
+
+    with gr.Row():
+        start = gr.Button(start_label, variant="primary", elem_id=f"{prefix}-start")
+        again = gr.Button("Resume", elem_id=f"{prefix}-resume") if resume else None
+        stop = gr.Button("Stop", variant="stop", elem_id=f"{prefix}-stop")
+    message = gr.Markdown(elem_id=f"{prefix}-message")
+    status = gr.Markdown(workspace.board.summary(name), elem_id=f"{prefix}-status")
+    stop.click(lambda: workspace.board.stop(name), None, message)
+    if follow:
+        gr.Timer(REFRESH_SECONDS).tick(lambda: workspace.board.summary(name), None, status, show_progress="hidden")
+    return JobPanel(start, again, message, status)
+
+
+def started(job: Job) -> str:
+    """The message after a job starts: the exact command, so it can be rerun by hand."""
+    return f"Started: `{' '.join(job.command)}`"
