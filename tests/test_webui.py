@@ -204,3 +204,13 @@ def test_the_page_builds_and_serves_only_loopback_by_default(tmp_path):
     ids = {block.elem_id for block in app.blocks.values()}
     assert {"extract-start", "train-start", "train-curves", "speak-button", "speak-output", "eval-start",
             "data-table", "data-export"} <= ids
+
+
+def test_resume_runs_train_py_and_its_error_reaches_the_page(tmp_path, tiny_model_dir):
+    choices = backend.TrainingChoices(str(tiny_model_dir), str(tmp_path / "missing" / "speaker_info.json"),
+                                      str(tmp_path / "run"), 1, 2, 1e-4, 4, "600", "fp32")
+    job = backend.start_training(JobBoard(tmp_path / "logs"), choices, resume=True)
+    assert job.command[-1] == "train.resume=auto"
+    wait_until_done(job, seconds=120)
+    assert job.state() == "failed (exit 2)"
+    assert "speaker_info.json" in job.error_message() and "Traceback" not in job.error_message()
