@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-
 from helpers import REPO_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -40,9 +39,10 @@ if CHROMIUM is None or CHROMEDRIVER is None:
                 ".ci/run installs them", allow_module_level=True)
 pytest.importorskip("gradio", reason="the web UI needs the [webui] extra (pip install -e '.[webui]')")
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the [webui] extra)")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 
 def free_port() -> int:
@@ -131,9 +131,8 @@ def wait_for_text(driver, elem_id: str, expected: str, seconds: float = JOB_SECO
         text = d.find_element(By.ID, elem_id).text
         return text if expected in text else False
     try:
-        found = WebDriverWait(driver, seconds, poll_frequency=0.5).until(holds)
-        return found
-    except Exception:
+        return WebDriverWait(driver, seconds, poll_frequency=0.5).until(holds)
+    except TimeoutException:
         pytest.fail(f"#{elem_id} never showed {expected!r}; it shows {driver.find_element(By.ID, elem_id).text!r}")
 
 
@@ -163,7 +162,7 @@ def fetch_audio(driver, elem_id: str) -> tuple[np.ndarray, int]:
     try:
         source = WebDriverWait(driver, 20).until(
             lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} audio").get_attribute("src"))
-    except Exception:
+    except TimeoutException:
         pytest.fail(driver.find_element(By.ID, elem_id).get_attribute("outerHTML"))
     with urllib.request.urlopen(source, timeout=30) as response:
         return soundfile.read(io.BytesIO(response.read()), dtype="float32")

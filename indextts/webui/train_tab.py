@@ -7,7 +7,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from indextts.webui import backend
-from indextts.webui.workspace import REFRESH_SECONDS, Workspace, job_panel, reporting_errors, started
+from indextts.webui.workspace import (
+    REFRESH_SECONDS,
+    Workspace,
+    job_panel,
+    reporting_errors,
+    started,
+)
 
 CURVES = (("train", "loss", "train loss"), ("train", "mel_loss", "train mel loss"),
           ("valid", "mel_loss", "validation mel loss"), ("valid", "text_loss", "validation text loss"))
