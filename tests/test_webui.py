@@ -163,8 +163,14 @@ def test_evaluation_results_and_checkpoints_are_read_from_the_run(tmp_path):
     rows, plot = backend.read_eval_summary(tmp_path)
     assert rows == [{"checkpoint": "step_00000002", "speaker": "a", "wer": "0.25", "sim": "0.8"}] and plot is None
     assert [p.name for p in backend.checkpoint_folders(tmp_path)] == ["step_00000002", "step_00000004"]
-    with pytest.raises(WebUIError):
+    with pytest.raises(WebUIError, match="no checkpoint"):
         backend.promote(str(tmp_path), "step_00000009")
+    chosen = tmp_path / "checkpoints" / "step_00000002"
+    (chosen / "adapter").mkdir()
+    for name, text in (("adapter/adapter_config.json", "{}"), ("speakers.safetensors", "s2"), ("speakers.json", "[]")):
+        (chosen / name).write_text(text)
+    assert backend.promote(str(tmp_path), "step_00000002") == f"Promoted step_00000002 to the final adapter of {tmp_path}."
+    assert (tmp_path / "speakers.safetensors").read_text() == "s2" and (tmp_path / "adapter" / "adapter_config.json").is_file()
 
 
 def test_voice_choices_are_checked_before_any_model_loads(tmp_path):

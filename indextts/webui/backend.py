@@ -10,7 +10,6 @@ changes, this is the one file to adapt. A feature whose package is not installed
 from __future__ import annotations
 
 import csv
-import importlib
 import importlib.util
 import json
 import sys
@@ -272,15 +271,12 @@ def checkpoint_folders(run_dir: str | Path) -> list[Path]:
 
 def promote(run_dir: str, checkpoint: str) -> str:
     """Copy one checkpoint over the run's final adapter and speakers (the evaluation's promote)."""
-    try:
-        selection = importlib.import_module("indextts.evaluation.selection")
-    except ImportError as missing:
-        raise WebUIError(f"Promoting a checkpoint needs the evaluation feature, which is not installed "
-                         f"({missing}). Install or update index-tts-lora with it, then reload this page.") from None
+    from indextts.evaluation.selection import promote as promote_checkpoint
+
     folder = Path(_required(run_dir, "The run folder")) / "checkpoints" / _required(checkpoint, "The checkpoint")
     if not folder.is_dir():
         raise WebUIError(f"There is no checkpoint {folder}. Pick one of the run's kept checkpoints.")
-    selection.promote(Path(run_dir), folder)
+    promote_checkpoint(Path(run_dir), folder)
     return f"Promoted {folder.name} to the final adapter of {run_dir}."
 
 
@@ -296,14 +292,19 @@ def voice_source_label(folder: Path) -> str:
     return folder.name
 
 
+def default_synthesis_options():
+    """The library's default SynthesisOptions (the reference implementation's settings)."""
+    from indextts.infer import SynthesisOptions
+
+    return SynthesisOptions()
+
+
 def synthesis_options(temperature: float, top_p: float, top_k: int, num_beams: int, seed: int | None,
                       sentence_tokens: int):
     """The library's SynthesisOptions from the page's advanced fields (seed None or < 0: unseeded)."""
     from dataclasses import replace
 
-    from indextts.infer import SynthesisOptions
-
-    options = SynthesisOptions(max_text_tokens_per_sentence=int(sentence_tokens))
+    options = replace(default_synthesis_options(), max_text_tokens_per_sentence=int(sentence_tokens))
     seed = None if seed is None or int(seed) < 0 else int(seed)
     options.generation = replace(options.generation, temperature=float(temperature), top_p=float(top_p),
                                  top_k=int(top_k), num_beams=int(num_beams), seed=seed)

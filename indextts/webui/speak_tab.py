@@ -19,7 +19,7 @@ PLAIN_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 
 def _advanced_options() -> list:
     """The generation options, folded away (defaults: the reference implementation's settings)."""
-    defaults = backend.synthesis_options(1.0, 0.8, 30, 3, None, 120)
+    defaults = backend.default_synthesis_options()
     generation = defaults.generation
     with gr.Accordion("Advanced", open=False, elem_id="speak-advanced"):
         with gr.Row():
