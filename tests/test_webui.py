@@ -173,14 +173,17 @@ def test_evaluation_results_and_checkpoints_are_read_from_the_run(tmp_path):
     assert (tmp_path / "speakers.safetensors").read_text() == "s2" and (tmp_path / "adapter" / "adapter_config.json").is_file()
 
 
-def test_voice_choices_are_checked_before_any_model_loads(tmp_path):
-    bank = backend.VoiceBank(str(tmp_path))
-    with pytest.raises(WebUIError, match="Unknown voice 'run:alice'.*loaded voices: none"):
+def test_voice_choices_give_clear_errors(tmp_path, tiny_model_dir):
+    from indextts.errors import VoiceNotFoundError
+
+    bank = backend.VoiceBank(str(tiny_model_dir), "cpu")
+    with pytest.raises(VoiceNotFoundError):
         next(bank.stream("Hello.", "run:alice", None, None))
     with pytest.raises(WebUIError, match="needs a reference recording"):
         next(bank.stream("Hello.", backend.ZERO_SHOT, None, None))
     with pytest.raises(WebUIError, match="does not exist"):
         bank.add(tmp_path / "no_run")
+    assert bank.voices == []
     assert backend.voice_source_label(Path("runs/v/checkpoints/step_00000003")) == "v@step_00000003"
     options = backend.synthesis_options(0.7, 0.9, 5, 1, -1, 60)
     assert (options.generation.temperature, options.generation.seed, options.max_text_tokens_per_sentence) == (0.7, None, 60)

@@ -314,78 +314,36 @@ def synthesis_options(temperature: float, top_p: float, top_k: int, num_beams: i
 class VoiceBank:
     """The voices of training runs (and their checkpoints) on one base checkpoint folder.
 
-    A voice is ``<run>:<speaker>`` (``<run>@step_N:<speaker>`` for a checkpoint), or ``ZERO_SHOT``.
-    With the multi-voice ``IndexTTS`` (``add_voice``) the base is loaded once and every run adds
-    only its LoRA weights. The older single-adapter ``IndexTTS`` gets one instance per run, plus a
-    plain base for zero-shot; that path goes when the multi-voice API is merged.
+    The base is loaded once; each run adds only its LoRA weights. A voice is ``<run>:<speaker>``
+    (``<run>@step_N:<speaker>`` for a checkpoint), or ``ZERO_SHOT`` (the base with a reference).
     """
 
     def __init__(self, model_dir: str, device: str = "auto"):
-        self.model_dir = Path(_required(model_dir, "The base checkpoint folder"))
-        self.device = device or "auto"
-        self.models: dict[str, object] = {}
-        self._shared = None
-
-    @staticmethod
-    def _multi_voice() -> bool:
         from indextts.infer import IndexTTS
 
-        return hasattr(IndexTTS, "add_voice")
-
-    def _base_model(self):
-        """The base model: shared by every voice (multi-voice API) or used for zero-shot only."""
-        from indextts.infer import IndexTTS
-
-        if self._shared is None:
-            if self._multi_voice():
-                self._shared = IndexTTS.from_pretrained(self.model_dir, device=self.device)
-            else:
-                self._shared = IndexTTS(self.model_dir, device=None if self.device == "auto" else self.device)
-        return self._shared
+        self.tts = IndexTTS.from_pretrained(Path(_required(model_dir, "The base checkpoint folder")),
+                                            device=device or "auto")
 
     def add(self, folder: str | Path) -> None:
         """Load one run or checkpoint folder; its speakers become voices."""
-        from indextts.infer import IndexTTS
-
         folder = Path(folder)
         if not folder.is_dir():
             raise WebUIError(f"The run folder {folder} does not exist. Give a folder written by training "
                              "(runs/<name>) or one of its checkpoints (runs/<name>/checkpoints/step_N).")
-        label = voice_source_label(folder)
-        if self._multi_voice():
-            self._base_model().add_voice(label, folder)
-            self.models[label] = self._shared
-        else:
-            device = None if self.device == "auto" else self.device
-            self.models[label] = IndexTTS(self.model_dir, adapter=folder, device=device)
+        self.tts.add_voice(voice_source_label(folder), folder)
 
     @property
     def voices(self) -> list[str]:
-        if self._multi_voice():
-            return [info.id for info in self._shared.voices] if self._shared is not None else []
-        return [f"{label}:{speaker}" for label, model in self.models.items() for speaker in model.speakers]
+        return [info.id for info in self.tts.voices]
 
-    def _model_and_voice(self, voice: str, reference: str | None):
-        """(model, what to pass it as the voice) for a voice id of this bank."""
+    def stream(self, text: str, voice: str, reference: str | None, options) -> Iterator[tuple[int, np.ndarray]]:
+        """(sample rate, float32 (S,) waveform) per sentence, as soon as each is ready."""
         if voice == ZERO_SHOT or not voice:
             if not reference:
                 raise WebUIError("Zero-shot speech needs a reference recording: upload one, or pick a trained voice.")
-            return self._base_model(), None
-        label, _, speaker = voice.rpartition(":")
-        if label not in self.models:
-            raise WebUIError(f"Unknown voice '{voice}'. Load its run first; loaded voices: "
-                             f"{', '.join(self.voices) or 'none'}.")
-        return self.models[label], voice if self._multi_voice() else speaker
-
-    def stream(self, text: str, voice: str, reference: str | None, options) -> Iterator[tuple[int, np.ndarray]]:
-        """(sample rate, float32 (S,) waveform) per piece of speech, as soon as each is ready."""
-        model, name = self._model_and_voice(voice, reference)
-        if hasattr(model, "stream"):
-            for chunk in model.stream(text, name, reference_audio=reference, options=options):
-                yield chunk.sample_rate, chunk.waveform
-            return
-        result = model.synthesize(text, name, reference_audio=reference, options=options)
-        yield result.sample_rate, result.waveform
+            voice = None
+        for chunk in self.tts.stream(text, voice, reference_audio=reference, options=options):
+            yield chunk.sample_rate, chunk.waveform
 
 
 def load_voices(model_dir: str, run_folders: str, device: str = "auto") -> VoiceBank:
