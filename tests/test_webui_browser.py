@@ -144,7 +144,8 @@ def extract_and_train(driver, lists: list[Path]) -> None:
     open_tab(driver, "Extract & train")
     set_field(driver, "extract-audio-lists", "\n".join(str(p) for p in lists))
     click(driver, "extract-start")
-    wait_for_text(driver, "extract-status", "finished")
+    status = wait_for_text(driver, "extract-status", "finished")
+    assert f"{4 * len(lists)} / {4 * len(lists)} (100%)" in status
     assert curve_images(driver) == 0
     set_field(driver, "train-max-steps", "5")
     driver.find_element(By.CSS_SELECTOR, "#train-more button").click()

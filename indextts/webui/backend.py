@@ -75,7 +75,7 @@ def start_extraction(board: JobBoard, audio_lists: str, model_dir: str, output_d
     command = _command("indextts.cli.extract", "tools/extract_codec.py", "Extraction")
     command += [arg for path in lists for arg in ("--audio_list", path)]
     command += ["--extract_condition", "--model_dir", _required(model_dir, "The base checkpoint folder"),
-                "--output_dir", _required(output_dir, "The extracted data folder"), "--no_progress"]
+                "--output_dir", _required(output_dir, "The extracted data folder")]
     command += ["--device", device.strip()] if device.strip() not in ("", "auto") else []
     return board.start("extract", command)
 
