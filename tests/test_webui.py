@@ -44,6 +44,17 @@ def test_a_failed_job_shows_its_progress_and_the_commands_error_paragraph(tmp_pa
     assert board.summary("train") == "**train**: not started"
 
 
+def test_a_long_log_is_read_from_its_end(tmp_path):
+    from indextts.webui.jobs import LOG_TAIL_BYTES
+
+    script = (f"import sys; print('1/9 [00:01<00:08]' + 'x' * {2 * LOG_TAIL_BYTES}, file=sys.stderr)\n"
+              "print('7/9 [00:07<00:02]', file=sys.stderr)")
+    job = JobBoard(tmp_path).start("train", [sys.executable, "-c", script])
+    wait_until_done(job)
+    assert len(job.log_text()) <= LOG_TAIL_BYTES
+    assert (job.progress().done, job.progress().remaining, job.state()) == (7, "00:02", "finished")
+
+
 def test_stop_ends_the_job_and_the_workers_it_started(tmp_path):
     script = ("import subprocess, sys, time\n"
               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"

@@ -19,6 +19,8 @@ from indextts.errors import WebUIError
 
 STOP_GRACE_SECONDS = 10.0
 """How long a stopped job may take to save and exit after SIGTERM before it is killed."""
+LOG_TAIL_BYTES = 64 * 1024
+"""How much of the end of a job's log the page reads each poll (tqdm redraws make long logs large)."""
 
 _TQDM_PROGRESS = re.compile(r"(\d+)/(\d+) \[([\d:]+)<([\d:?]+)")
 _ERROR_LINE = re.compile(r"^error: (.*)$", re.MULTILINE)
@@ -62,10 +64,13 @@ class Job:
         return "finished" if code == 0 else f"failed (exit {code})"
 
     def log_text(self) -> str:
-        """The whole log so far, with tqdm's carriage-return redraws turned into lines."""
+        """The last ``LOG_TAIL_BYTES`` of the log, with tqdm's carriage-return redraws turned into lines."""
         if not self.log_path.is_file():
             return ""
-        return self.log_path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+        with open(self.log_path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            tail = log.read()
+        return tail.decode("utf-8", errors="replace").replace("\r", "\n")
 
     def progress(self) -> Progress | None:
         """The last tqdm line printed by the job, if any."""
