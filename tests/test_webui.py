@@ -111,12 +111,19 @@ def test_empty_fields_and_missing_features_are_refused_with_what_to_do(tmp_path)
     assert board.jobs == {}
 
 
-def test_read_metrics_leaves_a_line_still_being_written(tmp_path):
+def test_metrics_reader_takes_in_only_complete_new_lines_and_restarts_when_cut_back(tmp_path):
     records = [{"kind": "train", "step": 1, "loss": 2.0}, {"kind": "valid", "step": 1, "mel_loss": 1.5}]
-    text = "".join(json.dumps(r) + "\n" for r in records) + '{"kind": "train", "st'
-    (tmp_path / "metrics.jsonl").write_text(text, encoding="utf-8")
-    assert backend.read_metrics(tmp_path) == records
-    assert backend.read_metrics(tmp_path / "missing") == []
+    path = tmp_path / "metrics.jsonl"
+    reader = backend.MetricsReader(tmp_path)
+    assert not reader.read() and reader.records == []
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"kind": "train", "st', encoding="utf-8")
+    assert reader.read() and reader.records == records
+    assert not reader.read()
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('ep": 2, "loss": 1.0}\n')
+    assert reader.read() and reader.records[-1] == {"kind": "train", "step": 2, "loss": 1.0}
+    path.write_text(json.dumps(records[0]) + "\n", encoding="utf-8")
+    assert reader.read() and reader.records == records[:1]
 
 
 def test_curves_and_caption_follow_the_metrics():

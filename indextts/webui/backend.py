@@ -14,7 +14,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -151,19 +151,34 @@ def start_evaluation(board: JobBoard, run_dir: str, asr: str, sim: str) -> Job:
 
 
 # ------------------------------------------------------------------- reading
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of ``<run>/metrics.jsonl`` ({"kind": "train"|"valid", "step": ..., losses}).
+@dataclass
+class MetricsReader:
+    """Follows a run's ``metrics.jsonl`` ({"kind": "train"|"valid", "step": ..., losses} per line).
 
-    A line still being written (no newline yet) is left for the next read.
+    Each ``read`` parses only the complete lines appended since the last one, so polling a long
+    run stays cheap; a file that shrank (a resumed run cuts it back to its checkpoint) is read afresh.
     """
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if line.endswith("\n") and line.strip():
-            records.append(json.loads(line))
-    return records
+
+    run_dir: Path
+    offset: int = 0
+    records: list[dict] = field(default_factory=list)
+
+    def read(self) -> bool:
+        """Take in new complete lines; returns whether ``records`` changed."""
+        path = Path(self.run_dir) / METRICS_FILE
+        size = path.stat().st_size if path.is_file() else 0
+        restarted = size < self.offset
+        if restarted:
+            self.offset, self.records = 0, []
+        if size == self.offset:
+            return restarted
+        with open(path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read(size - self.offset)
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self.records += [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+        self.offset += len(complete)
+        return restarted or bool(complete)
 
 
 def read_audio_list(path: str | Path) -> list[tuple[str, str, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -126,17 +128,19 @@ def _training_section(workspace: Workspace, model_dir: gr.Textbox) -> None:
 
 def _refresh_on_timer(workspace: Workspace, run_dir, status, plot, caption, log) -> None:
     """Every second: job status with ETA, and the curves when metrics.jsonl has grown."""
-    seen = gr.State(-1)
+    reader = gr.State(None)
 
-    def refresh(folder: str, seen_count: int):
-        records = backend.read_metrics(folder) if folder.strip() else []
+    def refresh(folder: str, metrics: backend.MetricsReader | None):
         job = workspace.board.get("train")
         tail = "\n".join(job.log_text().splitlines()[-40:]) if job is not None else ""
-        if len(records) == seen_count:
-            return workspace.board.summary("train"), gr.skip(), gr.skip(), tail, seen_count
-        return workspace.board.summary("train"), curve_figure(records), curve_caption(records), tail, len(records)
+        if metrics is None or str(metrics.run_dir) != folder.strip():
+            metrics = backend.MetricsReader(Path(folder.strip()))
+        if not metrics.read():
+            return workspace.board.summary("train"), gr.skip(), gr.skip(), tail, metrics
+        records = metrics.records
+        return workspace.board.summary("train"), curve_figure(records), curve_caption(records), tail, metrics
 
-    gr.Timer(REFRESH_SECONDS).tick(refresh, [run_dir, seen], [status, plot, caption, log, seen],
+    gr.Timer(REFRESH_SECONDS).tick(refresh, [run_dir, reader], [status, plot, caption, log, reader],
                                    show_progress="hidden")
 
 
