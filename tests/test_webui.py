@@ -138,7 +138,7 @@ def test_curves_and_caption_follow_the_metrics():
     assert lines["validation mel loss"].get_xdata().tolist() == [2]
     assert axes.get_title() == "Training curves up to step 2"
     assert curve_caption(records) == ("Logged up to step 2: loss 1.0000; validation mel loss 0.7500 at step 2 "
-                                      "(2 steps, 1 validations).")
+                                      "(2 training records, 1 validations).")
     assert curve_caption([]) == "No training steps logged yet."
     assert curve_figure([]) is None
 

@@ -60,7 +60,7 @@ def curve_caption(records: list[dict]) -> str:
     text = f"Logged up to step {train[-1]['step']}: loss {train[-1]['loss']:.4f}"
     if valid:
         text += f"; validation mel loss {valid[-1]['mel_loss']:.4f} at step {valid[-1]['step']}"
-    return text + f" ({len(train)} steps, {len(valid)} validations)."
+    return text + f" ({len(train)} training records, {len(valid)} validations)."
 
 
 def _extraction_section(workspace: Workspace) -> dict:
