@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,14 @@ class JobBoard:
     def __init__(self, log_dir: Path):
         self.log_dir = Path(log_dir)
         self.jobs: dict[str, Job] = {}
+        self._starting = threading.Lock()
 
     def start(self, name: str, command: list[str], cwd: Path | None = None) -> Job:
         """Start ``command`` in a new process group with its output in ``<log_dir>/<name>.log``."""
+        with self._starting:  # two clicks (e.g. start and resume) never start the same job twice
+            return self._start(name, command, cwd)
+
+    def _start(self, name: str, command: list[str], cwd: Path | None) -> Job:
         current = self.jobs.get(name)
         if current is not None and current.running:
             raise WebUIError(f"A {name} job is already running (started as: {' '.join(current.command)}). "

@@ -13,6 +13,8 @@ from indextts.webui.workspace import Workspace, error_text, reporting_errors
 
 STREAMING = shutil.which("ffmpeg") is not None
 """Gradio encodes streamed audio with ffmpeg; without it, finished sentences grow the whole recording."""
+SPEECH_QUEUE = "speech"
+"""Loading voices, speaking and A/B share one queue: one IndexTTS serves them, one call at a time."""
 PLAIN_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 """The browser's own audio player (with its src on the <audio> element) instead of a waveform view."""
 
@@ -98,7 +100,7 @@ def _speak_section(workspace: Workspace, voice, reference, advanced: list) -> No
         except IndexTTSError as error:
             yield gr.skip(), gr.skip(), error_text(error)
 
-    button.click(speak, [text, voice, reference, *advanced], [streamed, whole, status])
+    button.click(speak, [text, voice, reference, *advanced], [streamed, whole, status], concurrency_id=SPEECH_QUEUE)
 
 
 def _compare_section(workspace: Workspace, reference, advanced: list) -> list:
@@ -123,7 +125,8 @@ def _compare_section(workspace: Workspace, reference, advanced: list) -> list:
             takes.append(_whole(pieces[0][0], [p for _, p in pieces]))
         return takes[0], takes[1], f"A: {first} · B: {second}"
 
-    button.click(compare, [text, voice_a, voice_b, reference, *advanced], [audio_a, audio_b, status])
+    button.click(compare, [text, voice_a, voice_b, reference, *advanced], [audio_a, audio_b, status],
+                 concurrency_id=SPEECH_QUEUE)
     return [voice_a, voice_b]
 
 
@@ -133,4 +136,4 @@ def build(workspace: Workspace) -> None:
     advanced = _advanced_options()
     _speak_section(workspace, voice, reference, advanced)
     voice_a, voice_b = _compare_section(workspace, reference, advanced)
-    load.click(load_voices, [model_dir, runs], [voice, voice_a, voice_b, message])
+    load.click(load_voices, [model_dir, runs], [voice, voice_a, voice_b, message], concurrency_id=SPEECH_QUEUE)
