@@ -107,7 +107,7 @@ def test_empty_fields_and_missing_features_are_refused_with_what_to_do(tmp_path)
     with pytest.raises(WebUIError, match="The run folder is empty"):
         backend.start_training(board, backend.TrainingChoices("ckpt", "info.json", " ", 1, 0, 1e-4, 8, "600", "auto"))
     with pytest.raises(WebUIError, match="Widgets is not available.*indextts.no_such_feature.cli"):
-        backend._command("indextts.no_such_feature.cli", None, "Widgets")
+        backend._command("indextts.no_such_feature.cli", "Widgets")
     assert board.jobs == {}
 
 
@@ -241,3 +241,21 @@ def test_resume_runs_train_py_and_its_error_reaches_the_page(tmp_path, tiny_mode
     wait_until_done(job, seconds=120)
     assert job.state() == "failed (exit 2)"
     assert "speaker_info.json" in job.error_message() and "Traceback" not in job.error_message()
+
+
+@pytest.mark.slow
+def test_preparation_job_output_fills_the_review_table(tmp_path, tiny_model_dir):
+    """The Data tab's path: indextts-prepare as a job, then its list and review.csv in one table."""
+    pytest.importorskip("silero_vad", reason="preparation needs the [prepare] extra")
+    pytest.importorskip("pocketsphinx", reason="preparation needs the [prepare] extra")
+    from demo_data import make_demo_dataset
+
+    recordings = make_demo_dataset(tmp_path / "demo", sentences_per_speaker=2)[0].with_suffix("")
+    job = backend.start_prepare(JobBoard(tmp_path / "logs"), [str(recordings)], str(tmp_path / "out"), "alice",
+                                "pocketsphinx", str(tiny_model_dir))
+    wait_until_done(job, seconds=300)
+    assert job.state() == "finished", job.log_text()
+    assert (job.progress().done, job.progress().total) == (2, 2)
+    rows = backend.review_table(tmp_path / "out" / "alice.lst")
+    assert len(rows) == 2 and all(row[0] for row in rows)
+    assert all(row[3] and row[4] and row[2] > 0 for row in rows), rows  # LUFS, ASR confidence, seconds

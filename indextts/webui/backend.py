@@ -22,9 +22,6 @@ import numpy as np
 from indextts.errors import WebUIError
 from indextts.webui.jobs import Job, JobBoard
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-"""The source checkout holding ``indextts/``; its ``train.py`` and ``tools/`` serve older layouts."""
-
 METRICS_FILE = "metrics.jsonl"
 EVAL_SUMMARY = Path("eval") / "summary.csv"
 EVAL_PLOT = Path("eval") / "summary.png"
@@ -32,14 +29,12 @@ REVIEW_FILE = "review.csv"
 
 
 # ------------------------------------------------------------------ commands
-def _command(module: str, script: str | None, feature: str) -> list[str]:
-    """``python -m module`` when importable, else the checkout's ``script``; a clear error when neither."""
-    if importlib.util.find_spec(module.rsplit(".", 1)[0]) is not None and importlib.util.find_spec(module):
-        return [sys.executable, "-m", module]
-    if script is not None and (PACKAGE_ROOT / script).is_file():
-        return [sys.executable, str(PACKAGE_ROOT / script)]
-    raise WebUIError(f"{feature} is not available in this installation: the module {module} is missing. "
-                     "Install or update index-tts-lora with that feature merged, then reload this page.")
+def _command(module: str, feature: str) -> list[str]:
+    """``python -m module`` (the console script's module), or a clear error when it is not installed."""
+    if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None or importlib.util.find_spec(module) is None:
+        raise WebUIError(f"{feature} is not available in this installation: the module {module} is missing. "
+                         "Install or update index-tts-lora with that feature, then reload this page.")
+    return [sys.executable, "-m", module]
 
 
 def _required(value, what: str) -> str:
@@ -56,7 +51,7 @@ def nonempty_lines(text: str) -> list[str]:
 def start_prepare(board: JobBoard, inputs: list[str], output_dir: str, speaker: str, asr: str,
                   model_dir: str) -> Job:
     """Run ``indextts-prepare`` on recordings (files or folders) in the background."""
-    command = _command("indextts.prepare.cli", "tools/prepare_data.py", "Data preparation")
+    command = _command("indextts.cli.prepare", "Data preparation")
     if not inputs:
         raise WebUIError("No recordings given: upload files or enter a file or folder path, then run preparation.")
     command += [arg for path in inputs for arg in ("--input", path)]
@@ -72,7 +67,7 @@ def start_extraction(board: JobBoard, audio_lists: str, model_dir: str, output_d
     lists = nonempty_lines(audio_lists)
     if not lists:
         raise WebUIError("No audio list given: enter one audio list path per line (path<TAB>transcript files).")
-    command = _command("indextts.cli.extract", "tools/extract_codec.py", "Extraction")
+    command = _command("indextts.cli.extract", "Extraction")
     command += [arg for path in lists for arg in ("--audio_list", path)]
     command += ["--extract_condition", "--model_dir", _required(model_dir, "The base checkpoint folder"),
                 "--output_dir", _required(output_dir, "The extracted data folder")]
@@ -82,11 +77,9 @@ def start_extraction(board: JobBoard, audio_lists: str, model_dir: str, output_d
 
 def load_train_config(overrides: list[str]):
     """The packaged training config with ``overrides`` applied (raises the library's ConfigError)."""
-    try:
-        from indextts.training import load_train_config as load
-    except ImportError:  # the training package is not merged yet: the single-module trainer
-        from indextts.trainer import load_train_config as load
-    return load(overrides=overrides)
+    from indextts.training import load_train_config
+
+    return load_train_config(overrides=overrides)
 
 
 def training_defaults() -> dict:
@@ -137,13 +130,13 @@ class TrainingChoices:
 
 def start_training(board: JobBoard, choices: TrainingChoices, resume: bool = False) -> Job:
     """Run ``train.py`` with the page's options; ``resume`` continues from the run's latest checkpoint."""
-    command = _command("indextts.cli.train", "train.py", "Training") + choices.overrides()
+    command = _command("indextts.cli.train", "Training") + choices.overrides()
     return board.start("train", command + (["train.resume=auto"] if resume else []))
 
 
 def start_evaluation(board: JobBoard, run_dir: str, asr: str, sim: str) -> Job:
     """Run ``indextts-eval`` over the run's checkpoints, writing ``<run>/eval/``."""
-    command = _command("indextts.eval", None, "Evaluation")
+    command = _command("indextts.cli.eval", "Evaluation")
     command += ["--run", _required(run_dir, "The run folder")]
     command += ["--asr", asr.strip()] if asr.strip() else []
     command += ["--sim", sim.strip()] if sim.strip() else []
