@@ -152,7 +152,7 @@ def extract_and_train(driver, lists: list[Path]) -> None:
     assert curve_images(driver) == 0
     set_field(driver, "train-max-steps", "5")
     driver.find_element(By.CSS_SELECTOR, "#train-more button").click()
-    set_field(driver, "train-extra", "data.num_workers=0\ntrain.grad_accum=1\ndata.max_batch_size=4")
+    set_field(driver, "train-extra", "data.num_workers=0\ntrain.grad_accum=1\ndata.max_batch_size=4\ntrain.log_every_steps=1")
     click(driver, "train-start")
     wait_for_text(driver, "train-status", "finished")
     assert "5 / 5" in driver.find_element(By.ID, "train-status").text

@@ -36,7 +36,8 @@ def curve_figure(records: list[dict]) -> Figure | None:
         points = [(r["step"], r[key]) for r in records if r.get("kind") == kind and key in r]
         if points:
             steps, values = zip(*points)
-            axes.plot(steps, values, marker="o" if kind == "valid" else None, label=name, color=CURVE_COLOURS[name])
+            axes.plot(steps, values, marker="o", markersize=5 if kind == "valid" else 3, label=name,
+                      color=CURVE_COLOURS[name])
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss")
