@@ -52,3 +52,7 @@ class VoiceNotFoundError(InferenceError):
 
 class TextTooLongError(InferenceError):
     """A text or sentence exceeds the model's ``max_text_length`` / ``gpt.max_text_tokens`` limit."""
+
+
+class WebUIError(IndexTTSError):
+    """A web UI action cannot run: a job is already running, a field is empty, or a feature is missing."""
