@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,3 +91,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(summary_csv(result.summary), end="")
     print(f"best checkpoint: {result.best}" + (" (promoted to the final adapter)" if result.promoted else ""))
     print(f"results: {result.eval_dir}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

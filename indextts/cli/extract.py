@@ -19,7 +19,12 @@ from pathlib import Path
 
 from indextts.cli import configure_logging, run_command
 from indextts.extraction.pipeline import (
-    CONDITION_BATCHING, DEFAULT_MODEL_DIR, DEFAULT_OUTPUT_DIR, ExtractionOptions, default_num_workers, run_extraction,
+    CONDITION_BATCHING,
+    DEFAULT_MODEL_DIR,
+    DEFAULT_OUTPUT_DIR,
+    ExtractionOptions,
+    default_num_workers,
+    run_extraction,
 )
 from indextts.extraction.speaker_stats import DISTANCE_METRICS
 from indextts.runtime import PRECISIONS

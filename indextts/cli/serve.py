@@ -11,6 +11,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import sys
 from pathlib import Path
 
 from indextts.cli import configure_logging, run_command
@@ -125,3 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(verbose=not args.quiet)
     return run_command(lambda: serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
