@@ -8,6 +8,9 @@
 # then carry .whl/ to the GPU machine and install with
 #     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 # (docs/benchmarks.md gives the whole command). Versions are pinned to the ones the tests run with.
+# It also copies the tiny conformance golden (../shared/conformance/tiny15, 27 MB) into .conformance/
+# (ignored by git), because only the repository travels to the GPU machine; the CUDA tests find it
+# through INDEXTTS_CONFORMANCE_DIRS=.conformance.
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
@@ -32,3 +35,10 @@ for package in "${PACKAGES[@]}"; do
 done
 ls -1 "$DEST"
 du -sh "$DEST"
+
+GOLDEN=../shared/conformance/tiny15
+if [ -d "$GOLDEN" ]; then
+    mkdir -p .conformance
+    cp -r "$GOLDEN" .conformance/
+    du -sh .conformance
+fi

@@ -54,9 +54,10 @@ class StaticKVCache:
     def reorder_rows(self, parents: torch.Tensor, window: int, only_changed: bool) -> None:
         """Make row i hold what row ``parents[i]`` held in the first ``window`` slots (beam selection).
 
-        The gather goes through one temporary and writes the rows back in place, so the cache tensors keep
-        their addresses (a captured graph reads them). ``only_changed`` copies only the rows whose parent
-        differs, which needs the host to read ``parents``: use it only where that costs nothing (CPU).
+        Each layer's gather goes through one temporary (one layer big) and writes the rows back in place, so
+        the cache tensors keep their addresses (a captured graph reads them). ``only_changed`` copies only
+        the rows whose parent differs, which needs the host to read ``parents``: use it only where that costs
+        nothing (CPU).
         """
         if only_changed:
             targets = (parents != torch.arange(parents.shape[0], device=parents.device)).nonzero()[:, 0]
@@ -67,7 +68,8 @@ class StaticKVCache:
                 cache[:, targets, :, :window] = cache[:, sources, :, :window]
             return
         for cache in (self.keys, self.values):
-            cache[:, :, :, :window] = cache[:, :, :, :window].index_select(1, parents)
+            for layer in cache:
+                layer[:, :, :window] = layer[:, :, :window].index_select(0, parents)
 
 
 class DecodeState:
