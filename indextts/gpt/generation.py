@@ -20,6 +20,7 @@ loops below keep every decision on the device and read the finished flags only e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -230,11 +231,40 @@ def _choose_candidates(accumulated: torch.Tensor, count: int, do_sample: bool,
     return scores, indices.gather(1, order)
 
 
+class _Finished(NamedTuple):
+    """The best finished hypotheses of each row: scores (B, beams), codes (B, beams, max_new), flags, lengths."""
+
+    scores: torch.Tensor
+    codes: torch.Tensor
+    flags: torch.Tensor
+    lengths: torch.Tensor
+
+
+def _merge_finished(finished: _Finished, candidate_codes: torch.Tensor, top_scores: torch.Tensor,
+                    just_finished: torch.Tensor, can_improve: torch.Tensor, step: int,
+                    length_penalty: float) -> _Finished:
+    """Add the (B, K) candidates that just finished (if their row can still improve); keep the best ``beams``."""
+    beams = finished.scores.shape[1]
+    finish_scores = top_scores / ((step + 1) ** length_penalty)
+    finish_scores = finish_scores + (~can_improve).float() * FINISHED_SCORE
+    finish_scores = finish_scores + (~just_finished).float() * FINISHED_SCORE
+    merged_scores = torch.cat([finished.scores, finish_scores], dim=1)
+    best = torch.topk(merged_scores, beams).indices
+    step_lengths = torch.full_like(just_finished, step + 1, dtype=torch.long)
+    return _Finished(_gather_beams(merged_scores, best),
+                     _gather_beams(torch.cat([finished.codes, candidate_codes], dim=1), best),
+                     _gather_beams(torch.cat([finished.flags, just_finished], dim=1), best),
+                     _gather_beams(torch.cat([finished.lengths, step_lengths], dim=1), best))
+
+
 def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, start_token: int,
                  generator: torch.Generator | None) -> list[torch.Tensor]:
-    """Hugging Face beam search (and beam sampling): early stopping off, best finished hypothesis returned."""
-    beams = config.num_beams
-    max_new = config.max_new_tokens
+    """Hugging Face beam search (and beam sampling): early stopping off, best finished hypothesis returned.
+
+    One function for the whole step loop (about 50 lines): the running and finished beams update
+    together, and splitting the loop would pass a dozen tensors back and forth.
+    """
+    beams, max_new = config.num_beams, config.max_new_tokens
     first_logits = decoder.prefill()  # (B, V)
     batch, vocab = first_logits.shape
     device = first_logits.device
@@ -242,62 +272,41 @@ def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, s
     candidates = 2 * beams
     in_top_beams = torch.arange(candidates, device=device) < beams  # (K,)
     row_offsets = torch.arange(batch, device=device)[:, None] * beams  # (B, 1)
-
     running_codes = torch.full((batch, beams, max_new), stop_token, dtype=torch.long, device=device)
     running_scores = torch.zeros(batch, beams, device=device)
     running_scores[:, 1:] = FINISHED_SCORE
     seen = _initial_seen(batch * beams, vocab, start_token, device)
-    finished_codes = running_codes.clone()
-    finished_scores = torch.full((batch, beams), FINISHED_SCORE, device=device)
-    finished_flags = torch.zeros(batch, beams, dtype=torch.bool, device=device)
-    finished_lengths = torch.zeros(batch, beams, dtype=torch.long, device=device)
+    finished = _Finished(torch.full((batch, beams), FINISHED_SCORE, device=device), running_codes.clone(),
+                         torch.zeros(batch, beams, dtype=torch.bool, device=device),
+                         torch.zeros(batch, beams, dtype=torch.long, device=device))
     can_improve = torch.ones(batch, 1, dtype=torch.bool, device=device)
-
     for step in range(max_new):
-        log_probs = F.log_softmax(logits, dim=-1)
-        log_probs = _process(log_probs, seen, step, config, stop_token, min_tokens_to_keep=2)
+        log_probs = _process(F.log_softmax(logits, dim=-1), seen, step, config, stop_token, min_tokens_to_keep=2)
         accumulated = (log_probs.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, -1)
         top_scores, top_indices = _choose_candidates(accumulated, candidates, config.do_sample, generator)
-        source_beams = top_indices // vocab  # (B, K)
-        top_codes = top_indices % vocab
+        source_beams, top_codes = top_indices // vocab, top_indices % vocab  # (B, K)
         candidate_codes = _gather_beams(running_codes, source_beams)  # (B, K, max_new)
         candidate_codes[:, :, step] = top_codes
         hits_stop = (top_codes == stop_token) | (step + 1 >= max_new)  # (B, K)
-
         # Running beams: the best candidates that did not just finish.
         open_scores = top_scores + hits_stop.float() * FINISHED_SCORE
         keep = torch.topk(open_scores, beams).indices  # (B, beams)
         running_codes = _gather_beams(candidate_codes, keep)
         running_scores = _gather_beams(open_scores, keep)
         parents = (_gather_beams(source_beams, keep) + row_offsets).view(-1)  # (B*beams,)
-
-        # Finished hypotheses: candidates among the top `beams` that just finished, if they can still improve.
-        just_finished = hits_stop & in_top_beams[None, :]
-        finish_scores = top_scores / ((step + 1) ** config.length_penalty)
-        finish_scores = finish_scores + (~can_improve).float() * FINISHED_SCORE
-        finish_scores = finish_scores + (~just_finished).float() * FINISHED_SCORE
-        merged_scores = torch.cat([finished_scores, finish_scores], dim=1)
-        best = torch.topk(merged_scores, beams).indices
-        finished_scores = _gather_beams(merged_scores, best)
-        finished_codes = _gather_beams(torch.cat([finished_codes, candidate_codes], dim=1), best)
-        finished_flags = _gather_beams(torch.cat([finished_flags, just_finished], dim=1), best)
-        step_lengths = torch.full_like(just_finished, step + 1, dtype=torch.long)
-        finished_lengths = _gather_beams(torch.cat([finished_lengths, step_lengths], dim=1), best)
-
+        finished = _merge_finished(finished, candidate_codes, top_scores, hits_stop & in_top_beams[None, :],
+                                   can_improve, step, config.length_penalty)
         generated = step + 1
-        worst_finished = torch.where(finished_flags, finished_scores.min(dim=1, keepdim=True).values,
-                                     FINISHED_SCORE)
+        worst_finished = torch.where(finished.flags, finished.scores.min(dim=1, keepdim=True).values, FINISHED_SCORE)
         best_running = running_scores[:, :1] / (generated ** config.length_penalty)
         can_improve = can_improve & (best_running > worst_finished).any(dim=-1, keepdim=True)
         if generated == max_new or (decoder.should_check(step) and not bool(can_improve.any())):
             break
-
         next_codes = running_codes[:, :, step].reshape(-1)  # (B*beams,)
         seen = seen.index_select(0, parents)
         seen[torch.arange(batch * beams, device=device), next_codes] = True
         logits = decoder.step(next_codes, generated, parents)
-
-    return [finished_codes[row, 0, : int(finished_lengths[row, 0])].clone() for row in range(batch)]
+    return [finished.codes[row, 0, : int(finished.lengths[row, 0])].clone() for row in range(batch)]
 
 
 @torch.no_grad()
