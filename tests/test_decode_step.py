@@ -13,8 +13,10 @@ from helpers import conformance_folders
 from safetensors.torch import load_file
 
 from indextts.checkpoints import load_gpt
+from indextts.gpt import generation
 from indextts.gpt.decode_step import DecodeState, decode_step
 from indextts.gpt.generation import GenerationConfig, _Decoder, generate_codes
+from indextts.gpt.step_runner import SLOT_ROUNDING, StepRunner
 
 STEPS = 24
 GOLDEN_MAX_NEW_CODES = 30
@@ -81,6 +83,24 @@ def test_fixed_shape_codes_equal_eager_codes(tiny_gpt, options):
     fixed = generate_codes(tiny_gpt, conditioning, text_ids, lengths,
                            GenerationConfig(max_new_tokens=30, compile_backend=CountingBackend(), **options))
     assert [c.tolist() for c in fixed] == [c.tolist() for c in eager]
+
+
+@pytest.mark.parametrize("options", [GREEDY, BEAM], ids=["greedy", "beam3"])
+def test_reused_bucket_state_gives_eager_codes(tiny_gpt, monkeypatch, options):
+    """One fixed-shape state serves batches of other prompt lengths in turn, as a captured CUDA graph's bucket does."""
+    batches = [inputs(tiny_gpt, lengths, seed) for seed, lengths in enumerate(([9, 3, 14], [5, 12, 2], [2, 2, 2]))]
+    config = GenerationConfig(max_new_tokens=30, **options)
+    eager = [[c.tolist() for c in generate_codes(tiny_gpt, *batch, config)] for batch in batches]
+    states: dict[int, DecodeState] = {}
+
+    def bucket_runner(model, rows, slots, dtype, device, reorder, cuda_graph, compile_backend):
+        state = states.setdefault(rows, DecodeState(model, rows, 2 * SLOT_ROUNDING, dtype, device))
+        return StepRunner(state, reorder, fixed_shapes=True)
+
+    monkeypatch.setattr(generation, "make_step_runner", bucket_runner)
+    reused = [[c.tolist() for c in generate_codes(tiny_gpt, *batch, config)] for batch in batches]
+    assert reused == eager
+    assert len(states) == 1
 
 
 @pytest.mark.slow

@@ -8,12 +8,12 @@
 - CUDA graph (CUDA with ``cuda_graph=True``, the default there): the fixed-shape step (compiled first
   when ``compile_backend`` is set) captured once per bucket (rows, beams, slots rounded up to
   ``SLOT_ROUNDING``, dtype) and replayed; each step costs one graph launch and no host sync. Buckets
-  live with the model (up to ``MAX_BUCKETS`` per model, least recently used dropped).
+  live in an attribute of the model (up to ``MAX_BUCKETS``, least recently used dropped), so they go
+  with it.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 
 import torch
@@ -32,7 +32,8 @@ CUDA_FINISHED_CHECK_INTERVAL = 16
 WARMUP_STEPS = 2
 """Eager runs of the step on a side stream before capture (lazy initialisation stays out of the graph)."""
 
-_BUCKETS: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict]" = weakref.WeakKeyDictionary()
+BUCKETS_ATTRIBUTE = "_captured_decode_steps"
+"""Model attribute holding its captured buckets (a plain dict entry: not a parameter, not saved)."""
 
 
 class StepRunner:
@@ -105,7 +106,7 @@ def _captured_runner(model, rows: int, slots: int, dtype: torch.dtype, device: t
     slots = -(-slots // SLOT_ROUNDING) * SLOT_ROUNDING
     weights = next(model.parameters()).data_ptr()  # a model moved or cast gets new buckets
     key = (rows, slots, dtype, str(device), reorder, compile_backend, weights)
-    buckets = _BUCKETS.setdefault(model, OrderedDict())
+    buckets = model.__dict__.setdefault(BUCKETS_ATTRIBUTE, OrderedDict())
     if key in buckets:
         buckets.move_to_end(key)
         return buckets[key]
@@ -130,4 +131,4 @@ def make_step_runner(model, rows: int, slots: int, dtype: torch.dtype, device: t
 
 def clear_captured_steps(model) -> None:
     """Drop the CUDA graphs and caches captured for ``model`` (frees their GPU memory)."""
-    _BUCKETS.pop(model, None)
+    model.__dict__.pop(BUCKETS_ATTRIBUTE, None)
