@@ -20,7 +20,7 @@ loops below keep every decision on the device and read the finished flags only e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,8 @@ class GenerationConfig:
     ``seed`` or ``generator`` make sampling reproducible (``generator`` wins when both are given).
     ``cuda_graph`` captures the decode step as a CUDA graph on CUDA (off: eager steps; no effect on CPU).
     ``compile_backend`` runs the fixed-shape step through ``torch.compile(fullgraph=True)`` with that
-    backend (e.g. "inductor"); None leaves it uncompiled. Neither changes which codes come out.
+    backend (a name such as "inductor", or a backend callable); None leaves it uncompiled. Neither
+    changes which codes come out.
     """
 
     do_sample: bool = True
@@ -63,7 +64,7 @@ class GenerationConfig:
     seed: int | None = None
     generator: torch.Generator | None = None
     cuda_graph: bool = True
-    compile_backend: str | None = None
+    compile_backend: str | Callable | None = None
 
     def validate(self) -> None:
         """Raise ``InferenceError`` naming every invalid option."""

@@ -96,7 +96,8 @@ class CudaGraphRunner(StepRunner):
         return self.logits
 
 
-def _compiled(backend: str):
+def _compiled(backend):
+    """``decode_step`` under torch.compile: one graph, static shapes (``backend``: a name or a callable)."""
     return torch.compile(decode_step, backend=backend, fullgraph=True, dynamic=False)
 
 
