@@ -12,23 +12,25 @@ sampling), including two details of the reference that change the numbers:
 
 Rows of a batch have different text lengths: their prompts are left-padded and masked so that every row decodes
 in lockstep and gets exactly the codes it would get alone. The key/value cache is allocated once for the whole
-generation (prompt + ``max_new_tokens``), beams share one prompt pass and are expanded inside the cache.
+generation (prompt + ``max_new_tokens``), beams share one prompt pass and are expanded inside the cache. The
+steps themselves run through ``indextts.gpt.step_runner`` (eager, compiled, or a replayed CUDA graph); the
+loops below keep every decision on the device and read the finished flags only every few steps on CUDA.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from indextts.errors import InferenceError
+from indextts.gpt.decode_step import GENERATED_POSITION_OFFSET
+from indextts.gpt.step_runner import make_step_runner
 
 FAKE_PROMPT_TOKEN = 1
 """Id the reference puts at every prompt row of the token sequence it hands to ``generate``."""
-
-GENERATED_POSITION_OFFSET = 1
-"""Mel position of the k-th generated code is k + this offset (``start_mel`` sits at position 0)."""
 
 FINISHED_SCORE = -1.0e9
 """Score Hugging Face beam search gives to empty or excluded hypotheses."""
@@ -44,6 +46,10 @@ class GenerationConfig:
     ``max_new_tokens`` caps the number of generated codes (stop code included). ``min_new_tokens`` forbids the
     stop code until that many codes exist; set it to ``max_new_tokens`` to force a fixed length (benchmarks).
     ``seed`` or ``generator`` make sampling reproducible (``generator`` wins when both are given).
+    ``cuda_graph`` captures the decode step as a CUDA graph on CUDA (off: eager steps; no effect on CPU).
+    ``compile_backend`` runs the fixed-shape step through ``torch.compile(fullgraph=True)`` with that
+    backend (a name such as "inductor", or a backend callable); None leaves it uncompiled. Neither
+    changes which codes come out.
     """
 
     do_sample: bool = True
@@ -57,6 +63,8 @@ class GenerationConfig:
     min_new_tokens: int = 0
     seed: int | None = None
     generator: torch.Generator | None = None
+    cuda_graph: bool = True
+    compile_backend: str | Callable | None = None
 
     def validate(self) -> None:
         """Raise ``InferenceError`` naming every invalid option."""
@@ -94,122 +102,40 @@ class GenerationConfig:
         return generator
 
 
-class StaticKVCache:
-    """Key/value buffers allocated once, shaped (rows, heads, max_length, head_dim) per layer.
-
-    Passed to ``GPT2Model`` as its cache: every attention layer calls ``update`` with the keys/values of the
-    new tokens. The caller sets ``write_position`` before each forward. During the prompt pass
-    ``prompt_repeats`` copies each prompt row into that many cache rows (beams) while the attention itself
-    runs on the unrepeated prompt. ``update`` returns views up to the written length; a captured (CUDA graph)
-    decode step would instead attend over all ``max_length`` slots with the mask hiding the unwritten ones.
-    """
-
-    def __init__(self, num_layers: int, rows: int, heads: int, max_length: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device):
-        shape = (rows, heads, max_length, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.max_length = max_length
-        self.write_position = 0
-        self.prompt_repeats = 1
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
-        """Store (rows, heads, T, head_dim) states at ``write_position``; return the keys/values to attend to."""
-        start, end = self.write_position, self.write_position + key_states.shape[2]
-        if self.prompt_repeats > 1:
-            self.keys[layer_idx][:, :, start:end] = key_states.repeat_interleave(self.prompt_repeats, dim=0)
-            self.values[layer_idx][:, :, start:end] = value_states.repeat_interleave(self.prompt_repeats, dim=0)
-            return key_states, value_states
-        self.keys[layer_idx][:, :, start:end] = key_states
-        self.values[layer_idx][:, :, start:end] = value_states
-        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
-
-    def reorder_rows(self, rows: torch.Tensor, length: int) -> None:
-        """Make row i hold what row ``rows[i]`` held, for the first ``length`` positions (beam selection).
-
-        Only rows whose source changed are copied: beams often keep their own history.
-        """
-        targets = (rows != torch.arange(rows.shape[0], device=rows.device)).nonzero()[:, 0]
-        if targets.numel() == 0:
-            return
-        sources = rows[targets]
-        for buffers in (self.keys, self.values):
-            for buffer in buffers:
-                buffer[targets, :, :length] = buffer[sources, :, :length]
-
-
 class _Decoder:
-    """Runs the GPT over a left-padded batch of prompts, then one code per row and step."""
+    """Lays out a left-padded batch of prompts, then runs the prompt pass and one step per generated code."""
 
     def __init__(self, model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
-                 max_new_tokens: int, repeats: int):
-        self.model = model
+                 config: GenerationConfig):
         device, dtype = conditioning.device, conditioning.dtype
         text_embeddings = model.text_inputs(text_ids, text_lengths)  # (B, L+2, D)
         full = torch.cat([conditioning, text_embeddings.to(dtype)], dim=1)  # (B, P, D), right-padded
         batch, prompt_length, dim = full.shape
         valid_lengths = conditioning.shape[1] + text_lengths.to(device) + 2  # (B,)
         shift = prompt_length - valid_lengths  # left padding of each row
-        slots = torch.arange(prompt_length, device=device)
-        source = slots[None, :] - shift[:, None]  # (B, P)
-        is_prompt = source >= 0
-        prompt = full.gather(1, source.clamp(min=0)[..., None].expand(-1, -1, dim)) * is_prompt[..., None]
-
-        self.prompt_length = prompt_length
-        self.total_length = prompt_length + max_new_tokens
-        key_is_valid = torch.ones(batch, self.total_length, dtype=torch.bool, device=device)
-        key_is_valid[:, :prompt_length] = is_prompt
-        self.batch = batch
-        self.repeats = repeats
-        self.dtype = dtype
-        blocked = torch.finfo(dtype).min
-        self._prompt_key_mask = key_is_valid[:, : prompt_length + 1]
-        self._step_mask = torch.zeros(batch * repeats, 1, 1, self.total_length, dtype=dtype, device=device)
-        self._step_mask.masked_fill_(~key_is_valid.repeat_interleave(repeats, dim=0)[:, None, None, :], blocked)
-
-        gpt_config = model.gpt.config
-        heads = gpt_config.n_head
-        self.cache = StaticKVCache(gpt_config.n_layer, batch * repeats, heads, self.total_length,
-                                   dim // heads, dtype, device)
-        self._prompt = prompt
-        self.device = device
-
-    def _run(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """GPT over (R, T, D) new embeddings; mel logits (R, V) of the last one, float32."""
-        positions = torch.zeros(1, embeddings.shape[1], dtype=torch.long, device=self.device)
-        output = self.model.gpt(inputs_embeds=embeddings, attention_mask=mask, cache=self.cache,
-                                use_cache=True, position_ids=positions)
-        return self.model.mel_logits(output.last_hidden_state[:, -1:])[:, 0].float()
+        source = torch.arange(prompt_length, device=device)[None, :] - shift[:, None]  # (B, P)
+        self.is_prompt = source >= 0
+        self.prompt = full.gather(1, source.clamp(min=0)[..., None].expand(-1, -1, dim)) * self.is_prompt[..., None]
+        self.repeats = config.num_beams
+        self.runner = make_step_runner(model, batch * self.repeats, prompt_length + config.max_new_tokens, dtype,
+                                       device, reorder=self.repeats > 1, cuda_graph=config.cuda_graph,
+                                       compile_backend=config.compile_backend)
+        self.finished_check_interval = self.runner.finished_check_interval
 
     def prefill(self) -> torch.Tensor:
         """Prompt + ``start_mel`` pass; logits (B, V) of the first code; the cache holds every row ``repeats`` times."""
-        start = torch.full((self.batch, 1), self.model.start_mel_token, dtype=torch.long, device=self.device)
-        start_embedding = self.model.mel_inputs(start, torch.zeros_like(start)).to(self.dtype)
-        embeddings = torch.cat([self._prompt, start_embedding], dim=1)  # (B, P+1, D)
-        length = embeddings.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
-        allowed = causal[None] & self._prompt_key_mask[:, None, :]
-        allowed |= torch.eye(length, dtype=torch.bool, device=self.device)[None]  # padded rows see themselves
-        mask = torch.zeros(self.batch, 1, length, length, dtype=self.dtype, device=self.device)
-        mask.masked_fill_(~allowed[:, None], torch.finfo(self.dtype).min)
-        self.cache.write_position = 0
-        self.cache.prompt_repeats = self.repeats
-        try:
-            return self._run(embeddings, mask)
-        finally:
-            self.cache.prompt_repeats = 1
+        return self.runner.prefill(self.prompt, self.is_prompt, self.repeats)
 
-    def step(self, codes: torch.Tensor, index: int) -> torch.Tensor:
-        """Feed the ``index``-th generated code (1-based) of every row, codes (R,); logits (R, V)."""
-        position = torch.full((codes.shape[0], 1), index + GENERATED_POSITION_OFFSET, dtype=torch.long,
-                              device=self.device)
-        embeddings = self.model.mel_inputs(codes[:, None], position).to(self.dtype)  # (R, 1, D)
-        write = self.prompt_length + index
-        self.cache.write_position = write
-        return self._run(embeddings, self._step_mask[..., : write + 1])
+    def step(self, codes: torch.Tensor, index: int, parents: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed the ``index``-th generated code (1-based) of every row, codes (R,); logits (R, V).
 
-    def reorder(self, rows: torch.Tensor, length: int) -> None:
-        self.cache.reorder_rows(rows, self.prompt_length + length)
+        ``parents`` (R,) first makes row i continue from row ``parents[i]`` (beam selection).
+        """
+        return self.runner.step(codes, index, parents)
+
+    def should_check(self, step: int) -> bool:
+        """Whether the host reads the finished flags after 0-based ``step`` (each read waits for the device)."""
+        return (step + 1) % self.finished_check_interval == 0
 
 
 def _initial_seen(rows: int, vocab: int, start_mel_token: int, device: torch.device) -> torch.Tensor:
@@ -278,7 +204,7 @@ def _greedy_or_sample(decoder: _Decoder, config: GenerationConfig, stop_token: i
         lengths = torch.where(just_stopped, step + 1, lengths)
         finished |= just_stopped
         seen[rows, next_codes] = True
-        if step + 1 == config.max_new_tokens or bool(finished.all()):
+        if step + 1 == config.max_new_tokens or (decoder.should_check(step) and bool(finished.all())):
             break
         logits = decoder.step(next_codes, step + 1)
     return [codes[row, : int(lengths[row])].clone() for row in range(batch)]
@@ -306,11 +232,40 @@ def _choose_candidates(accumulated: torch.Tensor, count: int, do_sample: bool,
     return scores, indices.gather(1, order)
 
 
+class _Finished(NamedTuple):
+    """The best finished hypotheses of each row: scores (B, beams), codes (B, beams, max_new), flags, lengths."""
+
+    scores: torch.Tensor
+    codes: torch.Tensor
+    flags: torch.Tensor
+    lengths: torch.Tensor
+
+
+def _merge_finished(finished: _Finished, candidate_codes: torch.Tensor, top_scores: torch.Tensor,
+                    just_finished: torch.Tensor, can_improve: torch.Tensor, step: int,
+                    length_penalty: float) -> _Finished:
+    """Add the (B, K) candidates that just finished (if their row can still improve); keep the best ``beams``."""
+    beams = finished.scores.shape[1]
+    finish_scores = top_scores / ((step + 1) ** length_penalty)
+    finish_scores = finish_scores + (~can_improve).float() * FINISHED_SCORE
+    finish_scores = finish_scores + (~just_finished).float() * FINISHED_SCORE
+    merged_scores = torch.cat([finished.scores, finish_scores], dim=1)
+    best = torch.topk(merged_scores, beams).indices
+    step_lengths = torch.full_like(just_finished, step + 1, dtype=torch.long)
+    return _Finished(_gather_beams(merged_scores, best),
+                     _gather_beams(torch.cat([finished.codes, candidate_codes], dim=1), best),
+                     _gather_beams(torch.cat([finished.flags, just_finished], dim=1), best),
+                     _gather_beams(torch.cat([finished.lengths, step_lengths], dim=1), best))
+
+
 def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, start_token: int,
                  generator: torch.Generator | None) -> list[torch.Tensor]:
-    """Hugging Face beam search (and beam sampling): early stopping off, best finished hypothesis returned."""
-    beams = config.num_beams
-    max_new = config.max_new_tokens
+    """Hugging Face beam search (and beam sampling): early stopping off, best finished hypothesis returned.
+
+    One function for the whole step loop (about 50 lines): the running and finished beams update
+    together, and splitting the loop would pass a dozen tensors back and forth.
+    """
+    beams, max_new = config.num_beams, config.max_new_tokens
     first_logits = decoder.prefill()  # (B, V)
     batch, vocab = first_logits.shape
     device = first_logits.device
@@ -318,63 +273,41 @@ def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, s
     candidates = 2 * beams
     in_top_beams = torch.arange(candidates, device=device) < beams  # (K,)
     row_offsets = torch.arange(batch, device=device)[:, None] * beams  # (B, 1)
-
     running_codes = torch.full((batch, beams, max_new), stop_token, dtype=torch.long, device=device)
     running_scores = torch.zeros(batch, beams, device=device)
     running_scores[:, 1:] = FINISHED_SCORE
     seen = _initial_seen(batch * beams, vocab, start_token, device)
-    finished_codes = running_codes.clone()
-    finished_scores = torch.full((batch, beams), FINISHED_SCORE, device=device)
-    finished_flags = torch.zeros(batch, beams, dtype=torch.bool, device=device)
-    finished_lengths = torch.zeros(batch, beams, dtype=torch.long, device=device)
+    finished = _Finished(torch.full((batch, beams), FINISHED_SCORE, device=device), running_codes.clone(),
+                         torch.zeros(batch, beams, dtype=torch.bool, device=device),
+                         torch.zeros(batch, beams, dtype=torch.long, device=device))
     can_improve = torch.ones(batch, 1, dtype=torch.bool, device=device)
-
     for step in range(max_new):
-        log_probs = F.log_softmax(logits, dim=-1)
-        log_probs = _process(log_probs, seen, step, config, stop_token, min_tokens_to_keep=2)
+        log_probs = _process(F.log_softmax(logits, dim=-1), seen, step, config, stop_token, min_tokens_to_keep=2)
         accumulated = (log_probs.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, -1)
         top_scores, top_indices = _choose_candidates(accumulated, candidates, config.do_sample, generator)
-        source_beams = top_indices // vocab  # (B, K)
-        top_codes = top_indices % vocab
+        source_beams, top_codes = top_indices // vocab, top_indices % vocab  # (B, K)
         candidate_codes = _gather_beams(running_codes, source_beams)  # (B, K, max_new)
         candidate_codes[:, :, step] = top_codes
         hits_stop = (top_codes == stop_token) | (step + 1 >= max_new)  # (B, K)
-
         # Running beams: the best candidates that did not just finish.
         open_scores = top_scores + hits_stop.float() * FINISHED_SCORE
         keep = torch.topk(open_scores, beams).indices  # (B, beams)
         running_codes = _gather_beams(candidate_codes, keep)
         running_scores = _gather_beams(open_scores, keep)
         parents = (_gather_beams(source_beams, keep) + row_offsets).view(-1)  # (B*beams,)
-
-        # Finished hypotheses: candidates among the top `beams` that just finished, if they can still improve.
-        just_finished = hits_stop & in_top_beams[None, :]
-        finish_scores = top_scores / ((step + 1) ** config.length_penalty)
-        finish_scores = finish_scores + (~can_improve).float() * FINISHED_SCORE
-        finish_scores = finish_scores + (~just_finished).float() * FINISHED_SCORE
-        merged_scores = torch.cat([finished_scores, finish_scores], dim=1)
-        best = torch.topk(merged_scores, beams).indices
-        finished_scores = _gather_beams(merged_scores, best)
-        finished_codes = _gather_beams(torch.cat([finished_codes, candidate_codes], dim=1), best)
-        finished_flags = _gather_beams(torch.cat([finished_flags, just_finished], dim=1), best)
-        step_lengths = torch.full_like(just_finished, step + 1, dtype=torch.long)
-        finished_lengths = _gather_beams(torch.cat([finished_lengths, step_lengths], dim=1), best)
-
+        finished = _merge_finished(finished, candidate_codes, top_scores, hits_stop & in_top_beams[None, :],
+                                   can_improve, step, config.length_penalty)
         generated = step + 1
-        worst_finished = torch.where(finished_flags, finished_scores.min(dim=1, keepdim=True).values,
-                                     FINISHED_SCORE)
+        worst_finished = torch.where(finished.flags, finished.scores.min(dim=1, keepdim=True).values, FINISHED_SCORE)
         best_running = running_scores[:, :1] / (generated ** config.length_penalty)
         can_improve = can_improve & (best_running > worst_finished).any(dim=-1, keepdim=True)
-        if not bool(can_improve.any()) or bool(hits_stop.all()):
+        if generated == max_new or (decoder.should_check(step) and not bool(can_improve.any())):
             break
-
         next_codes = running_codes[:, :, step].reshape(-1)  # (B*beams,)
         seen = seen.index_select(0, parents)
         seen[torch.arange(batch * beams, device=device), next_codes] = True
-        decoder.reorder(parents, generated)
-        logits = decoder.step(next_codes, generated)
-
-    return [finished_codes[row, 0, : int(finished_lengths[row, 0])].clone() for row in range(batch)]
+        logits = decoder.step(next_codes, generated, parents)
+    return [finished.codes[row, 0, : int(finished.lengths[row, 0])].clone() for row in range(batch)]
 
 
 @torch.no_grad()
@@ -412,7 +345,7 @@ def generate_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, te
     text_ids = text_ids.to(device)
     text_lengths = text_lengths.to(device)
     generator = config.make_generator(device)
-    decoder = _Decoder(model, conditioning, text_ids, text_lengths, config.max_new_tokens, config.num_beams)
+    decoder = _Decoder(model, conditioning, text_ids, text_lengths, config)
     stop_token, start_token = model.stop_mel_token, model.start_mel_token
     if config.num_beams == 1:
         return _greedy_or_sample(decoder, config, stop_token, start_token, generator)

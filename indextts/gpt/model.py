@@ -196,7 +196,8 @@ class UnifiedVoice(nn.Module):
     @property
     def gradient_checkpointing(self) -> bool:
         """Whether GPT-2 block activations are recomputed in the backward pass."""
-        return self.gpt.is_activation_checkpointing
+        legacy = not hasattr(self.gpt, "is_activation_checkpointing")  # transformers < 5.20 (GPU image: 5.17)
+        return self.gpt.is_gradient_checkpointing if legacy else self.gpt.is_activation_checkpointing
 
     @property
     def text_vocab_size(self) -> int:
@@ -205,10 +206,12 @@ class UnifiedVoice(nn.Module):
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Recompute GPT-2 block activations in the backward pass (less memory, ~30% slower)."""
+        kind = "activation" if hasattr(self.gpt, "activation_checkpointing_enable") else "gradient"  # < 5.20
         if enabled:
-            self.gpt.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            options = {f"{kind}_checkpointing_kwargs": {"use_reentrant": False}}
+            getattr(self.gpt, f"{kind}_checkpointing_enable")(**options)
         else:
-            self.gpt.activation_checkpointing_disable()
+            getattr(self.gpt, f"{kind}_checkpointing_disable")()
 
     @torch.no_grad()
     def resize_text_vocab(self, new_size: int) -> None:
@@ -318,10 +321,27 @@ class UnifiedVoice(nn.Module):
         mel = self.mel_inputs(mel_ids, positions)
         embeds = torch.cat([conditioning.to(text.dtype), text, mel.to(text.dtype)], dim=1)
         cond_valid = torch.ones(conditioning.shape[:2], dtype=torch.bool, device=text.device)
-        attention_mask = torch.cat([cond_valid, text_valid, mel_valid.to(text.device)], dim=1)
-        hidden = self.gpt(inputs_embeds=embeds, attention_mask=attention_mask.long(), use_cache=False).last_hidden_state
+        valid = torch.cat([cond_valid, text_valid, mel_valid.to(text.device)], dim=1)
+        hidden = self._causal_gpt(embeds, valid)
         hidden = self.final_norm(hidden[:, conditioning.shape[1]:])
         return hidden[:, : text.shape[1]], hidden[:, text.shape[1]:]
+
+    def _causal_gpt(self, embeds: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """GPT-2 over (B, T, D) segments with padding inside (valid (B, T)); (B, T, D) states, padding undefined.
+
+        Each row's valid tokens are moved to the front, in order, so plain causal attention (no mask: SDPA's
+        flash kernel where the GPU has it) computes what the masked segmented sequence computes; GPT-2 has no
+        position embedding of its own, so only the order matters. The states are then moved back.
+        """
+        length = valid.shape[1]
+        slots = torch.arange(length, device=valid.device)
+        packed_slot = torch.where(valid, valid.long().cumsum(dim=1) - 1, length + slots)  # padding after tokens
+        order = packed_slot.argsort(dim=1)  # (B, T): segmented position read at each packed position
+        restore = order.argsort(dim=1)
+        dim = embeds.shape[-1]
+        packed = embeds.gather(1, order[..., None].expand(-1, -1, dim))
+        hidden = self.gpt(inputs_embeds=packed, use_cache=False).last_hidden_state
+        return hidden.gather(1, restore[..., None].expand(-1, -1, dim))
 
     def forward_latents(
         self,

@@ -1,0 +1,55 @@
+"""benchmarks/gpu_check.py: the preflight names what is missing, and the whole check runs on a CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import gpu_check  # noqa: E402  (a script module beside the benchmarks, not a package)
+
+
+def test_requirement_problems_name_the_package_and_the_fix():
+    assert gpu_check.requirement_problem("pytest>=1") is None
+    assert "not installed" in gpu_check.requirement_problem("surely-not-an-installed-package>=1.0")
+    assert "needs <1" in gpu_check.requirement_problem("torch<1")
+
+
+def test_failed_preflight_stops_before_any_step(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpu_check, "project_requirements", lambda: ["torch>=2", "surely-not-an-installed-package"])
+    monkeypatch.setattr(gpu_check, "run_steps", lambda *args: pytest.fail("steps ran after a failed preflight"))
+    assert gpu_check.main(["--device", "cpu", "--out", str(tmp_path)]) == 2
+    printed = capsys.readouterr().out
+    assert "surely-not-an-installed-package: not installed" in printed
+    assert "prepare_device_wheels.sh" in printed
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["preflight"]
+
+
+def test_cuda_test_modules_are_found():
+    assert "tests/test_cuda_decode.py" in gpu_check.cuda_test_files()
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_cpu(tmp_path):
+    """The CPU smoke run: preflight, `pytest -m cuda` (all skipped here), every benchmark, JSON and table."""
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--size", "tiny",
+                           "--out", str(tmp_path), "--budget_s", "300"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["preflight"] == []
+    tests = report["steps"]["tests"]
+    assert tests["status"] == "ok" and tests["counts"]["skipped"] >= 1 and "passed" not in tests["counts"]
+    infer = report["steps"]["bench_infer"]
+    assert infer["status"] == "ok", infer["output_tail"]
+    assert {(row["mode"], row["batch"]) for row in infer["result"]["generation"]} == {
+        ("greedy", 1), ("greedy", 4), ("default", 1), ("default", 4)}
+    assert all(row["codes_per_s"] > 0 for row in infer["result"]["generation"])
+    for name in ("bench_train", "bench_train_e2e", "bench_extraction"):
+        assert report["steps"][name]["status"]  # ran, failed or recorded as missing: never silently absent
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "| batch 1 |" in table and "BigVGAN audio s per s" in table
