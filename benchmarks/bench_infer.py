@@ -186,8 +186,6 @@ def bench_end_to_end(cfg, folder: Path, seconds_list: list[float], precision: st
 
     from indextts.infer import IndexTTS
 
-    if not hasattr(IndexTTS, "stream"):  # the streaming inference API of issue 11 arrives with indextts.synthesis
-        return [{"skipped": "IndexTTS.from_pretrained/stream are not in this checkout"}]
     from indextts.synthesis import SynthesisOptions
 
     sample_rate = int(cfg.dataset.sample_rate)

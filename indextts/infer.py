@@ -115,15 +115,16 @@ class IndexTTS:
     the vocoder, ``tokenizer`` the base TextTokenizer; ``base`` the folder they came from, used
     to check that runs fit it). ``device``: auto | cpu | cuda | cuda:N; ``precision`` of the GPT:
     fp32 | bf16 | fp16 | auto (fp16 on CUDA, fp32 on the CPU); ``vocoder_precision``: fp32 (default)
-    or fp16/bf16 with BigVGAN's output layer kept in fp32.
+    or fp16/bf16 with BigVGAN's output layer kept in fp32; ``cpu_quantization``: None, or (opt-in, CPU
+    and fp32 only) "int8" / "bf16" weights for code generation (``indextts.gpt.quantize``).
     """
 
     def __init__(self, cfg, gpt, bigvgan, tokenizer: TextTokenizer, *, base: CheckpointFolder | None = None,
                  device: str | torch.device = "auto", precision: str = "auto", vocoder_precision: str = "fp32",
-                 allow_base_mismatch: bool = False):
+                 allow_base_mismatch: bool = False, cpu_quantization: str | None = None):
         self.cfg = cfg
         self.base = base
-        self.models = SpeechModels(cfg, gpt, bigvgan, device, precision, vocoder_precision)
+        self.models = SpeechModels(cfg, gpt, bigvgan, device, precision, vocoder_precision, cpu_quantization)
         self.device, self.sample_rate = self.models.device, self.models.sample_rate
         self.samples_per_code = self.models.samples_per_code
         self.tokenizer = tokenizer
@@ -140,7 +141,7 @@ class IndexTTS:
 
         ``adapter`` (one run folder, named after its folder) and ``adapters`` ({name: run folder})
         may be combined. A folder written by ``indextts-export`` speaks its voices by name too.
-        ``kwargs``: device, precision, vocoder_precision, allow_base_mismatch (see the class).
+        ``kwargs``: device, precision, vocoder_precision, allow_base_mismatch, cpu_quantization (see the class).
         """
         base = CheckpointFolder(model_dir)
         tts = cls(base.cfg, base.load_gpt(), base.load_bigvgan(), base.tokenizer(), base=base, **kwargs)
@@ -276,7 +277,8 @@ class IndexTTS:
         text_ids, text_lengths = models.pad_text([job.sentences[i][1] for job, i in items])
         conditions = torch.stack([voice.condition for voice in voices])  # (B, 32, D)
         with stopwatch("generation"):
-            generated = models.generate(conditions, text_ids, text_lengths, options.batch_generation(batch_number))
+            generated = models.generate(conditions, text_ids, text_lengths, options.batch_generation(batch_number),
+                                        weights_key=(self.weights.active, self.weights.switches, len(self.library.sources)))
         codes = [self._clean_codes(row, options) for row in generated]
         with stopwatch("latents"):
             latents = models.latents(conditions, text_ids, text_lengths, codes)

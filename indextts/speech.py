@@ -13,6 +13,7 @@ final ``tanh`` (and the speaker encoder, used once per voice), which stay in fp3
 
 from __future__ import annotations
 
+import copy
 from itertools import groupby
 from pathlib import Path
 
@@ -30,8 +31,10 @@ from indextts.audio import (
     load_audio,
     peak_dbfs,
 )
-from indextts.errors import AudioError
+from indextts.errors import AudioError, InferenceError
 from indextts.gpt.generation import GenerationConfig, generate_codes
+from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
+from indextts.gpt.quantize import quantize_for_cpu
 from indextts.runtime import dtype_of, resolve_device, resolve_precision
 
 VOCODER_EDGE_FRAMES = 16
@@ -63,7 +66,7 @@ class SpeechModels:
     """
 
     def __init__(self, cfg: DictConfig, gpt: nn.Module, bigvgan: nn.Module, device: str | torch.device = "auto",
-                 precision: str = "auto", vocoder_precision: str = "fp32"):
+                 precision: str = "auto", vocoder_precision: str = "fp32", cpu_quantization: str | None = None):
         self.cfg = cfg
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device, cuda_auto="fp16")
@@ -80,6 +83,27 @@ class SpeechModels:
         self.max_text_tokens = int(cfg.gpt.max_text_tokens)
         self.max_mel_tokens = int(cfg.gpt.max_mel_tokens)
         self.vocoder_batching = self.device.type == "cuda"
+        self.cpu_quantization = self._check_quantization(cpu_quantization)
+        self._decoder: tuple[object, nn.Module] | None = None  # (weights key, quantised copy of the GPT)
+
+    def _check_quantization(self, mode: str | None) -> str | None:
+        if mode is not None and (self.device.type != "cpu" or self.precision != "fp32" or mode not in QUANTIZATION_MODES):
+            raise InferenceError(f"cpu_quantization={mode!r} needs device cpu, precision fp32 and a mode in "
+                                 f"{QUANTIZATION_MODES}. Leave it unset on GPUs (use precision fp16 there).")
+        return mode
+
+    def decoder(self, weights_key: object) -> nn.Module:
+        """The GPT that generates codes: itself, or (opt-in, CPU) a quantised copy of its current weights.
+
+        ``weights_key`` names the weights now in the GPT (the active voice); the copy is rebuilt when it changes.
+        Conditioning and latents always use the float32 GPT.
+        """
+        if self.cpu_quantization is None:
+            return self.gpt
+        if self._decoder is None or self._decoder[0] != weights_key:
+            self._decoder = None  # free the old copy before building the next
+            self._decoder = (weights_key, quantize_for_cpu(copy.deepcopy(self.gpt), self.cpu_quantization))
+        return self._decoder[1]
 
     def reference_mel(self, audio_path: str | Path) -> torch.Tensor:
         """Log-mel (100, F) of a reference recording, on the device.
@@ -114,9 +138,9 @@ class SpeechModels:
         return padded.to(self.device), lengths
 
     def generate(self, conditions: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
-                 generation: GenerationConfig) -> list[torch.Tensor]:
+                 generation: GenerationConfig, weights_key: object = None) -> list[torch.Tensor]:
         """Codes for a batch: conditions (B, 32, D), text_ids (B, L), text_lengths (B,) -> B code tensors."""
-        return generate_codes(self.gpt, conditions.to(self.dtype), text_ids, text_lengths, generation)
+        return generate_codes(self.decoder(weights_key), conditions.to(self.dtype), text_ids, text_lengths, generation)
 
     def latents(self, conditions: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
                 codes: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -267,6 +267,9 @@ def test_cli_defaults_are_the_synthesis_option_defaults():
     args = build_parser().parse_args(["--text", "x", "--output", "out.wav", "--max_mel_tokens", "7", "--seed", "3"])
     generation = options_from_args(args).generation
     assert (generation.max_new_tokens, generation.seed) == (7, 3)
+    assert generation.cuda_graph
+    args = build_parser().parse_args(["--text", "x", "--output", "out.wav", "--no_cuda_graph"])
+    assert not options_from_args(args).generation.cuda_graph
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
@@ -367,3 +370,20 @@ def test_cli_runs_as_script_and_as_module(tiny_model_dir, reference_wav, zero_sh
     expected = zero_shot.synthesize(TEXTS["en"], reference_audio=reference_wav, options=FAST)
     data, _ = sf.read(str(output), dtype="int16")
     np.testing.assert_array_equal(data, to_pcm16(expected.waveform))
+
+
+@pytest.mark.parametrize("mode", ["int8", "bf16"])
+def test_cpu_quantization_generates_with_a_quantised_copy_of_the_active_voice(tiny_model_dir, run_dir, mode):
+    """The opt-in CPU mode decodes with quantised weights of the voice in use; latents stay float32."""
+    tts = IndexTTS.from_pretrained(tiny_model_dir, adapter=run_dir, device="cpu", cpu_quantization=mode)
+    result = tts.synthesize(TEXTS["en"], voice="alice", options=GREEDY)
+    assert result.waveform.size > 0 and np.isfinite(result.waveform).all()
+    decoder = tts.models.decoder(tts.models._decoder[0])
+    assert decoder is not tts.models.gpt
+    assert not any(type(m) is torch.nn.Linear for m in decoder.gpt.h.modules())
+    assert next(tts.models.gpt.parameters()).dtype == torch.float32
+
+
+def test_cpu_quantization_is_refused_where_it_does_not_apply(tiny_model_dir):
+    with pytest.raises(InferenceError, match="needs device cpu, precision fp32"):
+        IndexTTS.from_pretrained(tiny_model_dir, device="cpu", precision="bf16", cpu_quantization="int8")

@@ -22,6 +22,7 @@ from indextts.cli import configure_logging, run_command
 from indextts.cli.utterance_lists import read_list_file, read_text_file
 from indextts.errors import IndexTTSError, InferenceError
 from indextts.gpt.generation import GenerationConfig
+from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.infer import IndexTTS, SynthesisResult
 from indextts.runtime import PRECISIONS
 from indextts.synthesis import SILENCE_TRIMMING, SynthesisOptions, check_writable
@@ -113,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="GPT precision; auto: fp16 on CUDA (as the reference), fp32 on the CPU")
     runtime.add_argument("--vocoder_precision", choices=PRECISIONS, default="fp32",
                          help="BigVGAN precision; half keeps its output layer in fp32; auto: fp32")
+    runtime.add_argument("--cpu_quantization", choices=QUANTIZATION_MODES,
+                         help="opt-in, CPU only: int8 or bf16 GPT weights for code generation (faster, codes "
+                              "close to but not always equal to fp32)")
+    runtime.add_argument("--no_cuda_graph", action="store_true",
+                         help="run the decode step eagerly on CUDA instead of replaying a captured CUDA graph")
     runtime.add_argument("--verbose", action="store_true", help="print per-stage times and the real-time factor")
     return parser
 
@@ -123,6 +129,7 @@ def options_from_args(args: argparse.Namespace) -> SynthesisOptions:
         do_sample=args.do_sample, top_p=args.top_p, top_k=args.top_k, temperature=args.temperature,
         num_beams=args.num_beams, repetition_penalty=args.repetition_penalty,
         length_penalty=args.length_penalty, max_new_tokens=args.max_mel_tokens, seed=args.seed,
+        cuda_graph=not args.no_cuda_graph,
     )
     return SynthesisOptions(
         generation=generation, max_text_tokens_per_sentence=args.max_text_tokens_per_sentence,
@@ -139,7 +146,7 @@ def load_model(args: argparse.Namespace) -> IndexTTS:
     model_dir = args.model_dir or (run_model_dir(args.adapter[0]) if args.adapter else "checkpoints")
     runs = {Path(run).expanduser().resolve().name: run for run in args.adapter}
     return IndexTTS.from_pretrained(model_dir, adapters=runs, device=args.device, precision=args.precision,
-                                    vocoder_precision=args.vocoder_precision,
+                                    vocoder_precision=args.vocoder_precision, cpu_quantization=args.cpu_quantization,
                                     allow_base_mismatch=args.allow_base_mismatch)
 
 
