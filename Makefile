@@ -11,7 +11,7 @@ TORCH_INDEX_URL ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo clean-demo
+.PHONY: install test test-floor demo clean-demo
 
 install: $(STAMP)
 
@@ -24,6 +24,16 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The declared dependency floors (.ci/floor-constraints.txt) with the tests that exercise them.
+FLOOR_VENV ?= .venv-floor
+FLOOR_TESTS := tests/test_gpt.py tests/test_generation.py tests/test_conformance.py tests/test_lora.py \
+	tests/test_voices.py tests/test_train.py tests/test_infer.py tests/test_decode_step.py tests/test_quantize.py
+test-floor:
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -c "import torch" 2>/dev/null || $(FLOOR_VENV)/bin/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(FLOOR_VENV)/bin/python -m pip install -q -c .ci/floor-constraints.txt -e . "pytest>=8" "espeakng-loader>=0.2"
+	$(FLOOR_VENV)/bin/python -m pytest -m "not slow" $(FLOOR_TESTS)
 
 demo: $(STAMP)
 	$(BIN)/python tools/run_demo.py --workdir demo_out
