@@ -5,12 +5,11 @@ One decoder-only GPT-2 stack reads the sequence
     [32 conditioning latents | start_text, text..., stop_text | start_mel, codes..., stop_mel]
 
 Text and mel segments have their own token embeddings and their own learned position embeddings
-(each segment counts positions from 0); GPT-2's own token and position embeddings are unused and
-removed. ``final_norm`` then ``text_head``/``mel_head`` give the logits; the normalised hidden
-states of the mel segment are the "latents" that BigVGAN turns into audio.
+(each segment counts positions from 0); GPT-2's own embeddings are removed. ``final_norm`` then
+``text_head``/``mel_head`` give the logits; the normalised mel states are the "latents" BigVGAN voices.
 
-Padded batches are handled with an attention mask on the padding of each segment, so every row
-computes exactly what it would compute alone.
+In padded batches each row's tokens are packed to the front under plain causal attention (SDPA), so
+every row computes exactly what it would compute alone.
 """
 
 from __future__ import annotations
@@ -102,6 +101,21 @@ def build_gpt2(layers: int, dim: int, heads: int, max_positions: int, activation
     return gpt
 
 
+def _check_supported(condition_type: str, use_mel_codes_as_input: bool, train_solo_embeddings: bool) -> None:
+    """Refuse, all at once, GPT options of architectures other than the IndexTTS 1.0/1.5 releases."""
+    unsupported = {
+        "condition_type": (condition_type, "conformer_perceiver"),
+        "use_mel_codes_as_input": (use_mel_codes_as_input, True),
+        "train_solo_embeddings": (train_solo_embeddings, False),
+    }
+    problems = [f"gpt.{key}={value!r} (expected {want!r})" for key, (value, want) in unsupported.items() if value != want]
+    if problems:
+        raise ConfigError(
+            f"Unsupported GPT config values: {', '.join(problems)}. Only the IndexTTS 1.0/1.5 "
+            "architecture is implemented; use indextts/configs/indextts-1.5.yaml as a template."
+        )
+
+
 class UnifiedVoice(nn.Module):
     """The IndexTTS GPT. Build it with ``UnifiedVoice(**cfg.gpt)`` from a release ``config.yaml``.
 
@@ -136,31 +150,20 @@ class UnifiedVoice(nn.Module):
         checkpointing: bool = False,
     ):
         super().__init__()
-        unsupported = {
-            "condition_type": (condition_type, "conformer_perceiver"),
-            "use_mel_codes_as_input": (use_mel_codes_as_input, True),
-            "train_solo_embeddings": (train_solo_embeddings, False),
-        }
-        problems = [
-            f"gpt.{key}={value!r} (expected {want!r})" for key, (value, want) in unsupported.items() if value != want
-        ]
-        if problems:
-            raise ConfigError(
-                f"Unsupported GPT config values: {', '.join(problems)}. Only the IndexTTS 1.0/1.5 "
-                "architecture is implemented; use indextts/configs/indextts-1.5.yaml as a template."
-            )
-        self.model_dim = model_dim
-        self.number_text_tokens = number_text_tokens
-        self.number_mel_codes = number_mel_codes
-        self.start_text_token = start_text_token
-        self.stop_text_token = stop_text_token
-        self.start_mel_token = start_mel_token
-        self.stop_mel_token = stop_mel_token
-        self.max_text_tokens = max_text_tokens
-        self.max_mel_tokens = max_mel_tokens
+        _check_supported(condition_type, use_mel_codes_as_input, train_solo_embeddings)
+        self.model_dim, self.condition_num_latent = model_dim, condition_num_latent
+        self.number_text_tokens, self.number_mel_codes = number_text_tokens, number_mel_codes
+        self.start_text_token, self.stop_text_token = start_text_token, stop_text_token
+        self.start_mel_token, self.stop_mel_token = start_mel_token, stop_mel_token
+        self.max_text_tokens, self.max_mel_tokens = max_text_tokens, max_mel_tokens
         self.mel_length_compression = mel_length_compression
-        self.condition_num_latent = condition_num_latent
+        self._build_conditioning(model_dim, condition_module, condition_num_latent)
+        self._build_stack(model_dim, layers, heads, number_text_tokens * types + 1, number_mel_codes,
+                          max_mel_tokens + 2 + max_conditioning_inputs, max_text_tokens + 2, activation_function)
+        self.set_gradient_checkpointing(checkpointing)
 
+    def _build_conditioning(self, model_dim: int, condition_module: Mapping, num_latents: int) -> None:
+        """Conformer over the reference mel, then the perceiver resampling it to ``num_latents`` vectors."""
         self.conditioning_encoder = ConformerEncoder(
             input_size=MEL_CHANNELS,
             output_size=condition_module["output_size"],
@@ -172,26 +175,24 @@ class UnifiedVoice(nn.Module):
         self.perceiver_encoder = PerceiverResampler(
             model_dim,
             dim_context=condition_module["output_size"],
-            num_latents=condition_num_latent,
+            num_latents=num_latents,
             heads=condition_module["attention_heads"],
             ff_mult=condition_module["perceiver_mult"],
         )
-        self.text_embedding = nn.Embedding(number_text_tokens * types + 1, model_dim)
-        self.mel_embedding = nn.Embedding(number_mel_codes, model_dim)
+
+    def _build_stack(self, model_dim: int, layers: int, heads: int, text_vocab: int, mel_vocab: int,
+                     max_mel_positions: int, max_text_positions: int, activation_function: str) -> None:
+        """Token and position embeddings, the GPT-2 blocks, the final norm and the two heads."""
+        self.text_embedding = nn.Embedding(text_vocab, model_dim)
+        self.mel_embedding = nn.Embedding(mel_vocab, model_dim)
         for embedding in (self.text_embedding, self.mel_embedding):
             nn.init.normal_(embedding.weight, mean=0.0, std=0.02)
-
-        max_mel_positions = max_mel_tokens + 2 + max_conditioning_inputs
-        max_text_positions = max_text_tokens + 2
-        self.gpt = build_gpt2(
-            layers, model_dim, heads, max_mel_positions + max_text_positions, activation_function
-        )
+        self.gpt = build_gpt2(layers, model_dim, heads, max_mel_positions + max_text_positions, activation_function)
         self.mel_pos_embedding = LearnedPositionEmbeddings(max_mel_positions, model_dim)
         self.text_pos_embedding = LearnedPositionEmbeddings(max_text_positions, model_dim)
         self.final_norm = nn.LayerNorm(model_dim)
-        self.text_head = nn.Linear(model_dim, number_text_tokens * types + 1)
-        self.mel_head = nn.Linear(model_dim, number_mel_codes)
-        self.set_gradient_checkpointing(checkpointing)
+        self.text_head = nn.Linear(model_dim, text_vocab)
+        self.mel_head = nn.Linear(model_dim, mel_vocab)
 
     @property
     def gradient_checkpointing(self) -> bool:
