@@ -43,7 +43,10 @@ STEP_SHARES = {"tests": 0.25, "bench_infer": 0.3, "bench_train": 0.15, "bench_tr
                "bench_extraction": 0.15}
 """Share of the whole budget each step may use at most (time a step leaves unused goes to the later ones)."""
 CPU_BENCH_ARGS = {"bench_infer": ["--codes", "8", "--batch_sizes", "1", "4", "--vocoder_codes", "16",
-                                  "--e2e_seconds", "1", "2", "--text_len", "8"]}
+                                  "--e2e_seconds", "1", "2", "--text_len", "8"],
+                  "bench_train": ["--budgets", "4k,auto", "--steps", "3", "--warmup", "1"],
+                  "bench_train_e2e": ["--minutes", "1", "--epochs", "2"],
+                  "bench_extraction": ["--utterances", "16", "--num_workers", "0"]}
 """Extra arguments that keep the CPU smoke run short (``--device cpu``)."""
 WHEELS_HINT = (
     "Bring missing packages as wheels: on a machine with network run `bash benchmarks/prepare_device_wheels.sh` "
