@@ -119,6 +119,19 @@ WHISPER_SPECIAL_TOKENS = (
 )
 
 
+def _tiny_whisper_processor():
+    """A Whisper processor whose byte-level tokenizer needs no downloaded vocabulary; also its vocab."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer
+
+    vocab = {symbol: index for index, symbol in enumerate(sorted(ByteLevel.alphabet()))}
+    for token in WHISPER_SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=[])
+    tokenizer.add_special_tokens({"additional_special_tokens": list(WHISPER_SPECIAL_TOKENS[1:])})
+    return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer), vocab
+
+
 def write_tiny_whisper(folder: Path, seed: int = 0) -> Path:
     """Save a tiny random multilingual Whisper (en, zh) with its processor under ``folder``, offline.
 
@@ -127,22 +140,9 @@ def write_tiny_whisper(folder: Path, seed: int = 0) -> Path:
     ``load_asr(f"whisper:{folder}")`` or ``WhisperForConditionalGeneration.from_pretrained(folder)``.
     """
     import torch
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import (
-        GenerationConfig,
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-        WhisperProcessor,
-        WhisperTokenizer,
-    )
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 
-    vocab = {symbol: index for index, symbol in enumerate(sorted(ByteLevel.alphabet()))}
-    for token in WHISPER_SPECIAL_TOKENS:
-        vocab[token] = len(vocab)
-    tokenizer = WhisperTokenizer(vocab=vocab, merges=[])
-    tokenizer.add_special_tokens({"additional_special_tokens": list(WHISPER_SPECIAL_TOKENS[1:])})
-    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
+    processor, vocab = _tiny_whisper_processor()
     end, start = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
     config = WhisperConfig(
         vocab_size=len(vocab), num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
