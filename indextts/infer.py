@@ -272,13 +272,13 @@ class IndexTTS:
         voices = [job.voice for job, _ in items]
         source = self.library.sources[voices[0].run] if voices[0].run else None
         self.weights.activate(voices[0].run, source.patch if source else None)
+        self.models.select_weights((self.weights.active, self.weights.switches, len(self.library.sources)))
         options = items[0][0].options
         models = self.models
         text_ids, text_lengths = models.pad_text([job.sentences[i][1] for job, i in items])
         conditions = torch.stack([voice.condition for voice in voices])  # (B, 32, D)
         with stopwatch("generation"):
-            generated = models.generate(conditions, text_ids, text_lengths, options.batch_generation(batch_number),
-                                        weights_key=(self.weights.active, self.weights.switches, len(self.library.sources)))
+            generated = models.generate(conditions, text_ids, text_lengths, options.batch_generation(batch_number))
         codes = [self._clean_codes(row, options) for row in generated]
         with stopwatch("latents"):
             latents = models.latents(conditions, text_ids, text_lengths, codes)

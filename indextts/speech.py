@@ -85,6 +85,7 @@ class SpeechModels:
         self.vocoder_batching = self.device.type == "cuda"
         self.cpu_quantization = self._check_quantization(cpu_quantization)
         self._decoder: tuple[object, nn.Module] | None = None  # (weights key, quantised copy of the GPT)
+        self._weights_key: object = None
 
     def _check_quantization(self, mode: str | None) -> str | None:
         if mode is not None and (self.device.type != "cpu" or self.precision != "fp32" or mode not in QUANTIZATION_MODES):
@@ -137,10 +138,15 @@ class SpeechModels:
         padded = pad_sequence(ids, batch_first=True, padding_value=self.stop_text_token)
         return padded.to(self.device), lengths
 
+    def select_weights(self, weights_key: object) -> None:
+        """Name the weights now in the GPT (the active voice), for the quantised decoder's cache."""
+        self._weights_key = weights_key
+
     def generate(self, conditions: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
-                 generation: GenerationConfig, weights_key: object = None) -> list[torch.Tensor]:
+                 generation: GenerationConfig) -> list[torch.Tensor]:
         """Codes for a batch: conditions (B, 32, D), text_ids (B, L), text_lengths (B,) -> B code tensors."""
-        return generate_codes(self.decoder(weights_key), conditions.to(self.dtype), text_ids, text_lengths, generation)
+        decoder = self.decoder(self._weights_key)
+        return generate_codes(decoder, conditions.to(self.dtype), text_ids, text_lengths, generation)
 
     def latents(self, conditions: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
                 codes: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -378,7 +378,7 @@ def test_cpu_quantization_generates_with_a_quantised_copy_of_the_active_voice(ti
     tts = IndexTTS.from_pretrained(tiny_model_dir, adapter=run_dir, device="cpu", cpu_quantization=mode)
     result = tts.synthesize(TEXTS["en"], voice="alice", options=GREEDY)
     assert result.waveform.size > 0 and np.isfinite(result.waveform).all()
-    decoder = tts.models.decoder(tts.models._decoder[0])
+    decoder = tts.models.decoder(tts.models._weights_key)
     assert decoder is not tts.models.gpt
     assert not any(type(m) is torch.nn.Linear for m in decoder.gpt.h.modules())
     assert next(tts.models.gpt.parameters()).dtype == torch.float32

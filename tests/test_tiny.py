@@ -13,8 +13,9 @@ from indextts.tiny import prepare_bpe_text, write_tiny_checkpoints
 FILES = ("config.yaml", "gpt.pth", "dvae.pth", "bigvgan_generator.pth", "bpe.model")
 
 
-def test_folder_is_complete_and_loads(tiny_model_dir):
-    assert sorted(p.name for p in tiny_model_dir.iterdir()) == sorted(FILES)
+def test_folder_is_complete_and_loads(tiny_model_dir, tmp_path):
+    # A fresh folder: the shared fixture also holds the GPT fingerprint cache other tests leave beside gpt.pth.
+    assert sorted(p.name for p in write_tiny_checkpoints(tmp_path / "tiny", seed=0).iterdir()) == sorted(FILES)
     cfg = load_config(tiny_model_dir)
     assert cfg.gpt.max_mel_tokens >= 300 and cfg.gpt.max_text_tokens >= 200
     assert cfg.gpt.number_mel_codes == cfg.vqvae.num_tokens + 2

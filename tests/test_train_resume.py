@@ -34,8 +34,10 @@ def test_seeded_losses_are_pinned_and_the_run_folder_holds_exactly_these_files(t
         "train.save_every_steps=1")))
     # Computed once by this code (train.seed 1234, tiny checkpoints seed 0, CPU fp32, 27 Nov 2026), reviewed
     # (0.1 x text CE + 0.9 x mel CE, falling each step at lr 3e-3) and pinned on purpose: a change to the
-    # model, the loss, the data order or the seeding shows up here.
-    pinned = [6.82252, 6.13089, 5.45372]
+    # model, the loss, the data order or the seeding shows up here. Re-pinned the same day after the GPT-2
+    # stack moved to SDPA attention, whose attention dropout draws another random stream than the eager
+    # softmax dropout (eval-mode outputs are unchanged: the conformance goldens still pass at 1e-4).
+    pinned = [6.82461, 5.96059, 5.11428]
     got = [round(r["loss"], 5) for r in _metrics(run_dir)]
     assert got == pytest.approx(pinned, abs=2e-4)
     files = _files(run_dir)
