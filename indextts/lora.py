@@ -13,8 +13,8 @@ A run folder (see ``indextts.adapters.load_trained_run``) holds the adapter in P
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 from torch import nn
 
-from indextts.atomic_files import write_json_atomic
+from indextts.atomic_files import replace_dir_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,17 @@ class TrainedSpeaker:
     reference_mel: torch.Tensor  # (100, F) log-mel of the speaker's medoid utterance (BigVGAN speaker embedding)
 
 
+def install_final_files(staging: Path, run_dir: Path) -> None:
+    """Make the adapter and speakers files staged in ``staging`` the run's final ones, crash-safely.
+
+    Each speakers file moves by ``os.replace``; the adapter folder is swapped by ``replace_dir_atomic``.
+    ``staging`` must sit on the same file system as ``run_dir`` (a hidden folder inside it).
+    """
+    for name in (SPEAKERS_FILE, SPEAKERS_INFO):
+        os.replace(staging / name, run_dir / name)
+    replace_dir_atomic(staging / ADAPTER_DIR, run_dir / ADAPTER_DIR)
+
+
 def save_speakers(folder: Path, speakers: dict[str, TrainedSpeaker], info: dict) -> None:
     """Write ``speakers.safetensors`` ("<name>.condition", "<name>.reference_mel") and ``speakers.json``."""
     tensors = {}
@@ -107,14 +118,6 @@ def save_speakers(folder: Path, speakers: dict[str, TrainedSpeaker], info: dict)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / SPEAKERS_FILE), metadata={"format": "indextts-speakers"})
     write_json_atomic(folder / SPEAKERS_INFO, info, sync=False)
-
-
-def base_fingerprint(gpt: nn.Module, rows: int) -> str:
-    """A short hash of frozen base weights (mel head, first ``rows`` text embeddings), to spot a different base."""
-    digest = hashlib.sha256()
-    for tensor in (gpt.mel_head.weight, gpt.text_embedding.weight[:rows]):
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def describe_base(gpt: nn.Module) -> dict:

@@ -52,7 +52,7 @@ def resolve_device(requested: str | torch.device | None = "auto") -> torch.devic
         return device
     if not torch.cuda.is_available():
         raise ConfigError(f"The device '{name}' was requested but CUDA is not available on this machine. "
-                          "Use device auto or cpu, or install a CUDA build of PyTorch.")
+                          "Use device auto or cpu (--device cpu, train.device=cpu), or install a CUDA build of PyTorch.")
     index = (device.index or 0) + (local_rank() if world_size() > 1 else 0)
     if index >= torch.cuda.device_count():
         raise ConfigError(f"The device '{name}' with LOCAL_RANK {local_rank()} needs GPU {index}, but only "

@@ -14,7 +14,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from indextts.adapters import run_model_dir
@@ -24,7 +23,7 @@ from indextts.errors import IndexTTSError, InferenceError
 from indextts.gpt.generation import GenerationConfig
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.infer import IndexTTS, SynthesisResult
-from indextts.runtime import PRECISIONS
+from indextts.runtime import PRECISIONS, resolve_device
 from indextts.synthesis import SILENCE_TRIMMING, SynthesisOptions, check_writable
 
 
@@ -140,9 +139,7 @@ def options_from_args(args: argparse.Namespace) -> SynthesisOptions:
 
 def load_model(args: argparse.Namespace) -> IndexTTS:
     """The IndexTTS the arguments describe (base folder, runs, device, precisions)."""
-    if str(args.device).startswith("cuda") and not torch.cuda.is_available():
-        raise InferenceError(f"--device {args.device} asks for a CUDA GPU, but PyTorch sees none here. "
-                             "Use --device cpu, or install a CUDA build of PyTorch.")
+    resolve_device(args.device)  # an unusable device fails before any weights load
     model_dir = args.model_dir or (run_model_dir(args.adapter[0]) if args.adapter else "checkpoints")
     runs = {Path(run).expanduser().resolve().name: run for run in args.adapter}
     return IndexTTS.from_pretrained(model_dir, adapters=runs, device=args.device, precision=args.precision,

@@ -44,6 +44,7 @@ from indextts.evaluation.run_inputs import (
 )
 from indextts.evaluation.scoring import ANY_LANGUAGE, Scorer, read_audio
 from indextts.infer import SynthesisOptions
+from indextts.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -113,12 +114,6 @@ class _Synthesiser:
         return self._tts, checkpoint.name
 
 
-def _scoring_device(device: str | None) -> str:
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def read_rows(path: Path) -> list[dict]:
     """The rows of a jsonl file; a last line cut short by a kill is ignored."""
     rows = []
@@ -159,7 +154,7 @@ class Evaluation:
         """Loaded on first use, so a run whose results are all complete loads no model."""
         if self._scorer is None:
             self._scorer = Scorer(self.settings.asr, self.settings.sim, self.references,
-                                  _scoring_device(self.settings.device))
+                                  str(resolve_device(self.settings.device)))
         return self._scorer
 
     def _complete_rows(self, name: str, fingerprint: str, items: list[EvalItem]) -> list[dict] | None:

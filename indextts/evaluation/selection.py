@@ -10,13 +10,11 @@ checkpoint has an error rate (no ASR backend for the eval languages), the highes
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from pathlib import Path
 
-from indextts.atomic_files import replace_dir_atomic
 from indextts.evaluation.report import ALL_SPEAKERS, REAL
-from indextts.lora import ADAPTER_DIR, SPEAKERS_FILE, SPEAKERS_INFO
+from indextts.lora import ADAPTER_DIR, SPEAKERS_FILE, SPEAKERS_INFO, install_final_files
 
 RULE = ("lowest pooled error rate (mer) among the checkpoints whose mean SIM is within epsilon of the best "
         "checkpoint's SIM; ties: higher SIM, then later step")
@@ -46,8 +44,8 @@ def describe_choice(best: str | None, epsilon: float) -> dict:
 def promote(run_dir: Path, checkpoint_folder: Path) -> bool:
     """Copy a checkpoint's adapter and speakers over the run's final ones, crash-safely.
 
-    The adapter folder is swapped in one rename (``replace_dir_atomic``), each speakers file by
-    ``os.replace``. Returns False when ``checkpoint_folder`` is the run folder itself (nothing to do).
+    Staged beside the run, then installed by ``indextts.lora.install_final_files``. Returns False when
+    ``checkpoint_folder`` is the run folder itself (nothing to do).
     """
     run_dir, checkpoint_folder = run_dir.resolve(), checkpoint_folder.resolve()
     if checkpoint_folder == run_dir:
@@ -57,8 +55,6 @@ def promote(run_dir: Path, checkpoint_folder: Path) -> bool:
     shutil.copytree(checkpoint_folder / ADAPTER_DIR, staging / ADAPTER_DIR)
     for name in (SPEAKERS_FILE, SPEAKERS_INFO):
         shutil.copyfile(checkpoint_folder / name, staging / name)
-    for name in (SPEAKERS_FILE, SPEAKERS_INFO):
-        os.replace(staging / name, run_dir / name)
-    replace_dir_atomic(staging / ADAPTER_DIR, run_dir / ADAPTER_DIR)
+    install_final_files(staging, run_dir)
     shutil.rmtree(staging, ignore_errors=True)
     return True

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -38,12 +37,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from indextts.atomic_files import replace_dir_atomic, restore_replaced_dir
+from indextts.atomic_files import restore_replaced_dir
 from indextts.data import Batch, LengthLimits
 from indextts.errors import TrainingError
 from indextts.lora import (
-    ADAPTER_DIR, RUN_CONFIG, SPEAKERS_FILE, SPEAKERS_INFO, LearnedConditions, add_lora,
-    base_fingerprint, describe_base, make_lora_config,
+    ADAPTER_DIR, RUN_CONFIG, SPEAKERS_FILE, LearnedConditions, add_lora,
+    describe_base, install_final_files, make_lora_config,
 )
 from indextts.runtime import init_distributed
 from indextts.training import checkpointing as ckpt
@@ -126,7 +125,6 @@ class Trainer:
     def _base_facts(self, gpt: nn.Module) -> dict:
         facts = describe_base(gpt)
         facts["base_text_vocab_size"] = facts["text_vocab_size"]
-        facts["base_fingerprint"] = base_fingerprint(gpt, gpt.text_vocab_size)
         facts["base"] = self.inputs.base.identity()
         return facts
 
@@ -319,9 +317,7 @@ class Trainer:
         temp = self.run_dir / ".best.tmp"
         shutil.rmtree(temp, ignore_errors=True)
         self._write_run_files(temp)
-        for name in (SPEAKERS_FILE, SPEAKERS_INFO):
-            os.replace(temp / name, self.run_dir / name)
-        replace_dir_atomic(temp / ADAPTER_DIR, self.run_dir / ADAPTER_DIR)
+        install_final_files(temp, self.run_dir)
         shutil.rmtree(temp, ignore_errors=True)
 
     def _write_run_files(self, folder: Path) -> None:

@@ -8,6 +8,7 @@ import gradio as gr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from indextts.runtime import PRECISIONS
 from indextts.webui import backend
 from indextts.webui.workspace import (
     REFRESH_SECONDS,
@@ -20,7 +21,6 @@ from indextts.webui.workspace import (
 CURVES = (("train", "loss", "train loss"), ("train", "mel_loss", "train mel loss"),
           ("valid", "mel_loss", "validation mel loss"), ("valid", "text_loss", "validation text loss"))
 CURVE_COLOURS = dict(zip([name for _, _, name in CURVES], ["#2563eb", "#93c5fd", "#dc2626", "#fca5a5"]))
-PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 
 
 def curve_figure(records: list[dict]) -> Figure | None:
@@ -97,7 +97,7 @@ def _training_options(workspace: Workspace) -> dict:
         rank = gr.Number(defaults["lora_r"], label="LoRA r (alpha = 2r)", precision=0, minimum=1, elem_id="train-rank")
         budget = gr.Textbox(defaults["token_budget"], label="Token budget per batch", elem_id="train-budget",
                             info="padded positions per micro-batch, or auto")
-        precision = gr.Dropdown(PRECISIONS, value=defaults["precision"], label="Precision", elem_id="train-precision")
+        precision = gr.Dropdown(list(PRECISIONS), value=defaults["precision"], label="Precision", elem_id="train-precision")
     with gr.Accordion("More options", open=False, elem_id="train-more"):
         extra = gr.Textbox(label="Config overrides, one key=value per line (see configs/train.yaml)", lines=3,
                            elem_id="train-extra")
