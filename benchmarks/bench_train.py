@@ -39,7 +39,7 @@ from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.data import Batch, sequence_length
 from indextts.gpt.model import UnifiedVoice
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
-from indextts.runtime import DistributedContext, resolve_precision
+from indextts.runtime import DistributedContext, resolve_precision, reuse_freed_host_memory
 from indextts.tiny import BPE_VOCAB_SIZE, TINY_MODEL_CONFIG
 from indextts.training.config import load_train_config
 from indextts.training.memory import auto_token_budget
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     precision = resolve_precision(args.precision, device, cuda_auto="bf16")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
+    else:
+        reuse_freed_host_memory()  # as the trainer does on the CPU
     cfg, gpt, runner, frozen, lora = build_runner(args.size, device, precision, args.gradient_checkpointing)
     if args.compile:
         runner.forward_model = torch.compile(runner.model)

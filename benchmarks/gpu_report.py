@@ -1,9 +1,9 @@
 """The markdown table of ``benchmarks/gpu_check.py``: figures from its JSON report against the issue targets.
 
-Decoding, vocoder and end-to-end figures come from bench_infer.py's JSON (known layout) and are checked
-against the targets of issue 11. The training and extraction scripts belong to other parts of the
-project, so their JSON is shown as found: every numeric figure whose name says what it measures
-(tokens/s, MFU, utterances/s, seconds, memory), next to the targets of issue 12.
+Decoding, vocoder and end-to-end figures come from bench_infer.py's JSON and are checked against the
+targets of issue 11; training (bench_train.py, bench_train_e2e.py) and extraction (bench_extraction.py)
+against those of issue 12. The targets are for one H100 at IndexTTS-1.5 size, so the training and
+extraction rows say "not judged" on other runs (a CPU smoke run, the tiny size, a shorter set).
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ DECODE_TARGETS = {("greedy", 1): 1000.0, ("greedy", 16): 10000.0, ("default", 1)
 VOCODER_TARGET = 300.0
 RTF_TARGET = 0.02
 FIRST_CHUNK_TARGET = 0.150
-OTHER_TARGETS = {
-    "bench_train": "LoRA training >= 20,000 tokens/s in bf16; MFU >= 40% at the auto budget",
-    "bench_train_e2e": "30 min x 10 epochs end to end in <= 30 s",
-    "bench_extraction": "fp16 extraction >= 100 utterances/s",
-}
-FIGURE_WORDS = ("per_s", "mfu", "seconds", "memory", "rtf", "hours", "budget", "tokens")
-MAX_FIGURES = 24
+TRAIN_TOKENS_TARGET = 20_000.0
+MFU_TARGET = 0.40
+E2E_SECONDS_TARGET = 30.0
+E2E_WORKLOAD = (30.0, 10)  # minutes of speech, epochs
+EXTRACTION_TARGET = 100.0  # utterances/s in fp16
 
 
 def _mark(value: float | None, target: float, higher_is_better: bool = True) -> str:
@@ -68,27 +66,69 @@ def _infer_lines(infer: dict) -> list[str]:
     return lines
 
 
-def _figures(data, path: str = "") -> list[tuple[str, float]]:
-    """Numeric leaves of a JSON value whose key names a measured quantity, with their dotted paths."""
-    if isinstance(data, dict):
-        found = []
-        for key, value in data.items():
-            found += _figures(value, f"{path}.{key}" if path else str(key))
-        return found
-    if isinstance(data, list):
-        return [item for index, value in enumerate(data) for item in _figures(value, f"{path}[{index}]")]
-    if isinstance(data, (int, float)) and not isinstance(data, bool):
-        key = path.rsplit(".", 1)[-1].lower()
-        return [(path, data)] if any(word in key for word in FIGURE_WORDS) else []
-    return []
+def _judged(applies: bool, why_not: str, value: float | None, target: float, higher_is_better: bool = True) -> str:
+    """met / missed where the target applies to this run, else why it is not judged."""
+    return _mark(value, target, higher_is_better) if applies else f"not judged ({why_not})"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _on_target_machine(result: dict) -> bool:
+    return str(result.get("device", "")).startswith("cuda") and result.get("size") == "1.5"
+
+
+def _train_lines(result: dict) -> list[str]:
+    applies = _on_target_machine(result) and result.get("precision") == "bf16"
+    why_not = f"{result.get('device')}, size {result.get('size')}, {result.get('precision')}"
+    lines = [f"Precision {result.get('precision')}, compile {result.get('compile')}.", "",
+             "| budget | max tokens | tokens/s | MFU | peak memory (MiB) | target |", "|---|---|---|---|---|---|"]
+    for row in result.get("results", []):
+        verdicts = [f"tokens/s >= {TRAIN_TOKENS_TARGET:,.0f}: "
+                    f"{_judged(applies, why_not, row.get('tokens_per_s'), TRAIN_TOKENS_TARGET)}"]
+        if row.get("budget") == "auto":
+            verdicts.append(f"MFU >= {MFU_TARGET:.0%}: {_judged(applies, why_not, row.get('mfu'), MFU_TARGET)}")
+        lines.append(f"| {row.get('budget')} | {row.get('max_tokens')} | {row.get('tokens_per_s')} | "
+                     f"{row.get('mfu') if row.get('mfu') is not None else '-'} | {row.get('peak_memory_mib')} | {'; '.join(verdicts)} |")
+    return lines
+
+
+def _train_e2e_lines(result: dict) -> list[str]:
+    workload = (float(result.get("minutes", 0)), int(result.get("epochs", 0)))
+    applies = _on_target_machine(result) and workload == E2E_WORKLOAD
+    why_not = f"{result.get('device')}, size {result.get('size')}, {workload[0]:g} min x {workload[1]} epochs"
+    verdict = _judged(applies, why_not, result.get("wall_s"), E2E_SECONDS_TARGET, False)
+    return ["| figure | value | target |", "|---|---|---|",
+            f"| {workload[0]:g} min x {workload[1]} epochs, {result.get('optimizer_steps')} steps, wall (s) | "
+            f"{result.get('wall_s')} | <= {E2E_SECONDS_TARGET:g} s: {verdict} |",
+            f"| peak memory (MiB) | {result.get('peak_memory_mib')} | - |"]
+
+
+def _extraction_lines(result: dict) -> list[str]:
+    applies = _on_target_machine(result) and result.get("precision") == "fp16"
+    why_not = f"{result.get('device')}, size {result.get('size')}, {result.get('precision')}"
+    rate, steady = (_rounded(result.get(key)) for key in ("utterances_per_second", "steady_utterances_per_second"))
+    peak = result.get("peak_memory_bytes")
+    return ["| figure | value | target |", "|---|---|---|",
+            f"| utterances/s ({result.get('precision')}, batch {result.get('batch_size')}) | {rate} | "
+            f">= {EXTRACTION_TARGET:g}: {_judged(applies, why_not, rate, EXTRACTION_TARGET)} |",
+            f"| steady utterances/s (model loading left out) | {steady} | - |",
+            f"| audio hours per hour | {_rounded(result.get('audio_hours_per_hour'))} | - |",
+            f"| batches in fp32 after the half-precision check | {result.get('fallback_batches')} of "
+            f"{result.get('batches')} | - |",
+            f"| peak memory (GiB) | {round(peak / 2**30, 2) if peak else '-'} | - |"]
+
+
+OTHER_STEPS = {"bench_train": ("Training (bench_train.py)", _train_lines),
+               "bench_train_e2e": ("Training end to end (bench_train_e2e.py)", _train_e2e_lines),
+               "bench_extraction": ("Extraction (bench_extraction.py)", _extraction_lines)}
 
 
 def _other_lines(name: str, step: dict) -> list[str]:
-    lines = [f"### {name}", f"Target: {OTHER_TARGETS[name]}. Status: {step.get('status')}.", ""]
-    figures = _figures(step.get("result", {}))[:MAX_FIGURES]
-    if figures:
-        lines += ["| figure | value |", "|---|---|"] + [f"| {path} | {value:g} |" for path, value in figures]
-    return lines
+    title, lines_of = OTHER_STEPS[name]
+    result = step.get("result")
+    return [f"## {title}", ""] + (lines_of(result) if result else [f"not run: {step.get('status')}"])
 
 
 def _header(report: dict) -> list[str]:
@@ -111,6 +151,6 @@ def markdown_report(report: dict) -> str:
     lines = _header(report) + ["", "## Inference (bench_infer.py)", ""]
     infer = steps.get("bench_infer", {}).get("result")
     lines += _infer_lines(infer) if infer else [f"not run: {steps.get('bench_infer', {}).get('status')}"]
-    for name in OTHER_TARGETS:
+    for name in OTHER_STEPS:
         lines += [""] + _other_lines(name, steps.get(name, {}))
     return "\n".join(lines) + "\n"

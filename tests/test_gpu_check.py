@@ -11,6 +11,7 @@ from helpers import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import gpu_check  # noqa: E402  (a script module beside the benchmarks, not a package)
+import gpu_report  # noqa: E402
 
 
 def test_requirement_problems_name_the_package_and_the_fix():
@@ -31,6 +32,32 @@ def test_failed_preflight_stops_before_any_step(tmp_path, monkeypatch, capsys):
 
 def test_cuda_test_modules_are_found():
     assert "tests/test_cuda_decode.py" in gpu_check.cuda_test_files()
+
+
+def _training_and_extraction_report(device: str, size: str) -> dict:
+    train = {"device": device, "size": size, "precision": "bf16", "compile": False,
+             "results": [{"budget": "16k", "max_tokens": 16000, "tokens_per_s": 19000.0, "mfu": 0.30},
+                         {"budget": "auto", "max_tokens": 90000, "tokens_per_s": 25000.0, "mfu": 0.35}]}
+    e2e = {"device": device, "size": size, "minutes": 30.0, "epochs": 10, "optimizer_steps": 400, "wall_s": 28.5}
+    extraction = {"device": device, "size": size, "precision": "fp16", "batch_size": 64,
+                  "utterances_per_second": 120.0, "batches": 10, "fallback_batches": 1}
+    steps = {"bench_train": {"status": "ok", "result": train}, "bench_train_e2e": {"status": "ok", "result": e2e},
+             "bench_extraction": {"status": "ok", "result": extraction}}
+    return {"device": device, "size": size, "steps": steps}
+
+
+def test_report_judges_the_training_and_extraction_targets_on_the_target_machine():
+    table = gpu_report.markdown_report(_training_and_extraction_report("cuda", "1.5"))
+    assert "| 16k | 16000 | 19000.0 | 0.3 |" in table and "tokens/s >= 20,000: missed |" in table
+    assert "tokens/s >= 20,000: met; MFU >= 40%: missed |" in table
+    assert "| 30 min x 10 epochs, 400 steps, wall (s) | 28.5 | <= 30 s: met |" in table
+    assert "| 120.0 | >= 100: met |" in table and "| 1 of 10 |" in table
+
+
+def test_report_does_not_judge_a_cpu_or_tiny_run_against_the_h100_targets():
+    table = gpu_report.markdown_report(_training_and_extraction_report("cpu", "tiny"))
+    assert " met" not in table and "missed" not in table
+    assert table.count("not judged (cpu, size tiny") == 5
 
 
 @pytest.mark.slow

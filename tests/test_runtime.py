@@ -1,10 +1,17 @@
 """Device, precision and torchrun context resolution shared by extraction, training and inference."""
 
+import ctypes
+import platform
+import resource
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from indextts.errors import ConfigError
-from indextts.runtime import DistributedContext, dtype_of, init_distributed, resolve_device, resolve_precision
+from indextts.runtime import (DistributedContext, dtype_of, init_distributed, resolve_device, resolve_precision,
+                              reuse_freed_host_memory)
 
 
 def test_auto_device_is_cpu_without_cuda(monkeypatch):
@@ -62,3 +69,36 @@ def test_single_process_context(monkeypatch):
     assert context == DistributedContext(rank=0, world_size=1, device=torch.device("cpu"))
     assert context.is_main and not context.enabled
     context.barrier()
+
+
+FAULT_PROBE = """
+import resource, sys, torch
+from indextts.runtime import reuse_freed_host_memory
+if sys.argv[1] == "reuse":
+    assert reuse_freed_host_memory()
+start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(6):
+    activations = [torch.ones(2**20) for _ in range(25)]  # 25 x 4 MiB, freed together like a step's
+    del activations
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
+"""
+
+
+def _page_faults_of_six_rounds(mode: str) -> int:
+    result = subprocess.run([sys.executable, "-c", FAULT_PROBE, mode], capture_output=True, text=True, check=True)
+    return int(result.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_freed_host_memory_is_reused_not_faulted_in_again():
+    one_round = 25 * 4 * 2**20 // resource.getpagesize()
+    assert _page_faults_of_six_rounds("reuse") < 1.5 * one_round  # only the first round touches new pages
+    assert _page_faults_of_six_rounds("default") > 1.5 * one_round  # control: glibc's defaults fault again
+
+
+def test_reusing_host_memory_is_skipped_without_glibc(monkeypatch):
+    def no_libc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert reuse_freed_host_memory() is False

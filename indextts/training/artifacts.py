@@ -12,7 +12,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
 from indextts.lora import (
@@ -31,7 +30,7 @@ class RunFiles:
     peft_model: object
     conditions: LearnedConditions
     speakers: list[SpeakerData]
-    resolved_config: dict  # the training config + ``model`` (facts about the base)
+    config_yaml: str  # the resolved training config + ``model`` (facts about the base), as YAML
     base_root: Path
     base_identity: dict  # CheckpointFolder.identity()
     tokenizer_path: Path | None  # the grown bpe.model when special tokens were added
@@ -57,7 +56,7 @@ def write_run_files(folder: Path, files: RunFiles, step: int) -> None:
                           "condition_trained": files.conditions.latents.requires_grad} for s in files.speakers],
             "step": step, "about": SPEAKERS_ABOUT}
     save_speakers(folder, trained, info)
-    OmegaConf.save(OmegaConf.create(files.resolved_config), folder / RUN_CONFIG)
+    (folder / RUN_CONFIG).write_text(files.config_yaml, encoding="utf-8")
     if files.tokenizer_path is not None and files.tokenizer_path != folder / TOKENIZER_FILE:
         (folder / TOKENIZER_FILE).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(files.tokenizer_path, folder / TOKENIZER_FILE)

@@ -24,6 +24,7 @@ every ``train.log_every_steps``; an out-of-memory error splits the micro-batch i
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import shutil
@@ -44,7 +45,7 @@ from indextts.lora import (
     ADAPTER_DIR, RUN_CONFIG, SPEAKERS_FILE, LearnedConditions, add_lora,
     describe_base, install_final_files, make_lora_config,
 )
-from indextts.runtime import init_distributed
+from indextts.runtime import init_distributed, reuse_freed_host_memory
 from indextts.training import checkpointing as ckpt
 from indextts.training.artifacts import RunFiles, write_run_files
 from indextts.training.config import TrainConfig, config_to_dict
@@ -85,6 +86,8 @@ class Trainer:
             self._restore_deterministic = enable_deterministic_algorithms()
         self.dist = init_distributed(self.train_cfg.device)
         self.device = self.dist.device
+        if self.device.type == "cpu":
+            reuse_freed_host_memory()
         self.precision = training_precision(self.train_cfg.precision, self.device, self.train_cfg.tf32)
         torch.manual_seed(self.train_cfg.seed + self.dist.rank)
         self.inputs = check_inputs(self.cfg.model_dir, self.cfg.speaker_info, list(self.train_cfg.special_tokens))
@@ -185,17 +188,19 @@ class Trainer:
                                 self.scaler, self.window, self.data.train_examples)
 
     # ---------------------------------------------------------------- resume
-    def _resolved_config(self) -> dict:
-        return {**config_to_dict(self.cfg), "model": self.base_model_facts}
+    @functools.cached_property
+    def _config_yaml(self) -> str:
+        """config.yaml of the run: the resolved config and the base's facts, rendered once (saves are frequent)."""
+        return OmegaConf.to_yaml(OmegaConf.create({**config_to_dict(self.cfg), "model": self.base_model_facts}))
 
     def _run_files(self) -> RunFiles:
-        return RunFiles(self.peft_model, self.speakers, self.inputs.speakers, self._resolved_config(),
+        return RunFiles(self.peft_model, self.speakers, self.inputs.speakers, self._config_yaml,
                         self.inputs.base.root, self.inputs.base.identity(), self.tokenizer_path)
 
     def _resume(self) -> None:
         if self.resume_from is None:
             if self.dist.is_main:
-                OmegaConf.save(OmegaConf.create(self._resolved_config()), self.run_dir / RUN_CONFIG)
+                (self.run_dir / RUN_CONFIG).write_text(self._config_yaml, encoding="utf-8")
             self.log.open(None)
             return
         folder, state = self.resume_from, self.resume_state
