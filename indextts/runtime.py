@@ -143,7 +143,8 @@ def reuse_freed_host_memory() -> bool:
     trimmed, so a step can page-fault its activations in again (zero-filled by the kernel): on the
     2-core CI machine that was five times the page faults and over a tenth of a tiny training run's
     wall time (docs/training.md). After this call, blocks up to 32 MiB come from the heap and up to
-    1 GiB of freed heap stays mapped for reuse. Process-wide; returns False where the C library is not glibc.
+    1 GiB of freed heap stays mapped for reuse. Process-wide; returns False where the C library is
+    not glibc.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -151,7 +152,7 @@ def reuse_freed_host_memory() -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    applied = bool(mallopt(M_MMAP_THRESHOLD, HOST_MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD,
-                                                                                     HOST_TRIM_THRESHOLD))
+    applied = all(mallopt(option, value) == 1 for option, value in ((M_MMAP_THRESHOLD, HOST_MMAP_THRESHOLD),
+                                                                    (M_TRIM_THRESHOLD, HOST_TRIM_THRESHOLD)))
     logger.debug("glibc malloc keeps freed memory for reuse: %s", applied)
     return applied
