@@ -100,7 +100,10 @@ def _speak_section(workspace: Workspace, voice, reference, advanced: list) -> No
         except IndexTTSError as error:
             yield gr.skip(), gr.skip(), error_text(error)
 
-    button.click(speak, [text, voice, reference, *advanced], [streamed, whole, status], concurrency_id=SPEECH_QUEUE)
+    # A click while the last request is still finishing (its "Done" is shown a moment before the event ends)
+    # runs once that one ends, instead of being dropped as Gradio's default trigger mode would.
+    button.click(speak, [text, voice, reference, *advanced], [streamed, whole, status], concurrency_id=SPEECH_QUEUE,
+                 trigger_mode="always_last")
 
 
 def _compare_section(workspace: Workspace, reference, advanced: list) -> list:
