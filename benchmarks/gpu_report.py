@@ -2,8 +2,8 @@
 
 Decoding, vocoder and end-to-end figures come from bench_infer.py's JSON and are checked against the
 targets of issue 11; training (bench_train.py, bench_train_e2e.py) and extraction (bench_extraction.py)
-against those of issue 12. The targets are for one H100 at IndexTTS-1.5 size, so the training and
-extraction rows say "not judged" on other runs (a CPU smoke run, the tiny size, a shorter set).
+against those of issue 12. The targets are for one H100 at IndexTTS-1.5 size, so every row says
+"not judged" on other runs (a CPU smoke run, the tiny size, a shorter set).
 """
 
 from __future__ import annotations
@@ -34,31 +34,37 @@ def _decode_rate(rows: list[dict], mode: str, batch: int, graph: bool) -> float 
     return None
 
 
-def _decode_table(infer: dict) -> list[str]:
+def _decode_table(infer: dict, verdict) -> list[str]:
     rows = infer.get("generation", [])
     lines = ["| decode codes/s (prompt pass included) | greedy, graph | greedy, eager | default, graph "
              "| default, eager | target |", "|---|---|---|---|---|---|"]
     for batch in sorted({row["batch"] for row in rows}):
         cells = [_decode_rate(rows, mode, batch, graph) for mode in ("greedy", "default") for graph in (True, False)]
-        targets = [f"{mode} >= {DECODE_TARGETS[(mode, batch)]:g}: {_mark(cells[2 * i], DECODE_TARGETS[(mode, batch)])}"
-                   for i, mode in enumerate(("greedy", "default")) if (mode, batch) in DECODE_TARGETS]
+        targets = [f"{mode} >= {target:g}: {verdict(cells[2 * i], target)}"
+                   for i, mode in enumerate(("greedy", "default"))
+                   if (target := DECODE_TARGETS.get((mode, batch))) is not None]
         shown = ["-" if cell is None else f"{cell:g}" for cell in cells]
         lines.append(f"| batch {batch} | " + " | ".join(shown) + f" | {'; '.join(targets) or '-'} |")
     return lines
 
 
 def _infer_lines(infer: dict) -> list[str]:
-    lines = _decode_table(infer) + ["", "| figure | value | target |", "|---|---|---|"]
+    why_not = f"{infer.get('device')}, size {infer.get('size')}"
+
+    def verdict(value: float | None, target: float, higher_is_better: bool = True) -> str:
+        return _judged(_on_target_machine(infer), why_not, value, target, higher_is_better)
+
+    lines = _decode_table(infer, verdict) + ["", "| figure | value | target |", "|---|---|---|"]
     vocoder = infer.get("vocoder", {}).get("audio_per_second")
-    lines.append(f"| BigVGAN audio s per s | {vocoder} | >= {VOCODER_TARGET:g}: {_mark(vocoder, VOCODER_TARGET)} |")
+    lines.append(f"| BigVGAN audio s per s | {vocoder} | >= {VOCODER_TARGET:g}: {verdict(vocoder, VOCODER_TARGET)} |")
     for row in infer.get("end_to_end", []):
         if "skipped" in row:
             lines.append(f"| end to end | not run: {row['skipped']} | - |")
             continue
         target = row["target_seconds"]
-        rtf_target = f"<= {RTF_TARGET}: {_mark(row['rtf'], RTF_TARGET, False)}" if target == 10 else "-"
+        rtf_target = f"<= {RTF_TARGET}: {verdict(row['rtf'], RTF_TARGET, False)}" if target == 10 else "-"
         lines.append(f"| end-to-end RTF, {target:g} s text | {row['rtf']} | {rtf_target} |")
-        chunk_target = (f"<= {FIRST_CHUNK_TARGET}: {_mark(row['first_chunk_seconds'], FIRST_CHUNK_TARGET, False)}"
+        chunk_target = (f"<= {FIRST_CHUNK_TARGET}: {verdict(row['first_chunk_seconds'], FIRST_CHUNK_TARGET, False)}"
                         if target >= 60 else "-")
         lines.append(f"| first chunk latency, {target:g} s text (s) | {row['first_chunk_seconds']} | {chunk_target} |")
     peak = infer.get("peak_memory_bytes")
@@ -89,8 +95,9 @@ def _train_lines(result: dict) -> list[str]:
                     f"{_judged(applies, why_not, row.get('tokens_per_s'), TRAIN_TOKENS_TARGET)}"]
         if row.get("budget") == "auto":
             verdicts.append(f"MFU >= {MFU_TARGET:.0%}: {_judged(applies, why_not, row.get('mfu'), MFU_TARGET)}")
-        lines.append(f"| {row.get('budget')} | {row.get('max_tokens')} | {row.get('tokens_per_s')} | "
-                     f"{row.get('mfu') if row.get('mfu') is not None else '-'} | {row.get('peak_memory_mib')} | {'; '.join(verdicts)} |")
+        mfu = "-" if row.get("mfu") is None else row["mfu"]
+        lines.append(f"| {row.get('budget')} | {row.get('max_tokens')} | {row.get('tokens_per_s')} | {mfu} | "
+                     f"{row.get('peak_memory_mib')} | {'; '.join(verdicts)} |")
     return lines
 
 

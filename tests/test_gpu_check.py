@@ -34,20 +34,29 @@ def test_cuda_test_modules_are_found():
     assert "tests/test_cuda_decode.py" in gpu_check.cuda_test_files()
 
 
-def _training_and_extraction_report(device: str, size: str) -> dict:
+def _synthetic_report(device: str, size: str) -> dict:
+    infer = {"device": device, "size": size,
+             "generation": [{"mode": "greedy", "batch": 1, "cuda_graph": True, "codes_per_s": 1200.0},
+                            {"mode": "default", "batch": 1, "cuda_graph": True, "codes_per_s": 350.0}],
+             "vocoder": {"audio_per_second": 250.0},
+             "end_to_end": [{"target_seconds": 10, "rtf": 0.01, "first_chunk_seconds": 0.1},
+                            {"target_seconds": 60, "rtf": 0.03, "first_chunk_seconds": 0.2}]}
     train = {"device": device, "size": size, "precision": "bf16", "compile": False,
              "results": [{"budget": "16k", "max_tokens": 16000, "tokens_per_s": 19000.0, "mfu": 0.30},
                          {"budget": "auto", "max_tokens": 90000, "tokens_per_s": 25000.0, "mfu": 0.35}]}
     e2e = {"device": device, "size": size, "minutes": 30.0, "epochs": 10, "optimizer_steps": 400, "wall_s": 28.5}
     extraction = {"device": device, "size": size, "precision": "fp16", "batch_size": 64,
                   "utterances_per_second": 120.0, "batches": 10, "fallback_batches": 1}
-    steps = {"bench_train": {"status": "ok", "result": train}, "bench_train_e2e": {"status": "ok", "result": e2e},
+    steps = {"bench_infer": {"status": "ok", "result": infer}, "bench_train": {"status": "ok", "result": train}, "bench_train_e2e": {"status": "ok", "result": e2e},
              "bench_extraction": {"status": "ok", "result": extraction}}
     return {"device": device, "size": size, "steps": steps}
 
 
-def test_report_judges_the_training_and_extraction_targets_on_the_target_machine():
-    table = gpu_report.markdown_report(_training_and_extraction_report("cuda", "1.5"))
+def test_report_judges_every_target_on_the_target_machine():
+    table = gpu_report.markdown_report(_synthetic_report("cuda", "1.5"))
+    assert "greedy >= 1000: met; default >= 400: missed |" in table
+    assert "| BigVGAN audio s per s | 250.0 | >= 300: missed |" in table
+    assert "| 0.01 | <= 0.02: met |" in table and "| 0.2 | <= 0.15: missed |" in table
     assert "| 16k | 16000 | 19000.0 | 0.3 |" in table and "tokens/s >= 20,000: missed |" in table
     assert "tokens/s >= 20,000: met; MFU >= 40%: missed |" in table
     assert "| 30 min x 10 epochs, 400 steps, wall (s) | 28.5 | <= 30 s: met |" in table
@@ -55,9 +64,9 @@ def test_report_judges_the_training_and_extraction_targets_on_the_target_machine
 
 
 def test_report_does_not_judge_a_cpu_or_tiny_run_against_the_h100_targets():
-    table = gpu_report.markdown_report(_training_and_extraction_report("cpu", "tiny"))
+    table = gpu_report.markdown_report(_synthetic_report("cpu", "tiny"))
     assert " met" not in table and "missed" not in table
-    assert table.count("not judged (cpu, size tiny") == 5
+    assert table.count("not judged (cpu, size tiny") == 10  # 4 inference, 6 training and extraction
 
 
 @pytest.mark.slow
