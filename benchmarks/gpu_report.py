@@ -20,13 +20,6 @@ E2E_WORKLOAD = (30.0, 10)  # minutes of speech, epochs
 EXTRACTION_TARGET = 100.0  # utterances/s in fp16
 
 
-def _mark(value: float | None, target: float, higher_is_better: bool = True) -> str:
-    if value is None:
-        return "-"
-    met = value >= target if higher_is_better else value <= target
-    return "met" if met else "missed"
-
-
 def _decode_rate(rows: list[dict], mode: str, batch: int, graph: bool) -> float | None:
     for row in rows:
         if row.get("mode") == mode and row.get("batch") == batch and row.get("cuda_graph") == graph:
@@ -73,8 +66,12 @@ def _infer_lines(infer: dict) -> list[str]:
 
 
 def _judged(applies: bool, why_not: str, value: float | None, target: float, higher_is_better: bool = True) -> str:
-    """met / missed where the target applies to this run, else why it is not judged."""
-    return _mark(value, target, higher_is_better) if applies else f"not judged ({why_not})"
+    """met / missed where the target applies to this run, else why it is not judged; "-" without a figure."""
+    if value is None:
+        return "-"
+    if not applies:
+        return f"not judged ({why_not})"
+    return "met" if (value >= target if higher_is_better else value <= target) else "missed"
 
 
 def _rounded(value: float | None) -> float | None:
