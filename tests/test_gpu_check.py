@@ -47,8 +47,8 @@ def _synthetic_report(device: str, size: str) -> dict:
     e2e = {"device": device, "size": size, "minutes": 30.0, "epochs": 10, "optimizer_steps": 400, "wall_s": 28.5}
     extraction = {"device": device, "size": size, "precision": "fp16", "batch_size": 64,
                   "utterances_per_second": 120.0, "batches": 10, "fallback_batches": 1}
-    steps = {"bench_infer": {"status": "ok", "result": infer}, "bench_train": {"status": "ok", "result": train}, "bench_train_e2e": {"status": "ok", "result": e2e},
-             "bench_extraction": {"status": "ok", "result": extraction}}
+    results = {"bench_infer": infer, "bench_train": train, "bench_train_e2e": e2e, "bench_extraction": extraction}
+    steps = {name: {"status": "ok", "result": result} for name, result in results.items()}
     return {"device": device, "size": size, "steps": steps}
 
 
