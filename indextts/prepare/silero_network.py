@@ -57,11 +57,9 @@ class SileroNetwork(nn.Module):
     def from_wheel(cls) -> SileroNetwork:
         from safetensors.torch import load_file
 
-        state = load_file(silero_weights_path())
         # The wheel names the recurrence as an LSTMCell; one nn.LSTM layer holds the same four tensors.
-        state = {key.replace("lstm_cell.weight_ih", "lstm.weight_ih_l0").replace("lstm_cell.weight_hh", "lstm.weight_hh_l0")
-                 .replace("lstm_cell.bias_ih", "lstm.bias_ih_l0").replace("lstm_cell.bias_hh", "lstm.bias_hh_l0"): value
-                 for key, value in state.items()}
+        state = {key.replace("lstm_cell.", "lstm.") + ("_l0" if key.startswith("lstm_cell.") else ""): value
+                 for key, value in load_file(silero_weights_path()).items()}
         network = cls()
         network.load_state_dict(state, strict=True)
         return network.eval()
