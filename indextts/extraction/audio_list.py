@@ -118,7 +118,8 @@ def _audio_path_problem(audio: Path) -> tuple[str, str] | None:
     return SkipReason.MISSING_FILE, f"{audio} does not exist"
 
 
-def _split_line(line: str) -> tuple[str, str] | None:
+def split_list_line(line: str) -> tuple[str, str] | None:
+    """``(audio path, transcript)`` of one list line, or None when it has no separator."""
     for separator in SEPARATORS:
         if separator in line:
             audio, text = line.split(separator, 1)
@@ -165,7 +166,7 @@ def parse_audio_list(list_path: str | Path, speaker: str | None = None) -> Speak
         def skip(reason: str, detail: str, audio: str | None = None, text: str | None = None) -> None:
             parsed.skipped.append(SkippedLine(list_path, line_number, line, reason, detail, audio, text))
 
-        fields = _split_line(line)
+        fields = split_list_line(line)
         if fields is None:
             skip(SkipReason.MALFORMED_LINE, "no TAB or '|' between the audio path and the transcript")
             continue
