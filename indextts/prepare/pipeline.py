@@ -263,7 +263,7 @@ class SpeakerPreparation:
 def _audio_progress(source: Path, total_seconds: float, done_seconds: float, enabled: bool) -> tqdm:
     """A bar of seconds of audio done within one recording (long recordings take many minutes)."""
     return tqdm(total=total_seconds, initial=done_seconds, desc=source.name, leave=False, disable=not enabled,
-                mininterval=0, bar_format="{desc}: {n:.0f}/{total:.0f} s of audio |{bar}| [{elapsed}<{remaining}]")
+                mininterval=0, miniters=0, bar_format="{desc}: {n:.0f}/{total:.0f} s of audio |{bar}| [{elapsed}<{remaining}]")
 
 
 def _wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
