@@ -3,13 +3,16 @@
 Per speaker the output folder holds::
 
     <output_dir>/<speaker>/<recording>_<NNNN>.wav    clips at the model's sample rate
-    <output_dir>/<speaker>/prepare_state.json        what is done, per recording (crash-safe)
-    <output_dir>/<speaker>.lst                        clip<TAB>transcript, ready for extraction
+    <output_dir>/<speaker>/prepare_state.json        what is done, per recording and clip (crash-safe)
+    <output_dir>/<speaker>.lst                        clip<TAB>transcript, ready for extraction; the
+                                                      user's once edited (``indextts.prepare.user_list``)
     <output_dir>/review.csv                           every clip's levels, confidence and flags
 
-A recording is done once its clips and records are in the state file; a later run with the same
-recording (size and modification time) and the same settings reuses them without loading any
-model, so running again is a no-op. An unreadable recording is skipped with its reason.
+The state file is saved after the clip plan and after every clip, so an interrupted recording
+resumes at its next clip, cut from the saved plan. A recording is done once it is complete there;
+a later run with the same recording (size and modification time) and the same settings reuses it
+without loading any model, so running again is a no-op. An unreadable recording is skipped with
+its reason.
 """
 
 from __future__ import annotations
