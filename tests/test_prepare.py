@@ -300,3 +300,17 @@ def _partly_done(state_path) -> bool:
     except (OSError, ValueError):
         return False
     return any(entry["clips"] and not entry["complete"] for entry in entries)
+
+
+def test_edited_list_that_is_not_utf8_is_refused_before_any_work(prepared, raw_speakers, tmp_path, capsys):
+    output, _, _ = prepared
+    raw, _ = raw_speakers
+    copy = _copy_of(output, tmp_path)
+    list_path = copy / "demo_speaker_a.lst"
+    list_path.write_bytes(list_path.read_bytes().replace(b"\t", "\t校对 ".encode("gbk"), 1))
+    before = all_files(copy)
+    code = main(["--input", str(raw), "--output_dir", str(copy), "--asr", "pocketsphinx", "--language", "en",
+                 "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{list_path} is not UTF-8 text" in err and "Re-save it as UTF-8" in err
+    assert "Traceback" not in err and all_files(copy) == before

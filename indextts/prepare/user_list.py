@@ -69,6 +69,15 @@ class SpeakerList:
         """True when the list exists and is no longer (or was never known to be) what prepare wrote."""
         return self.path.is_file() and (self.record.edited or _sha256(self.path.read_bytes()) != self.record.sha256)
 
+    def _user_lines(self) -> list[str]:
+        """The edited list's lines (with their line ends); a list that is not UTF-8 is refused."""
+        try:
+            return self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        except UnicodeDecodeError as error:
+            raise PrepareError(f"{self.path} is not UTF-8 text ({error.reason} at byte {error.start}), so your "
+                               "edits cannot be kept. Re-save it as UTF-8 (e.g. `iconv -f GBK -t UTF-8`) and "
+                               "run again; nothing was changed.") from error
+
     def _listed_clips(self, lines: list[str]) -> list[str]:
         """The clip of each list line, relative to the list's folder as prepare writes them."""
         fields = [split_list_line(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
@@ -80,12 +89,15 @@ class SpeakerList:
         return clips
 
     def refuse_recut(self, speaker: str, recut_stems: list[str]) -> None:
-        """Raise PrepareError (after backing the list up) when an edited list names clips of ``recut_stems``."""
-        if not recut_stems or not self.edited_by_user():
+        """Raise PrepareError when an edited list is not UTF-8, or (after backing it up) names clips of
+        ``recut_stems``, the recordings this run cuts from scratch."""
+        if not self.edited_by_user():
+            return
+        lines = self._user_lines()
+        if not recut_stems:
             return
         pattern = re.compile(rf"{re.escape(speaker)}/({'|'.join(map(re.escape, recut_stems))})_\d{{4}}\.wav")
-        named = [c for c in self._listed_clips(self.path.read_text(encoding="utf-8").splitlines())
-                 if pattern.fullmatch(c)]
+        named = [c for c in self._listed_clips(lines) if pattern.fullmatch(c)]
         if not named:
             return
         backup = self.path.with_name(f"{self.path.name}.backup-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -104,7 +116,7 @@ class SpeakerList:
         usable = [r for r in records if r.usable(min_confidence, keep_doubtful)]
         edited = self.edited_by_user()
         if edited:
-            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+            lines = self._user_lines()
             if lines and not lines[-1].endswith("\n"):
                 lines[-1] += "\n"
             known = self.record.clips | set(self._listed_clips(lines))
