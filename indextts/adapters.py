@@ -140,11 +140,11 @@ def read_run_model(run_dir: Path) -> dict:
     missing = [str(p.relative_to(run_dir)) for p in needed if not p.is_file()]
     if missing:
         raise CheckpointError(f"The training run folder {run_dir} lacks {missing}. Point to a folder written by "
-                              "train.py (runs/<name>) that has finished at least one validation or the final save.")
+                              "indextts-train (runs/<name>) that has finished at least one validation or the final save.")
     run_config = OmegaConf.load(run_dir / RUN_CONFIG)
     if "model" not in run_config:
         raise CheckpointError(f"{run_dir / RUN_CONFIG} has no 'model' section; it was not written by this "
-                              "train.py. Re-train or point to another run folder.")
+                              "indextts-train. Re-train or point to another run folder.")
     return OmegaConf.to_container(run_config.model)
 
 
@@ -154,7 +154,7 @@ def run_model_dir(run_dir: str | Path) -> Path:
     config_file = run_dir / RUN_CONFIG
     if not config_file.is_file():
         raise CheckpointError(f"{run_dir} has no {RUN_CONFIG}; it is not a training run folder. Point to "
-                              "runs/<name> written by train.py.")
+                              "runs/<name> written by indextts-train.")
     model_dir = OmegaConf.load(config_file).get("model_dir")
     if not model_dir:
         raise CheckpointError(f"{config_file} names no model_dir. Pass the base folder explicitly: "

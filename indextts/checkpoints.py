@@ -45,7 +45,7 @@ def _read_weights(path: Path, kind: str):
         raise CheckpointError(
             f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files "
             "(gpt.pth, dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder, or write "
-            "a tiny test folder with `python tools/make_tiny_checkpoints.py DIR`."
+            "a tiny test folder with `python -m indextts.cli.tiny DIR`."
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

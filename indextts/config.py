@@ -104,7 +104,7 @@ def load_config(path: str | Path) -> DictConfig:
         raise ConfigError(
             f"No model config found at {file}. Point --model_dir at the IndexTTS checkpoint folder "
             "(it holds config.yaml, gpt.pth, dvae.pth, bigvgan_generator.pth and bpe.model), or "
-            "create a tiny test folder with `python tools/make_tiny_checkpoints.py DIR`."
+            "create a tiny test folder with `python -m indextts.cli.tiny DIR`."
         )
     try:
         cfg = OmegaConf.load(file)

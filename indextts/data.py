@@ -59,7 +59,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
-        raise DataError(f"Cannot read the manifest {path}: {error}. Run tools/extract_codec.py to "
+        raise DataError(f"Cannot read the manifest {path}: {error}. Run indextts-extract to "
                         "(re)create it.") from error
     rows = []
     for line_number, line in enumerate(lines, start=1):
@@ -69,12 +69,12 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         try:
             entry = json.loads(line)
         except ValueError as error:
-            raise DataError(f"{where} is not valid JSON ({error}). Re-run tools/extract_codec.py "
+            raise DataError(f"{where} is not valid JSON ({error}). Re-run indextts-extract "
                             "for this speaker.") from error
         missing = [key for key in ManifestRow.REQUIRED_KEYS if not isinstance(entry, dict) or key not in entry]
         if missing:
             raise DataError(f"{where} lacks the key(s) {missing}. Every manifest row needs "
-                            f"{list(ManifestRow.REQUIRED_KEYS)}; re-run tools/extract_codec.py.")
+                            f"{list(ManifestRow.REQUIRED_KEYS)}; re-run indextts-extract.")
         rows.append(ManifestRow(
             uid=str(entry["uid"]), speaker=str(entry.get("speaker", "")), text=str(entry["text"]),
             codes=resolve_path(entry["codes"], path.parent), duration=float(entry["duration"]),
@@ -212,10 +212,10 @@ class CodesDataset(Dataset):
             codes = np.load(example.codes, allow_pickle=False)
         except (OSError, ValueError) as error:
             raise DataError(f"Cannot read the codes of {example.describe()} from {example.codes}: "
-                            f"{error}. Re-run tools/extract_codec.py for this speaker.") from error
+                            f"{error}. Re-run indextts-extract for this speaker.") from error
         if codes.shape != (example.num_codes,):
             raise DataError(f"{example.codes} holds shape {codes.shape} but the manifest says "
-                            f"({example.num_codes},) codes. Re-run tools/extract_codec.py for this speaker.")
+                            f"({example.num_codes},) codes. Re-run indextts-extract for this speaker.")
         return (torch.tensor(example.text_ids, dtype=torch.long), torch.from_numpy(codes.astype(np.int64)),
                 example.speaker_index, index)
 

@@ -26,7 +26,7 @@ def test_folder_and_file_paths_both_load(tmp_path):
 
 
 def test_missing_folder_says_what_to_do(tmp_path):
-    with pytest.raises(ConfigError, match="make_tiny_checkpoints"):
+    with pytest.raises(ConfigError, match="python -m indextts.cli.tiny DIR"):
         load_config(tmp_path / "nowhere")
 
 

@@ -159,6 +159,27 @@ def test_audio_list_that_is_a_folder(tmp_path, capsys):
     assert "--audio_list" in err and "Traceback" not in err
 
 
+def test_folder_named_on_a_list_line_is_called_a_folder(tmp_path, tiny_model_dir, capsys):
+    """Issue 25 item 12: a line naming a folder was reported as 'missing_file ... does not exist'."""
+    list_path = _write_list(tmp_path / "audio", "spk", ["fine text."], tiny_model_dir)
+    (tmp_path / "audio" / "recordings").mkdir()
+    with list_path.open("a", encoding="utf-8") as handle:
+        handle.write("recordings\ta folder, not a clip\n")
+    skipped = parse_audio_list(list_path).skipped
+    assert [(s.line_number, s.reason) for s in skipped] == [(2, SkipReason.NOT_A_FILE)]
+    assert f"{tmp_path / 'audio' / 'recordings'} is a folder, not an audio file" in skipped[0].detail
+    assert "does not exist" not in skipped[0].detail and "indextts-prepare" in skipped[0].detail
+
+    only_folders = tmp_path / "audio" / "folders.lst"
+    only_folders.write_text("recordings\ta folder\n", encoding="utf-8")
+    before = all_files(tmp_path)
+    code = main(["--audio_list", str(only_folders), "--model_dir", str(tiny_model_dir),
+                 "--output_dir", str(tmp_path / "out"), "--device", "cpu", "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"No usable line in {only_folders}" in err and "not_a_file" in err
+    assert "Traceback" not in err and all_files(tmp_path) == before and not (tmp_path / "out").exists()
+
+
 def test_output_dir_under_a_file(tmp_path, tiny_model_dir, capsys):
     list_path = _write_list(tmp_path / "audio", "spk", ["fine text."], tiny_model_dir)
     blocker = tmp_path / "taken"

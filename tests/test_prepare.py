@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
-from helpers import english_demo_list, write_tiny_whisper
+import soundfile as sf
+from helpers import REPO_ROOT, all_files, english_demo_list, write_tiny_whisper
 
 from demo_data import SAMPLE_RATE, make_demo_dataset
 from indextts.errors import PrepareError
 from indextts.cli.prepare import main
+from indextts.prepare import pipeline
 from indextts.prepare.demo_recording import build_long_recording
+from indextts.prepare.loudness import normalise_loudness
 from indextts.prepare.pipeline import (
     STATE_FILE,
     PrepareOptions,
@@ -144,3 +154,163 @@ def test_cli_reports_bad_input_and_exit_code(tmp_path, capsys):
     assert "Input not found" in capsys.readouterr().err
     with pytest.raises(PrepareError, match="--speaker"):
         run_prepare(PrepareOptions(inputs=[tmp_path, tmp_path], output_dir=tmp_path / "o", progress=False))
+
+
+def _copy_of(prepared_output, tmp_path):
+    """A copy of the prepared output folder (its state names the same recordings)."""
+    copy = tmp_path / "out"
+    shutil.copytree(prepared_output, copy)
+    return copy
+
+
+def _edit_list(list_path):
+    """Fix the first transcript and delete the second line, as docs/preparation.md invites; returns the text."""
+    lines = list_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    clip, _ = lines[0].split("\t")
+    edited = [f"{clip}\tA transcript corrected by hand.\n", *lines[2:]]
+    list_path.write_text("".join(edited), encoding="utf-8")
+    return "".join(edited), lines[1].split("\t")[0]
+
+
+def test_hand_edits_of_the_list_survive_and_only_new_clips_are_added(prepared, raw_speakers, tmp_path):
+    """Issue 25 item 4: a re-run restored the ASR text and the deleted lines."""
+    output, _, options = prepared
+    raw, _ = raw_speakers
+    copy = _copy_of(output, tmp_path)
+    list_path = copy / "demo_speaker_a.lst"
+    edited, deleted_clip = _edit_list(list_path)
+    audio, rate = sf.read(raw / "demo_speaker_a" / "english.wav", dtype="float32")
+    sf.write(tmp_path / "second.wav", audio[: 15 * rate], rate)  # a recording added since
+    again = run_prepare(PrepareOptions(inputs=[raw / "demo_speaker_a", tmp_path / "second.wav"], output_dir=copy,
+                                       speaker="demo_speaker_a", asr="pocketsphinx", language="en", progress=False))
+    text = list_path.read_text(encoding="utf-8")
+    assert text.startswith(edited) and deleted_clip not in text
+    added = text[len(edited):].splitlines()
+    assert added and all(line.startswith("demo_speaker_a/second_") for line in added)
+    assert again.reused == 1 and again.processed == 1 and again.listed == len(text.splitlines())
+    before = list_path.read_bytes()
+    run_prepare(PrepareOptions(inputs=[raw / "demo_speaker_a", tmp_path / "second.wav"], output_dir=copy,
+                               speaker="demo_speaker_a", asr="pocketsphinx", language="en", progress=False))
+    assert list_path.read_bytes() == before
+
+
+def test_edited_list_whose_clips_would_be_cut_again_is_refused_with_a_backup(prepared, raw_speakers, tmp_path,
+                                                                            capsys):
+    output, _, _ = prepared
+    raw, _ = raw_speakers
+    copy = _copy_of(output, tmp_path)
+    edited, _ = _edit_list(copy / "demo_speaker_a.lst")
+    before = all_files(copy)
+    code = main(["--input", str(raw), "--output_dir", str(copy), "--asr", "pocketsphinx", "--language", "en",
+                 "--target_lufs", "-20", "--no_progress"])
+    err = capsys.readouterr().err
+    backups = sorted(copy.glob("demo_speaker_a.lst.backup-*"))
+    assert code == 2 and "Traceback" not in err and len(backups) == 1
+    assert f"{copy / 'demo_speaker_a.lst'} was edited by hand" in err and "demo_speaker_a/english_0000.wav" in err
+    assert f"a copy of your list is in {backups[0]}" in err and "move" in err and "previous recordings and settings" in err
+    assert backups[0].read_text(encoding="utf-8") == edited
+    assert {k: v for k, v in all_files(copy).items() if "backup" not in k} == before
+
+
+def test_output_dir_that_is_a_file_is_refused(raw_speakers, tmp_path, capsys):
+    """Issue 25 item 8: a file as --output_dir gave a traceback."""
+    raw, _ = raw_speakers
+    taken = tmp_path / "taken"
+    taken.write_text("keep me", encoding="utf-8")
+    code = main(["--input", str(raw / "demo_speaker_a"), "--output_dir", str(taken), "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{taken} is a file, not a folder" in err and "--output_dir" in err
+    assert "Traceback" not in err and taken.read_text(encoding="utf-8") == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_interrupted_recording_resumes_at_its_next_clip_with_identical_clips(prepared, raw_speakers, tmp_path,
+                                                                            monkeypatch, capsys):
+    """Issue 25 item 13: an interrupt used to start the recording over. The run stops after two
+    clips; the next one cuts the rest from the saved plan (no VAD) and every clip equals the
+    uninterrupted run's, byte for byte. Progress shows seconds of audio within the recording."""
+    output, _, options = prepared
+    raw, _ = raw_speakers
+    calls = []
+
+    def interrupted_after_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return normalise_loudness(*args, **kwargs)
+
+    resume_options = PrepareOptions(inputs=[raw / "demo_speaker_a"], output_dir=tmp_path / "out", asr="pocketsphinx",
+                                    language="en", progress=False)
+    monkeypatch.setattr(pipeline, "normalise_loudness", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_prepare(resume_options)
+    state = json.loads((tmp_path / "out" / "demo_speaker_a" / STATE_FILE).read_text())
+    entry = next(iter(state["recordings"].values()))
+    assert not entry["complete"] and len(entry["clips"]) == 2 and len(entry["plan"]) > 2
+    first_two = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "demo_speaker_a").glob("*.wav")}
+    assert len(first_two) == 2
+
+    monkeypatch.setattr(pipeline, "normalise_loudness", normalise_loudness)
+    monkeypatch.setattr(pipeline, "slice_recording", lambda *a: pytest.fail("the VAD ran again on a resumed recording"))
+    resume_options.progress = True
+    summary = run_prepare(resume_options)
+    assert summary.resumed == 1 and summary.processed == 1
+    done = [(float(n), float(t)) for n, t in re.findall(r"english\.wav: (\d+)/(\d+) s of audio", capsys.readouterr().err)]
+    assert done[0][0] > 0 and len({n for n, _ in done}) > 2 and done[-1][0] == done[-1][1]
+    resumed_clips = {p.name: p.read_bytes() for p in (tmp_path / "out" / "demo_speaker_a").glob("*.wav")}
+    assert resumed_clips == {p.name: p.read_bytes() for p in (output / "demo_speaker_a").glob("*.wav")}
+    assert {name: (tmp_path / "out" / "demo_speaker_a" / name).stat().st_mtime_ns for name in first_two} == first_two
+    assert (tmp_path / "out" / "demo_speaker_a.lst").read_bytes() == (output / "demo_speaker_a.lst").read_bytes()
+
+
+@pytest.mark.slow
+def test_kill_9_inside_a_recording_then_rerun_gives_the_uninterrupted_clips(prepared, raw_speakers, tmp_path):
+    """The real interrupt: indextts-prepare killed with SIGKILL once a recording has some clips
+    but is not finished; the re-run resumes it and every clip equals the uninterrupted run's."""
+    output, _, _ = prepared
+    raw, _ = raw_speakers
+    out = tmp_path / "out"
+    state_path = out / "demo_speaker_a" / STATE_FILE
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "indextts.cli.prepare", "--input", str(raw / "demo_speaker_a"),
+               "--output_dir", str(out), "--asr", "pocketsphinx", "--language", "en", "--no_progress"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while process.poll() is None and time.monotonic() < deadline and not _partly_done(state_path):
+            time.sleep(0.02)
+        assert process.poll() is None, "the run ended before it could be killed inside the recording"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    summary = run_prepare(PrepareOptions(inputs=[raw / "demo_speaker_a"], output_dir=out, asr="pocketsphinx",
+                                         language="en", progress=False))
+    assert summary.resumed == 1
+    assert all_files(out / "demo_speaker_a").keys() == all_files(output / "demo_speaker_a").keys()
+    assert {n: b for n, b in all_files(out / "demo_speaker_a").items() if n.endswith(".wav")} == \
+        {n: b for n, b in all_files(output / "demo_speaker_a").items() if n.endswith(".wav")}
+    assert (out / "demo_speaker_a.lst").read_bytes() == (output / "demo_speaker_a.lst").read_bytes()
+
+
+def _partly_done(state_path) -> bool:
+    """True when the state file shows a recording with some clips written but not complete."""
+    try:
+        entries = json.loads(state_path.read_text(encoding="utf-8"))["recordings"].values()
+    except (OSError, ValueError):
+        return False
+    return any(entry["clips"] and not entry["complete"] for entry in entries)
+
+
+def test_edited_list_that_is_not_utf8_is_refused_before_any_work(prepared, raw_speakers, tmp_path, capsys):
+    output, _, _ = prepared
+    raw, _ = raw_speakers
+    copy = _copy_of(output, tmp_path)
+    list_path = copy / "demo_speaker_a.lst"
+    list_path.write_bytes(list_path.read_bytes().replace(b"\t", "\t校对 ".encode("gbk"), 1))
+    before = all_files(copy)
+    code = main(["--input", str(raw), "--output_dir", str(copy), "--asr", "pocketsphinx", "--language", "en",
+                 "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{list_path} is not UTF-8 text" in err and "Re-save it as UTF-8" in err
+    assert "Traceback" not in err and all_files(copy) == before

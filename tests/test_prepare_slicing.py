@@ -119,3 +119,23 @@ def test_peak_protection_clipping_and_noise_are_flagged():
     _, noisy = normalise_loudness(tone + noise, rate, LoudnessOptions())
     _, clean = normalise_loudness(np.concatenate([np.zeros(rate // 2, np.float32), tone]), rate, LoudnessOptions())
     assert noisy.low_snr and not clean.low_snr
+
+
+def test_vad_loads_and_scores_without_any_warning(demo_lists, tmp_path):
+    """Issue 25 item 11: loading the wheel's TorchScript model warned on every run (torch.jit.load
+    is deprecated). The VAD now loads the wheel's safetensors weights; no warning of any kind, and
+    importing nothing from silero_vad leaves torch's thread count alone."""
+    import warnings
+
+    import torch
+
+    threads = torch.get_num_threads()
+    audio, rate, segments = long_recording(demo_lists[0], tmp_path, 3, 0.6, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probabilities = SileroVAD().speech_probabilities(audio, rate)
+    assert torch.get_num_threads() == threads
+    frames = np.arange(len(probabilities)) * 512 / 16000
+    inside = np.array([any(s.start + 0.1 <= t <= s.end - 0.1 for s in segments) for t in frames])
+    outside = np.array([all(t + 0.1 < s.start or t > s.end + 0.3 for s in segments) for t in frames])
+    assert np.mean(probabilities[inside] > 0.5) > 0.9 and np.mean(probabilities[outside] < 0.5) > 0.9

@@ -31,7 +31,7 @@ def test_every_missing_or_broken_file_is_listed_before_the_weights_load(tmp_path
     assert status == 2 and message.count("error:") == 1 and "Traceback" not in message
     assert "3 data file(s)" in message and "alice_001.npy is missing" in message
     assert "bob_002.npy is unreadable" in message and "bob_003.npy holds shape (32, 8), not (32, 64)" in message
-    assert "metadata_train.jsonl:2" in message and "Re-run tools/extract_codec.py" in message
+    assert "metadata_train.jsonl:2" in message and "Re-run indextts-extract" in message
     assert "Loaded gpt weights" not in caplog.text  # found before the weights load
     assert file_digests(tmp_path / "data") == before
 
@@ -50,7 +50,7 @@ def test_data_from_another_base_is_refused_naming_both_fingerprints(tmp_path, ti
     _set_entries(info, base=other)
     status, message = _cli(capsys, tiny_model_dir, info, tmp_path / "run")
     assert status == 2 and "another base model" in message
-    assert "0" * 64 in message and identity["gpt_sha256"] in message and "Re-run tools/extract_codec.py" in message
+    assert "0" * 64 in message and identity["gpt_sha256"] in message and "Re-run indextts-extract" in message
     assert not (tmp_path / "run").exists()
 
 

@@ -15,6 +15,7 @@ end to end. With the release weights in checkpoints/ the same commands produce a
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,9 @@ TEXTS = {
 
 
 def run(step: str, command: list[str]) -> None:
-    """Run one pipeline command from the repository root, echoing it; stop the demo on failure."""
-    print(f"\n=== {step}\n$ {' '.join(command)}", flush=True)
+    """Run one pipeline command from the repository root, echoing it shell-quoted (so it can be
+    pasted); stop the demo on failure."""
+    print(f"\n=== {step}\n$ {shlex.join(command)}", flush=True)
     started = time.perf_counter()
     completed = subprocess.run(command, cwd=REPO_ROOT)
     if completed.returncode != 0:

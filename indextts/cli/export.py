@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indextts-export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="training run folder written by train.py (runs/<name>)")
+    parser.add_argument("run_dir", type=Path, help="training run folder written by indextts-train (runs/<name>)")
     parser.add_argument("output_dir", type=Path, help="folder to write the merged checkpoint into")
     parser.add_argument("--model_dir", type=Path,
                         help="base checkpoint folder the run was trained from (default: model_dir in the run's config)")

@@ -4,7 +4,8 @@
     indextts-prepare --input speakers/ --output_dir data    # one speaker per subfolder of speakers/
 
 Writes <output_dir>/<speaker>/*.wav, <output_dir>/<speaker>.lst and <output_dir>/review.csv.
-Running it again reuses every recording already done; see docs/preparation.md.
+Running it again resumes an interrupted recording at its next clip, reuses every finished one and
+keeps your edits of <speaker>.lst (only new clips are added); see docs/preparation.md.
 """
 
 from __future__ import annotations

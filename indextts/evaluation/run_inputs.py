@@ -72,7 +72,7 @@ def load_run_config(run_dir: Path) -> DictConfig:
     path = run_dir / RUN_CONFIG
     if not path.is_file():
         raise EvaluationError(f"{run_dir} is not a training run folder: it has no {RUN_CONFIG}. Pass --run "
-                              "runs/<name>, the run_dir that train.py wrote.")
+                              "runs/<name>, the run_dir that indextts-train wrote.")
     return OmegaConf.load(path)
 
 
@@ -111,7 +111,7 @@ def find_checkpoints(run_dir: Path, names: Sequence[str] | None = None) -> list[
         found[FINAL] = (_final_step(run_dir), run_dir)
     if not found:
         raise EvaluationError(f"{run_dir} holds no checkpoint to evaluate: no complete {CHECKPOINTS_DIR}/step_* "
-                              "folder and no final adapter. Train first (train.py saves them), or check the path.")
+                              "folder and no final adapter. Train first (indextts-train saves them), or check the path.")
     chosen = list(found) if names is None else [_checkpoint_name(name, found, run_dir) for name in names]
     return [Checkpoint(name, found[name][0], found[name][1], _fingerprint(found[name][1]))
             for name in dict.fromkeys(chosen)]

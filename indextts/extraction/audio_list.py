@@ -22,6 +22,7 @@ class SkipReason:
 
     MALFORMED_LINE = "malformed_line"
     MISSING_FILE = "missing_file"
+    NOT_A_FILE = "not_a_file"
     DUPLICATE_AUDIO = "duplicate_audio"
     EMPTY_TRANSCRIPT = "empty_transcript"
     UNSPEAKABLE_TRANSCRIPT = "unspeakable_transcript"
@@ -105,7 +106,20 @@ def _read_lines(list_path: Path) -> list[str]:
     return text.splitlines()
 
 
-def _split_line(line: str) -> tuple[str, str] | None:
+def _audio_path_problem(audio: Path) -> tuple[str, str] | None:
+    """Why ``audio`` cannot be read as an audio file: (reason, detail), or None when it is a file."""
+    if audio.is_file():
+        return None
+    if audio.is_dir():
+        return SkipReason.NOT_A_FILE, (f"{audio} is a folder, not an audio file; name one audio file per line "
+                                       "(a folder of recordings goes through indextts-prepare first)")
+    if audio.exists():
+        return SkipReason.NOT_A_FILE, f"{audio} is not a regular file; name an audio file"
+    return SkipReason.MISSING_FILE, f"{audio} does not exist"
+
+
+def split_list_line(line: str) -> tuple[str, str] | None:
+    """``(audio path, transcript)`` of one list line, or None when it has no separator."""
     for separator in SEPARATORS:
         if separator in line:
             audio, text = line.split(separator, 1)
@@ -152,7 +166,7 @@ def parse_audio_list(list_path: str | Path, speaker: str | None = None) -> Speak
         def skip(reason: str, detail: str, audio: str | None = None, text: str | None = None) -> None:
             parsed.skipped.append(SkippedLine(list_path, line_number, line, reason, detail, audio, text))
 
-        fields = _split_line(line)
+        fields = split_list_line(line)
         if fields is None:
             skip(SkipReason.MALFORMED_LINE, "no TAB or '|' between the audio path and the transcript")
             continue
@@ -162,10 +176,11 @@ def parse_audio_list(list_path: str | Path, speaker: str | None = None) -> Speak
             continue
         audio = Path(audio_field).expanduser()
         audio = (audio if audio.is_absolute() else list_path.parent / audio).resolve()
+        problem = _audio_path_problem(audio)
         if not text:
             skip(SkipReason.EMPTY_TRANSCRIPT, "the transcript is empty", str(audio), text)
-        elif not audio.is_file():
-            skip(SkipReason.MISSING_FILE, f"{audio} does not exist", str(audio), text)
+        elif problem is not None:
+            skip(*problem, str(audio), text)
         elif audio in seen_audio:
             skip(SkipReason.DUPLICATE_AUDIO, f"the same file is already used on line {seen_audio[audio]}",
                  str(audio), text)

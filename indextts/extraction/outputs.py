@@ -150,7 +150,7 @@ def _load_speaker_entries(path: Path) -> list[dict]:
         raise DataError(f"Cannot read {path}: {error}. Fix or delete it, then re-run the extraction.") from error
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "speaker" in e for e in entries):
         raise DataError(f"{path} is not a list of speaker entries (objects with a 'speaker' key). "
-                        "Delete it and re-run tools/extract_codec.py for every speaker.")
+                        "Delete it and re-run indextts-extract for every speaker.")
     return entries
 
 
@@ -158,14 +158,14 @@ def read_speaker_info(path: str | Path) -> list[SpeakerInfo]:
     """Read speaker_info.json (relative paths resolved from its folder, absolute ones kept)."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
-        raise DataError(f"{path} does not exist. Run tools/extract_codec.py first; it writes "
+        raise DataError(f"{path} does not exist. Run indextts-extract first; it writes "
                         f"{SPEAKER_INFO} in its --output_dir.")
     infos = []
     for index, entry in enumerate(_load_speaker_entries(path)):
         missing = [key for key in SPEAKER_INFO_FIELDS if key not in entry]
         if missing:
             raise DataError(f"Entry {index} ('{entry['speaker']}') of {path} lacks {missing}. "
-                            "Re-run tools/extract_codec.py for that speaker.")
+                            "Re-run indextts-extract for that speaker.")
         base = path.parent
         infos.append(SpeakerInfo(
             speaker=entry["speaker"], avg_duration=float(entry["avg_duration"]),

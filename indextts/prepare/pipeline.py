@@ -3,13 +3,16 @@
 Per speaker the output folder holds::
 
     <output_dir>/<speaker>/<recording>_<NNNN>.wav    clips at the model's sample rate
-    <output_dir>/<speaker>/prepare_state.json        what is done, per recording (crash-safe)
-    <output_dir>/<speaker>.lst                        clip<TAB>transcript, ready for extraction
+    <output_dir>/<speaker>/prepare_state.json        what is done, per recording and clip (crash-safe)
+    <output_dir>/<speaker>.lst                        clip<TAB>transcript, ready for extraction; the
+                                                      user's once edited (``indextts.prepare.user_list``)
     <output_dir>/review.csv                           every clip's levels, confidence and flags
 
-A recording is done once its clips and records are in the state file; a later run with the same
-recording (size and modification time) and the same settings reuses them without loading any
-model, so running again is a no-op. An unreadable recording is skipped with its reason.
+The state file is saved after the clip plan and after every clip, so an interrupted recording
+resumes at its next clip, cut from the saved plan. A recording is done once it is complete there;
+a later run with the same recording (size and modification time) and the same settings reuses it
+without loading any model, so running again is a no-op. An unreadable recording is skipped with
+its reason.
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ from indextts.audio import load_audio
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.errors import AudioError, PrepareError
+from indextts.extraction.pipeline import check_output_dir
 from indextts.prepare.inputs import discover_speakers
 from indextts.prepare.loudness import LoudnessOptions, normalise_loudness
-from indextts.prepare.review import ClipRecord, write_audio_list, write_review_csv
-from indextts.prepare.slicing import SileroVAD, SlicingOptions, slice_recording
+from indextts.prepare.review import ClipRecord, write_review_csv
+from indextts.prepare.slicing import Clip, SileroVAD, SlicingOptions, slice_recording
 from indextts.prepare.transcription import Flag, TextLimits, Transcriber
+from indextts.prepare.user_list import STATE_KEY as LIST_STATE_KEY
+from indextts.prepare.user_list import ListRecord, SpeakerList
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +102,13 @@ class PrepareSummary:
     clips: int = 0
     listed: int = 0
     processed: int = 0
+    resumed: int = 0
     reused: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
 
     def format(self) -> str:
-        lines = [(f"{self.listed} of {self.clips} clips listed; {self.processed} recordings processed, "
-                  f"{self.reused} reused, {len(self.skipped)} skipped.")]
+        lines = [(f"{self.listed} of {self.clips} clips listed; {self.processed} recordings processed "
+                  f"({self.resumed} resumed), {self.reused} reused, {len(self.skipped)} skipped.")]
         lines += [f"  list: {path}" for path in self.lists.values()]
         lines += [f"  skipped {source}: {reason}" for source, reason in self.skipped.items()]
         return "\n".join(lines)
@@ -112,8 +119,17 @@ def _fingerprint(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
+def _clip_plan(clips: list[Clip]) -> list[list[float]]:
+    return [[c.speech_start, c.speech_end, c.start, c.end] for c in clips]
+
+
 class SpeakerPreparation:
-    """Cuts, normalises and transcribes one speaker's recordings, keeping its state file current."""
+    """Cuts, normalises and transcribes one speaker's recordings, keeping its state file current.
+
+    A recording's entry holds its fingerprint, the settings, the clip plan (cut points, so that a
+    resumed recording is cut exactly as before without running the VAD again), the records of the
+    clips written so far and whether it is complete.
+    """
 
     def __init__(self, speaker: str, options: PrepareOptions, settings: dict, models: dict) -> None:
         self.speaker = speaker
@@ -123,6 +139,7 @@ class SpeakerPreparation:
         self.folder = options.output_dir / speaker
         self.state_path = self.folder / STATE_FILE
         self.state = self._load_state()
+        self.audio_list = SpeakerList(options.output_dir / f"{speaker}.lst", ListRecord.from_state(self.state))
 
     def _load_state(self) -> dict:
         if self.state_path.is_file():
@@ -135,51 +152,94 @@ class SpeakerPreparation:
                                self.state_path, error)
         return {"version": STATE_VERSION, "recordings": {}}
 
-    def _is_done(self, source: Path) -> bool:
+    def _save_state(self) -> None:
+        self.state[LIST_STATE_KEY] = self.audio_list.record.to_state()
+        write_json_atomic(self.state_path, self.state)
+
+    def _matches(self, source: Path) -> bool:
+        """True when ``source``'s entry was made from this very file with these settings."""
         entry = self.state["recordings"].get(str(source))
         return entry is not None and entry["fingerprint"] == _fingerprint(source) \
             and entry["settings"] == self.settings
 
+    def _is_done(self, source: Path) -> bool:
+        return self._matches(source) and self.state["recordings"][str(source)].get("complete", True)
+
+    def refuse_recut_of_edited_list(self, sources: list[Path]) -> None:
+        """Stop before any work when the user's edited list names clips this run would cut again."""
+        self.audio_list.refuse_recut(self.speaker, [s.stem for s in sources if not self._matches(s)])
+
     def _forget(self, source: Path) -> None:
-        """Delete the clips an outdated entry for ``source`` wrote."""
-        entry = self.state["recordings"].pop(str(source), None)
-        for record in (entry or {}).get("clips", []):
-            (self.options.output_dir / record["clip"]).unlink(missing_ok=True)
+        """Delete the clips an outdated entry for ``source`` wrote or planned."""
+        entry = self.state["recordings"].pop(str(source), None) or {}
+        planned = range(len(entry.get("plan") or []))
+        for clip in {r["clip"] for r in entry.get("clips", [])} | {self._clip_name(source, i) for i in planned}:
+            (self.options.output_dir / clip).unlink(missing_ok=True)
 
     def prepare(self, source: Path, summary: PrepareSummary) -> None:
-        """Bring ``source`` up to date in the state file (reusing it when it already is)."""
+        """Bring ``source`` up to date in the state file (reusing or resuming it when possible)."""
         if self._is_done(source):
             summary.reused += 1
         else:
-            self._forget(source)
-            entry = {"fingerprint": _fingerprint(source), "settings": self.settings, "clips": [], "skipped": None}
+            if self._matches(source):
+                summary.resumed += 1
+            else:
+                self._forget(source)
+                self.state["recordings"][str(source)] = {
+                    "fingerprint": _fingerprint(source), "settings": self.settings, "plan": None, "clips": [],
+                    "skipped": None, "complete": False}
+            entry = self.state["recordings"][str(source)]
             try:
-                entry["clips"] = [r.to_json() for r in self._cut_and_transcribe(source)]
+                self._cut_and_transcribe(source, entry)
             except AudioError as error:
                 entry["skipped"] = str(error)
-            self.state["recordings"][str(source)] = entry
-            write_json_atomic(self.state_path, self.state)
+            entry["complete"] = True
+            self._save_state()
             summary.processed += 1
         skipped = self.state["recordings"][str(source)]["skipped"]
         if skipped:
             logger.warning("Skipped %s: %s", source, skipped)
             summary.skipped[str(source)] = skipped
 
-    def _cut_and_transcribe(self, source: Path) -> list[ClipRecord]:
+    def _planned_clips(self, source: Path, audio: np.ndarray, entry: dict) -> list[Clip]:
+        """The entry's clip plan, made (and saved) by the VAD on the recording's first pass."""
+        if entry["plan"] is None:
+            clips = slice_recording(audio, self.settings["sample_rate"], self.models["vad"], self.options.slicing)
+            if not clips:
+                raise AudioError(f"No speech of {self.options.slicing.min_seconds}-"
+                                 f"{self.options.slicing.max_seconds} s between pauses was found in {source}.")
+            entry["plan"] = _clip_plan(clips)
+            self._save_state()
+        return [Clip(*cut) for cut in entry["plan"]]
+
+    def _cut_and_transcribe(self, source: Path, entry: dict) -> None:
+        """Write the clips of ``entry``'s plan not written yet, saving the state after each one."""
         rate = self.settings["sample_rate"]
         audio = load_audio(source, rate).numpy()
-        clips = slice_recording(audio, rate, self.models["vad"], self.options.slicing)
-        if not clips:
-            raise AudioError(f"No speech of {self.options.slicing.min_seconds}-{self.options.slicing.max_seconds} s "
-                             f"between pauses was found in {source}.")
-        return [self._write_clip(source, index, audio[round(c.start * rate): round(c.end * rate)], c.start, c.end)
-                for index, c in enumerate(clips)]
+        clips = self._planned_clips(source, audio, entry)
+        done = len(entry["clips"])
+        if done:
+            logger.info("Resuming %s at clip %d of %d (%.0f of %.0f s done).", source, done + 1, len(clips),
+                        clips[done - 1].end, len(audio) / rate)
+        with _audio_progress(source, len(audio) / rate, clips[done - 1].end if done else 0.0,
+                             self.options.progress) as progress:
+            for index in range(done, len(clips)):
+                clip = clips[index]
+                record = self._write_clip(source, index, audio[round(clip.start * rate): round(clip.end * rate)],
+                                          clip.start, clip.end)
+                entry["clips"].append(record.to_json())
+                self._save_state()
+                progress.update(clip.end - progress.n)
+            progress.update(progress.total - progress.n)
+
+    def _clip_name(self, source: Path, index: int) -> str:
+        return f"{self.speaker}/{source.stem}_{index:04d}.wav"
 
     def _write_clip(self, source: Path, index: int, samples: np.ndarray, start: float, end: float) -> ClipRecord:
         rate = self.settings["sample_rate"]
         normalised, levels = normalise_loudness(samples, rate, self.options.loudness)
         transcript = self.models["transcriber"].transcribe(normalised, rate)
-        relative = f"{self.speaker}/{source.stem}_{index:04d}.wav"
+        relative = self._clip_name(source, index)
         buffer = _wav_bytes(normalised, rate)
         write_bytes_atomic(self.options.output_dir / relative, buffer)
         level_flags = [flag for flag, raised in ((Flag.LOW_SNR, levels.low_snr), (Flag.CLIPPING, levels.clipping),
@@ -193,6 +253,20 @@ class SpeakerPreparation:
 
     def records(self, sources: list[Path]) -> list[ClipRecord]:
         return [ClipRecord.from_json(r) for s in sources for r in self.state["recordings"][str(s)]["clips"]]
+
+    def write_list(self, records: list[ClipRecord]) -> int:
+        """Write ``<speaker>.lst`` (keeping the user's edits) and record it; returns its clip line count."""
+        before = self.audio_list.record
+        listed = self.audio_list.write(records, self.options.min_confidence, self.options.keep_doubtful)
+        if self.audio_list.record != before or LIST_STATE_KEY not in self.state:
+            self._save_state()
+        return listed
+
+
+def _audio_progress(source: Path, total_seconds: float, done_seconds: float, enabled: bool) -> tqdm:
+    """A bar of seconds of audio done within one recording (long recordings take many minutes)."""
+    return tqdm(total=total_seconds, initial=done_seconds, desc=source.name, leave=False, disable=not enabled,
+                mininterval=0, miniters=0, bar_format="{desc}: {n:.0f}/{total:.0f} s of audio |{bar}| [{elapsed}<{remaining}]")
 
 
 def _wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
@@ -233,25 +307,34 @@ def _capped_slicing(options: PrepareOptions, limits: ModelLimits) -> SlicingOpti
     return slicing
 
 
+def _speaker_preparations(options: PrepareOptions, limits: ModelLimits) -> dict[str, tuple[SpeakerPreparation, list]]:
+    """Each speaker's preparation and recordings, once the inputs, the output folder and the
+    users' edited lists are known to allow the run (nothing is written before)."""
+    speakers = discover_speakers(options.inputs, options.speaker)
+    check_output_dir(options.output_dir, list(speakers))
+    settings = _settings(options, limits)
+    models = _LazyModels(options, limits)
+    preparations = {speaker: (SpeakerPreparation(speaker, options, settings, models), sources)
+                    for speaker, sources in speakers.items()}
+    for preparation, sources in preparations.values():
+        preparation.refuse_recut_of_edited_list(sources)
+    return preparations
+
+
 def run_prepare(options: PrepareOptions) -> PrepareSummary:
     """Prepare every speaker's recordings; returns the counts and the written audio lists."""
     limits = model_limits(options.model_dir)
     options.slicing = _capped_slicing(options, limits)
-    speakers = discover_speakers(options.inputs, options.speaker)
-    settings = _settings(options, limits)
-    models = _LazyModels(options, limits)
     summary = PrepareSummary()
     all_records: list[ClipRecord] = []
-    for speaker, sources in speakers.items():
-        preparation = SpeakerPreparation(speaker, options, settings, models)
+    for speaker, (preparation, sources) in _speaker_preparations(options, limits).items():
         remove_temp_files(preparation.folder)
         for source in tqdm(sources, desc=f"prepare {speaker}", unit="file", disable=not options.progress):
             preparation.prepare(source, summary)
         records = preparation.records(sources)
-        list_path = options.output_dir / f"{speaker}.lst"
-        summary.listed += write_audio_list(list_path, records, options.min_confidence, options.keep_doubtful)
+        summary.listed += preparation.write_list(records)
         summary.clips += len(records)
-        summary.lists[speaker] = list_path
+        summary.lists[speaker] = preparation.audio_list.path
         all_records += records
     write_review_csv(options.output_dir / "review.csv", all_records, options.min_confidence, options.keep_doubtful)
     if summary.clips == 0:

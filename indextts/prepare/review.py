@@ -1,8 +1,8 @@
-"""Clip records, the audio list and review.csv written from them.
+"""Clip records and review.csv written from them.
 
 A record is everything known about one clip; records live in the per-speaker state file, so the
-list and the review table can be rewritten at any time (e.g. with another ``min_confidence``)
-without cutting or transcribing again.
+review table and the audio list (``indextts.prepare.user_list``) can be rewritten at any time (e.g.
+with another ``min_confidence``) without cutting or transcribing again.
 """
 
 from __future__ import annotations
@@ -56,13 +56,6 @@ class ClipRecord:
         if not self.text:
             return False
         return keep_doubtful or not set(self.all_flags(min_confidence)) & set(Flag.DROPPING)
-
-
-def write_audio_list(path: Path, records: list[ClipRecord], min_confidence: float, keep_doubtful: bool) -> int:
-    """Write ``clip<TAB>text`` lines (paths relative to the list's folder); returns the line count."""
-    lines = [f"{r.clip}\t{r.text}\n" for r in records if r.usable(min_confidence, keep_doubtful)]
-    write_bytes_atomic(path, "".join(lines).encode("utf-8"))
-    return len(lines)
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
+import torch
 
 from indextts.errors import PrepareError
+from indextts.prepare.silero_network import FRAME_SAMPLES as VAD_FRAME
+from indextts.prepare.silero_network import SileroNetwork
 
 VAD_SAMPLE_RATE = 16000
-VAD_FRAME = 512
 """Silero VAD scores 512-sample (32 ms) frames at 16 kHz."""
 FRAME_SECONDS = VAD_FRAME / VAD_SAMPLE_RATE
 QUIET_SPAN_FRAMES = 3
@@ -69,31 +71,17 @@ class Clip:
 
 
 class SileroVAD:
-    """The Silero VAD TorchScript model shipped inside the ``silero-vad`` wheel (no download)."""
+    """Silero VAD's 16 kHz model from the pickle-free weights inside the ``silero-vad`` wheel (no download)."""
 
     def __init__(self) -> None:
-        import torch
-
-        threads = torch.get_num_threads()
-        try:
-            from silero_vad import load_silero_vad
-        except ImportError as error:
-            raise PrepareError(
-                f"Slicing needs the 'silero-vad' package, which is not installed ({error}). Install it "
-                "with `pip install -e '.[prepare]'`."
-            ) from error
-        finally:
-            torch.set_num_threads(threads)  # importing silero_vad sets it to 1 process-wide
-        self._torch = torch
-        self._model = load_silero_vad()
+        self._network = SileroNetwork.from_wheel()
 
     def speech_probabilities(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono float audio (S,) -> speech probability per 32 ms frame (N,), N = ceil(S' / 512)."""
         samples = soxr.resample(audio, sample_rate, VAD_SAMPLE_RATE) if sample_rate != VAD_SAMPLE_RATE else audio
-        with self._torch.inference_mode():
-            scores = self._model.audio_forward(self._torch.from_numpy(np.ascontiguousarray(samples, np.float32)),
-                                               VAD_SAMPLE_RATE)
-        return scores[0].numpy()
+        with torch.inference_mode():
+            scores = self._network(torch.from_numpy(np.ascontiguousarray(samples, np.float32)))
+        return scores.numpy()
 
 
 def speech_runs(probabilities: np.ndarray, options: SlicingOptions) -> list[tuple[float, float]]:

@@ -105,7 +105,7 @@ def _read_speaker_info(path: Path, problems: list[str]) -> tuple[list, list[dict
         problems.append(f"speaker_info: {error}")
         return [], []
     if not infos:
-        problems.append(f"{path} lists no speakers (run tools/extract_codec.py for at least one)")
+        problems.append(f"{path} lists no speakers (run indextts-extract for at least one)")
     return infos, json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -138,7 +138,7 @@ def _medoid_condition(info, where: str, model_dim: int, latents: int, problems: 
     if condition.shape != (latents, model_dim):
         problems.append(f"{where}: {info.medoid_condition} has shape {condition.shape} but the base GPT needs "
                         f"({latents}, {model_dim}); the data was extracted with another IndexTTS release. Re-run "
-                        "tools/extract_codec.py with this model_dir")
+                        "indextts-extract with this model_dir")
         return None
     return torch.from_numpy(condition.astype(np.float32))
 
@@ -194,7 +194,7 @@ def check_data_files(rows: list[ManifestRow], latents: int, model_dim: int) -> l
     listed = "; ".join(found[:MAX_LISTED]) + (f"; and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED
                                                else "")
     return [f"{len(found)} data file(s) named by the manifests cannot be used: {listed}. Re-run "
-            "tools/extract_codec.py for those speakers (it redoes only what is missing)"]
+            "indextts-extract for those speakers (it redoes only what is missing)"]
 
 
 def check_base_identity(entries: list[dict], base: CheckpointFolder, info_path: Path) -> list[str]:
@@ -215,7 +215,7 @@ def check_base_identity(entries: list[dict], base: CheckpointFolder, info_path: 
     return [f"speakers {differ} in {info_path} were extracted with another base model (gpt_sha256 "
             f"{theirs.get('gpt_sha256')}, bpe_sha256 {theirs.get('bpe_sha256')}) than the one in {base.root} "
             f"(gpt_sha256 {identity['gpt_sha256']}, bpe_sha256 {identity['bpe_sha256']}). Re-run "
-            "tools/extract_codec.py with this model_dir, or set model_dir to the base used for extraction"]
+            "indextts-extract with this model_dir, or set model_dir to the base used for extraction"]
 
 
 def check_special_tokens(speakers: list[SpeakerData], entries: list[dict], known: set[str],
