@@ -21,7 +21,8 @@ from indextts.evaluation.report import summary_csv
 from indextts.evaluation.scoring import ANY_LANGUAGE
 from indextts.infer import SynthesisOptions
 
-_LANGUAGE_PREFIX = re.compile(r"^([a-z]{2})=(.+)$")
+_LANGUAGE_PREFIX = re.compile(r"^([A-Za-z][\w-]*)=(.+)$")
+"""``key=spec``: any word before "=" is a language key (unknown ones are refused, not read as a spec)."""
 
 
 def parse_asr_specs(specs: list[str] | None) -> dict[str, str]:
