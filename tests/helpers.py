@@ -275,3 +275,19 @@ def file_digests(root: Path) -> dict[str, str]:
 
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def decoded_audio(data: bytes) -> tuple[int, int, str]:
+    """Decode an encoded file or stream with FFmpeg (PyAV): (samples, sample rate, container name).
+
+    Opus always decodes at 48 kHz, whatever rate was encoded.
+    """
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        rate = container.streams.audio[0].sample_rate
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        return samples, rate, container.format.name
+
