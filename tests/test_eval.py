@@ -15,9 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import write_tiny_wavlm, write_tiny_whisper
+from helpers import train_tiny_eval_run, write_tiny_wavlm, write_tiny_whisper
 
-from demo_data import make_demo_dataset
 from indextts.errors import EvaluationError
 from indextts.evaluation.asr import ASRError
 from indextts.cli.eval import main, parse_asr_specs
@@ -34,23 +33,7 @@ FAST = SynthesisOptions(GenerationConfig(max_new_tokens=8, num_beams=1), pause_s
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, tiny_model_dir) -> Path:
     """A finished tiny run with checkpoints at steps 2 and 4 and one validation row per speaker."""
-    from indextts.extraction import ExtractionOptions, run_extraction
-    from indextts.training import DEFAULT_CONFIG, load_train_config, run_training
-
-    root = tmp_path_factory.mktemp("eval_run")
-    lists = make_demo_dataset(root / "demo", sentences_per_speaker=4, seed=0)
-    run_extraction(ExtractionOptions(audio_lists=lists, model_dir=tiny_model_dir, output_dir=root / "extracted",
-                                     extract_condition=True, device="cpu", batch_size=4, num_workers=0,
-                                     valid_ratio=0.25, progress=False))
-    run_dir = root / "run"
-    run_training(load_train_config(DEFAULT_CONFIG, [
-        f"model_dir={tiny_model_dir}", f"speaker_info={root / 'extracted' / 'speaker_info.json'}", f"run_dir={run_dir}",
-        # 3 training rows per speaker in batches of 3: an epoch is 2 steps, saved and validated at its end
-        "data.num_workers=0", "data.max_tokens=4000", "data.max_batch_size=3", "data.min_duration=0.1",
-        "train.device=cpu", "train.precision=fp32", "train.grad_accum=1", f"train.max_steps={STEPS}", "train.save_every_steps=0",
-        "train.val_every_steps=0", "train.keep_checkpoints=5", "train.optimizer.lr=3e-3",
-        "train.scheduler.warmup_ratio=0.0"]))
-    return run_dir
+    return train_tiny_eval_run(tmp_path_factory.mktemp("eval_run"), tiny_model_dir, STEPS)
 
 
 @pytest.fixture(scope="module")

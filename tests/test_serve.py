@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile
-from helpers import REPO_ROOT, decoded_audio, tiny_overrides, write_extracted_data
+from helpers import LOSSY_SLACK_SECONDS, REPO_ROOT, decoded_audio, tiny_overrides, write_extracted_data
 
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.gpt.generation import GenerationConfig
@@ -142,10 +142,6 @@ def test_formats_have_the_rate_and_length(server, served_tts, audio_format):
         assert rate == expected.sample_rate
     assert len(samples) == len(expected.waveform) > 0
     assert response.headers[CODES_HEADER.lower()] == codes_digest(expected.codes)
-
-
-LOSSY_SLACK_SECONDS = 0.1
-"""Lossy encoders pad to whole frames (mp3 1152, aac 1024 samples) and a stream has no header to trim them."""
 
 
 def _seconds(data: bytes, audio_format: str) -> float:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import soundfile
-from helpers import decoded_audio
+from helpers import LOSSY_SLACK_SECONDS, decoded_audio
 
 from indextts.errors import TextError
 from indextts.serving.audio_encoding import (
@@ -156,8 +156,6 @@ def test_encodings_round_trip_with_rate_and_length():
 
 # FFmpeg's container name for each response_format, as av reports it (pinned on purpose).
 CONTAINERS = {"mp3": "mp3", "opus": "ogg", "aac": "aac", "flac": "flac", "wav": "wav"}
-LOSSY_SLACK_SECONDS = 0.1
-"""Lossy encoders pad to whole frames (mp3 1152, aac 1024 samples) and a stream has no header to trim them."""
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
