@@ -232,7 +232,10 @@ def _check_adapter_keys(model: PeftModel, adapter_dir: Path) -> None:
     """Exactly the adapter's tensors must have been loaded: none missing, none left over."""
     with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), framework="pt") as handle:
         stored = set(handle.keys())
-    expected = set(get_peft_model_state_dict(model).keys())
+    # The run's vocabulary is known (config.yaml's model.text_vocab_size, applied before loading) and training
+    # saves without embedding layers; "auto" would probe base_model_name_or_path for a config.json
+    # (hub lookup included) and warn that it found none on every load.
+    expected = set(get_peft_model_state_dict(model, save_embedding_layers=False).keys())
     if stored != expected:
         missing, extra = sorted(expected - stored)[:5], sorted(stored - expected)[:5]
         raise CheckpointError(f"The adapter in {adapter_dir} does not match its config or the base GPT: missing "

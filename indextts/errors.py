@@ -47,7 +47,16 @@ class PrepareError(IndexTTSError):
 
 
 class VoiceNotFoundError(InferenceError):
-    """A requested voice is not loaded; the message lists the voices that are."""
+    """A requested voice is not loaded; the message lists the voices that are.
+
+    ``voice`` is the name asked for and ``matches`` the loaded voices it fits (several: ambiguous),
+    so that the HTTP server can word its own answer.
+    """
+
+    def __init__(self, message: str, voice: str | None = None, matches: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.voice = voice
+        self.matches = matches
 
 
 class TextTooLongError(InferenceError):

@@ -116,12 +116,14 @@ class VoiceLibrary:
             return self.sources[matches[0].run], matches[0].speaker
         if not voices:
             raise VoiceNotFoundError(f"Voice '{voice}' needs a fine-tuned run: pass --adapter runs/<name> (the "
-                                     "training output folder), or use --reference_audio alone for zero-shot synthesis.")
+                                     "training output folder), or use --reference_audio alone for zero-shot "
+                                     "synthesis.", voice)
         if matches:
-            raise VoiceNotFoundError(f"Voice '{voice}' is ambiguous: {', '.join(m.id for m in matches)}. Name it "
-                                     "as run:speaker.")
+            ids = tuple(m.id for m in matches)
+            raise VoiceNotFoundError(f"Voice '{voice}' is ambiguous: {', '.join(ids)}. Name it as run:speaker.",
+                                     voice, ids)
         raise VoiceNotFoundError(f"Unknown voice '{voice}'. The loaded voices are: {self.names()}. Pass one of "
-                                 "them with --speaker (voice=...).")
+                                 "them with --speaker (voice=...).", voice)
 
 
 class PatchedWeights:

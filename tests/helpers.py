@@ -275,3 +275,45 @@ def file_digests(root: Path) -> dict[str, str]:
 
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+LOSSY_SLACK_SECONDS = 0.1
+"""Lossy encoders pad to whole frames (mp3 1152, aac 1024 samples) and a stream has no header to trim them."""
+
+
+def decoded_audio(data: bytes) -> tuple[int, int, str]:
+    """Decode an encoded file or stream with FFmpeg (PyAV): (samples, sample rate, container name).
+
+    Opus always decodes at 48 kHz, whatever rate was encoded.
+    """
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        rate = container.streams.audio[0].sample_rate
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+        return samples, rate, container.format.name
+
+
+def train_tiny_eval_run(root: Path, tiny_model_dir: Path, steps: int = 4) -> Path:
+    """A finished tiny run on eSpeak demo speech (two speakers, one validation row each) with
+    checkpoints at every epoch's end (2 steps an epoch): what indextts-eval reads."""
+    from demo_data import make_demo_dataset
+
+    from indextts.extraction import ExtractionOptions, run_extraction
+    from indextts.training import DEFAULT_CONFIG, load_train_config, run_training
+
+    lists = make_demo_dataset(root / "demo", sentences_per_speaker=4, seed=0)
+    run_extraction(ExtractionOptions(audio_lists=lists, model_dir=tiny_model_dir, output_dir=root / "extracted",
+                                     extract_condition=True, device="cpu", batch_size=4, num_workers=0,
+                                     valid_ratio=0.25, progress=False))
+    run_dir = root / "run"
+    run_training(load_train_config(DEFAULT_CONFIG, [
+        f"model_dir={tiny_model_dir}", f"speaker_info={root / 'extracted' / 'speaker_info.json'}", f"run_dir={run_dir}",
+        # 3 training rows per speaker in batches of 3: an epoch is 2 steps, saved and validated at its end
+        "data.num_workers=0", "data.max_tokens=4000", "data.max_batch_size=3", "data.min_duration=0.1",
+        "train.device=cpu", "train.precision=fp32", "train.grad_accum=1", f"train.max_steps={steps}",
+        "train.save_every_steps=0", "train.val_every_steps=0", "train.keep_checkpoints=5", "train.optimizer.lr=3e-3",
+        "train.scheduler.warmup_ratio=0.0"]))
+    return run_dir

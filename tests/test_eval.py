@@ -15,9 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import write_tiny_wavlm, write_tiny_whisper
+from helpers import train_tiny_eval_run, write_tiny_wavlm, write_tiny_whisper
 
-from demo_data import make_demo_dataset
 from indextts.errors import EvaluationError
 from indextts.evaluation.asr import ASRError
 from indextts.cli.eval import main, parse_asr_specs
@@ -34,23 +33,7 @@ FAST = SynthesisOptions(GenerationConfig(max_new_tokens=8, num_beams=1), pause_s
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, tiny_model_dir) -> Path:
     """A finished tiny run with checkpoints at steps 2 and 4 and one validation row per speaker."""
-    from indextts.extraction import ExtractionOptions, run_extraction
-    from indextts.training import DEFAULT_CONFIG, load_train_config, run_training
-
-    root = tmp_path_factory.mktemp("eval_run")
-    lists = make_demo_dataset(root / "demo", sentences_per_speaker=4, seed=0)
-    run_extraction(ExtractionOptions(audio_lists=lists, model_dir=tiny_model_dir, output_dir=root / "extracted",
-                                     extract_condition=True, device="cpu", batch_size=4, num_workers=0,
-                                     valid_ratio=0.25, progress=False))
-    run_dir = root / "run"
-    run_training(load_train_config(DEFAULT_CONFIG, [
-        f"model_dir={tiny_model_dir}", f"speaker_info={root / 'extracted' / 'speaker_info.json'}", f"run_dir={run_dir}",
-        # 3 training rows per speaker in batches of 3: an epoch is 2 steps, saved and validated at its end
-        "data.num_workers=0", "data.max_tokens=4000", "data.max_batch_size=3", "data.min_duration=0.1",
-        "train.device=cpu", "train.precision=fp32", "train.grad_accum=1", f"train.max_steps={STEPS}", "train.save_every_steps=0",
-        "train.val_every_steps=0", "train.keep_checkpoints=5", "train.optimizer.lr=3e-3",
-        "train.scheduler.warmup_ratio=0.0"]))
-    return run_dir
+    return train_tiny_eval_run(tmp_path_factory.mktemp("eval_run"), tiny_model_dir, STEPS)
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +222,55 @@ def test_a_larger_eval_set_scores_only_the_new_sentences(trained_run, tiny_backe
     evaluate_run(run_dir, settings(tiny_backends, texts=texts), checkpoints=["2"])
     after = (run_dir / "eval" / "step_00000002.jsonl").read_text().splitlines()
     assert len(after) == len(before) + 2 and after[:len(before)] == before  # old rows kept byte for byte
+
+
+def test_an_unknown_asr_language_key_is_refused_before_anything_runs(trained_run, tmp_path, capsys):
+    run_dir = copy_run(trained_run, tmp_path / "run")
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    assert main(["--run", str(run_dir), "--asr", "xx=pocketsphinx", "--sim", "resemblyzer", "--device", "cpu"]) == 2
+    message = capsys.readouterr().err
+    assert "'xx'" in message and "en=SPEC, zh=SPEC" in message and "Traceback" not in message
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before  # nothing written
+    with pytest.raises(EvaluationError, match="'english'"):
+        evaluate_run(run_dir, EvalSettings(asr={"english": "pocketsphinx"}, sim="resemblyzer"))
+
+
+def test_a_backend_without_a_language_scores_the_others_and_notes_it(trained_run, tmp_path, caplog):
+    """`--asr pocketsphinx` (English only) on English and Chinese rows: zh rows get SIM only, with a note."""
+    run_dir = copy_run(trained_run, tmp_path / "run")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Good morning to you.\n今天下雨了。\n", encoding="utf-8")
+    assert main(["--run", str(run_dir), "--asr", "pocketsphinx", "--sim", "resemblyzer", "--device", "cpu",
+                 "--checkpoints", "final", "--texts", str(texts), "--max_mel_tokens", "8"]) == 0
+    rows = [json.loads(line) for line in (run_dir / "eval" / "final.jsonl").read_text().splitlines()]
+    note = "zh: pocketsphinx recognises en only, SIM only"
+    for row in rows:
+        english = row["language"] == "en"
+        assert (row["transcript"] is not None) == english and row["sim"] is not None
+        assert row["asr_skipped"] == (None if english else note)
+    pooled = [r for r in read_csv(run_dir / "eval" / "summary.csv") if r["speaker"] == "all"]
+    assert {r["checkpoint"]: r["note"] for r in pooled}["final"] == note
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and note in r.getMessage()]
+    with pytest.raises(EvaluationError, match="recognises en only, not zh"):
+        evaluate_run(run_dir, EvalSettings(asr={"zh": "pocketsphinx"}, sim="resemblyzer", device="cpu",
+                                           synthesis=FAST, texts=texts), checkpoints=["final"])
+
+
+def test_summary_plot_without_asr_scores_says_so_and_counts_steps_in_integers(tmp_path):
+    import warnings
+
+    from indextts.evaluation.report import plot_summary, summarise, summary_figure
+
+    rows = [{"checkpoint": f"step_{step:08d}", "step": step, "speaker": "a", "sim": sim, "transcript": None}
+            for step, sim in ((2, 0.5), (4, 0.6))]
+    summary = summarise(rows)
+    figure = summary_figure(summary, "step_00000004")
+    error_panel, sim_panel = figure.axes
+    assert [text.get_text() for text in error_panel.texts] == ["no ASR scores"]
+    assert error_panel.get_legend() is None and sim_panel.get_legend() is not None
+    for axes in figure.axes:
+        assert all(float(tick).is_integer() for tick in axes.get_xticks())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_summary(tmp_path / "summary.png", summary, "step_00000004")
+    assert not caught, [str(w.message) for w in caught]

@@ -120,3 +120,16 @@ def test_the_voices_patch_equals_the_merged_run_with_added_tokens(trained_runs, 
     patched = tts.models.gpt.state_dict()
     assert all(torch.equal(patched[key], merged[key]) for key in merged)
     assert tts.synthesize("<laugh> hello there.", voice="alice").sentences
+
+
+def test_loading_a_run_gives_no_peft_vocabulary_warning(trained_runs, tiny_model_dir, caplog):
+    """PEFT's "Could not find a config file in <base> - will assume that the vocabulary was not modified"
+    appeared on every load (get_peft_model_state_dict probing the base folder for a config.json)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("plain", "tokens"):
+            load_trained_run(trained_runs[name], load_gpt(tiny_model_dir), merge=True)
+    messages = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "Could not find a config file" in m], messages

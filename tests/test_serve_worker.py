@@ -11,14 +11,17 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import soundfile
+from helpers import LOSSY_SLACK_SECONDS, decoded_audio
 
 from indextts.errors import TextError
 from indextts.serving.audio_encoding import (
+    AUDIO_FORMATS,
     change_speed,
     encode_audio,
-    encode_pcm,
+    stream_encoder,
     streaming_wav_header,
 )
+from indextts.synthesis import to_pcm16
 from indextts.serving.worker import Job, QueueFullError, SynthesisWorker
 
 
@@ -143,9 +146,33 @@ def test_encodings_round_trip_with_rate_and_length():
         decoded, rate = soundfile.read(io.BytesIO(encode_audio(waveform, 24000, audio_format)), dtype="int16")
         assert rate == 24000 and len(decoded) == 2400
         assert np.array_equal(decoded, np.frombuffer(encode_audio(waveform, 24000, "pcm"), "<i2"))
-    streamed = streaming_wav_header(24000) + encode_pcm(waveform[:1000]) + encode_pcm(waveform[1000:])
+    encoder = stream_encoder("wav", 24000)
+    samples = to_pcm16(waveform)
+    streamed = encoder.feed(samples[:1000]) + encoder.feed(samples[1000:]) + encoder.finish()
+    assert streamed[:44] == streaming_wav_header(24000)
     decoded, rate = soundfile.read(io.BytesIO(streamed), dtype="int16")
     assert rate == 24000 and len(decoded) == 2400
+
+
+# FFmpeg's container name for each response_format, as av reports it (pinned on purpose).
+CONTAINERS = {"mp3": "mp3", "opus": "ogg", "aac": "aac", "flac": "flac", "wav": "wav"}
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("audio_format", [f for f in AUDIO_FORMATS if f != "pcm"])
+def test_every_format_decodes_to_the_duration_it_was_given(audio_format, streamed):
+    seconds = 1.5
+    waveform = (0.5 * np.sin(2 * np.pi * 220 * np.arange(int(seconds * 24000)) / 24000)).astype(np.float32)
+    if streamed:
+        encoder = stream_encoder(audio_format, 24000)
+        pieces = [encoder.feed(to_pcm16(part)) for part in np.array_split(waveform, 3)]
+        data = b"".join(pieces) + encoder.finish()
+    else:
+        data = encode_audio(waveform, 24000, audio_format)
+    samples, rate, container = decoded_audio(data)
+    assert container == CONTAINERS[audio_format] and rate == (48000 if audio_format == "opus" else 24000)
+    slack = 0 if audio_format in ("wav", "flac") else LOSSY_SLACK_SECONDS
+    assert abs(samples / rate - seconds) <= slack, (samples, rate)
 
 
 def test_speed_changes_duration_only():

@@ -233,6 +233,39 @@ def test_the_page_builds_and_serves_only_loopback_by_default(tmp_path):
             "data-table", "data-export"} <= ids
 
 
+def test_no_tab_is_named_like_a_button(tmp_path):
+    """The speech tab and its action button were both "Speak"."""
+    import gradio as gr
+
+    from indextts.webui.app import build_app
+    from indextts.webui.workspace import Settings, Workspace
+
+    app = build_app(Workspace(Settings(model_dir=tmp_path, workdir=tmp_path / "work")))
+    tabs = {block.label for block in app.blocks.values() if isinstance(block, gr.Tab)}
+    buttons = {block.value for block in app.blocks.values() if isinstance(block, gr.Button)}
+    assert len(tabs) == 4 and "Speak" in buttons and not tabs & buttons
+
+
+def test_a_training_job_from_the_page_logs_a_training_point_by_time(tmp_path, tiny_model_dir):
+    """The live curve got only validation points until the run ended: train.log_every_steps (10) was
+    more steps than a short run's epoch. The page's job also logs by time (train.log_every_seconds)."""
+    from helpers import write_extracted_data
+
+    from indextts.config import load_config
+    from indextts.training import run_training
+
+    info = write_extracted_data(tmp_path / "data", int(load_config(tiny_model_dir).gpt.model_dim))
+    choices = backend.TrainingChoices(str(tiny_model_dir), str(info), str(tmp_path / "run"), 1, 3, 3e-3, 4, "400",
+                                      "fp32", extra="data.num_workers=0\ntrain.grad_accum=1\ntrain.save_every_steps=0")
+    cfg = backend.load_train_config(choices.overrides())
+    assert (cfg.train.log_every_seconds, cfg.train.log_every_steps) == (backend.LIVE_CURVE_SECONDS, 10)
+    # The same job with a one-millisecond interval, so that every step of this short run is due.
+    choices.extra += "\ntrain.log_every_seconds=0.001"
+    run_training(backend.load_train_config(choices.overrides()))
+    records = [json.loads(line) for line in (tmp_path / "run" / backend.METRICS_FILE).read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+
+
 def test_resume_runs_train_py_and_its_error_reaches_the_page(tmp_path, tiny_model_dir):
     choices = backend.TrainingChoices(str(tiny_model_dir), str(tmp_path / "missing" / "speaker_info.json"),
                                       str(tmp_path / "run"), 1, 2, 1e-4, 4, "600", "fp32")

@@ -188,7 +188,7 @@ def test_page_extracts_trains_and_speaks_the_trained_voice(webui, browser, demo_
     assert (workdir / "runs" / "voice" / "adapter").is_dir()
     save_screenshot(browser, tmp_path / "webui-train.png")
 
-    open_tab(browser, "Speak")
+    open_tab(browser, "Listen")
     click(browser, "speak-load")
     wait_for_text(browser, "speak-load-message", "Loaded 2 trained voices", seconds=120)
     set_field(browser, "speak-text", "Hello there, how are you today?")

@@ -21,7 +21,8 @@ from indextts.evaluation.report import summary_csv
 from indextts.evaluation.scoring import ANY_LANGUAGE
 from indextts.infer import SynthesisOptions
 
-_LANGUAGE_PREFIX = re.compile(r"^([a-z]{2})=(.+)$")
+_LANGUAGE_PREFIX = re.compile(r"^([A-Za-z][\w-]*)=(.+)$")
+"""``key=spec``: any word before "=" is a language key (unknown ones are refused, not read as a spec)."""
 
 
 def parse_asr_specs(specs: list[str] | None) -> dict[str, str]:
@@ -48,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoints", nargs="+",
                         help="checkpoints to score: step numbers, step_XXXXXXXX names or 'final' (default: all)")
     parser.add_argument("--asr", action="append", metavar="[LANG=]SPEC",
-                        help=f"ASR backend, for every language or one (en=..., zh=...); repeatable. Specs: "
-                             f"whisper:<path or hub id>, pocketsphinx, paraformer[:<model>] (default {DEFAULT_ASR})")
+                        help=f"ASR backend, for every language or one (LANG: en or zh; mixed text is zh); "
+                             f"repeatable. Specs: whisper:<path or hub id>, pocketsphinx, paraformer[:<model>] "
+                             f"(default {DEFAULT_ASR})")
     parser.add_argument("--sim", default=DEFAULT_SIM,
                         help="speaker encoder: wavlm:<path or hub id> or resemblyzer (default %(default)s)")
     parser.add_argument("--texts", type=Path, help="extra sentences (UTF-8, one a line) said by every speaker")

@@ -55,6 +55,8 @@ class ASRBackend(Protocol):
     """Anything that turns a clip of speech into a ``Transcript``."""
 
     name: str
+    languages: frozenset[str] | None
+    """The ISO 639-1 languages it recognises; None: any language."""
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> Transcript:
         """``audio`` is float (S,) or (S, C) at ``sample_rate``; ``language`` forces ISO 639-1."""
@@ -94,6 +96,7 @@ class WhisperASR:
         except ImportError as error:
             raise _missing_package("transformers", "whisper", error) from error
         self.name = f"whisper:{source}"
+        self.languages = None
         self._torch = torch
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
         try:
@@ -157,6 +160,7 @@ class PocketSphinxASR:
     """
 
     name = "pocketsphinx"
+    languages = frozenset({"en"})
 
     def __init__(self) -> None:
         try:
@@ -201,6 +205,7 @@ class ParaformerASR:
                 f"backend: {SPECS_HELP}."
             ) from error
         self.name = f"paraformer:{model}"
+        self.languages = None  # depends on the model; paraformer-zh also hears the English in mixed text
         self._model = AutoModel(model=model, device=device, disable_update=True)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> Transcript:

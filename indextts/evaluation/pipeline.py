@@ -42,7 +42,7 @@ from indextts.evaluation.run_inputs import (
     text_items,
     validation_items,
 )
-from indextts.evaluation.scoring import ANY_LANGUAGE, Scorer, read_audio
+from indextts.evaluation.scoring import ANY_LANGUAGE, Scorer, check_asr_routes, read_audio
 from indextts.infer import SynthesisOptions
 from indextts.runtime import resolve_device
 
@@ -129,6 +129,7 @@ class Evaluation:
     """One run's eval set, checkpoints and scorer; evaluates checkpoints one at a time, resumably."""
 
     def __init__(self, run_dir: str | Path, settings: EvalSettings, checkpoint_names: list[str] | None = None):
+        check_asr_routes(settings.asr)
         self.run_dir = Path(run_dir).expanduser().resolve()
         if not self.run_dir.is_dir():
             raise EvaluationError(f"The run folder {self.run_dir} does not exist. Pass --run runs/<name>.")
@@ -297,6 +298,8 @@ def evaluate_run(run_dir: str | Path, settings: EvalSettings | None = None, chec
         for checkpoint in evaluation.checkpoints:
             rows += evaluation.checkpoint_rows(checkpoint, writer)
         summary = report.summarise(rows)
+        for note in report.summary_notes(summary):
+            logger.warning("Rows not ASR-scored (the summary's note column says the same): %s", note)
         best = selection.choose_best(summary, settings.epsilon)
         report.write_reports(evaluation.eval_dir, summary, best, writer)
     finally:

@@ -10,6 +10,7 @@ Summary columns (one row per checkpoint and speaker, plus speaker "all" pooling 
     sim                         mean speaker similarity to the speaker's reference recording
     rtf                         synthesis seconds per second of audio (empty for "real")
     best                        1 on the chosen checkpoint's rows
+    note                        why some rows have no transcript (e.g. "zh: pocketsphinx recognises en only, SIM only")
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from indextts.evaluation.run_inputs import FINAL
 ALL_SPEAKERS = "all"
 REAL = "real"
 COLUMNS = ("checkpoint", "step", "speaker", "utterances", "failed", "asr_scored", "mer", "wer_en", "cer_zh",
-           "sim", "rtf", "best")
+           "sim", "rtf", "best", "note")
 _RATE_COLUMNS = {"mer": "mixed", "wer_en": "en", "cer_zh": "zh"}
 
 
@@ -44,7 +45,8 @@ def _summary_row(checkpoint: str, step, speaker: str, rows: list[dict]) -> dict:
            "failed": sum(1 for r in rows if "error" in r),
            "asr_scored": sum(1 for r in rows if r.get("transcript") is not None),
            "sim": float(np.mean(sims)) if sims else None,
-           "rtf": sum(r.get("synthesis_seconds") or 0.0 for r in rows) / audio if audio else None, "best": 0}
+           "rtf": sum(r.get("synthesis_seconds") or 0.0 for r in rows) / audio if audio else None, "best": 0,
+           "note": "; ".join(sorted({r["asr_skipped"] for r in rows if r.get("asr_skipped")})) or None}
     row.update({column: _pooled_rate(rows, script) for column, script in _RATE_COLUMNS.items()})
     return row
 
@@ -77,12 +79,16 @@ def summary_csv(summary: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def plot_summary(path: Path, summary: list[dict], best: str | None) -> None:
-    """PNG of the pooled error rate and SIM against the step; real recordings as dashed lines."""
-    import matplotlib
+def summary_notes(summary: list[dict]) -> list[str]:
+    """The distinct notes of the pooled rows (what was not ASR-scored, and why), in order."""
+    notes = [r["note"] for r in summary if r["speaker"] == ALL_SPEAKERS and r["note"]]
+    return list(dict.fromkeys(part for note in notes for part in note.split("; ")))
 
-    matplotlib.use("Agg")
+
+def summary_figure(summary: list[dict], best: str | None):
+    """Matplotlib Figure: pooled error rate and SIM against the step; real recordings as dashed lines."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(9, 3.6), dpi=100)
     pooled = [r for r in summary if r["speaker"] == ALL_SPEAKERS]
@@ -100,11 +106,24 @@ def plot_summary(path: Path, summary: list[dict], best: str | None) -> None:
         if chosen is not None and chosen[column] is not None:
             axes.plot([chosen["step"]], [chosen[column]], marker="*", markersize=14, linestyle="",
                       color="tab:red", label=f"best ({best})")
+        if column == "mer" and not any(r["asr_scored"] for r in pooled):
+            axes.text(0.5, 0.5, "no ASR scores", transform=axes.transAxes, ha="center", va="center", color="gray")
         axes.set_xlabel("step")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=8)
     figure.tight_layout()
+    return figure
+
+
+def plot_summary(path: Path, summary: list[dict], best: str | None) -> None:
+    """summary.png: see ``summary_figure``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    figure = summary_figure(summary, best)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     write_bytes_atomic(path, buffer.getvalue())

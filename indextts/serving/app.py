@@ -27,12 +27,11 @@ from indextts.serving.audio_encoding import (
     MAX_SPEED,
     MEDIA_TYPES,
     MIN_SPEED,
-    STREAM_FORMATS,
     change_speed,
     encode_audio,
-    encode_pcm,
-    streaming_wav_header,
+    stream_encoder,
 )
+from indextts.synthesis import to_pcm16
 from indextts.serving.http_errors import (
     BadRequestError,
     InputTooLongError,
@@ -73,14 +72,15 @@ class ServerSettings:
 
 
 class SpeechBody(BaseModel):
-    """The JSON body of ``POST /v1/audio/speech``: OpenAI's fields plus ``stream``; others are ignored."""
+    """The JSON body of ``POST /v1/audio/speech``: OpenAI's fields (and its default, mp3) plus ``stream``;
+    others are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
     model: str = "indextts"
     input: str
     voice: str
-    response_format: Literal["wav", "pcm", "flac"] = "wav"
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED)
     stream: bool = False
 
@@ -205,10 +205,6 @@ class _SpeechHandler:
             raise InputTooLongError(
                 f"The input has {len(body.input)} characters; this server accepts at most "
                 f"{self.settings.max_input_chars} per request. Split the text into several requests.")
-        if body.stream and body.response_format not in STREAM_FORMATS:
-            raise BadRequestError(
-                f"response_format '{body.response_format}' cannot be streamed; streaming sends "
-                f"{' or '.join(STREAM_FORMATS)}. Use one of them, or stream=false.", "response_format")
 
     async def _next_event(self, job: Job) -> tuple[str, object]:
         """The job's next event; RequestTimeoutError (and the job cancelled) once its deadline passes."""
@@ -232,16 +228,21 @@ class _SpeechHandler:
                         headers=headers)
 
     async def _stream_body(self, job: Job, first_chunk, body: SpeechBody):
-        """The streamed bytes: a wav header when asked for, then each sentence's int16 samples."""
+        """The streamed bytes: each sentence's audio in ``response_format`` as it comes, then the end."""
+        encoder = stream_encoder(body.response_format, first_chunk.sample_rate)
         try:
-            if body.response_format == "wav":
-                yield streaming_wav_header(first_chunk.sample_rate)
             chunk = first_chunk
             while True:
-                yield await asyncio.to_thread(lambda c=chunk: encode_pcm(change_speed(c.waveform, body.speed)))
+                encoded = await asyncio.to_thread(
+                    lambda c=chunk: encoder.feed(to_pcm16(change_speed(c.waveform, body.speed))))
+                if encoded:
+                    yield encoded
                 kind, chunk = await self._next_event(job)
                 if kind != "chunk":
                     break
+            ending = await asyncio.to_thread(encoder.finish)
+            if ending:
+                yield ending
         except RequestTimeoutError:
             pass  # the status line is long gone; the body just ends early
         finally:

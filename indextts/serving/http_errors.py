@@ -58,13 +58,24 @@ def error_body(status: int, message: str, code: str, param: str | None, **extra)
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
+def _voice_message(error: VoiceNotFoundError, voices: list[str]) -> str:
+    """The 404 message in the request's terms (its ``voice`` field), not the command line's."""
+    if error.matches:
+        return (f"Voice '{error.voice}' is ambiguous: {', '.join(error.matches)}. Set the request's 'voice' "
+                "field to one of them (run:speaker).")
+    loaded = ", ".join(voices) or "none"
+    return (f"Unknown voice '{error.voice}'. This server's voices are: {loaded}. Set the request's 'voice' field "
+            "to one of them (GET /v1/voices lists them).")
+
+
 def error_response(error: Exception, voices: list[str]) -> JSONResponse:
     """The answer for ``error``; ``voices`` (loaded voice ids) is listed in 404 answers."""
     for error_class, status, code, param in _ERROR_TABLE:
         if isinstance(error, error_class):
             param = getattr(error, "param", param)
-            extra = {"voices": voices} if status == 404 else {}
-            return error_body(status, str(error), code, param, **extra)
+            if isinstance(error, VoiceNotFoundError):
+                return error_body(status, _voice_message(error, voices), code, param, voices=voices)
+            return error_body(status, str(error), code, param)
     return error_body(500, "Internal server error while synthesising; the server log has the details.",
                       "internal_error", None)
 

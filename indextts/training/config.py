@@ -85,6 +85,7 @@ class TrainSettings:
     compile: bool = MISSING
     device: str = MISSING
     log_every_steps: int = MISSING
+    log_every_seconds: float = MISSING
     val_every_steps: int = MISSING
     save_every_steps: int = MISSING
     keep_checkpoints: int = MISSING
@@ -163,6 +164,7 @@ def _ranges(cfg: TrainConfig) -> list[tuple[str, bool, str]]:
         ("train.grad_clip", train.grad_clip > 0, "> 0"),
         ("train.precision", train.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
         ("train.log_every_steps", train.log_every_steps >= 1, ">= 1"),
+        ("train.log_every_seconds", train.log_every_seconds >= 0, ">= 0 (0: by steps only)"),
         ("train.val_every_steps", train.val_every_steps >= 0, ">= 0"),
         ("train.save_every_steps", train.save_every_steps >= 0, ">= 0"),
         ("train.keep_checkpoints", train.keep_checkpoints >= 1, ">= 1"),

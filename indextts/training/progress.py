@@ -1,8 +1,9 @@
 """Bookkeeping between log lines and across a resume: the loss window and config changes.
 
 ``LossWindow`` sums the micro-batch losses and the gradient norms on the device, so a training
-step never waits for the host; ``summary`` reads them once per ``train.log_every_steps``. Its
-state travels in checkpoints, so a resumed run logs the same numbers as an uninterrupted one.
+step never waits for the host; ``summary`` reads them once per ``train.log_every_steps`` (and,
+with ``train.log_every_seconds``, once the window is that old). Its state travels in checkpoints,
+so a resumed run logs the same numbers as an uninterrupted one (by steps; time is not replayed).
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
 class LossWindow:
-    """Device-side sums of (loss, text loss, mel loss, grad norm) since the last log line."""
+    """Device-side sums of (loss, text loss, mel loss, grad norm) since the last log line.
 
-    def __init__(self, device: torch.device):
+    ``max_seconds`` > 0: the window is ``overdue`` once it has been open that long.
+    """
+
+    def __init__(self, device: torch.device, max_seconds: float = 0.0):
         self.device = device
+        self.max_seconds = max_seconds
         self.reset()
 
     def reset(self) -> None:
@@ -33,6 +38,10 @@ class LossWindow:
         self.tokens = 0
         self.lr = 0.0
         self.started = time.perf_counter()
+
+    def overdue(self) -> bool:
+        """Whether a time-based log line is due (never without ``max_seconds``)."""
+        return self.max_seconds > 0 and time.perf_counter() - self.started >= self.max_seconds
 
     def add_losses(self, parts: torch.Tensor, tokens: int) -> None:
         """``parts`` (3,): one micro-batch's loss, text and mel loss, already divided by the group size."""
@@ -72,6 +81,16 @@ class LossWindow:
         if is_main:
             self.sums = torch.tensor(state["sums"], dtype=torch.float64, device=self.device)
             self.tokens = int(state["tokens"])
+
+
+def time_based_log_seconds(configured: float, world_size: int) -> float:
+    """``train.log_every_seconds`` as it applies: off under torchrun, where every rank would have to agree
+    on the clock at every step (a collective per step) before the loss window's all-reduce."""
+    if configured > 0 and world_size > 1:
+        logger.warning("train.log_every_seconds=%g is ignored with %d processes; losses are logged every "
+                       "train.log_every_steps steps.", configured, world_size)
+        return 0.0
+    return configured
 
 
 def resume_differences(saved_config: Path, current: dict) -> list[str]:

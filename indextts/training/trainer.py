@@ -53,7 +53,7 @@ from indextts.training.inputs import check_inputs
 from indextts.training.loaders import build_all_examples, build_loaders, prepare_tokenizer, resolve_token_budget
 from indextts.training.metrics import RunLog
 from indextts.training.model import TrainingModel, build_optimizer, build_scheduler
-from indextts.training.progress import LossWindow, resume_differences
+from indextts.training.progress import LossWindow, resume_differences, time_based_log_seconds
 from indextts.training.step import (
     TOP_K, StepRunner, compute_loss, deterministic_error, enable_deterministic_algorithms, training_precision,
 )
@@ -182,7 +182,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.peft_model, self.speakers, self.train_cfg, self.device)
         self.scheduler = build_scheduler(self.optimizer, self.train_cfg, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.window = LossWindow(self.device)
+        self.window = LossWindow(self.device, time_based_log_seconds(self.train_cfg.log_every_seconds,
+                                                                     self.dist.world_size))
         self.steps = StepRunner(self.model, self.ddp_model, self.forward_model, self.dist, self.precision,
                                 self.train_cfg.text_weight, self.train_cfg.grad_clip, self.optimizer, self.scheduler,
                                 self.scaler, self.window, self.data.train_examples)
@@ -265,7 +266,8 @@ class Trainer:
             if epoch_done:
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             progress.update(1)
-            if self.step % self.train_cfg.log_every_steps == 0 or self.step >= self.total_steps:
+            if (self.step % self.train_cfg.log_every_steps == 0 or self.step >= self.total_steps
+                    or self.window.overdue()):
                 self._log_window(progress)
             self._after_step(epoch_done)
             if self.step >= self.total_steps or self.stopped_early:

@@ -1,7 +1,7 @@
 """``indextts-webui``: a Gradio page over the same library functions and commands as the CLI.
 
 Four tabs: Data (prepare and review clips), Extract & train (background jobs, live curves),
-Evaluate (summary, plot, promote) and Speak (streamed speech, A/B). See docs/webui.md.
+Evaluate (summary, plot, promote) and Listen (streamed speech, A/B). See docs/webui.md.
 Gradio is imported only when the page is built, so ``import indextts.webui`` stays light.
 """
 

@@ -34,20 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_app(workspace: Workspace):
-    """The gr.Blocks page with the Data, Extract & train, Evaluate and Speak tabs."""
+    """The gr.Blocks page with the Data, Extract & train, Evaluate and Listen tabs."""
     import gradio as gr
 
     from indextts.webui import data_tab, evaluate_tab, speak_tab, train_tab
 
     with gr.Blocks(title="IndexTTS LoRA") as app:
-        gr.Markdown("## IndexTTS LoRA: prepare, train, evaluate, speak")
+        gr.Markdown("## IndexTTS LoRA: prepare, train, evaluate, listen")
         with gr.Tab("Data", id="data"):
             data_tab.build(workspace)
         with gr.Tab("Extract & train", id="train"):
             train_tab.build(workspace)
         with gr.Tab("Evaluate", id="evaluate"):
             evaluate_tab.build(workspace)
-        with gr.Tab("Speak", id="speak"):
+        # "Listen", not "Speak": the tab's action button is "Speak".
+        with gr.Tab("Listen", id="speak"):
             speak_tab.build(workspace)
     return app
 

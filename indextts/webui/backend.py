@@ -89,6 +89,11 @@ def training_defaults() -> dict:
             "token_budget": str(cfg.data.max_tokens), "precision": str(cfg.train.precision)}
 
 
+LIVE_CURVE_SECONDS = 10
+"""A training job started here logs its losses at least this often (train.log_every_seconds), so the
+live curve moves between validations instead of waiting for train.log_every_steps."""
+
+
 @dataclass
 class TrainingChoices:
     """The key training options the page offers; anything else goes in ``extra`` as key=value lines.
@@ -122,7 +127,8 @@ class TrainingChoices:
                   f"run_dir={_required(self.run_dir, 'The run folder')}",
                   f"train.epochs={int(self.epochs or 0)}", f"train.optimizer.lr={float(self.lr or 0)}",
                   f"train.lora.r={int(self.lora_r or 0)}", f"train.lora.alpha={2 * int(self.lora_r or 0)}",
-                  f"data.max_tokens={self._budget()}", f"train.precision={self.precision}"]
+                  f"data.max_tokens={self._budget()}", f"train.precision={self.precision}",
+                  f"train.log_every_seconds={LIVE_CURVE_SECONDS}"]
         if int(self.max_steps or 0) > 0:
             values.append(f"train.max_steps={int(self.max_steps)}")
         return values + nonempty_lines(self.extra)

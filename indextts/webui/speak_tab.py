@@ -1,4 +1,4 @@
-"""The "Speak" tab: load trained voices on one base, hear text streamed, compare two voices (A/B)."""
+"""The "Listen" tab: load trained voices on one base, hear text streamed, compare two voices (A/B)."""
 
 from __future__ import annotations
 
