@@ -65,11 +65,11 @@ STEPS = (
     Step("tests", 2, 75, 45),
     Step("bench_infer", 3, 100, 70, ("--codes", "8", "--batch_sizes", "1", "4", "--vocoder_codes", "16",
                                   "--e2e_seconds", "1", "2", "--text_len", "8")),
-    Step("bench_train", 5, 40, 25, ("--budgets", "4k,auto", "--steps", "3", "--warmup", "1")),
+    Step("bench_train", 5, 40, 25, ("--budgets", "2k,auto", "--steps", "2", "--warmup", "1", "--cpu_budget", "3000")),
     Step("bench_learning", 6, 45, 35),
     Step("bench_extraction", 7, 40, 25, ("--utterances", "8", "--batch_size", "4", "--mean_seconds", "2",
                                       "--num_workers", "0"), ("--utterances", "1000", "--precision_check_batches", "2")),
-    Step("bench_train_e2e", 8, 60, 45, ("--minutes", "1", "--epochs", "2")),
+    Step("bench_train_e2e", 8, 60, 45, ("--minutes", "1", "--epochs", "1")),
 )
 """The steps after the preflight, in order of value (the last is the one a short budget cuts)."""
 PARTS = {"all": [step.name for step in STEPS], "short": ["tests", "bench_infer", "bench_train"],
