@@ -11,7 +11,7 @@ TORCH_INDEX_URL ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-floor demo clean-demo
+.PHONY: install test test-floor demo clean-demo device-wheels
 
 install: $(STAMP)
 
@@ -22,8 +22,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps "resemblyzer>=0.1.4"  # see the [eval] extra in pyproject.toml
 	touch $(STAMP)
 
-test: $(STAMP)
+# The cp3xx wheels tests/test_device_command.py installs offline as the GPU machine does (fetched once).
+DEVICE_WHEELS = .cache/device-wheels-py$(shell $(BIN)/python -c 'import sys; print("%d%d" % sys.version_info[:2])' 2>/dev/null)
+
+test: $(STAMP) device-wheels
 	$(BIN)/python -m pytest
+
+device-wheels: $(STAMP)
+	@test -f $(DEVICE_WHEELS)/.ready || { bash benchmarks/prepare_device_wheels.sh --no-conformance \
+		--python-version $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])') $(DEVICE_WHEELS) \
+		&& touch $(DEVICE_WHEELS)/.ready; }
 
 # The declared dependency floors (.ci/floor-constraints.txt) with the tests that exercise them.
 FLOOR_VENV ?= .venv-floor

@@ -8,7 +8,8 @@ validation after each epoch, checkpoints and the final save; only the data is sy
 speakers whose clips (8 s on average, lengths spread 3-13 s) add up to ``--minutes`` of speech,
 with random DVAE codes and conditions, the layout tools/extract_codec.py writes. The base is a
 random-weight checkpoint folder of the chosen size (``indextts.tiny.write_tiny_checkpoints``) or
-``--model_dir``. Reported: ``wall_s`` (process start to exit), ``train_tokens`` and
+``--model_dir`` (the GPU check passes its one shared folder). ``train.py`` streams its output and
+gets SIGKILL when this process dies. Reported: ``wall_s`` (process start to exit), ``train_tokens`` and
 ``tokens_per_s`` from metrics.jsonl, and the peak memory (CUDA: from train.log; CPU: peak RSS).
 """
 
@@ -29,6 +30,7 @@ import numpy as np
 import soundfile
 
 from bench_train import emit  # benchmarks/ is on sys.path when this script runs
+from process_group import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODES_PER_SECOND = 24000 / 1024
@@ -96,10 +98,11 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                f"run_dir={run_dir}", f"train.epochs={args.epochs}", f"train.device={args.device}",
                "data.num_workers=2", *args.overrides]
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    # Output streams through (a log shows how far a killed run got); train.py dies with this process.
+    result = subprocess.run(command, cwd=REPO_ROOT, preexec_fn=die_with_parent)
     wall = time.perf_counter() - started
     if result.returncode != 0:
-        raise SystemExit(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        raise SystemExit(f"train.py failed (exit {result.returncode}); its output is above.")
     train = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = max(r["step"] for r in train)
     return {"benchmark": "train_e2e", "size": args.size, "device": args.device, "minutes": args.minutes,

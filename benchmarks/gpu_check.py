@@ -1,140 +1,94 @@
-"""The prepared GPU check: one command, about 8 minutes on one H100, every GPU figure of the project.
+"""The prepared GPU check: one command, under 6 minutes on one H200, every GPU figure of the project.
 
-    python benchmarks/gpu_check.py                                  # on a GPU machine, from the repo root
-    python benchmarks/gpu_check.py --device cpu --size tiny         # the same steps on a CPU, < 2 minutes
+    PYTHONPATH=. python benchmarks/gpu_check.py                          # on a GPU machine, repo root
+    PYTHONPATH=. python benchmarks/gpu_check.py --device cpu --size tiny # the same steps on a CPU
 
-Steps, each bounded by what is left of ``--budget_s``:
+Steps, in order of value, each bounded by its budget (``STEPS``) and by what is left of ``--budget_s``:
 
-1. preflight: every dependency of pyproject.toml installed in a fitting version and importable, CUDA
-   present (with ``--device cuda``); stops at once naming what is missing and how to bring it;
+1. preflight: every dependency of pyproject.toml in a fitting version, every module of ``indextts``
+   the steps use importable, CUDA present (``--device cuda``); the versions are named; stops at once
+   (exit 2) naming what is missing and how to bring it. Then one random-weight checkpoint folder of
+   ``--size`` is written for every step that takes ``--model_dir``;
 2. ``pytest -m cuda`` (skipped tests count as skipped, not passed);
-3. the benchmarks as subprocesses, each with ``--device --size --json``: bench_infer.py (decoding with
-   and without CUDA graphs, vocoder, end to end, first chunk), bench_train.py (tokens/s, MFU),
-   bench_train_e2e.py (30 min x 10 epochs through train.py), bench_extraction.py (utterances/s); a
-   script missing from the checkout is recorded as not run.
+3. and 4. bench_infer.py: decoding (greedy, default mode; with and without CUDA graphs), BigVGAN,
+   end to end;
+5. bench_train.py: LoRA training tokens/s and MFU;
+6. bench_learning.py: the teacher-student learning check;
+7. bench_extraction.py: steady-state utterances/s;
+8. bench_train_e2e.py: 30 min x 10 epochs through train.py.
 
-Writes ``OUT/gpu_check.json`` (everything, raw) and ``OUT/gpu_check.md`` (the table, with the targets of
-issues 11 and 12). Exit status 0 when every step ran and passed, 1 otherwise (the files are written
-either way), 2 when the preflight failed.
+Every child runs in its own process session with its output streamed to the console and to
+``OUT/steps/NN_name.log``; ``OUT/steps/NN_name.json`` and ``OUT/gpu_check.json``/``.md`` are written
+as soon as a step ends. A step past its time has its whole process group killed; SIGTERM or SIGINT
+to the check kills the running child's group and keeps everything finished. A script missing from
+the checkout is recorded as not run. Exit status 0 when every step ran and passed, 1 otherwise, 2
+when the preflight failed, 128 + the signal's number when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.metadata
 import json
 import os
 import re
-import subprocess
+import shutil
 import sys
+import tempfile
 import time
-import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_report import markdown_report  # noqa: E402  (a sibling script module, not a package)
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
-IMPORT_NAMES = {"pyyaml": "yaml"}
-"""Distributions whose import name is not their name with '-' read as '_'."""
-BENCHMARKS = ("bench_infer", "bench_train", "bench_train_e2e", "bench_extraction")
-STEP_SHARES = {"tests": 0.25, "bench_infer": 0.3, "bench_train": 0.15, "bench_train_e2e": 0.15,
-               "bench_extraction": 0.15}
-"""Share of the whole budget each step may use at most (time a step leaves unused goes to the later ones)."""
-CPU_BENCH_ARGS = {"bench_infer": ["--codes", "8", "--batch_sizes", "1", "4", "--vocoder_codes", "16",
-                                  "--e2e_seconds", "1", "2", "--text_len", "8"],
-                  "bench_train": ["--budgets", "4k,auto", "--steps", "3", "--warmup", "1"],
-                  "bench_train_e2e": ["--minutes", "1", "--epochs", "2"],
-                  "bench_extraction": ["--utterances", "16", "--num_workers", "0"]}
-"""Extra arguments that keep the CPU smoke run short (``--device cpu``)."""
-WHEELS_HINT = (
-    "Bring missing packages as wheels: on a machine with network run `bash benchmarks/prepare_device_wheels.sh` "
-    "(it fills .whl/ for CPython 3.12 manylinux), copy .whl/ along, and start the command with "
-    "`python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && "
-    "export PYTHONPATH=/tmp/site:$PYTHONPATH` (docs/benchmarks.md)."
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "benchmarks")]  # indextts without installing it
+
+from gpu_preflight import WHEELS_HINT, preflight  # noqa: E402  (sibling script modules, not a package)
+from gpu_report import markdown_report  # noqa: E402
+from process_group import Interrupted, raise_on_termination, run_logged  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Step:
+    """One child of the check: ``benchmarks/<name>.py`` (or pytest for "tests") and its time."""
+
+    name: str
+    number: int
+    """Its place in docs/benchmarks.md's table (bench_infer is steps 3 and 4: decode, then BigVGAN)."""
+    budget_s: float
+    """Most seconds it may take on one H200 at 1.5 size (also the limit of every other run)."""
+    expected_s: float
+    """Seconds it is expected to take there (an estimate until a GPU run measures it)."""
+    cpu_args: tuple[str, ...] = ()
+    cuda_args: tuple[str, ...] = ()
+
+
+STEPS = (
+    Step("tests", 2, 75, 45),
+    Step("bench_infer", 3, 100, 70, ("--codes", "8", "--batch_sizes", "1", "4", "--vocoder_codes", "16",
+                                  "--e2e_seconds", "1", "2", "--text_len", "8")),
+    Step("bench_train", 5, 40, 25, ("--budgets", "2k,auto", "--steps", "2", "--warmup", "1", "--cpu_budget", "3000")),
+    Step("bench_learning", 6, 45, 35),
+    Step("bench_extraction", 7, 40, 25, ("--utterances", "8", "--batch_size", "4", "--mean_seconds", "2",
+                                      "--num_workers", "0"), ("--utterances", "1000", "--precision_check_batches", "2")),
+    Step("bench_train_e2e", 8, 60, 45, ("--minutes", "1", "--epochs", "1")),
 )
-
-
-def project_requirements() -> list[str]:
-    """The ``[project] dependencies`` of pyproject.toml, as written there."""
-    with open(REPO_ROOT / "pyproject.toml", "rb") as file:
-        return list(tomllib.load(file)["project"]["dependencies"])
-
-
-def requirement_problem(requirement: str) -> str | None:
-    """Why ``requirement`` is not met here (missing, wrong version, import fails), or None."""
-    from packaging.requirements import Requirement
-
-    parsed = Requirement(requirement)
-    try:
-        version = importlib.metadata.version(parsed.name)
-    except importlib.metadata.PackageNotFoundError:
-        return f"{parsed.name}: not installed (needs {parsed.specifier or 'any version'})"
-    if parsed.specifier and not parsed.specifier.contains(version, prereleases=True):
-        return f"{parsed.name}: version {version} installed, needs {parsed.specifier}"
-    module = IMPORT_NAMES.get(parsed.name.lower(), parsed.name.replace("-", "_"))
-    try:
-        importlib.import_module(module)
-    except Exception as error:  # an installed package can still fail to load (missing shared library)
-        return f"{parsed.name}: installed {version} but `import {module}` fails: {error}"
-    return None
-
-
-def device_facts(device: str) -> tuple[dict, list[str]]:
-    """Versions and accelerator facts, and what keeps ``device`` from being used."""
-    import torch
-
-    facts = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
-             "transformers": importlib.metadata.version("transformers")}
-    if device != "cuda":
-        return facts, []
-    if not torch.cuda.is_available():
-        return facts, ["torch.cuda.is_available() is False: this torch build or machine has no usable CUDA GPU"]
-    properties = torch.cuda.get_device_properties(0)
-    facts |= {"gpu": properties.name, "gpu_memory_gib": round(properties.total_memory / 2**30, 1),
-              "capability": f"{properties.major}.{properties.minor}",
-              "flash_attention": bool(torch.backends.cuda.is_flash_attention_available())}
-    return facts, []
-
-
-def preflight(device: str) -> tuple[dict, list[str]]:
-    """Facts about this machine and every problem that stops the check."""
-    problems = [problem for requirement in project_requirements() if (problem := requirement_problem(requirement))]
-    for module in ("pytest", "indextts.gpt.generation"):
-        try:
-            importlib.import_module(module)
-        except Exception as error:
-            problems.append(f"`import {module}` fails: {error}")
-    if any(problem.startswith("torch:") for problem in problems):
-        return {}, problems
-    facts, device_problems = device_facts(device)
-    return facts, problems + device_problems
+"""The steps after the preflight, in order of value (the last is the one a short budget cuts)."""
+PARTS = {"all": [step.name for step in STEPS], "short": ["tests", "bench_infer", "bench_train"],
+         "long": ["bench_learning", "bench_extraction", "bench_train_e2e"]}
+PREFLIGHT_EXPECTED_S = 25
+"""Imports and writing the shared 1.5-size random checkpoint folder (about 3 GB)."""
+CPU_BUDGET_SCALE = 4.0
+"""The budgets are for an H200; on a shared CPU the tiny steps may take this many times longer."""
+LEARNING_MARGIN_S = 10
+"""bench_learning.py gets its budget less this, for its own start and its JSON."""
 
 
 def child_environment() -> dict:
-    """The environment of the subprocesses: the repository importable without installing it."""
+    """The children's environment: the repository root first on PYTHONPATH, output unbuffered."""
     environment = dict(os.environ)
     paths = [str(REPO_ROOT)] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
-    environment["PYTHONPATH"] = os.pathsep.join(paths)
-    environment.setdefault("PYTHONUNBUFFERED", "1")
+    environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    environment["PYTHONUNBUFFERED"] = "1"
     return environment
-
-
-def run_step(command: list[str], timeout: float) -> dict:
-    """Run one subprocess with a time limit; its status, exit code, wall time and the end of its output."""
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(command, cwd=REPO_ROOT, env=child_environment(), capture_output=True, text=True,
-                              timeout=max(timeout, 1.0))
-        status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
-        output, code = done.stdout + done.stderr, done.returncode
-    except subprocess.TimeoutExpired as expired:
-        status, code = f"timed out after {timeout:.0f} s", None
-        output = (expired.stdout or b"").decode(errors="replace") + (expired.stderr or b"").decode(errors="replace")
-    seconds = round(time.perf_counter() - start, 1)
-    print(f"[gpu_check] {' '.join(command[1:3])}: {status} in {seconds} s", flush=True)
-    return {"command": command, "status": status, "exit_code": code, "seconds": seconds, "output_tail": output[-4000:]}
 
 
 def pytest_counts(output: str) -> dict:
@@ -148,79 +102,153 @@ def cuda_test_files() -> list[str]:
             if "mark.cuda" in path.read_text(encoding="utf-8")]
 
 
-def run_tests(timeout: float, out: Path) -> dict:
-    files = cuda_test_files()
-    if not files:
-        return {"status": "ok (no cuda tests found)"}
-    step = run_step([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
-                     f"--junitxml={out / 'cuda_tests.xml'}", *files], timeout)
-    step["counts"] = pytest_counts(step["output_tail"])
-    if step["exit_code"] == 5:  # pytest: no tests collected
-        step["status"] = "ok (no cuda tests collected)"
-    return step
-
-
-def run_benchmark(name: str, device: str, size: str, timeout: float, out: Path) -> dict:
-    script = REPO_ROOT / "benchmarks" / f"{name}.py"
+def step_command(step: Step, args, files: Path, model_dir: Path | None, timeout: float) -> list[str] | None:
+    """The child's command line, or None when its script is not in the checkout."""
+    if step.name == "tests":
+        return [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
+                f"--junitxml={files / 'cuda_tests.xml'}", *cuda_test_files()]
+    script = REPO_ROOT / "benchmarks" / f"{step.name}.py"
     if not script.is_file():
+        return None
+    command = [sys.executable, str(script), "--device", args.device, "--size", args.size,
+               "--json", str(files / f"{step.name}.result.json"),
+               *(step.cpu_args if args.device == "cpu" else step.cuda_args)]
+    source = script.read_text(encoding="utf-8")
+    if model_dir is not None and '"--model_dir"' in source:
+        command += ["--model_dir", str(model_dir)]
+    if step.name == "bench_learning":
+        command += ["--budget_s", str(int(max(timeout - LEARNING_MARGIN_S, 1)))]
+    return command
+
+
+def run_step(step: Step, index: int, args, files: Path, model_dir: Path | None, timeout: float) -> dict:
+    """Run one step; its record (status, seconds, output tail, the child's JSON as ``result``)."""
+    command = step_command(step, args, files, model_dir, timeout)
+    if command is None:
         return {"status": "not run: script missing"}
-    json_path = out / f"{name}.json"
-    extra = CPU_BENCH_ARGS.get(name, []) if device == "cpu" else []
-    step = run_step([sys.executable, str(script), "--device", device, "--size", size, "--json", str(json_path),
-                     *extra], timeout)
-    if json_path.is_file():
-        step["result"] = json.loads(json_path.read_text(encoding="utf-8"))
-    return step
+    print(f"[gpu_check] step {index}: {step.name} (at most {timeout:.0f} s)", flush=True)
+    record = run_logged(command, files / f"{index:02d}_{step.name}.log", timeout, REPO_ROOT, child_environment())
+    print(f"[gpu_check] {step.name}: {record['status']} in {record['seconds']} s", flush=True)
+    result = files / f"{step.name}.result.json"
+    if result.is_file():
+        record["result"] = json.loads(result.read_text(encoding="utf-8"))
+    if step.name == "tests":
+        record["counts"] = pytest_counts(record["output_tail"])
+        if record["exit_code"] == 5:  # pytest: no tests collected
+            record["status"] = "ok (no cuda tests collected)"
+    return record
+
+
+class Report:
+    """gpu_check.json and gpu_check.md, rewritten whenever a step ends."""
+
+    def __init__(self, out: Path, args, started: float):
+        self.out, self.started = out, started
+        self.data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": args.device,
+                     "size": args.size, "part": args.part, "machine": {}, "preflight": [], "steps": {}}
+
+    def save(self) -> None:
+        self.data["seconds"] = round(time.monotonic() - self.started, 1)
+        _write_text(self.out / "gpu_check.json", json.dumps(self.data, indent=2) + "\n")
+        _write_text(self.out / "gpu_check.md", markdown_report(self.data))
+
+    def add_step(self, index: int, name: str, record: dict) -> None:
+        self.data["steps"][name] = record
+        _write_text(self.out / "steps" / f"{index:02d}_{name}.json", json.dumps(record, indent=2) + "\n")
+        self.save()
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file, so a kill mid-write leaves the previous version whole."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where everything runs")
     parser.add_argument("--size", choices=["1.5", "tiny"], default="1.5", help="model sizes of the benchmarks")
-    parser.add_argument("--out", type=Path, default=Path("gpu_check_out"), help="folder for the JSON and table")
-    parser.add_argument("--budget_s", type=float, default=460.0, help="wall-clock budget of all steps")
-    parser.add_argument("--skip_tests", action="store_true", help="leave out `pytest -m cuda`")
-    parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these benchmarks")
+    parser.add_argument("--out", type=Path, default=Path("gpu_check_out"), help="folder for the JSON, logs, table")
+    parser.add_argument("--budget_s", type=float, default=330.0, help="wall-clock budget of the whole check")
+    parser.add_argument("--part", choices=sorted(PARTS), default="all",
+                        help="all steps, or the short part (tests, decode, training) or the long one")
+    parser.add_argument("--only", nargs="*", choices=[step.name for step in STEPS], help="run only these steps")
+    parser.add_argument("--model_dir", type=Path, default=None,
+                        help="checkpoint folder for the steps that take one (default: one random folder written once)")
     return parser.parse_args(argv)
 
 
-def run_steps(args, out: Path, deadline: float) -> dict:
-    """The tests and the benchmarks, each within its share of the budget and what is left of it."""
-    steps = {}
-    names = (["tests"] if not args.skip_tests else []) + list(args.only or BENCHMARKS)
-    for name in names:
-        timeout = min(STEP_SHARES[name] * args.budget_s * 2, deadline - time.monotonic())
+def shared_model_dir(args, work: Path) -> Path:
+    """The one random-weight checkpoint folder of ``--size`` every step with ``--model_dir`` reads."""
+    if args.model_dir is not None:
+        return args.model_dir.resolve()
+    from indextts.tiny import write_tiny_checkpoints
+
+    started = time.perf_counter()
+    folder = write_tiny_checkpoints(work / "model", seed=0, release=args.size)
+    print(f"[gpu_check] random {args.size} checkpoint folder written in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return folder
+
+
+def run_steps(args, report: Report, deadline: float, work: Path) -> None:
+    """Every selected step in order, each within its budget and what is left of the whole."""
+    files = report.out / "steps"
+    chosen = set(args.only or PARTS[args.part])
+    model_dir = shared_model_dir(args, work)
+    for step in STEPS:
+        index = step.number
+        if step.name not in chosen:
+            continue
+        budget = step.budget_s * (CPU_BUDGET_SCALE if args.device == "cpu" else 1.0)
+        timeout = min(budget, deadline - time.monotonic())
         if timeout <= 5:
-            steps[name] = {"status": "not run: the time budget is spent"}
-        elif name == "tests":
-            steps[name] = run_tests(timeout, out)
-        else:
-            steps[name] = run_benchmark(name, args.device, args.size, timeout, out)
-    return steps
+            report.add_step(index, step.name, {"status": "not run: the time budget is spent"})
+            continue
+        try:
+            record = run_step(step, index, args, files, model_dir, timeout)
+        except Interrupted as interrupted:  # the child's group is already killed
+            report.add_step(index, step.name, {"status": str(interrupted)})
+            raise
+        report.add_step(index, step.name, record)
+
+
+def check(args, report: Report, deadline: float) -> int:
+    """The preflight, then the steps; the exit status."""
+    report.data["machine"], problems = preflight(args.device)
+    report.data["preflight"] = problems
+    report.add_step(1, "preflight", {"status": "failed" if problems else "ok", "problems": problems,
+                                     "machine": report.data["machine"]})
+    if problems:
+        print("[gpu_check] preflight failed:\n  - " + "\n  - ".join(problems) + "\n" + WHEELS_HINT, flush=True)
+        return 2
+    print(f"[gpu_check] preflight ok: {json.dumps(report.data['machine'])}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    try:
+        run_steps(args, report, deadline, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    failed = [name for name, step in report.data["steps"].items() if not step["status"].startswith("ok")
+              and step["status"] != "not run: script missing"]
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    deadline = time.monotonic() + args.budget_s
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    facts, problems = preflight(args.device)
-    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": args.device,
-              "size": args.size, "machine": facts, "preflight": problems}
-    if problems:
-        print("[gpu_check] preflight failed:\n  - " + "\n  - ".join(problems) + "\n" + WHEELS_HINT, flush=True)
-        (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        return 2
-    print(f"[gpu_check] preflight ok: {json.dumps(facts)}", flush=True)
-    report["steps"] = run_steps(args, out, deadline)
-    report["seconds"] = round(args.budget_s - (deadline - time.monotonic()), 1)
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    table = markdown_report(report)
-    (out / "gpu_check.md").write_text(table, encoding="utf-8")
-    print(table, flush=True)
-    failed = [name for name, step in report["steps"].items()
-              if not step["status"].startswith(("ok", "not run: script missing"))]
-    return 1 if failed else 0
+    started = time.monotonic()
+    report = Report(args.out.resolve(), args, started)
+    (report.out / "steps").mkdir(parents=True, exist_ok=True)
+    raise_on_termination()
+    try:
+        status = check(args, report, started + args.budget_s)
+    except Interrupted as interrupted:
+        report.data["interrupted"] = str(interrupted)
+        print(f"[gpu_check] {interrupted}: finished steps are kept in {report.out}", flush=True)
+        status = 128 + interrupted.signum
+    report.save()
+    print(markdown_report(report.data), flush=True)
+    return status
 
 
 if __name__ == "__main__":

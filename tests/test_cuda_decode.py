@@ -6,7 +6,9 @@ Every test here is marked ``cuda`` and skipped without a GPU; ``benchmarks/gpu_c
 
 from __future__ import annotations
 
-import socket
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -92,18 +94,34 @@ def test_graph_golden_codes_fp32(folder):
     clear_captured_steps(model)
 
 
-def test_single_process_nccl_init():
-    import torch.distributed as dist
+PROCESS_GROUP_CHECK = """
+import socket, sys, torch, torch.distributed as dist
+backend, device = sys.argv[1], torch.device(sys.argv[2])
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
+                        device_id=device if device.type == "cuda" else None)
+try:
+    value = torch.ones(4, device=device)
+    dist.all_reduce(value)
+    dist.barrier()
+    assert value.tolist() == [1.0] * 4, value
+finally:
+    dist.destroy_process_group()
+print("process group ok")
+"""
+PROCESS_GROUP_TIMEOUT_S = 120
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
-                            device_id=torch.device("cuda", 0))
-    try:
-        value = torch.ones(4, device="cuda")
-        dist.all_reduce(value)
-        dist.barrier()
-        assert value.tolist() == [1.0] * 4
-    finally:
-        dist.destroy_process_group()
+
+def run_process_group_check(backend: str, device: str) -> subprocess.CompletedProcess:
+    """One-rank init, all-reduce and barrier in a child process on the loopback interface, bounded in
+    time: a hang (NCCL picking an unreachable interface) fails this test instead of eating pytest's."""
+    environment = dict(os.environ, NCCL_SOCKET_IFNAME="lo", GLOO_SOCKET_IFNAME="lo")
+    return subprocess.run([sys.executable, "-c", PROCESS_GROUP_CHECK, backend, device], env=environment,
+                          capture_output=True, text=True, timeout=PROCESS_GROUP_TIMEOUT_S)
+
+
+def test_single_process_nccl_init():
+    done = run_process_group_check("nccl", "cuda:0")
+    assert done.returncode == 0 and "process group ok" in done.stdout, done.stdout + done.stderr

@@ -224,6 +224,32 @@ class _FlakyHalfDVAE:
         return codes
 
 
+class _CountingDVAE(_FlakyHalfDVAE):
+    """The flaky DVAE that counts its passes."""
+
+    passes = 0
+
+    def get_codebook_indices(self, mel, lengths):
+        self.passes += 1
+        return super().get_codebook_indices(mel, lengths)
+
+
+def test_sampled_half_precision_check_runs_the_dvae_once_per_later_batch():
+    generator = torch.Generator().manual_seed(0)
+    clean = [torch.rand(5, 12, generator=generator), torch.rand(5, 8, generator=generator)]
+    flaky = [m.clone() for m in clean]
+    flaky[0][0, 0] = 9.0
+    trusted = FeatureModels(_CountingDVAE(), None, torch.device("cpu"), precision="bf16", check_batches=2)
+    kinds = [trusted(mels).codes_precision for mels in (clean, clean, clean, clean)]
+    assert kinds == ["bf16"] * 4 and trusted.dvae.passes == 2 * 2 + 2 and trusted.unchecked_batches == 2
+    doubted = FeatureModels(_CountingDVAE(), None, torch.device("cpu"), precision="bf16", check_batches=2)
+    kinds = [doubted(mels).codes_precision for mels in (clean, flaky, clean, flaky)]
+    assert kinds == ["bf16", "fp32", "fp32", "fp32"] and doubted.dvae.passes == 2 * 2 + 2
+    assert (doubted.fallback_batches, doubted.unchecked_batches) == (1, 0)
+    reference = [m[:, ::4].argmax(dim=0).numpy().astype(np.int32) for m in flaky]
+    assert all(np.array_equal(a, b) for a, b in zip(doubted(flaky).codes, reference))  # fp32 after a disagreement
+
+
 def test_half_precision_falls_back_per_batch_and_counts():
     models = FeatureModels(_FlakyHalfDVAE(), None, torch.device("cpu"), precision="bf16")
     generator = torch.Generator().manual_seed(0)

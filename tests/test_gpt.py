@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers import RELEASES
 from indextts.errors import ConfigError, TextError
@@ -122,6 +123,28 @@ def test_train_targets_and_losses(model):
         text_losses.append(F.cross_entropy(out.text_logits[i, :, : length + 1].T, text_targets, reduction="none"))
     torch.testing.assert_close(out.mel_loss, torch.cat(mel_losses).mean())
     torch.testing.assert_close(out.text_loss, torch.cat(text_losses).mean())
+
+
+class _AtenOps(TorchDispatchMode):
+    """Records the name of every aten op dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_training_loss_avoids_nll_loss2d_which_has_no_deterministic_cuda_kernel(model):
+    """3-D (B, V, T) logits would dispatch nll_loss2d; train.deterministic=true fails on CUDA with it."""
+    with _AtenOps() as ops:
+        out = model.forward_train(*random_batch())
+        (out.text_loss + out.mel_loss).backward()
+    model.zero_grad(set_to_none=True)
+    assert {"nll_loss_forward", "nll_loss_backward"} <= ops.names
+    assert not {name for name in ops.names if name.startswith("nll_loss2d")}
 
 
 def test_conditioning_mask_and_unpadded_row(model):

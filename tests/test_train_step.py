@@ -88,6 +88,20 @@ def test_auto_budget_on_cpu_uses_the_cpu_figure(trainer):
     assert cfg.data.max_tokens == "auto" and cfg.data.cpu_max_tokens == 6000
 
 
+def test_auto_budget_probe_names_an_op_without_a_deterministic_kernel(trainer, monkeypatch):
+    """The probe is the first forward + backward on CUDA: its error must read like the training loop's."""
+    message = ("nll_loss2d_forward_out_cuda_template does not have a deterministic implementation, but you set "
+               "'torch.use_deterministic_algorithms(True)'.")
+
+    def no_deterministic_kernel(*args, **kwargs):
+        raise RuntimeError(message)
+
+    monkeypatch.setattr("indextts.training.trainer.compute_loss", no_deterministic_kernel)
+    batch = next(iter(trainer.data.train_loader))
+    with pytest.raises(TrainingError, match="train.deterministic=true, but an operation has no deterministic kernel"):
+        trainer._probe_step(batch)
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 

@@ -58,6 +58,10 @@ def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DVAE precision; bf16/fp16 (CUDA) are checked against fp32 on every batch and a "
                              "batch with any differing code keeps its fp32 codes. auto = fp16 on CUDA, fp32 "
                              "on the CPU. Conditions are always fp32 (default: %(default)s)")
+    parser.add_argument("--precision_check_batches", type=int, default=None, metavar="N",
+                        help="check only the first N batches of bf16/fp16 codes against fp32 (later ones run "
+                             "once, in fp32 after any disagreement): faster, the equality is then sampled "
+                             "(default: every batch)")
     parser.add_argument("--condition_batching", choices=CONDITION_BATCHING, default="auto",
                         help="compute conditions for a whole padded batch (batched) or one clip at a time "
                              "(single, byte-identical whatever --batch_size); auto = batched on CUDA "
@@ -97,7 +101,8 @@ def options_from(args: argparse.Namespace) -> ExtractionOptions:
     return ExtractionOptions(
         audio_lists=args.audio_list, speakers=args.speaker, model_dir=args.model_dir,
         output_dir=args.output_dir, extract_condition=args.extract_condition, device=args.device,
-        precision=args.precision, condition_batching=args.condition_batching, batch_size=args.batch_size,
+        precision=args.precision, precision_check_batches=args.precision_check_batches,
+        condition_batching=args.condition_batching, batch_size=args.batch_size,
         num_workers=args.num_workers, seed=args.seed, min_duration=args.min_duration,
         max_duration=args.max_duration, valid_ratio=args.valid_ratio, distance_metric=args.distance_metric,
         progress=not args.no_progress,

@@ -53,6 +53,7 @@ class ExtractionOptions:
     extract_condition: bool = False
     device: str | None = None
     precision: str = "auto"
+    precision_check_batches: int | None = None
     condition_batching: str = "auto"
     batch_size: int = 16
     num_workers: int = field(default_factory=default_num_workers)
@@ -215,7 +216,8 @@ class _Run:
         gpt = self.folder.load_gpt(device) if self.options.extract_condition else None
         batching = self.options.condition_batching
         batched = batching == "batched" or (batching == "auto" and device.type == "cuda")
-        return FeatureModels(dvae, gpt, device, self.precision, batch_conditions=batched)
+        return FeatureModels(dvae, gpt, device, self.precision, batch_conditions=batched,
+                             check_batches=self.options.precision_check_batches)
 
     def _dataset(self) -> UtteranceDataset:
         cfg = self.folder.cfg

@@ -370,19 +370,19 @@ class UnifiedVoice(nn.Module):
     ) -> TrainOutput:
         """Teacher-forced text and mel cross-entropy on a padded batch.
 
-        Text targets are text..., stop_text (predicted from start_text, text...); mel targets are
-        codes..., stop_mel. Each loss is the mean over the valid targets of the whole batch.
+        Text targets: text..., stop_text (from start_text, text...); mel targets: codes..., stop_mel. Each loss
+        is the mean over the batch's valid targets, on (B*T, V) rows: no nll_loss2d (no deterministic CUDA kernel).
         """
         text_hidden, mel_hidden = self._forward_sequence(conditioning, text_ids, text_lengths, codes, code_lengths)
         text_targets, text_mask = self._targets(text_ids, text_lengths, self.stop_text_token)
         mel_targets, mel_mask = self._targets(codes, code_lengths, self.stop_mel_token)
-        text_logits = self.text_head(text_hidden[:, : text_ids.shape[1] + 1]).transpose(1, 2)  # (B, V, L+1)
-        mel_logits = self.mel_head(mel_hidden).transpose(1, 2)  # (B, V, N+1)
+        text_scores = self.text_head(text_hidden[:, : text_ids.shape[1] + 1])  # (B, L+1, V)
+        mel_scores = self.mel_head(mel_hidden)  # (B, N+1, V)
         return TrainOutput(
-            text_loss=F.cross_entropy(text_logits.float(), text_targets, ignore_index=IGNORE_INDEX),
-            mel_loss=F.cross_entropy(mel_logits.float(), mel_targets, ignore_index=IGNORE_INDEX),
-            text_logits=text_logits,
-            mel_logits=mel_logits,
+            text_loss=F.cross_entropy(text_scores.flatten(0, 1).float(), text_targets.flatten(), ignore_index=IGNORE_INDEX),
+            mel_loss=F.cross_entropy(mel_scores.flatten(0, 1).float(), mel_targets.flatten(), ignore_index=IGNORE_INDEX),
+            text_logits=text_scores.transpose(1, 2),  # (B, V, L+1)
+            mel_logits=mel_scores.transpose(1, 2),  # (B, V, N+1)
             mel_targets=mel_targets,
             mel_target_mask=mel_mask,
             text_targets=text_targets,

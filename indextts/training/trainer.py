@@ -159,8 +159,11 @@ class Trainer:
         self.forward_model = torch.compile(self.ddp_model) if self.train_cfg.compile else self.ddp_model
 
     def _probe_step(self, batch: Batch) -> None:
-        loss, _ = compute_loss(self.model, batch, self.device, self.precision, self.train_cfg.text_weight)
-        loss.backward()
+        try:  # the auto-budget probe is the first backward: its errors read as the training loop's do
+            loss, _ = compute_loss(self.model, batch, self.device, self.precision, self.train_cfg.text_weight)
+            loss.backward()
+        except RuntimeError as error:
+            raise deterministic_error(error, self.device) or error
         self.model.zero_grad(set_to_none=True)
 
     def _setup_data(self) -> None:
