@@ -114,7 +114,7 @@ def smooth_noise(length: int, dim: int, width: float, generator: torch.Generator
 
 @torch.no_grad()
 def _reshape_base_gpt(gpt, generator: torch.Generator) -> None:
-    """Smooth mel positions (keeping the tiny model's stop ramp) and a sharper mel head (module docstring)."""
+    """Smooth mel positions (the stop ramp kept), a sharper mel head, a weak code embedding, smaller blocks."""
     stop_direction = gpt.mel_head.weight[gpt.stop_mel_token].clone()
     stop_direction /= stop_direction.norm()
     length = gpt.mel_pos_embedding.length
@@ -276,12 +276,13 @@ def train_student(model_dir: Path, speaker_info: Path, run_dir: Path, config: Re
 
 
 def _run_figures(run_dir: Path) -> dict:
-    """The validation record of the kept (best) model and the training tokens/s, from metrics.jsonl."""
+    """The kept model's validation (None when the budget stopped training before one) and tokens/s."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-    best = min((r for r in records if r["kind"] == "valid"), key=lambda r: r["mel_loss"])
+    valid = [r for r in records if r["kind"] == "valid"]
+    best = min(valid, key=lambda r: r["mel_loss"]) if valid else {}
     speeds = [r["tokens_per_s"] for r in records if r["kind"] == "train"]
-    return {"steps": max(r["step"] for r in records), "best_step": best["step"], "valid_mel_loss": best["mel_loss"],
-            "teacher_forced_heldout": best["mel_top1"],
+    return {"steps": max((r["step"] for r in records), default=0), "best_step": best.get("step"),
+            "valid_mel_loss": best.get("mel_loss"), "teacher_forced_heldout": best.get("mel_top1"),
             "train_tokens_per_s": float(np.median(speeds)) if speeds else None}
 
 
