@@ -127,7 +127,7 @@ def train_tiny_bpe(vocab_size: int = BPE_VOCAB_SIZE) -> bytes:
     return model.getvalue()
 
 
-def _synthetic_speechlike_audio(seconds: float, generator: torch.Generator) -> torch.Tensor:
+def synthetic_speechlike_audio(seconds: float, generator: torch.Generator) -> torch.Tensor:
     """Seeded harmonic tones with a moving pitch plus noise bursts, (S,) at 24 kHz."""
     sample_rate = 24000
     time = torch.arange(int(seconds * sample_rate)) / sample_rate
@@ -142,7 +142,7 @@ def _synthetic_speechlike_audio(seconds: float, generator: torch.Generator) -> t
 @torch.no_grad()
 def _fit_codebook(dvae, mel_cfg, generator: torch.Generator) -> None:
     """Set the codebook to encoder outputs of synthetic speech-like audio, so codes vary with the input."""
-    audio = _synthetic_speechlike_audio(CODEBOOK_FIT_SECONDS, generator)
+    audio = synthetic_speechlike_audio(CODEBOOK_FIT_SECONDS, generator)
     mel = MelSpectrogramFeatures.from_config(mel_cfg)(audio)
     latents = dvae.encode(mel)[0].t()  # (T, codebook_dim)
     picks = torch.randint(0, latents.shape[0], (dvae.num_tokens,), generator=generator)
@@ -153,8 +153,8 @@ def _fit_codebook(dvae, mel_cfg, generator: torch.Generator) -> None:
 
 
 @torch.no_grad()
-def _shape_tiny_gpt_init(gpt, generator: torch.Generator) -> None:
-    """Re-initialise the tiny GPT so that generation is non-degenerate (see the constants above)."""
+def shape_random_gpt_init(gpt, generator: torch.Generator) -> None:
+    """Re-initialise a random GPT (any size) so that generation is non-degenerate (see the constants above)."""
     for embedding in (gpt.text_embedding, gpt.mel_embedding, gpt.mel_pos_embedding.emb,
                       gpt.text_pos_embedding.emb):
         embedding.weight.normal_(0.0, TOKEN_EMBEDDING_STD, generator=generator)
@@ -210,7 +210,7 @@ def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0, release: str = "t
         dvae = build_model("dvae", cfg)
         bigvgan = build_model("bigvgan", cfg)
     if release == "tiny":
-        _shape_tiny_gpt_init(gpt, generator)
+        shape_random_gpt_init(gpt, generator)
         _fit_codebook(dvae.eval(), cfg.dataset.mel, generator)
 
     torch.save({"model": gpt.state_dict()}, out_dir / cfg.gpt_checkpoint)
