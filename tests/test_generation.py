@@ -238,8 +238,9 @@ def test_streamed_codes_grow_into_the_generated_codes(tiny_gpt, options):
     conditioning, text_ids, lengths = random_inputs(tiny_gpt, [8, 5], seed=9)
     config = GenerationConfig(max_new_tokens=40, min_new_tokens=24, **options)
     final = [codes.tolist() for codes in generate_codes(tiny_gpt, conditioning, text_ids, lengths, config)]
-    items = [[codes.tolist() for codes in item]
-             for item in stream_codes(tiny_gpt, conditioning, text_ids, lengths, config, every=4)]
+    streamed = list(stream_codes(tiny_gpt, conditioning, text_ids, lengths, config, every=4))
+    assert [final for _, final in streamed] == [False] * (len(streamed) - 1) + [True]
+    items = [[codes.tolist() for codes in item] for item, _ in streamed]
     assert items[-1] == final
     assert len(items) > 1
     for row in range(len(final)):

@@ -38,6 +38,9 @@ FAKE_PROMPT_TOKEN = 1
 FINISHED_SCORE = -1.0e9
 """Score Hugging Face beam search gives to empty or excluded hypotheses."""
 
+StreamedCodes = tuple[list[torch.Tensor], bool]
+"""What :func:`stream_codes` yields: one code tensor (N_i,) per row, and whether they are the final answer."""
+
 
 @dataclass
 class GenerationConfig:
@@ -155,7 +158,7 @@ def _row_prefixes(codes: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tens
 
 
 def _greedy_or_sample(decoder: _Decoder, config: GenerationConfig, stop_token: int, start_token: int,
-                      generator: torch.Generator | None, every: int | None) -> Iterator[list[torch.Tensor]]:
+                      generator: torch.Generator | None, every: int | None) -> Iterator[StreamedCodes]:
     """Each row's codes so far after every ``every`` steps (a drawn code never changes), then all of them."""
     logits = decoder.prefill()  # (B, V)
     batch, vocab = logits.shape
@@ -180,9 +183,9 @@ def _greedy_or_sample(decoder: _Decoder, config: GenerationConfig, stop_token: i
         if step + 1 == config.max_new_tokens or (decoder.should_check(step) and bool(finished.all())):
             break
         if every and (step + 1) % every == 0:
-            yield _row_prefixes(codes, lengths.clamp(max=step + 1))
+            yield _row_prefixes(codes, lengths.clamp(max=step + 1)), False
         logits = decoder.step(next_codes, step + 1)
-    yield _row_prefixes(codes, lengths)
+    yield _row_prefixes(codes, lengths), True
 
 
 def _gather_beams(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -255,7 +258,7 @@ def _settled_beam_codes(running_codes: torch.Tensor, generated: int, finished: _
 
 
 def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, start_token: int,
-                 generator: torch.Generator | None, every: int | None) -> Iterator[list[torch.Tensor]]:
+                 generator: torch.Generator | None, every: int | None) -> Iterator[StreamedCodes]:
     """Hugging Face beam search (and beam sampling): early stopping off, best finished hypothesis returned.
 
     Every ``every`` steps it yields the codes each row's answer is already sure to begin with, then the
@@ -301,12 +304,12 @@ def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, s
         if generated == max_new or (decoder.should_check(step) and not bool(can_improve.any())):
             break
         if every and generated % every == 0:
-            yield _row_prefixes(*_settled_beam_codes(running_codes, generated, finished, can_improve))
+            yield _row_prefixes(*_settled_beam_codes(running_codes, generated, finished, can_improve)), False
         next_codes = running_codes[:, :, step].reshape(-1)  # (B*beams,)
         seen = seen.index_select(0, parents)
         seen[torch.arange(batch * beams, device=device), next_codes] = True
         logits = decoder.step(next_codes, generated, parents)
-    yield _row_prefixes(finished.codes[:, 0], finished.lengths[:, 0])
+    yield _row_prefixes(finished.codes[:, 0], finished.lengths[:, 0]), True
 
 
 def generate_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
@@ -320,17 +323,17 @@ def generate_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, te
     from one random stream, so they depend on the batch they are in. The model runs in eval mode (dropout
     off) whatever its mode, which is restored afterwards.
     """
-    for codes in stream_codes(model, conditioning, text_ids, text_lengths, config):
+    for codes, _ in stream_codes(model, conditioning, text_ids, text_lengths, config):
         pass
     return codes
 
 
 @torch.no_grad()
 def stream_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
-                 config: GenerationConfig | None = None, every: int | None = None) -> Iterator[list[torch.Tensor]]:
+                 config: GenerationConfig | None = None, every: int | None = None) -> Iterator[StreamedCodes]:
     """What :func:`generate_codes` returns, preceded by each row's settled codes every ``every`` steps.
 
-    A settled code is one the final answer is sure to hold at that place: every drawn code in greedy and
+    Yields (codes, final): one tensor per row, and whether this is the answer. A settled code is one the final answer is sure to hold at that place: every drawn code in greedy and
     sampled decoding, the prefix all live hypotheses share in beam search. Each intermediate item holds a
     growing prefix of each row's final codes (no stop code); the last item is the answer itself, identical
     to :func:`generate_codes` (reading the codes in between changes no draw). Each intermediate item waits
