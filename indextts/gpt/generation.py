@@ -14,7 +14,9 @@ Rows of a batch have different text lengths: their prompts are left-padded and m
 in lockstep and gets exactly the codes it would get alone. The key/value cache is allocated once for the whole
 generation (prompt + ``max_new_tokens``), beams share one prompt pass and are expanded inside the cache. The
 steps themselves run through ``indextts.gpt.step_runner`` (eager, compiled, or a replayed CUDA graph); the
-loops below keep every decision on the device and read the finished flags only every few steps on CUDA.
+loops below keep every decision on the device (sampling included, ``indextts.gpt.sampling``) and read the
+finished flags only every few steps on CUDA. ``stream_codes`` also hands out the codes already settled
+while generation goes on (streaming within a sentence).
 """
 
 from __future__ import annotations
