@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import tone
 
 from indextts.errors import InferenceError
 from indextts.gpt.generation import GenerationConfig
@@ -65,10 +66,8 @@ def tts(tiny_model_dir, tmp_path_factory) -> IndexTTS:
 
 @pytest.fixture(scope="module")
 def reference_wav(tmp_path_factory) -> Path:
-    t = np.arange(48000) / 24000
     path = tmp_path_factory.mktemp("ref") / "reference.wav"
-    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32),
-             24000)
+    sf.write(str(path), tone(2.0, 24000, 150.0), 24000)
     return path
 
 
