@@ -31,7 +31,6 @@ if __name__ == "__main__" and not __package__:
     # that runs `python -m indextts.infer` with the same arguments (POSIX exec; same process id).
     os.execv(sys.executable, [sys.executable, "-m", "indextts.infer", *sys.argv[1:]])
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,22 +43,18 @@ from indextts.checkpoint_folder import CheckpointFolder
 from indextts.errors import IndexTTSError, InferenceError, TextTooLongError
 from indextts.lora import SPEAKERS_FILE, TrainedSpeaker
 from indextts.speech import SpeechModels
+from indextts.streaming import stream_sentence
 from indextts.synthesis import (
     SpeechRequest,
     SynthesisOptions,
     check_writable,
     join_waveforms,
     plan_batches,
-    silence_min_total,
-    strip_stop_code,
-    trim_silence_runs,
     write_wav,
 )
 from indextts.text import TextTokenizer
 from indextts.timing import StageTimings, Stopwatch
 from indextts.voices import PatchedWeights, Voice, VoiceInfo, VoiceLibrary, VoiceSource
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["AudioChunk", "IndexTTS", "SpeechRequest", "SynthesisOptions", "SynthesisResult", "Voice", "VoiceInfo"]
 
@@ -82,10 +77,12 @@ class SynthesisResult:
 
 @dataclass
 class AudioChunk:
-    """One sentence's audio from :meth:`IndexTTS.stream`: ``waveform`` (S,) float32 at ``sample_rate``.
+    """A sentence's audio from :meth:`IndexTTS.stream`: ``waveform`` (S,) float32 at ``sample_rate``.
 
-    Every chunk after the first starts with the pause between sentences, so the chunks of a text
-    joined end to end are the waveform :meth:`IndexTTS.synthesize` returns for it.
+    Every sentence after the first starts with the pause between sentences, so the chunks of a text
+    joined end to end are the waveform :meth:`IndexTTS.synthesize` returns for it. A sentence
+    streamed in pieces gives several chunks, ``final`` on its last; ``codes`` are those first voiced
+    by the chunk.
     """
 
     waveform: np.ndarray
@@ -93,6 +90,7 @@ class AudioChunk:
     sentence_index: int
     text: str
     codes: torch.Tensor
+    final: bool = True
 
 
 @dataclass
@@ -253,16 +251,26 @@ class IndexTTS:
         return _Job(voice, options, sentences, timings, [torch.zeros(0, dtype=torch.long)] * len(sentences),
                     [np.zeros(0, dtype=np.float32)] * len(sentences))
 
-    def _clean_codes(self, generated: torch.Tensor, options: SynthesisOptions) -> torch.Tensor:
-        """Generated codes (N,) without the stop code and with long silences shortened."""
-        max_new_tokens = options.generation.max_new_tokens
-        if len(generated) >= max_new_tokens and generated[-1] != self.models.stop_mel_token:
-            logger.warning(
-                "A sentence reached max_mel_tokens=%d codes without finishing; its end may be cut. "
-                "Raise --max_mel_tokens or lower --max_text_tokens_per_sentence.", max_new_tokens)
-        codes = strip_stop_code(generated, self.models.stop_mel_token)
-        return trim_silence_runs(codes, options.silence_code, options.max_silence_codes,
-                                 silence_min_total(options.silence_trimming))
+    def _activate(self, voice: Voice) -> None:
+        """Put the voice's run adapter on the shared GPT (the base alone for zero-shot voices)."""
+        source = self.library.sources[voice.run] if voice.run else None
+        self.weights.activate(voice.run, source.patch if source else None)
+        self.models.select_weights((self.weights.active, self.weights.switches, len(self.library.sources)))
+
+    @torch.inference_mode()
+    def _stream_first_sentence(self, job: _Job, chunk_codes: int) -> Iterator[AudioChunk]:
+        """Sentence 0 of ``job`` in pieces (:mod:`indextts.streaming`); its codes and audio land in ``job``."""
+        self._activate(job.voice)
+        text, ids = job.sentences[0]
+        pieces = stream_sentence(self.models, job.voice.condition, job.voice.speaker_embedding,
+                                 torch.tensor(ids, dtype=torch.long), job.options, job.options.batch_generation(0),
+                                 chunk_codes)
+        waveforms, codes = [], []
+        for piece in pieces:
+            waveforms.append(piece.waveform)
+            codes.append(piece.codes)
+            yield AudioChunk(piece.waveform, self.sample_rate, 0, text, piece.codes, piece.final)
+        job.codes[0], job.waveforms[0] = torch.cat(codes), np.concatenate(waveforms)
 
     @torch.inference_mode()
     def _run_batch(self, items: list[tuple[_Job, int]], batch_number: int) -> None:
@@ -270,16 +278,14 @@ class IndexTTS:
         jobs = list({id(job): job for job, _ in items}.values())
         stopwatch = Stopwatch([job.timings for job in jobs], self.device)
         voices = [job.voice for job, _ in items]
-        source = self.library.sources[voices[0].run] if voices[0].run else None
-        self.weights.activate(voices[0].run, source.patch if source else None)
-        self.models.select_weights((self.weights.active, self.weights.switches, len(self.library.sources)))
+        self._activate(voices[0])
         options = items[0][0].options
         models = self.models
         text_ids, text_lengths = models.pad_text([job.sentences[i][1] for job, i in items])
         conditions = torch.stack([voice.condition for voice in voices])  # (B, 32, D)
         with stopwatch("generation"):
             generated = models.generate(conditions, text_ids, text_lengths, options.batch_generation(batch_number))
-        codes = [self._clean_codes(row, options) for row in generated]
+        codes = [models.spoken_codes(row, options) for row in generated]
         with stopwatch("latents"):
             latents = models.latents(conditions, text_ids, text_lengths, codes)
         with stopwatch("vocoder"):
@@ -342,18 +348,27 @@ class IndexTTS:
         return results
 
     def stream(self, text: str, voice: str | None = None, reference_audio: str | Path | None = None,
-               options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
+               options: SynthesisOptions | None = None, chunk_codes: int | None = None) -> Iterator[AudioChunk]:
         """Yield each sentence's audio as soon as it is ready, in order.
 
         The first sentence is synthesised alone, so the first chunk arrives after one sentence's
         work whatever the length of the text; the rest follow in batches of consecutive sentences.
-        Raises InferenceError at the end when no sentence produced audio.
+        With ``chunk_codes`` the first sentence itself comes in pieces (``AudioChunk.final`` marks its
+        last): audio of its first codes once ``chunk_codes`` of them are sure, each piece crossfaded
+        into the next (:mod:`indextts.streaming`). Raises InferenceError at the end when no sentence
+        produced audio, or at once for ``chunk_codes`` below 1.
         """
+        if chunk_codes is not None and chunk_codes < 1:
+            raise InferenceError(f"chunk_codes must be at least 1 (got {chunk_codes}); leave it unset to stream "
+                                 "whole sentences.")
         job = self._prepare(SpeechRequest(text, voice, options, reference_audio))
         size, count = job.options.sentence_batch_size, len(job.sentences)
         batches = [[0]] + [list(range(start, min(start + size, count))) for start in range(1, count, size)]
         pause = np.zeros(round(job.options.pause_seconds * self.sample_rate), dtype=np.float32)
         for number, batch in enumerate(batches):
+            if number == 0 and chunk_codes:
+                yield from self._stream_first_sentence(job, chunk_codes)
+                continue
             self._run_batch([(job, index) for index in batch], number)
             for index in batch:
                 waveform = job.waveforms[index] if index == 0 else np.concatenate([pause, job.waveforms[index]])

@@ -14,6 +14,8 @@ final ``tanh`` (and the speaker encoder, used once per voice), which stay in fp3
 from __future__ import annotations
 
 import copy
+import logging
+from collections.abc import Iterator
 from itertools import groupby
 from pathlib import Path
 
@@ -32,10 +34,13 @@ from indextts.audio import (
     peak_dbfs,
 )
 from indextts.errors import AudioError, InferenceError
-from indextts.gpt.generation import GenerationConfig, generate_codes
+from indextts.gpt.generation import GenerationConfig, StreamedCodes, generate_codes, stream_codes
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.gpt.quantize import quantize_for_cpu
 from indextts.runtime import dtype_of, resolve_device, resolve_precision
+from indextts.synthesis import SynthesisOptions, silence_min_total, strip_stop_code, trim_silence_runs
+
+logger = logging.getLogger(__name__)
 
 VOCODER_EDGE_FRAMES = 16
 """Latent frames at the end of a row that a batch's zero padding changes by more than ~1e-5
@@ -147,6 +152,23 @@ class SpeechModels:
         """Codes for a batch: conditions (B, 32, D), text_ids (B, L), text_lengths (B,) -> B code tensors."""
         decoder = self.decoder(self._weights_key)
         return generate_codes(decoder, conditions.to(self.dtype), text_ids, text_lengths, generation)
+
+    def stream_codes(self, conditions: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
+                     generation: GenerationConfig, every: int) -> Iterator[StreamedCodes]:
+        """:meth:`generate`'s codes as they settle, every ``every`` steps (see ``stream_codes``)."""
+        decoder = self.decoder(self._weights_key)
+        yield from stream_codes(decoder, conditions.to(self.dtype), text_ids, text_lengths, generation, every)
+
+    def spoken_codes(self, generated: torch.Tensor, options: SynthesisOptions) -> torch.Tensor:
+        """Generated codes (N,) without the stop code and with long silences shortened."""
+        max_new_tokens = options.generation.max_new_tokens
+        if len(generated) >= max_new_tokens and generated[-1] != self.stop_mel_token:
+            logger.warning(
+                "A sentence reached max_mel_tokens=%d codes without finishing; its end may be cut. "
+                "Raise --max_mel_tokens or lower --max_text_tokens_per_sentence.", max_new_tokens)
+        codes = strip_stop_code(generated, self.stop_mel_token)
+        return trim_silence_runs(codes, options.silence_code, options.max_silence_codes,
+                                 silence_min_total(options.silence_trimming))
 
     def latents(self, conditions: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
                 codes: list[torch.Tensor]) -> list[torch.Tensor]:

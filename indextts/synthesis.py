@@ -157,7 +157,52 @@ def silence_min_total(mode: str) -> int:
     """``min_total`` of :func:`trim_silence_runs` for a trimming mode: reference 30, strict 0, off never."""
     if mode not in SILENCE_TRIMMING:
         raise InferenceError(f"Unknown silence trimming '{mode}'. Use one of: {', '.join(SILENCE_TRIMMING)}.")
-    return {"reference": SILENCE_TRIM_MIN_TOTAL, "strict": 0, "off": torch.iinfo(torch.int64).max}[mode]
+    return {"reference": SILENCE_TRIM_MIN_TOTAL, "strict": 0, "off": NEVER_TRIM}[mode]
+
+
+NEVER_TRIM = torch.iinfo(torch.int64).max
+"""``min_total`` of the "off" mode: no sentence holds more silence codes than this."""
+
+
+def settled_speech_codes(codes: torch.Tensor, silence_code: int, max_run: int, min_total: int = 0) -> torch.Tensor:
+    """The codes a sentence still being generated is sure to speak first: codes (N,) drawn so far, no stop code.
+
+    :func:`trim_silence_runs` of the finished sentence begins with the result. Until the sentence holds
+    more than ``min_total`` silence codes it is unknown whether runs will be shortened, so the result
+    stops ``max_run`` codes into the first run longer than that (those codes stay either way).
+    """
+    if max_run < 0 or min_total == NEVER_TRIM or int((codes == silence_code).sum()) > min_total:
+        return trim_silence_runs(codes, silence_code, max_run, min_total)  # off, or sure to trim
+    values, counts = torch.unique_consecutive(codes, return_counts=True)
+    too_long = ((values == silence_code) & (counts > max_run)).nonzero()
+    if len(too_long) == 0:
+        return codes
+    first = int(too_long[0])
+    return codes[: int(counts[:first].sum()) + max_run]
+
+
+class CrossfadeStitcher:
+    """Joins audio of overlapping vocoder windows into one stream of samples ready to play.
+
+    Each call to :meth:`add` passes the audio of the next window, which starts where the audio held back
+    from the previous window starts; the two are crossfaded linearly over that stretch. All but the last
+    ``overlap`` samples of each window are handed out at once; the last window is handed out whole.
+    """
+
+    def __init__(self, overlap: int):
+        self.overlap = overlap
+        self.held = np.zeros(0, dtype=np.float32)
+
+    def add(self, audio: np.ndarray, last: bool) -> np.ndarray:
+        """Samples ready to play: the crossfaded overlap, then ``audio`` up to what is held back for the next."""
+        shared = len(self.held)
+        if len(audio) < shared:
+            raise ValueError(f"a window of {len(audio)} samples cannot cover the {shared} held back")
+        fade_in = (np.arange(shared, dtype=np.float32) + 0.5) / max(shared, 1)
+        head = self.held * (1 - fade_in) + audio[:shared] * fade_in
+        keep = 0 if last else min(self.overlap, len(audio) - shared)
+        self.held = audio[len(audio) - keep:].copy()
+        return np.concatenate([head, audio[shared: len(audio) - keep]]).astype(np.float32)
 
 
 def join_waveforms(waveforms: Sequence[np.ndarray], pause_samples: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""On a CUDA GPU: the captured decode step gives the eager codes, and NCCL starts in one process.
+"""On a CUDA GPU: the captured decode step gives the eager codes, captures tolerate a busy thread, sampling
+never waits for the GPU, and NCCL starts in one process.
 
 Every test here is marked ``cuda`` and skipped without a GPU; ``benchmarks/gpu_check.py`` runs them with
 ``pytest -m cuda`` on a GPU machine.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -17,7 +19,8 @@ from safetensors.torch import load_file
 
 from indextts.checkpoints import load_gpt
 from indextts.gpt.generation import GenerationConfig, generate_codes
-from indextts.gpt.step_runner import CudaGraphRunner, clear_captured_steps
+from indextts.gpt.sampling import draw_without_replacement
+from indextts.gpt.step_runner import CudaGraphRunner, capture_count, clear_captured_steps
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -77,6 +80,45 @@ def test_graph_is_captured_once_per_bucket(cuda_gpt, monkeypatch):
     for seed in range(3):
         codes_of(cuda_gpt, inputs(cuda_gpt, [6, 8], seed), GREEDY, graph=True)
     assert len(captures) == 1
+
+
+def test_capture_while_another_thread_uses_the_gpu(cuda_gpt):
+    """A server thread keeps working (and waiting for the GPU) while new buckets are captured: with torch's
+    global capture mode its sync would break the capture or fail itself; the thread-local mode allows it."""
+    stop, errors = threading.Event(), []
+
+    def busy():
+        matrix = torch.randn(256, 256, device="cuda")
+        try:
+            while not stop.is_set():
+                float((matrix @ matrix).sum())  # a host sync on another stream
+        except RuntimeError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        for seed in range(3):
+            clear_captured_steps(cuda_gpt)
+            before = capture_count(cuda_gpt)
+            codes_of(cuda_gpt, inputs(cuda_gpt, [6, 8], seed), GREEDY, graph=True)
+            assert capture_count(cuda_gpt) == before + 1
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
+
+
+def test_sampling_draws_without_waiting_for_the_gpu():
+    probabilities = torch.rand(4, 100, device="cuda").softmax(dim=-1)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        draw_without_replacement(probabilities, 1, None)
+        draw_without_replacement(probabilities, 6, None)
+        with pytest.raises(RuntimeError):  # what the loop called before: it checks its input on the host
+            torch.multinomial(probabilities, 1)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
 
 
 @pytest.mark.parametrize("folder", GOLDEN_FOLDERS, ids=[p.name for p in GOLDEN_FOLDERS])

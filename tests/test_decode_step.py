@@ -7,6 +7,8 @@ capture needs (tests/test_cuda_decode.py checks the capture itself on a GPU).
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from helpers import conformance_folders
@@ -16,7 +18,7 @@ from indextts.checkpoints import load_gpt
 from indextts.gpt import generation
 from indextts.gpt.decode_step import DecodeState, decode_step
 from indextts.gpt.generation import GenerationConfig, _Decoder, generate_codes
-from indextts.gpt.step_runner import SLOT_ROUNDING, StepRunner
+from indextts.gpt.step_runner import SLOT_ROUNDING, StepRunner, capture_step
 
 STEPS = 24
 GOLDEN_MAX_NEW_CODES = 30
@@ -117,3 +119,18 @@ def test_inductor_codes_equal_eager_codes(folder):
         config = GenerationConfig(max_new_tokens=GOLDEN_MAX_NEW_CODES, compile_backend="inductor", **options)
         codes = generate_codes(model, golden[f"cond_{index}"][None], text, torch.tensor([text.shape[1]]), config)
         assert codes[0].tolist() == golden[f"{prefix}_{index}"].tolist(), prefix
+
+
+def test_capture_lets_other_threads_use_the_gpu(monkeypatch):
+    """The capture asks for CUDA's thread-local error mode (the CUDA test runs a busy thread during one)."""
+    requested = []
+
+    @contextlib.contextmanager
+    def recording_graph(graph, **options):
+        requested.append((graph, options))
+        yield
+
+    monkeypatch.setattr(torch.cuda, "graph", recording_graph)
+    graph, logits = object(), torch.zeros(2, 5)
+    assert capture_step(graph, lambda state, window, reorder: logits, None, False) is logits
+    assert requested == [(graph, {"capture_error_mode": "thread_local"})]

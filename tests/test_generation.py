@@ -14,7 +14,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from indextts.checkpoints import load_gpt
 from indextts.errors import InferenceError
-from indextts.gpt.generation import FAKE_PROMPT_TOKEN, GenerationConfig, generate_codes
+from indextts.gpt.generation import FAKE_PROMPT_TOKEN, GenerationConfig, generate_codes, stream_codes
 
 GOLDEN_MAX_NEW_CODES = 30
 GOLDEN_BEAMS = 3
@@ -214,3 +214,37 @@ def test_too_many_new_tokens_for_the_position_table(tiny_gpt):
     too_many = tiny_gpt.mel_pos_embedding.emb.num_embeddings
     with pytest.raises(InferenceError, match="max_mel_tokens"):
         generate_codes(tiny_gpt, conditioning, text_ids, lengths, GenerationConfig(max_new_tokens=too_many))
+
+
+@pytest.mark.parametrize("options", [GREEDY, dict(num_beams=1, seed=5)], ids=["greedy", "sample"])
+def test_a_model_in_train_mode_gives_the_eval_codes_and_keeps_its_mode(tiny_gpt, options):
+    """GPT-2's dropout (p = 0.1) would change the codes, and a captured graph would replay one dropout mask."""
+    conditioning, text_ids, lengths = random_inputs(tiny_gpt, [7, 4], seed=6)
+    config = GenerationConfig(max_new_tokens=30, **options)
+    expected = [codes.tolist() for codes in generate_codes(tiny_gpt, conditioning, text_ids, lengths, config)]
+    tiny_gpt.train()
+    tiny_gpt.conditioning_encoder.eval()  # a mixed mode comes back as it was
+    try:
+        got = [codes.tolist() for codes in generate_codes(tiny_gpt, conditioning, text_ids, lengths, config)]
+        assert tiny_gpt.training and tiny_gpt.gpt.training and not tiny_gpt.conditioning_encoder.training
+    finally:
+        tiny_gpt.eval()
+    assert got == expected
+
+
+@pytest.mark.parametrize("options", [GREEDY, BEAM, dict(num_beams=1, seed=7), dict(seed=8)],
+                         ids=["greedy", "beam3", "sample", "beam-sample"])
+def test_streamed_codes_grow_into_the_generated_codes(tiny_gpt, options):
+    conditioning, text_ids, lengths = random_inputs(tiny_gpt, [8, 5], seed=9)
+    config = GenerationConfig(max_new_tokens=40, min_new_tokens=24, **options)
+    final = [codes.tolist() for codes in generate_codes(tiny_gpt, conditioning, text_ids, lengths, config)]
+    streamed = list(stream_codes(tiny_gpt, conditioning, text_ids, lengths, config, every=4))
+    assert [final for _, final in streamed] == [False] * (len(streamed) - 1) + [True]
+    items = [[codes.tolist() for codes in item] for item, _ in streamed]
+    assert items[-1] == final
+    assert len(items) > 1
+    for row in range(len(final)):
+        settled = [len(item[row]) for item in items[:-1]]
+        assert settled == sorted(settled)
+        assert all(item[row] == final[row][: len(item[row])] for item in items[:-1])
+        assert settled[-1] > 0, "nothing settled before the end"

@@ -14,11 +14,15 @@ Rows of a batch have different text lengths: their prompts are left-padded and m
 in lockstep and gets exactly the codes it would get alone. The key/value cache is allocated once for the whole
 generation (prompt + ``max_new_tokens``), beams share one prompt pass and are expanded inside the cache. The
 steps themselves run through ``indextts.gpt.step_runner`` (eager, compiled, or a replayed CUDA graph); the
-loops below keep every decision on the device and read the finished flags only every few steps on CUDA.
+loops below keep every decision on the device (sampling included, ``indextts.gpt.sampling``) and read the
+finished flags only every few steps on CUDA. ``stream_codes`` also hands out the codes already settled
+while generation goes on (streaming within a sentence).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 
 from indextts.errors import InferenceError
 from indextts.gpt.decode_step import GENERATED_POSITION_OFFSET
+from indextts.gpt.sampling import draw_without_replacement, process_scores
 from indextts.gpt.step_runner import make_step_runner
 
 FAKE_PROMPT_TOKEN = 1
@@ -34,6 +39,9 @@ FAKE_PROMPT_TOKEN = 1
 
 FINISHED_SCORE = -1.0e9
 """Score Hugging Face beam search gives to empty or excluded hypotheses."""
+
+StreamedCodes = tuple[list[torch.Tensor], bool]
+"""What :func:`stream_codes` yields: one code tensor (N_i,) per row, and whether they are the final answer."""
 
 
 @dataclass
@@ -146,44 +154,14 @@ def _initial_seen(rows: int, vocab: int, start_mel_token: int, device: torch.dev
     return seen
 
 
-def _penalize_repetitions(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    if penalty == 1.0:
-        return scores
-    penalized = torch.where(scores < 0, scores * penalty, scores / penalty)
-    return torch.where(seen, penalized, scores)
-
-
-def _warp(scores: torch.Tensor, config: GenerationConfig, min_tokens_to_keep: int) -> torch.Tensor:
-    """Temperature, top-k and top-p filtering as Hugging Face applies them when sampling."""
-    if config.temperature != 1.0:
-        scores = scores / config.temperature
-    if config.top_k > 0:
-        k = min(max(config.top_k, min_tokens_to_keep), scores.shape[-1])
-        kth_best = torch.topk(scores, k).values[..., -1:]
-        scores = scores.masked_fill(scores < kth_best, -float("inf"))
-    if config.top_p < 1.0:
-        sorted_scores, order = torch.sort(scores, descending=False)
-        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
-        remove_sorted = cumulative <= (1 - config.top_p)
-        remove_sorted[..., -min_tokens_to_keep:] = False
-        remove = remove_sorted.scatter(1, order, remove_sorted)
-        scores = scores.masked_fill(remove, -float("inf"))
-    return scores
-
-
-def _process(scores: torch.Tensor, seen: torch.Tensor, step: int, config: GenerationConfig, stop_token: int,
-             min_tokens_to_keep: int) -> torch.Tensor:
-    """Logits processors in Hugging Face order: repetition penalty, minimum length, then sampling warpers."""
-    scores = _penalize_repetitions(scores, seen, config.repetition_penalty)
-    if step < config.min_new_tokens:
-        scores[:, stop_token] = -float("inf")
-    if config.do_sample:
-        scores = _warp(scores, config, min_tokens_to_keep)
-    return scores
+def _row_prefixes(codes: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    """The first ``lengths[i]`` codes of each row of (B, N) codes (reads the lengths on the host)."""
+    return [codes[row, :length].clone() for row, length in enumerate(lengths.tolist())]
 
 
 def _greedy_or_sample(decoder: _Decoder, config: GenerationConfig, stop_token: int, start_token: int,
-                      generator: torch.Generator | None) -> list[torch.Tensor]:
+                      generator: torch.Generator | None, every: int | None) -> Iterator[StreamedCodes]:
+    """Each row's codes so far after every ``every`` steps (a drawn code never changes), then all of them."""
     logits = decoder.prefill()  # (B, V)
     batch, vocab = logits.shape
     device = logits.device
@@ -193,9 +171,9 @@ def _greedy_or_sample(decoder: _Decoder, config: GenerationConfig, stop_token: i
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.full((batch,), config.max_new_tokens, dtype=torch.long, device=device)
     for step in range(config.max_new_tokens):
-        scores = _process(logits, seen, step, config, stop_token, min_tokens_to_keep=1)
+        scores = process_scores(logits, seen, step, config, stop_token, min_tokens_to_keep=1)
         if config.do_sample:
-            next_codes = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
+            next_codes = draw_without_replacement(scores.softmax(dim=-1), 1, generator)[:, 0]
         else:
             next_codes = scores.argmax(dim=-1)
         next_codes = next_codes.masked_fill(finished, stop_token)
@@ -206,8 +184,10 @@ def _greedy_or_sample(decoder: _Decoder, config: GenerationConfig, stop_token: i
         seen[rows, next_codes] = True
         if step + 1 == config.max_new_tokens or (decoder.should_check(step) and bool(finished.all())):
             break
+        if every and (step + 1) % every == 0:
+            yield _row_prefixes(codes, lengths.clamp(max=step + 1)), False
         logits = decoder.step(next_codes, step + 1)
-    return [codes[row, : int(lengths[row])].clone() for row in range(batch)]
+    yield _row_prefixes(codes, lengths), True
 
 
 def _gather_beams(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -226,7 +206,7 @@ def _choose_candidates(accumulated: torch.Tensor, count: int, do_sample: bool,
     # Filtered-out ids have probability 0; a negligible floor lets sampling without replacement always find
     # `count` candidates (the extra ones carry -inf scores and never survive).
     probabilities = probabilities.clamp(min=torch.finfo(probabilities.dtype).tiny)
-    indices = torch.multinomial(probabilities, count, generator=generator)
+    indices = draw_without_replacement(probabilities, count, generator)
     scores = accumulated.gather(1, indices)
     scores, order = scores.sort(dim=-1, descending=True)
     return scores, indices.gather(1, order)
@@ -258,11 +238,33 @@ def _merge_finished(finished: _Finished, candidate_codes: torch.Tensor, top_scor
                      _gather_beams(torch.cat([finished.lengths, step_lengths], dim=1), best))
 
 
+def _settled_beam_codes(running_codes: torch.Tensor, generated: int, finished: _Finished,
+                        can_improve: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes (B, max_new) that every hypothesis still able to be returned begins with, and their lengths (B,).
+
+    Whatever beam search returns descends from a running beam or is a finished hypothesis, so the prefix
+    they all share is final. A row that can no longer improve returns its best finished hypothesis whole.
+    Running beams that fell behind are kept in the comparison: it settles less, never wrongly.
+    """
+    batch, beams, max_new = running_codes.shape
+    kept = finished.flags[..., None]  # empty finished slots agree with everything
+    hypotheses = torch.cat([running_codes, torch.where(kept, finished.codes, running_codes[:, :1])], dim=1)
+    lengths = torch.cat([torch.full_like(finished.lengths, generated),
+                         torch.where(finished.flags, finished.lengths, max_new)], dim=1)  # (B, 2*beams)
+    within = torch.arange(max_new, device=running_codes.device) < lengths.min(dim=1).values[:, None]
+    agree = (hypotheses == hypotheses[:, :1]).all(dim=1) & within  # (B, max_new)
+    shared = agree.long().cumprod(dim=1).sum(dim=1)
+    done = ~can_improve[:, 0]
+    codes = torch.where(done[:, None], finished.codes[:, 0], running_codes[:, 0])
+    return codes, torch.where(done, finished.lengths[:, 0], shared)
+
+
 def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, start_token: int,
-                 generator: torch.Generator | None) -> list[torch.Tensor]:
+                 generator: torch.Generator | None, every: int | None) -> Iterator[StreamedCodes]:
     """Hugging Face beam search (and beam sampling): early stopping off, best finished hypothesis returned.
 
-    One function for the whole step loop (about 50 lines): the running and finished beams update
+    Every ``every`` steps it yields the codes each row's answer is already sure to begin with, then the
+    answers. One function for the whole step loop (about 55 lines): the running and finished beams update
     together, and splitting the loop would pass a dozen tensors back and forth.
     """
     beams, max_new = config.num_beams, config.max_new_tokens
@@ -282,7 +284,7 @@ def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, s
                          torch.zeros(batch, beams, dtype=torch.long, device=device))
     can_improve = torch.ones(batch, 1, dtype=torch.bool, device=device)
     for step in range(max_new):
-        log_probs = _process(F.log_softmax(logits, dim=-1), seen, step, config, stop_token, min_tokens_to_keep=2)
+        log_probs = process_scores(F.log_softmax(logits, dim=-1), seen, step, config, stop_token, min_tokens_to_keep=2)
         accumulated = (log_probs.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, -1)
         top_scores, top_indices = _choose_candidates(accumulated, candidates, config.do_sample, generator)
         source_beams, top_codes = top_indices // vocab, top_indices % vocab  # (B, K)
@@ -303,14 +305,15 @@ def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, s
         can_improve = can_improve & (best_running > worst_finished).any(dim=-1, keepdim=True)
         if generated == max_new or (decoder.should_check(step) and not bool(can_improve.any())):
             break
+        if every and generated % every == 0:
+            yield _row_prefixes(*_settled_beam_codes(running_codes, generated, finished, can_improve)), False
         next_codes = running_codes[:, :, step].reshape(-1)  # (B*beams,)
         seen = seen.index_select(0, parents)
         seen[torch.arange(batch * beams, device=device), next_codes] = True
         logits = decoder.step(next_codes, generated, parents)
-    return [finished.codes[row, 0, : int(finished.lengths[row, 0])].clone() for row in range(batch)]
+    yield _row_prefixes(finished.codes[:, 0], finished.lengths[:, 0]), True
 
 
-@torch.no_grad()
 def generate_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
                    config: GenerationConfig | None = None) -> list[torch.LongTensor]:
     """Generate mel codes for a batch of texts with a UnifiedVoice GPT.
@@ -319,9 +322,50 @@ def generate_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, te
     text_lengths (B,). Returns one int64 tensor per row with at most ``config.max_new_tokens`` codes, ending
     with ``model.stop_mel_token`` when the model produced it. With greedy decoding and beam search each row gets
     the codes it would get alone; sampled rows are reproducible for a given seed and batch, but all rows draw
-    from one random stream, so they depend on the batch they are in.
+    from one random stream, so they depend on the batch they are in. The model runs in eval mode (dropout
+    off) whatever its mode, which is restored afterwards.
+    """
+    for codes, _ in stream_codes(model, conditioning, text_ids, text_lengths, config):
+        pass
+    return codes
+
+
+@torch.no_grad()
+def stream_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
+                 config: GenerationConfig | None = None, every: int | None = None) -> Iterator[StreamedCodes]:
+    """What :func:`generate_codes` returns, preceded by each row's settled codes every ``every`` steps.
+
+    Yields (codes, final): one tensor per row, and whether this is the answer. A settled code is one the final answer is sure to hold at that place: every drawn code in greedy and
+    sampled decoding, the prefix all live hypotheses share in beam search. Each intermediate item holds a
+    growing prefix of each row's final codes (no stop code); the last item is the answer itself, identical
+    to :func:`generate_codes` (reading the codes in between changes no draw). Each intermediate item waits
+    for the device. Arguments and errors as :func:`generate_codes`.
     """
     config = config or GenerationConfig()
+    _check_inputs(model, conditioning, text_ids, text_lengths, config)
+    device = conditioning.device
+    with _evaluating(model):
+        decoder = _Decoder(model, conditioning, text_ids.to(device), text_lengths.to(device), config)
+        decode = _greedy_or_sample if config.num_beams == 1 else _beam_search
+        yield from decode(decoder, config, model.stop_mel_token, model.start_mel_token,
+                          config.make_generator(device), every)
+
+
+@contextmanager
+def _evaluating(model):
+    """Every module of ``model`` in eval mode (dropout off: a captured graph would replay one mask), then back."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _check_inputs(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
+                  config: GenerationConfig) -> None:
+    """Raise InferenceError for invalid settings, mismatched shapes, or more codes than mel positions."""
     config.validate()
     if conditioning.dim() != 3 or text_ids.dim() != 2 or text_lengths.dim() != 1:
         raise InferenceError(
@@ -341,12 +385,3 @@ def generate_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, te
             f"{position_slots} (gpt.max_mel_tokens in config.yaml); lower max_new_tokens to at most "
             f"{position_slots - GENERATED_POSITION_OFFSET}."
         )
-    device = conditioning.device
-    text_ids = text_ids.to(device)
-    text_lengths = text_lengths.to(device)
-    generator = config.make_generator(device)
-    decoder = _Decoder(model, conditioning, text_ids, text_lengths, config)
-    stop_token, start_token = model.stop_mel_token, model.start_mel_token
-    if config.num_beams == 1:
-        return _greedy_or_sample(decoder, config, stop_token, start_token, generator)
-    return _beam_search(decoder, config, stop_token, start_token, generator)

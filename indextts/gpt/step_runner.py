@@ -35,6 +35,13 @@ WARMUP_STEPS = 2
 BUCKETS_ATTRIBUTE = "_captured_decode_steps"
 """Model attribute holding its captured buckets (a plain dict entry: not a parameter, not saved)."""
 
+CAPTURES_ATTRIBUTE = "_decode_step_captures"
+"""Model attribute counting the graphs captured for it (benchmarks check that none is captured while timing)."""
+
+CAPTURE_ERROR_MODE = "thread_local"
+"""Only CUDA calls of the capturing thread may break a capture ("global", torch's default, fails on unsafe
+calls from any thread): a server thread may keep using the GPU while a new bucket is captured."""
+
 
 class StepRunner:
     """Eager or compiled decoding over a fresh ``DecodeState``.
@@ -78,8 +85,7 @@ class CudaGraphRunner(StepRunner):
             for _ in range(WARMUP_STEPS):
                 step_function(state, None, reorder)
         torch.cuda.current_stream(state.codes.device).wait_stream(side_stream)
-        with torch.cuda.graph(self.graph):
-            self.logits = step_function(state, None, reorder)
+        self.logits = capture_step(self.graph, step_function, state, reorder)
         self.used = False
 
     def prefill(self, prompt: torch.Tensor, is_prompt: torch.Tensor, repeats: int) -> torch.Tensor:
@@ -94,6 +100,17 @@ class CudaGraphRunner(StepRunner):
         self.state.set_inputs(codes, index, parents)
         self.graph.replay()
         return self.logits
+
+
+def capture_step(graph, step_function, state: DecodeState, reorder: bool) -> torch.Tensor:
+    """Record one fixed-shape step into ``graph`` (a ``torch.cuda.CUDAGraph``); its logits (R, V) tensor."""
+    with torch.cuda.graph(graph, capture_error_mode=CAPTURE_ERROR_MODE):
+        return step_function(state, None, reorder)
+
+
+def capture_count(model) -> int:
+    """How many decode-step graphs have been captured for ``model`` so far."""
+    return model.__dict__.get(CAPTURES_ATTRIBUTE, 0)
 
 
 def _compiled(backend):
@@ -115,6 +132,7 @@ def _captured_runner(model, rows: int, slots: int, dtype: torch.dtype, device: t
         buckets.popitem(last=False)
     step_function = _compiled(compile_backend) if compile_backend else decode_step
     runner = CudaGraphRunner(DecodeState(model, rows, slots, dtype, device), reorder, step_function)
+    model.__dict__[CAPTURES_ATTRIBUTE] = capture_count(model) + 1
     buckets[key] = runner
     return runner
 
