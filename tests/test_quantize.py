@@ -91,3 +91,20 @@ def test_refuses_what_it_cannot_quantize(tiny_gpt, change, message):
     mode = "int4" if message.startswith("Unknown") else "int8"
     with pytest.raises(InferenceError, match=message):
         quantize_for_cpu(model, mode)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_bfloat16_linear_packs_only_where_onednn_runs_bfloat16(monkeypatch, packed):
+    """An AVX2-only CPU has no oneDNN bfloat16 kernels (packing the weight raises there): the layer
+    then keeps a plain bfloat16 matrix and computes the same product."""
+    import indextts.gpt.quantize as quantize
+
+    if packed and not quantize.onednn_bfloat16_available():
+        pytest.skip("this CPU has no oneDNN bfloat16 kernels")
+    monkeypatch.setattr(quantize, "onednn_bfloat16_available", lambda: packed)
+    torch.manual_seed(0)
+    weight, bias, inputs = torch.randn(6, 5), torch.randn(6), torch.randn(2, 3, 5)
+    layer = BFloat16Linear(weight, bias)
+    want = torch.nn.functional.linear(inputs.bfloat16(), weight.bfloat16(), bias.bfloat16()).float()
+    assert layer.packed is packed
+    torch.testing.assert_close(layer(inputs), want, atol=1e-2, rtol=1e-2)

@@ -32,10 +32,17 @@ LINEAR_NAMES = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 """The linear layers of a GPT-2 block (transformers' Conv1D: weight (in, out))."""
 
 
+def onednn_bfloat16_available() -> bool:
+    """Whether oneDNN's pre-packed bfloat16 linear runs on this CPU (it needs AVX512BW/VL/DQ or
+    AVX-NE-CONVERT; on an AVX2-only CPU packing the weight raises)."""
+    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+            and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+
+
 class BFloat16Linear(nn.Module):
     """A linear layer with bfloat16 weights: (..., in) -> (..., out) in the input's dtype.
 
-    Where PyTorch has oneDNN the weight is stored pre-packed for oneDNN's bfloat16 kernels (the plain
+    Where oneDNN's bfloat16 kernels run on this CPU the weight is stored pre-packed for them (the plain
     ``F.linear`` path of a bfloat16 weight is no faster than float32 on CPUs); else it is a plain matrix.
     """
 
@@ -43,7 +50,7 @@ class BFloat16Linear(nn.Module):
         super().__init__()
         weight = weight.detach().to(torch.bfloat16)
         self.out_features = weight.shape[0]
-        self.packed = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        self.packed = onednn_bfloat16_available()
         if self.packed:
             weight = torch.ops.mkldnn._reorder_linear_weight(weight, 1)  # packed for batch-1 decoding
         self.register_buffer("weight", weight)
