@@ -5,6 +5,8 @@ Every error a user can cause (a bad file, a wrong option, a mismatched checkpoin
 Command-line entry points catch it, print the message and exit with status 2.
 """
 
+from pathlib import Path
+
 
 class IndexTTSError(Exception):
     """Base class of errors caused by user input rather than by a bug."""
@@ -65,3 +67,17 @@ class TextTooLongError(InferenceError):
 
 class WebUIError(IndexTTSError):
     """A web UI action cannot run: a job is already running, a field is empty, or a feature is missing."""
+
+
+def extra_install_command(extra: str) -> str:
+    """The pip command, in backticks, that adds the optional ``extra`` to this install.
+
+    A source checkout (``pyproject.toml`` of this project beside the package) is told the editable
+    form; a pip install is told the published name, which works from any folder.
+    """
+    project = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        in_checkout = 'name = "index-tts-lora"' in project.read_text(encoding="utf-8")
+    except OSError:
+        in_checkout = False
+    return f"`pip install -e '.[{extra}]'`" if in_checkout else f"`pip install 'index-tts-lora[{extra}]'`"

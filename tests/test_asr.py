@@ -68,6 +68,7 @@ def test_unknown_spec_names_the_valid_ones(spec):
 
 @pytest.mark.skipif(importlib.util.find_spec("funasr") is not None, reason="funasr is installed")
 def test_paraformer_without_funasr_names_the_extra():
+    """In a checkout (the suite runs in one) the hint is the editable form; tests/test_install.py checks a wheel's."""
     with pytest.raises(ASRError, match=r"pip install -e '\.\[paraformer\]'"):
         load_asr("paraformer")
 

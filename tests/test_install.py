@@ -60,6 +60,12 @@ def test_package_comes_from_the_wheel_with_its_configs(installed, tmp_path):
     assert "usage" in run([str(installed / "python"), "-m", "indextts.infer", "--help"], tmp_path).stdout
 
 
+def test_install_hints_name_the_published_package_outside_a_checkout(installed, tmp_path):
+    code = "from indextts.errors import extra_install_command as c; print(c('prepare'))"
+    assert run([str(installed / "python"), "-c", code], tmp_path).stdout.strip() == \
+        "`pip install 'index-tts-lora[prepare]'`"
+
+
 def test_console_scripts_run_the_demo_pipeline_outside_the_repository(installed, tmp_path):
     data, model_dir, processed, run_dir = (tmp_path / n for n in ("data", "checkpoints", "processed", "run"))
     run([sys.executable, str(REPO_ROOT / "tools" / "make_demo_data.py"), str(data), "--sentences", "4"], tmp_path)

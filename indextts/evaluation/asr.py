@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import soxr
 
-from indextts.errors import IndexTTSError
+from indextts.errors import IndexTTSError, extra_install_command
 
 ASR_SAMPLE_RATE = 16000
 """Whisper, PocketSphinx's en-us model and Paraformer all listen at 16 kHz."""
@@ -81,7 +81,7 @@ def to_mono_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 def _missing_package(package: str, backend: str, error: ImportError) -> ASRError:
     return ASRError(
         f"The ASR backend '{backend}' needs the '{package}' package, which is not installed ({error}). "
-        f"Install it with `pip install -e '.[prepare]'` (or `pip install {package}`), or choose another "
+        f"Install it with {extra_install_command('prepare')} (or `pip install {package}`), or choose another "
         f"backend: {SPECS_HELP}."
     )
 
@@ -201,7 +201,7 @@ class ParaformerASR:
         except ImportError as error:
             raise ASRError(
                 f"The ASR backend 'paraformer' needs FunASR, which is not installed ({error}). Install it "
-                "with `pip install -e '.[paraformer]'` (or `pip install funasr`), or choose another "
+                f"with {extra_install_command('paraformer')} (or `pip install funasr`), or choose another "
                 f"backend: {SPECS_HELP}."
             ) from error
         self.name = f"paraformer:{model}"

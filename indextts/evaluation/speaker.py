@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from indextts.errors import EvaluationError
+from indextts.errors import EvaluationError, extra_install_command
 from indextts.evaluation.asr import ASR_SAMPLE_RATE, to_mono_16k
 
 SPECS_HELP = "'wavlm:<local path or hub id>' or 'resemblyzer'"
@@ -101,7 +101,7 @@ class ResemblyzerEncoder:
             from resemblyzer import VoiceEncoder, preprocess_wav
         except ImportError as error:
             raise _missing_package("resemblyzer", "resemblyzer", error,
-                                   "`pip install -e '.[eval]'` then `pip install --no-deps resemblyzer`") from error
+                                   f"{extra_install_command('eval')} then `pip install --no-deps resemblyzer`") from error
         self._encoder = VoiceEncoder(device, verbose=False)
         self._preprocess = preprocess_wav
 
