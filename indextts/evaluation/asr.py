@@ -23,6 +23,7 @@ import numpy as np
 import soxr
 
 from indextts.errors import IndexTTSError, extra_install_command
+from indextts.hub import prepare_hub_source
 
 ASR_SAMPLE_RATE = 16000
 """Whisper, PocketSphinx's en-us model and Paraformer all listen at 16 kHz."""
@@ -99,12 +100,13 @@ class WhisperASR:
         self.languages = None
         self._torch = torch
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+        network = prepare_hub_source(source)
         try:
             self.processor = WhisperProcessor.from_pretrained(source)
             self.model = WhisperForConditionalGeneration.from_pretrained(source, dtype=dtype)
         except (OSError, ValueError) as error:
             raise ASRError(
-                f"Cannot load the Whisper model '{source}': {error}. Pass a folder holding a Whisper "
+                f"Cannot load the Whisper model '{source}': {error}. {network}Pass a folder holding a Whisper "
                 "model and its processor files (config.json, model weights, tokenizer and "
                 "preprocessor_config.json), or a hub id such as openai/whisper-large-v3 on a machine "
                 "that can download it once."

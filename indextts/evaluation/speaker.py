@@ -20,6 +20,7 @@ import numpy as np
 
 from indextts.errors import EvaluationError, extra_install_command
 from indextts.evaluation.asr import ASR_SAMPLE_RATE, to_mono_16k
+from indextts.hub import prepare_hub_source
 
 SPECS_HELP = "'wavlm:<local path or hub id>' or 'resemblyzer'"
 MIN_SECONDS = 0.5
@@ -70,12 +71,13 @@ class WavLMSpeakerEncoder:
 
         self.name = f"wavlm:{source}"
         self._torch = torch
+        network = prepare_hub_source(source)
         try:
             self.feature_extractor = AutoFeatureExtractor.from_pretrained(source)
             self.model = WavLMForXVector.from_pretrained(source)
         except (OSError, ValueError) as error:
             raise EvaluationError(
-                f"Cannot load the WavLM speaker-verification model '{source}': {error}. Pass a folder "
+                f"Cannot load the WavLM speaker-verification model '{source}': {error}. {network}Pass a folder "
                 "holding a WavLMForXVector model and its preprocessor_config.json, or a hub id such as "
                 "microsoft/wavlm-base-plus-sv on a machine that can download it once."
             ) from error
