@@ -105,3 +105,23 @@ def test_job_and_run_paths_are_confined_too(page):
     (message,) = call(url, "launch", str(workdir), str(workdir / "info.json"), str(workdir / "run"), 1, 0, 1e-4, 4,
                       "auto", "fp32", f"run_dir={outside / 'run'}")
     assert "The override run_dir" in message and "may write to" in message and not (outside / "run").exists()
+
+
+def test_symlinks_overrides_and_the_read_only_base(tmp_path):
+    from indextts.errors import WebUIError
+    from indextts.webui.paths import PathPolicy
+
+    work, base = tmp_path / "work", tmp_path / "base"
+    work.mkdir(), base.mkdir()
+    policy = PathPolicy.for_folders(work, base)
+    (work / "link").symlink_to("/etc")
+    with pytest.raises(WebUIError, match="outside the folders this page may read"):
+        policy.check(work / "link" / "passwd", "The audio list")
+    assert policy.check(base / "gpt.pth", "The base") == str(base / "gpt.pth")
+    with pytest.raises(WebUIError, match="may write to"):
+        policy.check(base / "run", "The run folder", write=True)
+    kept = "train.resume=auto\ntrain.resume=null\ndata.num_workers=0"
+    assert policy.check_overrides(kept) == kept
+    assert policy.check_overrides(f"run_dir = {work}/run") == f"run_dir={work / 'run'}"
+    with pytest.raises(WebUIError, match="The override train.resume /etc is outside"):
+        policy.check_overrides("train.resume=/etc")

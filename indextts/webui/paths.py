@@ -77,7 +77,7 @@ class PathPolicy:
         for line in (text or "").splitlines():
             key, _, value = line.partition("=")
             if key.strip() in PATH_OVERRIDE_KEYS and value.strip().lower() not in NOT_A_PATH:
-                value = self.check(value, f"The override {key.strip()}", PATH_OVERRIDE_KEYS[key.strip()])
+                value = self.check(value.strip(), f"The override {key.strip()}", PATH_OVERRIDE_KEYS[key.strip()])
                 line = f"{key.strip()}={value}"
             lines.append(line)
         return "\n".join(lines)
