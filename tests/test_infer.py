@@ -319,7 +319,8 @@ def test_cli_list_format_uses_prompt_wavs_for_zero_shot(capsys, tiny_model_dir, 
 
 
 @pytest.mark.parametrize("uid, problem", [
-    ("../../x", "holds a path separator"), ("{tmp}/abs/x", "holds a path separator"), ("a\\b", "holds a path separator"),
+    ("../../x", "holds a path separator"), ("{tmp}/abs/x", "holds a path separator"),
+    ("a\\b", "holds a path separator"),
     ("..", "holds '..'"), ("x..y", "holds '..'"),
 ])
 def test_cli_list_refuses_uids_that_leave_the_output(capsys, tiny_model_dir, reference_wav, tmp_path, uid, problem):
