@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from indextts.atomic_files import write_json_atomic
+from indextts.atomic_files import staged_dir, write_json_atomic
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.errors import CheckpointError
 from indextts.lora import (
@@ -49,6 +49,40 @@ logger = logging.getLogger(__name__)
 IDENTITY_KEYS = {"gpt_sha256": "GPT weights (gpt.pth)", "bpe_sha256": "tokenizer (bpe.model)"}
 EXPORT_INFO = "export.json"
 """Written into an exported folder: which run and which base it was merged from."""
+MODEL_FILE_PATTERNS = ("*.pth", "*.pt", "*.safetensors", "*.bin", "*.yaml", "*.model", "*.json")
+"""Files that make a folder a checkpoint folder or a run; an export never writes over one."""
+
+
+def _relation(path: Path, folder: Path) -> str | None:
+    """How ``path`` relates to ``folder``: "is", "is inside", "contains", or None (both resolved)."""
+    if path == folder:
+        return "is"
+    if folder in path.parents:
+        return "is inside"
+    return "contains" if path in folder.parents else None
+
+
+def check_export_target(out_dir: Path, run_dir: Path, model_dir: Path) -> None:
+    """Refuse an export folder that would overwrite the base, the run, or any existing folder's files.
+
+    All paths resolved. Raises CheckpointError before anything is read or written.
+    """
+    for folder, what in ((model_dir, "the base checkpoint folder"), (run_dir, "the training run folder")):
+        relation = _relation(out_dir, folder)
+        if relation:
+            raise CheckpointError(
+                f"The export folder {out_dir} {relation} {what} {folder}; exporting there would overwrite "
+                "or delete its files. Name a new folder outside both, e.g. exported/<name>.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CheckpointError(f"The export folder {out_dir} is a file. Name a new folder, e.g. exported/<name>.")
+    present = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if present:
+        models = sorted({p for pattern in MODEL_FILE_PATTERNS for p in present if Path(p).match(pattern)})
+        what = f"model files ({', '.join(models[:5])})" if models else f"files ({', '.join(present[:5])})"
+        raise CheckpointError(
+            f"The export folder {out_dir} already holds {what}; an export writes a complete new folder and "
+            "never replaces existing files. Name a folder that does not exist yet (or is empty), or delete "
+            "that one first if you no longer need it.")
 
 
 @dataclass
@@ -302,26 +336,35 @@ def export_merged(run_dir: str | Path, model_dir: str | Path, out_dir: str | Pat
     IndexTTS), config.yaml (the base config with ``gpt.number_text_tokens`` updated when tokens were
     added), bpe.model (the run's tokenizer, else the base one), copies of the DVAE and BigVGAN
     files, speakers.safetensors + speakers.json of the run (so the folder speaks by speaker name)
-    and export.json (the run and the base identity it was merged from).
+    and export.json (the run and the base identity it was merged from). ``out_dir`` must be new or
+    empty and outside the base and the run (:func:`check_export_target`); it is written in a staging
+    folder beside it and moved into place only when complete.
     """
-    run_dir, out_dir = (Path(p).expanduser().resolve() for p in (run_dir, out_dir))
+    run_dir, model_dir, out_dir = (Path(p).expanduser().resolve() for p in (run_dir, model_dir, out_dir))
+    check_export_target(out_dir, run_dir, model_dir)
     base = CheckpointFolder(model_dir)
     run = load_trained_run(run_dir, base.load_gpt(), base=base, allow_base_mismatch=allow_base_mismatch,
                            patch_only=True)
     parameters = dict(run.gpt.named_parameters())
     for key in run.patch.parameter_names:  # the same arithmetic as IndexTTS's voices: equal weights, equal codes
         run.patch.write_into(key, parameters[key].detach().clone(), parameters[key])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with staged_dir(out_dir) as staging:
+        _write_export(staging, run, base, run_dir)
+    return out_dir
+
+
+def _write_export(folder: Path, run: TrainedRun, base: CheckpointFolder, run_dir: Path) -> None:
+    """Write the merged checkpoint folder's files (see :func:`export_merged`) into ``folder``."""
     config = base.cfg.copy()
     config.gpt.number_text_tokens = int(run.gpt.number_text_tokens)
     state_dict = {key: value.detach().float().cpu().contiguous() for key, value in run.gpt.state_dict().items()}
-    torch.save({"model": state_dict}, out_dir / config.gpt_checkpoint)
-    OmegaConf.save(config, out_dir / "config.yaml")
-    shutil.copyfile(run.tokenizer_path or base.paths.bpe, out_dir / config.dataset.bpe_model)
+    torch.save({"model": state_dict}, folder / config.gpt_checkpoint)
+    OmegaConf.save(config, folder / "config.yaml")
+    shutil.copyfile(run.tokenizer_path or base.paths.bpe, folder / config.dataset.bpe_model)
     for source, name in ((base.paths.dvae, config.dvae_checkpoint), (base.paths.bigvgan, config.bigvgan_checkpoint)):
-        shutil.copyfile(source, out_dir / name)
-    shutil.copyfile(run_dir / SPEAKERS_FILE, out_dir / SPEAKERS_FILE)
-    shutil.copyfile(run_dir / SPEAKERS_INFO, out_dir / SPEAKERS_INFO)
-    write_json_atomic(out_dir / EXPORT_INFO, {"run": str(run_dir), "base": str(base.root),
-                                              "base_identity": base.identity()}, sync=False)
-    return out_dir
+        shutil.copyfile(source, folder / name)
+    shutil.copyfile(run_dir / SPEAKERS_FILE, folder / SPEAKERS_FILE)
+    shutil.copyfile(run_dir / SPEAKERS_INFO, folder / SPEAKERS_INFO)
+    write_json_atomic(folder / EXPORT_INFO, {"run": str(run_dir), "base": str(base.root),
+                                             "base_identity": base.identity()}, sync=False)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,23 @@ def replace_dir_atomic(source: Path, target: Path) -> None:
     os.rename(source, target)
     if old.exists():
         shutil.rmtree(old)
+
+
+@contextmanager
+def staged_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``target`` to fill; on success it replaces ``target``.
+
+    An exception (or Ctrl-C) removes the staging folder and leaves ``target`` as it was, so a
+    consumer never sees a half-written folder at ``target``.
+    """
+    staging = target.with_name(f".{target.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        replace_dir_atomic(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def restore_replaced_dir(target: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import write_lora_run
+from helpers import file_digests, write_lora_run
 from omegaconf import OmegaConf
 
 from indextts.adapters import load_trained_run
@@ -315,7 +315,38 @@ def test_cli_list_format_uses_prompt_wavs_for_zero_shot(capsys, tiny_model_dir, 
                             *FAST_FLAGS)
     assert code == 2
     assert sorted(p.name for p in out_dir.iterdir()) == ["utt_a.wav", "utt_b.wav"]
-    assert "test.lst:2" in err
+    assert "test.lst:2" in err and "1 line(s) failed; 2 wav(s) written" in err
+
+
+@pytest.mark.parametrize("uid, problem", [
+    ("../../x", "holds a path separator"), ("{tmp}/abs/x", "holds a path separator"),
+    ("a\\b", "holds a path separator"),
+    ("..", "holds '..'"), ("x..y", "holds '..'"),
+])
+def test_cli_list_refuses_uids_that_leave_the_output(capsys, tiny_model_dir, reference_wav, tmp_path, uid, problem):
+    out_dir = tmp_path / "a" / "b" / "out"
+    listing = tmp_path / "bad.lst"
+    uid = uid.format(tmp=tmp_path)
+    listing.write_text(f"ok|p|{reference_wav}|{TEXTS['en']}\n\n{uid}|p|{reference_wav}|{TEXTS['en']}\n",
+                       encoding="utf-8")
+    before = file_digests(tmp_path)
+    code, out, err = run_main(capsys, "--model_dir", tiny_model_dir, "--list", listing, "--output", out_dir,
+                              *FAST_FLAGS)
+    assert code == 2 and "Traceback" not in err
+    assert f"line 3: uid '{uid}' {problem}" in err and "nothing was synthesised" in err
+    assert file_digests(tmp_path) == before and not out_dir.exists()
+
+
+def test_cli_list_refuses_duplicate_uids_up_front(capsys, tiny_model_dir, reference_wav, tmp_path):
+    listing = tmp_path / "dup.lst"
+    listing.write_text("".join(f"{uid}|p|{reference_wav}|{TEXTS['en']}\n" for uid in ("a", "b", "a")),
+                       encoding="utf-8")
+    before = file_digests(tmp_path)
+    code, _, err = run_main(capsys, "--model_dir", tiny_model_dir, "--list", listing, "--output", tmp_path / "o",
+                            *FAST_FLAGS)
+    assert code == 2 and "Traceback" not in err
+    assert "lines 1, 3: the same uid 'a'" in err and "each on one line only" in err
+    assert file_digests(tmp_path) == before and not (tmp_path / "o").exists()
 
 
 def test_cli_list_format_with_a_speaker(capsys, tiny_model_dir, run_dir, tmp_path):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
-from helpers import tiny_overrides, write_extracted_data
+from helpers import file_digests, tiny_overrides, write_extracted_data
 from peft import PeftModel
 
 from indextts.adapters import export_merged, load_trained_run
 from indextts.checkpoints import load_gpt
+from indextts.cli.export import main as export_main
 from indextts.config import load_config
 from indextts.errors import CheckpointError
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
@@ -96,6 +98,55 @@ def test_export_merged_loads_strictly(trained_runs, tiny_model_dir, tmp_path):
         assert (out / name).is_file(), name
     stored = torch.load(out / "gpt.pth", weights_only=True)
     assert set(stored) == {"model"}
+
+
+def _export_refused(capsys, run, base, out, protected, *phrases):
+    """Run indextts-export and assert the three bad-input promises: status 2, the message, nothing changed."""
+    before = file_digests(protected)
+    status = export_main([str(run), str(out), "--model_dir", str(base)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and "Traceback" not in err
+    for phrase in phrases:
+        assert phrase in err, err
+    assert file_digests(protected) == before
+
+
+def test_export_onto_the_base_folder_is_refused(trained_runs, tiny_model_dir, tmp_path, capsys):
+    base = shutil.copytree(tiny_model_dir, tmp_path / "base")  # a copy: a failure must not spoil the shared one
+    _export_refused(capsys, trained_runs["plain"], base, base, base, f"{base} is the base checkpoint folder",
+                    "Name a new folder")
+    _export_refused(capsys, trained_runs["plain"], base, base / "merged", base, "is inside the base checkpoint")
+    assert not (base / "merged").exists()
+
+
+def test_export_onto_the_run_folder_is_refused(trained_runs, tiny_model_dir, tmp_path, capsys):
+    run = shutil.copytree(trained_runs["plain"], tmp_path / "run")
+    _export_refused(capsys, run, tiny_model_dir, run, run, "is the training run folder")
+    _export_refused(capsys, run, tiny_model_dir, tmp_path, run, "contains the training run folder")
+
+
+def test_export_onto_a_folder_with_model_files_is_refused(trained_runs, tiny_model_dir, tmp_path, capsys):
+    other = tmp_path / "other_model"
+    other.mkdir()
+    (other / "gpt.pth").write_bytes(b"user weights")
+    (other / "config.yaml").write_text("user: config\n")
+    _export_refused(capsys, trained_runs["plain"], tiny_model_dir, other, other,
+                    "already holds model files (config.yaml, gpt.pth)", "does not exist yet")
+
+
+def test_an_interrupted_export_leaves_no_folder(trained_runs, tiny_model_dir, tmp_path, monkeypatch):
+    copies, copyfile = [], shutil.copyfile
+
+    def interrupted_copy(source, target):  # Ctrl-C while the DVAE and BigVGAN files are copied
+        copies.append(target)
+        if len(copies) == 2:
+            raise KeyboardInterrupt
+        return copyfile(source, target)
+
+    monkeypatch.setattr("indextts.adapters.shutil.copyfile", interrupted_copy)
+    with pytest.raises(KeyboardInterrupt):
+        export_merged(trained_runs["plain"], tiny_model_dir, tmp_path / "merged")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_adapter_on_a_different_base_is_rejected(trained_runs, tiny_model_dir):

@@ -77,12 +77,13 @@ def demo_lists(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture
-def webui(tiny_model_dir, tmp_path):
-    """``python -m indextts.webui`` serving on a free loopback port; yields (url, workdir)."""
+def webui(tiny_model_dir, tmp_path, demo_lists):
+    """``python -m indextts.webui`` serving on a free loopback port (the demo lists' folder allowed); yields
+    (url, workdir)."""
     port, workdir, log = free_port(), tmp_path / "work", tmp_path / "server.log"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     command = [sys.executable, "-m", "indextts.webui", "--model_dir", str(tiny_model_dir), "--workdir", str(workdir),
-               "--device", "cpu", "--port", str(port)]
+               "--device", "cpu", "--port", str(port), "--allow_dir", str(demo_lists[0].parent)]
     with open(log, "wb") as output:
         server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:

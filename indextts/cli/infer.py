@@ -165,7 +165,7 @@ def _synthesize_lines(args: argparse.Namespace, options: SynthesisOptions) -> in
     if not utterances and not problems:
         raise InferenceError(f"{args.text_file or args.list_file} holds no text. Put one utterance per line.")
     tts = load_model(args)
-    failures = 0
+    written = 0
     for utterance in tqdm(utterances, desc="utterances", unit="line", disable=len(utterances) < 2):
         # A per-line prompt wav is the voice only in zero-shot mode; a chosen speaker or an explicit
         # --reference_audio wins.
@@ -174,13 +174,13 @@ def _synthesize_lines(args: argparse.Namespace, options: SynthesisOptions) -> in
             result = tts.synthesize_to_file(utterance.text, utterance.output, args.speaker, reference, options)
         except IndexTTSError as error:
             problems.append(f"line {utterance.line_number}: {error}")
-            failures += 1
             continue
+        written += 1
         _report(args, utterance.output, result)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        print(f"{len(problems)} line(s) failed; {len(utterances) - failures} wav(s) written to {output_dir}.",
+        print(f"{len(problems)} line(s) failed; {written} wav(s) written to {output_dir}.",
               file=sys.stderr)
     return 2 if problems else 0
 

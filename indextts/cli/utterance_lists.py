@@ -30,9 +30,10 @@ def read_list_file(path: Path, output_dir: Path) -> tuple[list[Utterance], list[
 
     Each line becomes output_dir/<uid>.wav speaking ``target_text``; ``prompt_wav`` (relative to
     the list file's folder) is the zero-shot reference when no speaker is chosen. Returns the
-    utterances and one message per malformed line.
+    utterances and one message per malformed line; raises InferenceError, before anything is
+    synthesised, when a uid is not a plain file name or names two lines (see :func:`check_uids`).
     """
-    utterances, problems = [], []
+    utterances, problems, uids = [], [], {}
     for number, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
@@ -42,9 +43,35 @@ def read_list_file(path: Path, output_dir: Path) -> tuple[list[Utterance], list[
                             f"(4 fields separated by '|', uid not empty), got {len(fields)} field(s).")
             continue
         uid, _, prompt_wav, target_text = fields
+        uids.setdefault(uid, []).append(number)
         reference = path.parent / prompt_wav if prompt_wav else None
         utterances.append(Utterance(number, target_text, output_dir / f"{uid}.wav", reference))
+    check_uids(path, uids)
     return utterances, problems
+
+
+def _uid_problem(uid: str) -> str | None:
+    if "/" in uid or "\\" in uid:
+        return "holds a path separator"
+    if ".." in uid:
+        return "holds '..'"
+    return "holds a NUL character" if "\0" in uid else None
+
+
+def check_uids(path: Path, uids: dict[str, list[int]]) -> None:
+    """Refuse uids that would write outside --output (separators, '..') or overwrite another line's wav.
+
+    ``uids`` maps each uid to the line numbers that use it.
+    """
+    found = [f"line {lines[0]}: uid '{uid}' {problem}" for uid, lines in uids.items()
+             if (problem := _uid_problem(uid))]
+    found += [f"lines {', '.join(map(str, lines))}: the same uid '{uid}'" for uid, lines in uids.items()
+              if len(lines) > 1]
+    if found:
+        raise InferenceError(
+            f"The list {path} has uids that cannot each name one wav in the output folder ({'; '.join(found)}). "
+            "Each uid becomes <output>/<uid>.wav: use plain names without '/', '\\' or '..', each on one line "
+            "only, then run again; nothing was synthesised.")
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -136,20 +136,51 @@ def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
 
 
 class _BodyLimit:
-    """ASGI middleware answering 413 before reading a body whose Content-Length is over ``max_bytes``."""
+    """ASGI middleware answering 413 as soon as a request body is over ``max_bytes``.
+
+    A declared Content-Length over the limit is refused before the body is read; a body without one
+    (``Transfer-Encoding: chunked``) is counted while the app reads it, and the 413 goes out as soon
+    as the count passes the limit: the app sees a disconnect, and nothing past that chunk is read.
+    """
 
     def __init__(self, app, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
 
+    def _too_large(self, size: str) -> JSONResponse:
+        response = error_body(413, f"The request body has {size} bytes; this server reads at most {self.max_bytes}. "
+                              "Send shorter input.", "input_too_long", "input")
+        response.headers["connection"] = "close"  # the server then closes instead of draining the unread rest
+        return response
+
     async def __call__(self, scope, receive, send):
-        length = dict(scope.get("headers", ())).get(b"content-length", b"") if scope["type"] == "http" else b""
-        if length.isdigit() and int(length) > self.max_bytes:
-            response = error_body(413, f"The request body has {int(length)} bytes; this server reads at most "
-                                  f"{self.max_bytes}. Send shorter input.", "input_too_long", "input")
-            await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        length = dict(scope.get("headers", ())).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await self._too_large(str(int(length)))(scope, receive, send)
+            return
+        received, refused = 0, False
+
+        async def counted_receive():
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    await self._too_large(f"more than {self.max_bytes}")(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not refused:  # after the 413, the app's own answer to the disconnect is dropped
+                await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
 
 
 class _BearerAuth:

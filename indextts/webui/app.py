@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="base checkpoint folder the page starts with")
     parser.add_argument("--workdir", type=Path, default=Path("webui_work"),
                         help="where prepared data, extracted data, runs and job logs go by default")
+    parser.add_argument("--allow_dir", type=Path, action="append", default=[],
+                        help="another folder the page may read and write (recordings, lists, runs); repeatable. "
+                             "Requests naming paths outside --workdir, --model_dir (read only) and these are refused")
     parser.add_argument("--device", default="auto", help="torch device for extraction and speech (auto, cpu, cuda)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to listen on; anything but 127.0.0.1 exposes the page to the network")
@@ -63,7 +66,8 @@ def serve(args: argparse.Namespace) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    workspace = Workspace(Settings(model_dir=args.model_dir, workdir=args.workdir, device=args.device))
+    workspace = Workspace(Settings(model_dir=args.model_dir, workdir=args.workdir, device=args.device,
+                                   allowed_dirs=tuple(args.allow_dir)))
     theme = gr.themes.Soft(font=LOCAL_FONTS, font_mono=LOCAL_MONO_FONTS)
     signal.signal(signal.SIGTERM, _interrupt)
     try:

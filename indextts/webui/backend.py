@@ -288,7 +288,7 @@ def promote(run_dir: str, checkpoint: str) -> str:
     from indextts.evaluation.selection import promote as promote_checkpoint
 
     folder = Path(_required(run_dir, "The run folder")) / "checkpoints" / _required(checkpoint, "The checkpoint")
-    if not folder.is_dir():
+    if folder not in checkpoint_folders(run_dir) or not folder.is_dir():  # also refuses ../../elsewhere
         raise WebUIError(f"There is no checkpoint {folder}. Pick one of the run's kept checkpoints.")
     promote_checkpoint(Path(run_dir), folder)
     return f"Promoted {folder.name} to the final adapter of {run_dir}."

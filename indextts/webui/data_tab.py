@@ -26,8 +26,11 @@ def _preparation_section(workspace: Workspace) -> None:
 
     @reporting_errors(outputs=1)
     def prepare(files, typed: str, name: str, backend_spec: str, out: str):
-        inputs = [str(f) for f in files or []] + backend.nonempty_lines(typed)
-        job = backend.start_prepare(workspace.board, inputs, out, name, backend_spec, str(settings.model_dir))
+        paths = workspace.paths
+        named = [str(f) for f in files or []] + backend.nonempty_lines(typed)
+        inputs = [paths.check(path, "The recording") for path in named]
+        job = backend.start_prepare(workspace.board, inputs, paths.check(out, "The output folder", write=True), name,
+                                    paths.check_backend(backend_spec, "The ASR model"), str(settings.model_dir))
         return started(job)
 
     panel.start.click(prepare, [uploads, paths, speaker, asr, output_dir], panel.message)
@@ -49,20 +52,23 @@ def _review_section(workspace: Workspace) -> None:
         export = gr.Button("Export audio list", elem_id="data-export", scale=1)
     message = gr.Markdown(elem_id="data-review-message")
 
+    paths = workspace.paths
+
     @reporting_errors(outputs=2)
     def load_clips(path: str):
-        rows = backend.review_table(path)
+        rows = backend.review_table(paths.check(path, "The audio list"))
         return rows, f"{len(rows)} clips. Click a row to listen; edit a transcript in place; untick **keep** to drop."
 
     @reporting_errors(outputs=2)
     def play(rows, event: gr.SelectData):
-        clip = rows.iloc[event.index[0], CLIP]
+        clip = paths.check(rows.iloc[event.index[0], CLIP], "The clip")
         return backend.read_clip(clip), f"Playing {clip}"
 
     @reporting_errors(outputs=1)
     def export_list(rows, target: str):
-        kept = [(row[CLIP], str(row[TRANSCRIPT])) for row in rows.values.tolist() if row[KEEP]]
-        path = backend.write_audio_list(target, kept)
+        kept = [(paths.check(row[CLIP], "The clip"), str(row[TRANSCRIPT])) for row in rows.values.tolist() if row[KEEP]]
+        path = backend.write_audio_list(paths.new_file(target, "The list to export"), kept)
+        paths.remember(path)
         return f"Wrote {len(kept)} clips to {path}; use it as an audio list on the next tab."
 
     load.click(load_clips, list_path, [table, message])

@@ -20,7 +20,10 @@ def _run_section(workspace: Workspace) -> tuple[gr.Textbox, gr.Button]:
 
     @reporting_errors(outputs=1)
     def evaluate(folder: str, asr_spec: str, sim_spec: str):
-        job = backend.start_evaluation(workspace.board, folder, asr_spec, sim_spec)
+        paths = workspace.paths
+        job = backend.start_evaluation(workspace.board, paths.check(folder, "The run folder", write=True),
+                                       paths.check_backend(asr_spec, "The ASR model"),
+                                       paths.check_backend(sim_spec, "The speaker encoder model"))
         return started(job)
 
     panel.start.click(evaluate, [run_dir, asr, sim], panel.message)
@@ -42,6 +45,7 @@ def build(workspace: Workspace) -> None:
 
     @reporting_errors(outputs=4)
     def show(folder: str):
+        folder = workspace.paths.check(folder, "The run folder")
         rows, plot_path = backend.read_eval_summary(folder)
         names = [path.name for path in backend.checkpoint_folders(folder)]
         note = "" if rows else "No evaluation results in this run yet: press 'Evaluate checkpoints'."
@@ -52,7 +56,7 @@ def build(workspace: Workspace) -> None:
 
     @reporting_errors(outputs=1)
     def promote_checkpoint(folder: str, name: str):
-        return backend.promote(folder, name)
+        return backend.promote(workspace.paths.check(folder, "The run folder", write=True), name)
 
     refresh.click(show, run_dir, [table, plot, checkpoint, result])
     promote.click(promote_checkpoint, [run_dir, checkpoint], result)

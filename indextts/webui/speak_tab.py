@@ -52,7 +52,9 @@ def _voice_loader(workspace: Workspace) -> list:
 
     @reporting_errors(outputs=4)
     def load_voices(folder: str, run_folders: str):
-        workspace.voices = backend.load_voices(folder, run_folders, settings.device)
+        paths = workspace.paths
+        workspace.voices = backend.load_voices(paths.check(folder, "The base checkpoint folder"),
+                                               paths.check_lines(run_folders, "The run folder"), settings.device)
         trained = workspace.voices.voices
         choices = trained + [backend.ZERO_SHOT]
         second = trained[1] if len(trained) > 1 else choices[0]
@@ -88,6 +90,7 @@ def _speak_section(workspace: Workspace, voice, reference, advanced: list) -> No
     def speak(words: str, chosen: str, reference_path, *options):
         try:
             settings = backend.synthesis_options(*options)
+            reference_path = workspace.paths.check(reference_path, "The reference recording") or None
             pieces, sample_rate = [], None
             for sample_rate, piece in _bank(workspace).stream(words, chosen, reference_path, settings):
                 pieces.append(piece)
@@ -122,6 +125,7 @@ def _compare_section(workspace: Workspace, reference, advanced: list) -> list:
     @reporting_errors(outputs=3)
     def compare(words: str, first: str, second: str, reference_path, *options):
         bank, settings = _bank(workspace), backend.synthesis_options(*options)
+        reference_path = workspace.paths.check(reference_path, "The reference recording") or None
         takes = []
         for chosen in (first, second):
             pieces = list(bank.stream(words, chosen, reference_path, settings))

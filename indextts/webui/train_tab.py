@@ -78,7 +78,10 @@ def _extraction_section(workspace: Workspace) -> dict:
 
     @reporting_errors(outputs=1)
     def extract(lists, model, out, dev):
-        return started(backend.start_extraction(workspace.board, lists, model, out, dev))
+        paths = workspace.paths
+        return started(backend.start_extraction(workspace.board, paths.check_lines(lists, "The audio list"),
+                                                paths.check(model, "The base checkpoint folder"),
+                                                paths.check(out, "The extracted data folder", write=True), dev))
 
     panel.start.click(extract, [audio_lists, model_dir, output_dir, device], panel.message)
     return model_dir
@@ -117,8 +120,12 @@ def _training_section(workspace: Workspace, model_dir: gr.Textbox) -> None:
 
     def launcher(resume_run: bool):
         @reporting_errors(outputs=1)
-        def launch(*values):
-            choices = backend.TrainingChoices(*values)
+        def launch(model, speaker_info, run, *options):
+            paths = workspace.paths
+            *numbers, extra = options
+            choices = backend.TrainingChoices(
+                paths.check(model, "The base checkpoint folder"), paths.check(speaker_info, "The speaker list"),
+                paths.check(run, "The run folder", write=True), *numbers, paths.check_overrides(extra))
             return started(backend.start_training(workspace.board, choices, resume=resume_run))
         return launch
 
@@ -136,7 +143,7 @@ def _refresh_on_timer(workspace: Workspace, run_dir, status, plot, caption, log)
         tail = "\n".join(job.log_text().splitlines()[-40:]) if job is not None else ""
         if metrics is None or str(metrics.run_dir) != folder.strip():
             metrics = backend.MetricsReader(Path(folder.strip()))
-        if not metrics.read():
+        if not workspace.paths.may_read(folder) or not metrics.read():
             return workspace.board.summary("train"), gr.skip(), gr.skip(), tail, metrics
         records = metrics.records
         return workspace.board.summary("train"), curve_figure(records), curve_caption(records), tail, metrics

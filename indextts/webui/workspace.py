@@ -9,6 +9,7 @@ from pathlib import Path
 from indextts.errors import IndexTTSError
 from indextts.webui.backend import VoiceBank
 from indextts.webui.jobs import Job, JobBoard
+from indextts.webui.paths import PathPolicy
 
 WARNING_SIGN = "⚠️"
 REFRESH_SECONDS = 1.0
@@ -17,11 +18,13 @@ REFRESH_SECONDS = 1.0
 
 @dataclass
 class Settings:
-    """Where the page starts: the base checkpoint folder, the work folder and the torch device."""
+    """Where the page starts: the base checkpoint folder, the work folder, the torch device, and the
+    other folders (``allowed_dirs``) requests may name besides the work folder and the base."""
 
     model_dir: Path = Path("checkpoints")
     workdir: Path = Path("webui_work")
     device: str = "auto"
+    allowed_dirs: tuple[Path, ...] = ()
 
     @property
     def prepared_dir(self) -> Path:
@@ -38,14 +41,20 @@ class Settings:
 
 @dataclass
 class Workspace:
-    """One per server: the settings, the job board (logs under ``<workdir>/logs``) and the voice bank."""
+    """One per server: the settings, the folders requests may name, the job board (logs under
+    ``<workdir>/logs``) and the voice bank."""
 
     settings: Settings
     board: JobBoard = field(init=False)
+    paths: PathPolicy = field(init=False)
     voices: VoiceBank | None = None
 
     def __post_init__(self):
+        from gradio.utils import get_upload_folder
+
         self.board = JobBoard(self.settings.workdir / "logs")
+        self.paths = PathPolicy.for_folders(self.settings.workdir, self.settings.model_dir,
+                                            self.settings.allowed_dirs, Path(get_upload_folder()))
 
 
 def error_text(error: IndexTTSError) -> str:
