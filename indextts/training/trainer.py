@@ -90,7 +90,8 @@ class Trainer:
             reuse_freed_host_memory()
         self.precision = training_precision(self.train_cfg.precision, self.device, self.train_cfg.tf32)
         torch.manual_seed(self.train_cfg.seed + self.dist.rank)
-        self.inputs = check_inputs(self.cfg.model_dir, self.cfg.speaker_info, list(self.train_cfg.special_tokens))
+        self.inputs = check_inputs(self.cfg.model_dir, self.cfg.speaker_info, list(self.train_cfg.special_tokens),
+                                   ckpt.trained_speakers(self.cfg.run_dir, self.train_cfg.resume))
         self._setup_run_dir()
         self._setup_model()
         self._setup_data()
