@@ -228,6 +228,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.restore_rng_states(rng, self.dist)
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.steps.step = self.step
         best = state["best_val_mel_loss"]
         self.best_val_mel_loss = math.inf if best is None else best
         self.best_step = state["best_step"]
