@@ -42,16 +42,22 @@ class LengthModel(nn.Module):
                                mel_loss=(out.square() * mel_targets).sum() / mel_targets.sum())
 
 
-def fail_once_with_out_of_memory(param: nn.Parameter) -> None:
-    """The next backward raises when it reaches ``param``'s gradient; later ones pass."""
+def fail_once_with_out_of_memory(model: LengthModel, where: str) -> None:
+    """The next forward (``where="forward"``) or backward raises out of memory once; later ones pass.
+
+    In backward it raises on reaching ``first.weight``'s gradient, after ``second`` has its gradients.
+    """
     failed = []
 
-    def hook(grad: torch.Tensor) -> torch.Tensor:
+    def fail(*_):
         if not failed:
             failed.append(True)
-            raise torch.OutOfMemoryError("simulated: CUDA out of memory during backward")
-        return grad
-    param.register_hook(hook)
+            raise torch.OutOfMemoryError(f"simulated: CUDA out of memory during {where}")
+
+    if where == "forward":
+        model.register_forward_pre_hook(fail)
+    else:
+        model.first.weight.register_hook(lambda grad: fail() or grad)
 
 
 def micro_batch(lengths: list[int]) -> Batch:
@@ -64,8 +70,10 @@ def micro_batch(lengths: list[int]) -> Batch:
 MICRO_BATCHES = ([3, 5, 7, 9], [2, 4, 6])
 
 
-def train_one_step(rank: int, failing_backward: str) -> None:
-    """One optimizer step's two micro-batches (grad_accum=2); rank 1 fails in the ``failing_backward`` one."""
+def train_one_step(rank: int, failure: str) -> None:
+    """One optimizer step's two micro-batches (grad_accum=2); rank 1 fails as ``failure`` says:
+    ``accumulating`` (backward of the first), ``synchronising`` (backward of the last) or
+    ``synchronising-forward`` (forward of the last)."""
     model = LengthModel()
     ddp_model = DistributedDataParallel(model)
     runner = StepRunner(model, ddp_model, ddp_model, DistributedContext(rank, 2, torch.device("cpu")), "fp32", 0.5,
@@ -73,16 +81,16 @@ def train_one_step(rank: int, failing_backward: str) -> None:
                         torch.amp.GradScaler("cpu", enabled=False), None, [], step=6)
     first, last = (micro_batch(lengths) for lengths in MICRO_BATCHES)
     for batch, sync, name in ((first, False, "accumulating"), (last, True, "synchronising")):
-        if rank == FAILING_RANK and name == failing_backward:
-            fail_once_with_out_of_memory(model.first.weight)  # reached after `second` has its gradients
+        if rank == FAILING_RANK and failure.startswith(name):
+            fail_once_with_out_of_memory(model, failure.removeprefix(name).lstrip("-") or "backward")
         runner.backward(batch, 0.5, sync)
     print("gradients", json.dumps([p.grad.flatten().tolist() for p in model.parameters()]), flush=True)
 
 
-def main(rank: int, store: str, failing_backward: str) -> int:
+def main(rank: int, store: str, failure: str) -> int:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        return run_command(lambda: train_one_step(rank, failing_backward))
+        return run_command(lambda: train_one_step(rank, failure))
     finally:
         dist.destroy_process_group()
 

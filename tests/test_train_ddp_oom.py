@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from ddp_oom_worker import MICRO_BATCHES, LengthModel, micro_batch
@@ -24,10 +25,10 @@ WORKER = REPO_ROOT / "tests" / "ddp_oom_worker.py"
 TIMEOUT_S = 120
 
 
-def _run_two_ranks(tmp_path, failing_backward: str) -> list[tuple[int, str]]:
+def _run_two_ranks(tmp_path, failure: str) -> list[tuple[int, str]]:
     """(exit status, output) of ranks 0 and 1, each in its own session; killed as groups on timeout."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'tests'}"}
-    ranks = [subprocess.Popen([sys.executable, str(WORKER), str(rank), str(tmp_path / "store"), failing_backward],
+    ranks = [subprocess.Popen([sys.executable, str(WORKER), str(rank), str(tmp_path / "store"), failure],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True) for rank in (0, 1)]
     try:
@@ -54,10 +55,11 @@ def _gradients(output: str) -> list[list[float]]:
     return json.loads(line.removeprefix("gradients "))
 
 
-def test_out_of_memory_outside_the_synchronising_backward_is_split_on_that_rank_alone(tmp_path):
-    (status0, output0), (status1, output1) = _run_two_ranks(tmp_path, "accumulating")
+@pytest.mark.parametrize("failure, rows", [("accumulating", 4), ("synchronising-forward", 3)])
+def test_out_of_memory_outside_the_synchronising_backward_is_split_on_that_rank_alone(tmp_path, failure, rows):
+    (status0, output0), (status1, output1) = _run_two_ranks(tmp_path, failure)
     assert status0 == 0 and status1 == 0, output0 + output1
-    assert "Out of memory on a micro-batch of 4 rows" in output1 and "Out of memory" not in output0
+    assert f"Out of memory on a micro-batch of {rows} rows" in output1 and "Out of memory" not in output0
     want = _unsplit_gradients()
     for got in (_gradients(output0), _gradients(output1)):
         for a, b in zip(got, want):

@@ -166,7 +166,10 @@ def trained_speakers(run_dir: str, resume: str | None) -> list[str] | None:
     """
     if resume is None:
         return None
-    folder = resume_target(Path(run_dir).expanduser().resolve(), resume)
+    try:
+        folder = resume_target(Path(run_dir).expanduser().resolve(), resume)
+    except TrainingError:
+        return None  # refused after the inputs are checked, in the usual order (Trainer._setup_run_dir)
     try:
         entries = json.loads((folder / SPEAKERS_INFO).read_text(encoding="utf-8"))["speakers"]
         return [entry["name"] for entry in sorted(entries, key=lambda entry: entry["index"])]
