@@ -84,3 +84,13 @@ def test_every_unknown_key_and_bad_value_of_file_and_overrides_is_named_at_once(
         assert named in message
     assert "Fix them in the file or on the command line" in message
     assert not run_dir.exists()
+
+
+def test_a_config_file_that_is_not_a_mapping_is_named_with_the_other_problems(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- train\n- epochs\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_train_config(path, ["train.lora.rnk=3"])
+    message = str(error.value)
+    assert f"{path} holds a list, not a mapping of keys to values" in message and "2 problem(s)" in message
+    assert "unknown key train.lora.rnk (in override 'train.lora.rnk=3'; did you mean train.lora.r?)" in message

@@ -144,9 +144,14 @@ def _user_layers(path: Path, overrides: Sequence[str], problems: list[str]) -> l
     for source, parse in [(str(path), lambda: OmegaConf.load(path))] + [
             (f"override {item!r}", functools.partial(OmegaConf.from_dotlist, [item])) for item in overrides]:
         try:
-            layers.append((source, OmegaConf.to_container(parse(), resolve=False)))
+            layer = OmegaConf.to_container(parse(), resolve=False)
         except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
             problems.append(f"{source} cannot be parsed: {_first_line(error)}")
+            continue
+        if isinstance(layer, dict):
+            layers.append((source, layer))
+        else:
+            problems.append(f"{source} holds a {type(layer).__name__}, not a mapping of keys to values")
     return layers
 
 
