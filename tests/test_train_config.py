@@ -63,3 +63,34 @@ def test_the_training_manual_lists_every_key():
 
     manual = (REPO_ROOT / "docs" / "training.md").read_text(encoding="utf-8")
     assert {key for key in _keys(TrainConfig()) if f"| `{key}` |" not in manual} == set()
+
+
+def test_every_unknown_key_and_bad_value_of_file_and_overrides_is_named_at_once(tmp_path, capsys):
+    """Issue 25 item 9: only the first typo was named."""
+    from indextts.cli.train import main as train_main
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  lora:\n    rank: 4\n  epoch: 3\n  seed: abc\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    status = train_main(["--config", str(path), f"run_dir={run_dir}", "trian.max_steps=2",
+                         "train.optimizer.betas=[0.9,x]", "train.lora.r=0", "data.num_workers=[1,"])
+    message = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in message and "7 problem(s)" in message
+    for named in (f"unknown key train.lora.rank (in {path}; did you mean train.lora.r?)",
+                  f"unknown key train.epoch (in {path}; did you mean train.epochs?)",
+                  "train.seed = 'abc'", "unknown key trian.max_steps (in override 'trian.max_steps=2'; did you mean "
+                  "train.max_steps?)", "train.optimizer.betas = [0.9, 'x']", "train.lora.r = 0 must be >= 1",
+                  "override 'data.num_workers=[1,' cannot be parsed"):
+        assert named in message
+    assert "Fix them in the file or on the command line" in message
+    assert not run_dir.exists()
+
+
+def test_a_config_file_that_is_not_a_mapping_is_named_with_the_other_problems(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- train\n- epochs\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_train_config(path, ["train.lora.rnk=3"])
+    message = str(error.value)
+    assert f"{path} holds a list, not a mapping of keys to values" in message and "2 problem(s)" in message
+    assert "unknown key train.lora.rnk (in override 'train.lora.rnk=3'; did you mean train.lora.r?)" in message

@@ -87,12 +87,15 @@ def test_resume_from_an_earlier_checkpoint_moves_later_ones_aside(tmp_path, tiny
     assert [r["loss"] for r in again] == pytest.approx([r["loss"] for r in first], rel=1e-6)
 
 
-def test_resume_with_other_lora_settings_is_refused_and_changes_nothing(tmp_path, tiny_model_dir, data_info, capsys):
+@pytest.mark.parametrize("arguments", [["train.lora.r=8", "--resume"], ["--resume", "train.lora.r=8"]],
+                         ids=["override_first", "override_after_resume"])  # the latter: issue 25 item 10
+def test_resume_with_other_lora_settings_is_refused_and_changes_nothing(tmp_path, tiny_model_dir, data_info, capsys,
+                                                                        arguments):
     run_dir = tmp_path / "run"
     settings = tiny_overrides(tiny_model_dir, data_info, run_dir, "train.max_steps=1")
     run_training(load_train_config(DEFAULT_CONFIG, settings))
     before = file_digests(run_dir)
-    status = train_main([*settings, "train.lora.r=8", "--resume"])
+    status = train_main([*settings, *arguments])
     message = capsys.readouterr().err
     assert status == 2 and "train.lora.r was 16, now 8" in message and "Resume with the settings" in message
     assert "Traceback" not in message
@@ -127,3 +130,32 @@ def test_a_second_run_on_a_locked_folder_is_refused(tmp_path, tiny_model_dir, da
     assert {k: v for k, v in file_digests(run_dir).items() if k != ".lock"} == {
         k: v for k, v in before.items() if k != ".lock"}
     assert train_main([*settings, "--resume"]) == 0  # released: the resume goes ahead
+
+
+def _list_speakers(info, entries, names):
+    info.write_text(json.dumps([e for e in entries if e["speaker"] in names], indent=2), encoding="utf-8")
+
+
+def test_resume_keeps_the_runs_speakers_and_refuses_a_trained_one_that_has_gone(tmp_path, tiny_model_dir, capsys,
+                                                                               caplog):
+    """Issue 25 item 6: a speaker extracted into the data folder after the run started broke resume."""
+    info = write_extracted_data(tmp_path / "data", 64, speakers=("alice", "bob", "carol"))
+    entries = json.loads(info.read_text())
+    _list_speakers(info, entries, {"alice", "bob"})
+    run_dir = tmp_path / "run"
+    settings = tiny_overrides(tiny_model_dir, info, run_dir)
+    run_training(load_train_config(DEFAULT_CONFIG, [*settings, "train.max_steps=1"]))
+    _list_speakers(info, entries, {"alice", "bob", "carol"})  # carol was extracted into the folder since
+    with caplog.at_level("INFO", logger="indextts.training.inputs"):
+        run_training(load_train_config(DEFAULT_CONFIG, [*settings, "train.max_steps=2", "train.resume=auto"]))
+    assert "ignoring ['carol'], added to" in caplog.text
+    trained = json.loads((latest_checkpoint(run_dir) / "speakers.json").read_text())["speakers"]
+    assert [s["name"] for s in trained] == ["alice", "bob"]
+
+    _list_speakers(info, entries, {"bob", "carol"})  # alice's data has gone
+    before = file_digests(run_dir)
+    status = train_main([*settings, "train.max_steps=3", "--resume"])
+    message = capsys.readouterr().err
+    assert status == 2 and "trained on speaker(s) ['alice']" in message and str(info) in message
+    assert "re-run indextts-extract for them" in message and "Traceback" not in message
+    assert file_digests(run_dir) == before

@@ -31,20 +31,29 @@ def _gradients(trainer) -> list[torch.Tensor]:
     return grads
 
 
-def _raise_oom_above(rows: int):
+ALLOCATION_FAILURES = {  # how CUDA, cuBLAS, cuDNN and the CPU allocator report a failed allocation
+    "torch": lambda: torch.OutOfMemoryError("simulated: CUDA out of memory. Tried to allocate 2.00 GiB"),
+    "cublas": lambda: RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    "cudnn": lambda: RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+    "allocator": lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory"),
+}
+
+
+def _raise_oom_above(rows: int, failure=ALLOCATION_FAILURES["torch"]):
     def hook(module, args):
         if len(args[0].text_lengths) > rows:
-            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+            raise failure()
     return hook
 
 
-def test_out_of_memory_splits_the_batch_and_gives_the_unsplit_gradients(trainer, caplog):
+@pytest.mark.parametrize("failure", ALLOCATION_FAILURES)  # cuBLAS/cuDNN: issue 28 item 3
+def test_out_of_memory_splits_the_batch_and_gives_the_unsplit_gradients(trainer, caplog, failure):
     batch = max(trainer.data.train_loader, key=lambda b: len(b.text_lengths))
     assert len(batch.text_lengths) >= 3
     trainer.model.eval()  # GPT-2's own dropout draws other masks for other batch shapes; without it the math allows
     whole = trainer.steps.backward(batch, 0.5, True)
     want = _gradients(trainer)
-    handle = trainer.model.register_forward_pre_hook(_raise_oom_above(1))
+    handle = trainer.model.register_forward_pre_hook(_raise_oom_above(1, ALLOCATION_FAILURES[failure]))
     try:
         split = trainer.steps.backward(batch, 0.5, True)
     finally:
@@ -54,6 +63,50 @@ def test_out_of_memory_splits_the_batch_and_gives_the_unsplit_gradients(trainer,
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
     assert f"Out of memory on a micro-batch of {len(batch.text_lengths)} rows" in caplog.text
+
+
+def test_another_runtime_error_is_not_taken_for_out_of_memory(trainer):
+    handle = trainer.model.register_forward_pre_hook(lambda module, args: (_ for _ in ()).throw(
+        RuntimeError("CUDA error: an illegal memory access was encountered")))
+    try:
+        with pytest.raises(RuntimeError, match="illegal memory access"):
+            trainer.steps.backward(next(iter(trainer.data.train_loader)), 1.0, True)
+    finally:
+        handle.remove()
+
+
+def _raise_oom_once_mid_backward(trainer):
+    """A gradient hook on the first trainable tensor (reached late in backward) raises once, after others got grads."""
+    seen = {"raised": False, "grads_before": 0}
+
+    def hook(grad):
+        if not seen["raised"]:
+            seen["raised"] = True
+            seen["grads_before"] = sum(p.grad is not None for p in trainer.steps.params)
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory during backward")
+        return grad
+    return trainer.steps.params[0].register_hook(hook), seen
+
+
+def test_out_of_memory_mid_backward_rolls_back_what_the_batch_had_added(trainer, caplog):
+    """Issue 28 item 3: the gradients a failed backward had accumulated were kept, so |got|/|want| was 1-2."""
+    first, second = sorted(trainer.data.train_loader, key=lambda b: -len(b.text_lengths))[:2]
+    assert len(second.text_lengths) >= 2
+    trainer.model.eval()  # the same dropout masks for the split halves
+    trainer.steps.backward(first, 0.5, False)
+    trainer.steps.backward(second, 0.5, True)
+    want = _gradients(trainer)
+    trainer.steps.backward(first, 0.5, False)
+    handle, seen = _raise_oom_once_mid_backward(trainer)
+    try:
+        trainer.steps.backward(second, 0.5, True)
+    finally:
+        handle.remove()
+    got = _gradients(trainer)
+    assert seen["raised"] and seen["grads_before"] > 0  # some gradients had been added when it failed
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert f"Out of memory on a micro-batch of {len(second.text_lengths)} rows" in caplog.text
 
 
 def test_a_single_example_that_does_not_fit_is_named(trainer):

@@ -5,7 +5,7 @@ One GPU (or CPU):
 Several GPUs on one machine (DDP, NCCL; gloo on CPU):
     torchrun --standalone --nproc_per_node=4 -m indextts.cli.train [key=value ...]
 Resume a killed or finished run from its latest complete checkpoint:
-    indextts-train --resume run_dir=runs/my_voice   (same as train.resume=auto)
+    indextts-train --resume run_dir=runs/my_voice   (same as train.resume=auto; overrides may follow the flags)
 
 Every key, its default and its meaning: indextts/configs/train.yaml (docs/training.md).
 """
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # overrides on either side of the flags
     configure_logging(verbose=not args.quiet, main_process=os.environ.get("RANK", "0") == "0")
 
     def work() -> None:

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from indextts.atomic_files import write_json_atomic
 from indextts.errors import TrainingError
-from indextts.lora import ADAPTER_DIR, ADAPTER_WEIGHTS
+from indextts.lora import ADAPTER_DIR, ADAPTER_WEIGHTS, SPEAKERS_INFO
 from indextts.runtime import DistributedContext
 
 logger = logging.getLogger(__name__)
@@ -156,6 +156,26 @@ def read_checkpoint_state(folder: Path) -> dict:
         return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise TrainingError(f"Cannot read {folder / STATE_FILE}: {error}. Resume from another checkpoint "
+                            "(train.resume=<run_dir>/checkpoints/step_XXXXXXXX).") from error
+
+
+def trained_speakers(run_dir: str, resume: str | None) -> list[str] | None:
+    """Names of the speakers the checkpoint to resume was trained on, in index order (None for a fresh run).
+
+    A run keeps its speakers: data extracted into the folder later must not change what it resumes.
+    """
+    if resume is None:
+        return None
+    try:
+        folder = resume_target(Path(run_dir).expanduser().resolve(), resume)
+    except TrainingError:
+        return None  # refused after the inputs are checked, in the usual order (Trainer._setup_run_dir)
+    try:
+        entries = json.loads((folder / SPEAKERS_INFO).read_text(encoding="utf-8"))["speakers"]
+        return [entry["name"] for entry in sorted(entries, key=lambda entry: entry["index"])]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TrainingError(f"Cannot read the speakers this run was trained on from {folder / SPEAKERS_INFO} "
+                            f"({error}). Resume from another checkpoint "
                             "(train.resume=<run_dir>/checkpoints/step_XXXXXXXX).") from error
 
 

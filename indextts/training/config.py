@@ -11,12 +11,15 @@ the YAML, the user's file and ``key=value`` overrides into the schema, checks ev
 
 from __future__ import annotations
 
+import difflib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+import yaml
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from indextts.config import TRAIN_CONFIG
 from indextts.errors import ConfigError
@@ -115,25 +118,68 @@ def load_train_config(path: str | Path = DEFAULT_CONFIG, overrides: Sequence[str
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Training config {path} does not exist. Use {TRAIN_CONFIG} as a template.")
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(TRAIN_CONFIG), OmegaConf.load(path),
-                              OmegaConf.from_dotlist(list(overrides)))
-    except (OmegaConfBaseException, ValueError) as error:
-        where = getattr(error, "full_key", None)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"Invalid training config {path} or override {list(overrides)}"
-                          f"{f' at {where}' if where else ''}: {reason}. Check the key names and types against "
-                          f"{TRAIN_CONFIG}.") from error
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(TRAIN_CONFIG))
+    problems: list[str] = []
+    for source, layer in _user_layers(path, overrides, problems):
+        problems += _merge_leaves(cfg, layer, source)
     missing = sorted(OmegaConf.missing_keys(cfg))
-    problems = [f"{key} has no value" for key in missing]
-    if not missing:
-        config = OmegaConf.to_object(cfg)
-        problems = config_problems(config)
+    problems += [f"{key} has no value" for key in missing]
+    config = None if missing else OmegaConf.to_object(cfg)
+    if config is not None:
+        problems += config_problems(config)
     if problems:
         raise ConfigError(f"The training config ({path} with overrides {list(overrides)}) has "
                           f"{len(problems)} problem(s): {'; '.join(problems)}. Fix them in the file or on the "
                           f"command line; {TRAIN_CONFIG} documents every key.")
     return config
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _user_layers(path: Path, overrides: Sequence[str], problems: list[str]) -> list[tuple[str, dict]]:
+    """(source, plain dict) of the user's file and of each override; one that cannot be parsed is a problem."""
+    layers = []
+    for source, parse in [(str(path), lambda: OmegaConf.load(path))] + [
+            (f"override {item!r}", functools.partial(OmegaConf.from_dotlist, [item])) for item in overrides]:
+        try:
+            layer = OmegaConf.to_container(parse(), resolve=False)
+        except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
+            problems.append(f"{source} cannot be parsed: {_first_line(error)}")
+            continue
+        if isinstance(layer, dict):
+            layers.append((source, layer))
+        else:
+            problems.append(f"{source} holds a {type(layer).__name__}, not a mapping of keys to values")
+    return layers
+
+
+def _merge_leaves(cfg: DictConfig, layer: dict, source: str, prefix: str = "") -> list[str]:
+    """Merge ``layer`` into ``cfg`` value by value; one problem line per unknown key or ill-typed value."""
+    problems = []
+    for name, value in layer.items():
+        key = f"{prefix}{name}"
+        node = OmegaConf.select(cfg, key)  # None for an unknown key: its own keys are named in full below
+        if isinstance(value, dict) and (node is None or isinstance(node, DictConfig)):
+            problems += _merge_leaves(cfg, value, source, f"{key}.")
+            continue
+        try:
+            OmegaConf.update(cfg, key, value, merge=True)
+        except (ConfigKeyError, ConfigAttributeError):
+            close = difflib.get_close_matches(key, _leaf_keys(cfg), n=1)
+            problems.append(f"unknown key {key} (in {source}{f'; did you mean {close[0]}?' if close else ''})")
+        except ValidationError as error:
+            problems.append(f"{key} = {value!r} (in {source}) has the wrong type: {_first_line(error)}")
+    return problems
+
+
+def _leaf_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for name in node:
+        child = node._get_node(name)
+        keys += _leaf_keys(child, f"{prefix}{name}.") if isinstance(child, DictConfig) else [f"{prefix}{name}"]
+    return keys
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:

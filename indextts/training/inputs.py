@@ -53,12 +53,18 @@ class TrainingInputs:
     speakers: list[SpeakerData]
 
 
-def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str]) -> TrainingInputs:
-    """Collect every problem with the base checkpoint and the extracted data; raise once."""
+def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str],
+                 run_speakers: list[str] | None = None) -> TrainingInputs:
+    """Collect every problem with the base checkpoint and the extracted data; raise once.
+
+    ``run_speakers`` (a resumed run's speakers, in index order) selects the speakers to check and train.
+    """
     problems: list[str] = []
     base = _open_base(model_dir, problems)
     info_path = Path(speaker_info).expanduser().resolve()
     infos, entries = _read_speaker_info(info_path, problems)
+    if run_speakers is not None:
+        infos, entries = _select_run_speakers(infos, entries, run_speakers, info_path, problems)
     speakers: list[SpeakerData] = []
     tokenizer = None
     if base is not None:
@@ -79,6 +85,22 @@ def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str]) -
     if problems:
         raise TrainingError(f"Training cannot start ({len(problems)} problem(s)): " + " | ".join(problems))
     return TrainingInputs(base, tokenizer, speakers)
+
+
+def _select_run_speakers(infos: list, entries: list[dict], run_speakers: list[str], info_path: Path,
+                         problems: list[str]) -> tuple[list, list[dict]]:
+    """The entries of a resumed run's speakers, in its order; a trained speaker that has gone is a problem."""
+    listed = {info.speaker: (info, entry) for info, entry in zip(infos, entries)}
+    gone = [name for name in run_speakers if name not in listed]
+    if gone:
+        problems.append(f"this run was trained on speaker(s) {gone}, which {info_path} no longer lists; restore "
+                        "their data (re-run indextts-extract for them) or start a new run_dir=... without --resume")
+    added = [name for name in listed if name not in run_speakers]
+    if added:
+        logger.info("Resuming with the run's %d speaker(s); ignoring %s, added to %s since (train them in a new "
+                    "run)", len(run_speakers), added, info_path)
+    kept = [listed[name] for name in run_speakers if name in listed]
+    return [info for info, _ in kept], [entry for _, entry in kept]
 
 
 def _open_base(model_dir: str, problems: list[str]) -> CheckpointFolder | None:

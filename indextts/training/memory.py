@@ -19,6 +19,15 @@ from indextts.data import Batch, sequence_length
 logger = logging.getLogger(__name__)
 
 PROBE_ROWS = 2
+OUT_OF_MEMORY_MARKS = ("CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED", "not enough memory")
+"""cuBLAS/cuDNN (and the CPU allocator) report a failed allocation as a plain RuntimeError with these words."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure: torch's OutOfMemoryError or a library's RuntimeError."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(mark in str(error) for mark in OUT_OF_MEMORY_MARKS)
 
 
 def probe_batch(text_tokens: int, codes: int, rows: int = PROBE_ROWS) -> Batch:

@@ -4,6 +4,9 @@ Nothing here waits for the host: losses come back as device tensors (summed by `
 and the gradient norm stays on the device. An out-of-memory error in a micro-batch splits it in
 two and retries each half, weighting the halves' losses by their share of the batch's targets so
 the gradients add up to the whole batch's; a single example that still does not fit is named.
+So that an error in the middle of a backward can be undone, each backward that does not
+synchronise under DDP starts on empty ``.grad`` (the earlier micro-batches' gradients set aside,
+no copy) and adds them back when it succeeds.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import nn
 from indextts.data import Batch, Example
 from indextts.errors import TrainingError
 from indextts.runtime import DistributedContext, autocast, resolve_precision
+from indextts.training.memory import is_out_of_memory
 from indextts.training.progress import LossWindow
 
 logger = logging.getLogger(__name__)
@@ -95,6 +99,7 @@ class StepRunner:
     scaler: torch.amp.GradScaler
     window: LossWindow
     examples: list[Example]  # the training dataset, to name a clip that cannot fit
+    step: int = 0  # optimizer steps done (set at resume), to name the step in errors
 
     def __post_init__(self) -> None:
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -106,19 +111,65 @@ class StepRunner:
     def backward(self, batch: Batch, scale: float, sync: bool, shares: Shares = WHOLE) -> torch.Tensor:
         """Forward and backward of ``batch`` (loss x ``scale``); (3,) device tensor: loss, text, mel loss.
 
-        On out-of-memory the batch is split in two and each half retried (recursively); only the
-        last half synchronises gradients under DDP.
+        On out-of-memory (cuBLAS/cuDNN allocation failures included) the gradients this batch had
+        already added are dropped and the batch is split in two, each half retried (recursively);
+        only the last half synchronises gradients under DDP. Under DDP an out-of-memory error inside
+        a synchronising backward ends the run: the other processes already wait in its all-reduce.
         """
+        synchronising = sync and self.dist.enabled
+        earlier = None if synchronising else self._set_gradients_aside()
+        in_backward = False
         try:
             with nullcontext() if sync or not self.dist.enabled else self.ddp_model.no_sync():
                 loss, output = compute_loss(self.forward_model, batch, self.device, self.precision, self.text_weight,
                                             shares)
+                in_backward = True
                 self.scaler.scale(loss * scale).backward()
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+        else:
+            if earlier is not None:
+                self._add_gradients_back(earlier)
             return torch.stack([loss.detach(), output.text_loss.detach() * shares[0],
                                 output.mel_loss.detach() * shares[1]])
-        except torch.OutOfMemoryError:
-            pass  # leave the except block first, so the failed step's tensors are freed
+        # out of memory, handled outside the except block so that the failed step's tensors are freed
+        if synchronising and in_backward:
+            raise self._synchronised_out_of_memory(batch)
+        if earlier is not None:
+            self._restore_gradients(earlier)
         return self._backward_halves(batch, scale, sync, shares)
+
+    def _set_gradients_aside(self) -> list[torch.Tensor | None]:
+        """Take the accumulated gradients off the parameters (no copy), so a backward leaves only its own."""
+        earlier = [param.grad for param in self.params]
+        for param in self.params:
+            param.grad = None
+        return earlier
+
+    def _add_gradients_back(self, earlier: list[torch.Tensor | None]) -> None:
+        """``.grad`` = this backward's + ``earlier``: the sums AccumulateGrad forms, in one foreach add."""
+        pairs = [(param.grad, old) for param, old in zip(self.params, earlier)
+                 if param.grad is not None and old is not None]
+        if pairs:
+            torch._foreach_add_([new for new, _ in pairs], [old for _, old in pairs])
+        for param, old in zip(self.params, earlier):
+            if param.grad is None:
+                param.grad = old
+
+    def _restore_gradients(self, earlier: list[torch.Tensor | None]) -> None:
+        """Drop what a failed backward added: the gradients are ``earlier`` again, exactly."""
+        for param, old in zip(self.params, earlier):
+            param.grad = old
+
+    def _synchronised_out_of_memory(self, batch: Batch) -> TrainingError:
+        rows = len(batch.text_lengths)
+        return TrainingError(
+            f"Out of device memory on rank {self.dist.rank} of {self.dist.world_size} at optimizer step "
+            f"{self.step + 1}, inside the backward that synchronises gradients across processes ({rows} rows, "
+            f"{batch.padded_tokens} padded tokens). The other processes already wait in its all-reduce, so "
+            "the batch cannot be split and retried; the run stops. Lower data.max_tokens (or "
+            "data.auto_memory_fraction), or set train.gradient_checkpointing=true, then resume with --resume.")
 
     def _backward_halves(self, batch: Batch, scale: float, sync: bool, shares: Shares) -> torch.Tensor:
         if self.device.type == "cuda":
@@ -149,6 +200,7 @@ class StepRunner:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.window.add_step(grad_norm.detach(), lr)
+        self.step += 1
 
     def all_reduce(self, values: torch.Tensor) -> torch.Tensor:
         """Sum ``values`` (a device tensor) over processes."""

@@ -90,7 +90,8 @@ class Trainer:
             reuse_freed_host_memory()
         self.precision = training_precision(self.train_cfg.precision, self.device, self.train_cfg.tf32)
         torch.manual_seed(self.train_cfg.seed + self.dist.rank)
-        self.inputs = check_inputs(self.cfg.model_dir, self.cfg.speaker_info, list(self.train_cfg.special_tokens))
+        self.inputs = check_inputs(self.cfg.model_dir, self.cfg.speaker_info, list(self.train_cfg.special_tokens),
+                                   ckpt.trained_speakers(self.cfg.run_dir, self.train_cfg.resume))
         self._setup_run_dir()
         self._setup_model()
         self._setup_data()
@@ -227,6 +228,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.restore_rng_states(rng, self.dist)
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.steps.step = self.step
         best = state["best_val_mel_loss"]
         self.best_val_mel_loss = math.inf if best is None else best
         self.best_step = state["best_step"]
