@@ -3,7 +3,7 @@
 Routes: ``GET /api/models/<repo>[/revision/<rev>]`` (model info with file metadata) and
 ``HEAD``/``GET /<repo>/resolve/<rev>/<path>`` (ETag, X-Repo-Commit, Content-Length, range requests).
 Files named like weights are served as LFS files (sha256 metadata), the others as git blobs. Faults on
-request: a corrupted file (same size, other bytes) and a stall (a GET that sends part of a file, then
+request: a corrupted file (same size, other bytes), a failing download (500) and a stall (a GET that sends part of a file, then
 waits until the test releases it).
 """
 
@@ -32,6 +32,8 @@ class FakeHub:
         self.repos = repos
         self.commits = {repo: hashlib.sha1(repo.encode()).hexdigest() for repo in repos}
         self.corrupted: set[tuple[str, str]] = set()
+        self.failing: set[tuple[str, str]] = set()
+        """Files whose download (GET) answers 500."""
         self.stall_at: dict[tuple[str, str], int] = {}
         self.stalled = threading.Event()
         self.release = threading.Event()
@@ -133,6 +135,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             return
         if name not in self.hub.repos[repo]:
             self._error(404, "EntryNotFound")
+            return
+        if send_body and (repo, name) in self.hub.failing:
+            self._json(500, {"error": "the hub is overloaded"})
             return
         data = self.hub.served_bytes(repo, name)
         start = int(re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "bytes=0-")[1])

@@ -159,6 +159,17 @@ def test_a_corrupted_file_is_refused_and_a_rerun_fetches_it_anew(hub, tmp_path, 
     assert (folder / "gpt.pth").read_bytes() == REPOS["IndexTeam/IndexTTS-1.5"]["gpt.pth"]
 
 
+def test_a_failed_download_says_so_and_keeps_the_finished_files(hub, tmp_path, capsys):
+    folder = tmp_path / "v15"
+    hub.failing.add(("IndexTeam/IndexTTS-1.5", "gpt.pth"))
+    assert main(["1.5", "--dir", str(folder)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: The download of IndexTeam/IndexTTS-1.5/gpt.pth stopped: ") and "Traceback" not in err
+    assert "run the same command again to continue from there" in err
+    assert (folder / "bpe.model").read_bytes() == REPOS["IndexTeam/IndexTTS-1.5"]["bpe.model"]
+    assert not (folder / MARKER).exists() and not (folder / "config.yaml").exists()
+
+
 def test_a_damaged_folder_file_is_replaced(hub, tmp_path):
     folder = tmp_path / "v15"
     assert main(["1.5", "--dir", str(folder)]) == 0
