@@ -41,7 +41,7 @@ class FileJob:
 
     repo_id: str
     revision: str
-    """The commit it was listed at (online) or the revision the cache resolved (offline)."""
+    """The commit it was listed at (the hub's, or the hub cache's snapshot)."""
     repo_path: str
     local: str
     """Its path inside the release folder ('/'-separated)."""
@@ -142,7 +142,8 @@ def _blob_digest(cached: Path) -> tuple[str, str] | None:
 
 
 def _listed_in_cache(part: RepoFiles, revision: str | None, offline_reason: str) -> list[FileJob]:
-    """The files of ``part`` from the hub cache alone; ``offline_reason`` says why, if one is missing."""
+    """The files of ``part`` from the hub cache alone (its snapshot folder is named by the commit);
+    ``offline_reason`` says why, if one is missing."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -159,7 +160,7 @@ def _listed_in_cache(part: RepoFiles, revision: str | None, offline_reason: str)
             offline_reason + "Nothing was written. Check the network and HF_ENDPOINT (or unset HF_HUB_OFFLINE), "
             "then run the same command again.")
     chosen = _selected(part, set(names), f"The hub cache's {part.repo_id}")
-    return [FileJob(part.repo_id, revision or "main", path, local, names[path].stat().st_size,
+    return [FileJob(part.repo_id, folder.name, path, local, names[path].stat().st_size,
                     _blob_digest(names[path]), names[path]) for path, local in chosen.items()]
 
 
@@ -172,7 +173,10 @@ def _packaged_config_job(key: str) -> FileJob:
 
 
 def plan(release: Release, revision: str | None) -> list[FileJob]:
-    """Every file of ``release``'s folder, config.yaml last; probes the hub once and reads nothing else."""
+    """Every file of ``release``'s folder, config.yaml last; writes nothing.
+
+    Before each repository, ``prepare_hub_source`` probes the hub (once it fails, the hub's offline
+    mode is on and the rest come from the cache without a probe)."""
     jobs: list[FileJob] = []
     for part in release.repos:
         part_revision = revision if part.follows_revision else None
@@ -223,7 +227,7 @@ def _install(job: FileJob, folder: Path, report: Callable[[str], None]) -> None:
         raise IndexTTSError(
             f"{where} of {job.repo_id}/{job.repo_path} is not the released file ({problem}), so it was not "
             f"installed into {folder}. Run the command again to fetch it anew"
-            + (f"; delete the damaged copy {job.source} first." if job.source else
+            + (f"; delete the damaged copy {os.path.realpath(job.source)} first." if job.source else
                "; if it fails the same way, the mirror serves a different file (check HF_ENDPOINT)."))
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, target)

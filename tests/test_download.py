@@ -193,6 +193,26 @@ def test_offline_mode_fills_the_folder_from_the_hub_cache_without_a_request(hub,
         assert (folder / name).read_bytes() == REPOS["IndexTeam/IndexTTS-1.5"][name]
     marker = _marker_files(folder)
     assert marker["gpt.pth"]["sha256"] == hub.etag("IndexTeam/IndexTTS-1.5", "gpt.pth")  # checked against the blob
+    assert marker["gpt.pth"]["revision"] == hub.commits["IndexTeam/IndexTTS-1.5"]
+
+
+def test_files_in_the_hub_cache_are_copied_not_downloaded_and_a_damaged_one_is_refused(hub, tmp_path, capsys):
+    cached = hf_hub_download("IndexTeam/IndexTTS-1.5", "gpt.pth", endpoint=hub.endpoint)
+    hub.requests.clear()
+    assert main(["1.5", "--dir", str(tmp_path / "a")]) == 0
+    assert hub.gets("IndexTeam/IndexTTS-1.5", "gpt.pth") == []
+    assert len(hub.gets("IndexTeam/IndexTTS-1.5", "bpe.model")) == 1
+    assert (tmp_path / "a" / "gpt.pth").read_bytes() == REPOS["IndexTeam/IndexTTS-1.5"]["gpt.pth"]
+
+    blob = os.path.realpath(cached)
+    os.chmod(blob, 0o644)
+    with open(blob, "r+b") as handle:
+        handle.write(b"\0" * 16)  # damaged in place: same size
+    assert main(["1.5", "--dir", str(tmp_path / "b")]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert f"error: The copy in {cached} of IndexTeam/IndexTTS-1.5/gpt.pth is not the released file (sha256 " in err
+    assert f"delete the damaged copy {blob} first" in err and "Traceback" not in err
+    assert not (tmp_path / "b" / "gpt.pth").exists() and not (tmp_path / "b" / MARKER).exists()
 
 
 def test_offline_mode_without_the_release_in_the_cache_says_what_to_do(hub_env, tmp_path, monkeypatch, capsys):
