@@ -20,7 +20,7 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from indextts import __version__
 from indextts.atomic_files import write_json_atomic
@@ -100,6 +100,10 @@ def _selected(part: RepoFiles, names: set[str], where: str) -> dict[str, str]:
     chosen = dict(part.files)
     if part.whole_repo:
         chosen.update({name: name for name in sorted(names - set(chosen)) if name != ".gitattributes"})
+    escaping = [name for name in chosen if name.startswith("/") or ".." in PurePosixPath(name).parts]
+    if escaping:
+        raise IndexTTSError(f"{where} lists {', '.join(escaping)}, which would land outside the release folder. "
+                            "Nothing was written. Check HF_ENDPOINT: the hub does not list such paths.")
     return chosen
 
 
@@ -240,6 +244,25 @@ def _marker(release: Release, jobs: list[FileJob]) -> dict:
          "size": job.size, **({job.digest[0]: job.digest[1]} if job.digest else {})} for job in jobs]}
 
 
+def _pending(folder: Path, jobs: list[FileJob]) -> list[FileJob]:
+    """The jobs whose file ``folder`` does not hold verified. Refuses, before any write, to replace
+    differing files in a folder this command has not written to."""
+    ours = (folder / MARKER).is_file() or (folder / STAGING).is_dir()
+    pending, foreign = [], []
+    for job in jobs:
+        target = folder / job.local
+        problem = mismatch(target, job) if target.is_file() else "missing"
+        if problem:
+            pending.append(job)
+            if problem != "missing" and not ours:
+                foreign.append(f"{job.local} ({problem})")
+    if foreign:
+        raise IndexTTSError(
+            f"{folder} already holds files that differ from the release and that `indextts download` did not "
+            f"write: {', '.join(foreign)}. Nothing was changed. Move them away, or pass another --dir.")
+    return pending
+
+
 def download_release(version: str, out_dir: str | Path | None = None, revision: str | None = None,
                      report: Callable[[str], None] = print) -> Path:
     """Fetch release ``version`` into ``out_dir`` (its default folder if None); returns the folder."""
@@ -249,9 +272,9 @@ def download_release(version: str, out_dir: str | Path | None = None, revision: 
         raise IndexTTSError(f"--dir {folder} is a file, not a folder. Nothing was written. "
                             "Pass a folder (it is created if missing).")
     jobs = plan(release, revision)
-    pending = [job for job in jobs if not (folder / job.local).is_file() or mismatch(folder / job.local, job)]
+    pending = _pending(folder, jobs)
     if pending:
-        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STAGING).mkdir(parents=True, exist_ok=True)  # marks the folder as this command's until complete
         (folder / MARKER).unlink(missing_ok=True)
         if pending[-1].local == "config.yaml":
             (folder / "config.yaml").unlink(missing_ok=True)  # stale: without it the folder looks unfinished

@@ -181,6 +181,26 @@ def test_a_damaged_folder_file_is_replaced(hub, tmp_path):
     assert len(hub.gets("IndexTeam/IndexTTS-1.5", "dvae.pth")) == 1
 
 
+def test_differing_files_it_did_not_write_are_refused_and_left_alone(hub, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "gpt.pth").write_bytes(b"my own weights")
+    assert main(["1.5", "--dir", str(folder)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "already holds files that differ from the release and that `indextts download` did not write: " \
+           "gpt.pth (14 bytes instead of" in err and "Nothing was changed" in err and "Traceback" not in err
+    assert [path.name for path in folder.iterdir()] == ["gpt.pth"]
+    assert (folder / "gpt.pth").read_bytes() == b"my own weights"
+
+
+def test_a_listed_path_outside_the_folder_is_refused(hub, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(hub.repos["IndexTeam/IndexTTS-2.5"], "../escape.pth", b"x")
+    assert main(["2.5", "--dir", str(tmp_path / "v25")]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "lists ../escape.pth, which would land outside the release folder" in err and "Traceback" not in err
+    assert not (tmp_path / "escape.pth").exists() and not (tmp_path / "v25").exists()
+
+
 def test_offline_mode_fills_the_folder_from_the_hub_cache_without_a_request(hub, tmp_path, monkeypatch):
     for name in ("config.yaml", "bpe.model", "gpt.pth", "dvae.pth", "bigvgan_generator.pth"):
         hf_hub_download("IndexTeam/IndexTTS-1.5", name, endpoint=hub.endpoint)
