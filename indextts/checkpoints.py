@@ -44,7 +44,8 @@ def _read_weights(path: Path, kind: str):
     if not path.is_file():
         raise CheckpointError(
             f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files "
-            "(gpt.pth, dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder, or write "
+            "(gpt.pth, dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder "
+            "(`indextts download 1.5 --dir DIR`), or write "
             "a tiny test folder with `python -m indextts.cli.tiny DIR`."
         )
     try:

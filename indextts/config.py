@@ -101,10 +101,12 @@ def load_config(path: str | Path) -> DictConfig:
     path = Path(path)
     file = path / CONFIG_FILENAME if path.is_dir() else path
     if not file.is_file():
+        folder = file.parent if file.suffix in (".yaml", ".yml") else file
         raise ConfigError(
             f"No model config found at {file}. Point --model_dir at the IndexTTS checkpoint folder "
-            "(it holds config.yaml, gpt.pth, dvae.pth, bigvgan_generator.pth and bpe.model), or "
-            "create a tiny test folder with `python -m indextts.cli.tiny DIR`."
+            "(it holds config.yaml, gpt.pth, dvae.pth, bigvgan_generator.pth and bpe.model), fetch one "
+            f"with `indextts download 1.5 --dir {folder}`, or create a tiny test folder with "
+            "`python -m indextts.cli.tiny DIR`."
         )
     try:
         cfg = OmegaConf.load(file)

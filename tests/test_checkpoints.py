@@ -70,7 +70,7 @@ def test_missing_and_unexpected_tensors_are_named(model_dir):
 
 def test_missing_file(model_dir):
     (model_dir / "bigvgan_generator.pth").unlink()
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match=r"does not exist.*`indextts download 1.5 --dir DIR`"):
         load_bigvgan(model_dir)
 
 

@@ -26,8 +26,9 @@ def test_folder_and_file_paths_both_load(tmp_path):
 
 
 def test_missing_folder_says_what_to_do(tmp_path):
-    with pytest.raises(ConfigError, match="python -m indextts.cli.tiny DIR"):
+    with pytest.raises(ConfigError, match="python -m indextts.cli.tiny DIR") as error:
         load_config(tmp_path / "nowhere")
+    assert f"`indextts download 1.5 --dir {tmp_path / 'nowhere'}`" in str(error.value)
 
 
 def test_missing_and_unknown_keys_are_all_listed(tmp_path):

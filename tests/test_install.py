@@ -59,6 +59,7 @@ def test_package_comes_from_the_wheel_with_its_configs(installed, tmp_path):
     assert all((installed / command).is_file() for command in COMMANDS)
     assert "usage" in run([str(installed / "python"), "-m", "indextts.infer", "--help"], tmp_path).stdout
     assert "verbs:" in run([str(installed / "indextts"), "--help"], tmp_path).stdout
+    assert "usage: indextts download" in run([str(installed / "indextts-download"), "--help"], tmp_path).stdout
 
 
 def test_install_hints_name_the_published_package_outside_a_checkout(installed, tmp_path):

@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "serve": ("indextts.cli.serve", "OpenAI-compatible speech server (/v1/audio/speech)"),
     "export": ("indextts.cli.export", "merge a run's adapter into a complete checkpoint folder"),
     "webui": ("indextts.webui", "the web page: prepare, train, evaluate and listen"),
+    "download": ("indextts.cli.download", "fetch a release (1.5, 1.0, 2, 2.5) into a verified model folder"),
     "tiny": ("indextts.cli.tiny", "write a tiny random-weight checkpoint folder (tests, demos)"),
 }
 """verb -> (command module with ``main(argv)``, one-line summary)."""
