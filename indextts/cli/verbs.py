@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "serve": ("indextts.cli.serve", "OpenAI-compatible speech server (/v1/audio/speech)"),
     "export": ("indextts.cli.export", "merge a run's adapter into a complete checkpoint folder"),
     "webui": ("indextts.webui", "the web page: prepare, train, evaluate and listen"),
+    "voice": ("indextts.cli.voice", "voice build: recordings -> prepared, trained, evaluated voice and report"),
     "tiny": ("indextts.cli.tiny", "write a tiny random-weight checkpoint folder (tests, demos)"),
 }
 """verb -> (command module with ``main(argv)``, one-line summary)."""
