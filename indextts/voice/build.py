@@ -18,20 +18,18 @@ Project layout::
 from __future__ import annotations
 
 import importlib
-import logging
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indextts.checkpoint_folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolder
-from indextts.errors import DataError, IndexTTSError
 from indextts.atomic_files import write_bytes_atomic
+from indextts.checkpoint_folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolder
+from indextts.cli import EXIT_INTERRUPTED
+from indextts.errors import DataError, IndexTTSError
 from indextts.extraction.outputs import input_fingerprint
 from indextts.training.checkpointing import latest_checkpoint
 from indextts.voice.stages import Decision, StageRecord, content_fingerprint, files_fingerprint
-
-logger = logging.getLogger(__name__)
 
 
 class StageFailed(IndexTTSError):
@@ -163,6 +161,8 @@ def run_stage(stage: Stage, record: StageRecord, extra: list[str] | None = None,
     """Run one stage's command (or ``main``) in this process; record it started and, on success, finished."""
     record.started(stage.name, stage.inputs, stage.argv)
     status = (main or command_main(stage))([*stage.argv, *(extra or [])])
+    if status == EXIT_INTERRUPTED:
+        raise KeyboardInterrupt  # the command kept its finished work; so does the build
     if status != 0:
         raise StageFailed(f"The {stage.name} stage stopped (exit status {status}; its message is above). Fix what "
                           "it says and run the same `indextts voice build` again: finished stages are kept and "
@@ -226,16 +226,24 @@ def report_stage(options: BuildOptions, record: StageRecord, stages: list[Stage]
     return stage, write
 
 
+def write_commands(project: Path, stages: list[Stage]) -> None:
+    """``<project>/commands.sh``: every stage as the command that runs it alone (rewritten only on change)."""
+    script = "#!/bin/sh\n# The stages of this voice build as commands, in order.\n" + \
+        "\n".join(stage.command for stage in stages) + "\n"
+    path = project / "commands.sh"
+    if not path.is_file() or path.read_text(encoding="utf-8") != script:
+        write_bytes_atomic(path, script.encode("utf-8"))
+
+
 def build_voice(options: BuildOptions, say: Callable[[str], None] = print) -> list[Stage]:
-    """Run (or skip, or resume) every stage in order; returns the stages as run."""
-    speaker_inputs(options.recordings, options.speakers)  # every input problem before anything is written
+    """Run (or skip, or resume) every stage in order; returns the stages."""
+    speakers = list(speaker_inputs(options.recordings, options.speakers))  # input problems before any write
     CheckpointFolder(options.base)  # a missing or broken base folder is named now, not three stages later
     options.project.mkdir(parents=True, exist_ok=True)
     record = StageRecord(options.project)
     stages = prepare_stages(options)
     decisions = [perform(stage, record, say) for stage in stages]
-    lists = [options.prepared / s.name.split(":", 1)[1] / f"{s.name.split(':', 1)[1]}.lst" for s in stages]
-    stages.append(extract_stage(options, lists))
+    stages.append(extract_stage(options, [options.prepared / name / f"{name}.lst" for name in speakers]))
     decisions.append(perform(stages[-1], record, say))
     stage, decision = train(options, record, say)
     stages.append(stage)
@@ -243,12 +251,9 @@ def build_voice(options: BuildOptions, say: Callable[[str], None] = print) -> li
     stages.append(eval_stage(options, record))
     decisions.append(perform(stages[-1], record, say))
     stage, write = report_stage(options, record, stages)
+    stages.append(stage)
     decisions.append(perform(stage, record, say, main=write))
     if all(decision.action == "skip" for decision in decisions):
         say("[voice build] nothing to do: every stage is done and its inputs are unchanged.")
-    script = "#!/bin/sh\n# The stages of this voice build as commands, in order.\n" + \
-        "\n".join(s.command for s in [*stages, stage]) + "\n"
-    commands = options.project / "commands.sh"
-    if not commands.is_file() or commands.read_text(encoding="utf-8") != script:
-        write_bytes_atomic(commands, script.encode("utf-8"))
-    return [*stages, stage]
+    write_commands(options.project, stages)
+    return stages
