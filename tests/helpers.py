@@ -317,3 +317,29 @@ def train_tiny_eval_run(root: Path, tiny_model_dir: Path, steps: int = 4) -> Pat
         "train.save_every_steps=0", "train.val_every_steps=0", "train.keep_checkpoints=5", "train.optimizer.lr=3e-3",
         "train.scheduler.warmup_ratio=0.0"]))
     return run_dir
+
+
+def run_process_group(command: list, timeout: float, **popen_kwargs):
+    """``subprocess.run(command, capture_output=True, text=True, timeout=timeout)`` for commands that start
+    children of their own (torchrun and its ranks): the command leads a new session, and its whole process
+    group is killed on timeout and after it ends, so no rank outlives the test (issue 25 item 7: a killed
+    launcher left a gloo rank running for 25 minutes). Raises subprocess.TimeoutExpired on timeout."""
+    import subprocess
+
+    with subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **popen_kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:
+            kill_process_group(process.pid)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def kill_process_group(leader: int) -> None:
+    """SIGKILL what is left of the process group led by ``leader`` (nothing when it is gone)."""
+    import signal
+
+    try:
+        os.killpg(leader, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
