@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import REPO_ROOT, tiny_overrides, write_extracted_data
+from helpers import REPO_ROOT, run_process_group, tiny_overrides, write_extracted_data
 from indextts.errors import TrainingError
 from indextts.training import DEFAULT_CONFIG, Trainer, latest_checkpoint, load_train_config, run_training
 
@@ -114,8 +114,9 @@ def test_torchrun_two_processes_gloo(tmp_path, tiny_model_dir, data_dir):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO_ROOT / "train.py"),
                *tiny_overrides(tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=2",
-                               "data.max_batch_size=2", "train.grad_accum=2")]
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+                               "data.max_batch_size=2", "train.grad_accum=2",
+                               "train.dist_timeout_s=120")]  # a hung rank ends the run well before the test's timeout
+    result = run_process_group(command, timeout=600, cwd=REPO_ROOT, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout + result.stderr
     # grad_accum=2 runs DDP's no_sync on the first micro-batch of each step; both ranks must still agree

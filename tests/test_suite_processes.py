@@ -1,0 +1,51 @@
+"""The suite leaves no process behind: launchers run in their own process group, killed as a whole."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import run_process_group
+
+LAUNCHER = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+open(sys.argv[1], "w").write(str(child.pid))
+time.sleep(120)
+"""
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until_gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def test_timeout_kills_the_launchers_children(tmp_path):
+    """subprocess.run's timeout kills only the launcher; a torchrun rank then lived on (issue 25 item 7)."""
+    pid_file = tmp_path / "child.pid"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_process_group([sys.executable, "-c", LAUNCHER, str(pid_file)], timeout=5)
+    assert wait_until_gone(int(pid_file.read_text()))
+
+
+def test_children_left_by_a_finished_launcher_are_killed(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    script = LAUNCHER.rsplit("time.sleep(120)", 1)[0]  # the launcher exits at once, its child lives on
+    result = run_process_group([sys.executable, "-c", script, str(pid_file)], timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert wait_until_gone(int(pid_file.read_text()))
