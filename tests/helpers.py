@@ -343,3 +343,30 @@ def kill_process_group(leader: int) -> None:
         os.killpg(leader, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+SUITE_MARKER = "INDEXTTS_TEST_SUITE_RUN"
+"""Environment variable set once per test session; every process the suite starts inherits it."""
+
+PYTHON_LIFETIME_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+"""Processes the standard library keeps until the interpreter exits (they end with the suite itself)."""
+
+
+def processes_of_suite(marker: str) -> dict[int, str]:
+    """{pid: command line} of live processes other than this one whose environment holds ``SUITE_MARKER=marker``,
+    including orphans that a killed launcher left behind (read from /proc; only our own processes are readable)."""
+    needle = f"{SUITE_MARKER}={marker}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        if state != "Z" and not any(helper in command for helper in PYTHON_LIFETIME_HELPERS):
+            found[int(entry.name)] = command
+    return found

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,38 @@ def test_children_left_by_a_finished_launcher_are_killed(tmp_path):
     result = run_process_group([sys.executable, "-c", script, str(pid_file)], timeout=60)
     assert result.returncode == 0, result.stderr
     assert wait_until_gone(int(pid_file.read_text()))
+
+
+LEAKING_TEST = '''
+import subprocess, sys
+
+def test_leaves_a_child_behind(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    open(PID_FILE, "w").write(str(child.pid))
+'''
+
+
+def test_session_fails_while_a_started_process_lives_on(tmp_path):
+    """The end-of-session check of conftest.py names a process a test left running, kills it, and fails
+    the run although every test passed; an orphan in its own session is found too."""
+    for name in ("conftest.py", "helpers.py"):
+        shutil.copy(Path(__file__).with_name(name), tmp_path / name)
+    (tmp_path / "test_leak.py").write_text(LEAKING_TEST.replace("PID_FILE", repr(str(tmp_path / "pid"))))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+                             str(tmp_path), str(tmp_path / "test_leak.py")], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    pid = int((tmp_path / "pid").read_text())
+    assert "1 passed" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout
+    assert f"pid {pid}: " in result.stdout and "time.sleep(120)" in result.stdout, result.stdout
+    assert wait_until_gone(pid)
+
+
+def test_session_passes_when_nothing_is_left(tmp_path):
+    for name in ("conftest.py", "helpers.py"):
+        shutil.copy(Path(__file__).with_name(name), tmp_path / name)
+    (tmp_path / "test_clean.py").write_text("def test_nothing():\n    pass\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+                             str(tmp_path), str(tmp_path / "test_clean.py")], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "still alive" not in result.stdout, result.stdout
