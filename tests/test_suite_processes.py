@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_process_group
+from helpers import REPO_ROOT, kill_process_group, run_process_group
 
 LAUNCHER = """
 import subprocess, sys, time
@@ -86,3 +87,37 @@ def test_session_passes_when_nothing_is_left(tmp_path):
                              str(tmp_path), str(tmp_path / "test_clean.py")], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "still alive" not in result.stdout, result.stdout
+
+
+UNDER_LOAD = REPO_ROOT / "tools" / "test_under_load.sh"
+
+
+def load_group_members(output: str) -> list[str]:
+    """Live members of the busy loops' process group named in the script's first line."""
+    group = output.split("process group ", 1)[1].split(";", 1)[0]
+    listing = subprocess.run(["ps", "-e", "-o", "pgid=,stat="], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines() if line.split()[0] == group and not line.split()[1].startswith("Z")]
+
+
+def test_under_load_reports_the_status_and_stops_the_loops():
+    result = run_process_group(["bash", str(UNDER_LOAD), "sh", "-c", "exit 3"], timeout=60,
+                               env={**os.environ, "LOAD_PROCESSES": "1"})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "exited with status 3" in result.stdout and "(loops stopped)" in result.stdout, result.stdout
+    assert load_group_members(result.stdout) == []
+
+
+def test_under_load_stops_the_loops_when_terminated(tmp_path):
+    log = tmp_path / "log"
+    with log.open("w") as out:
+        script = subprocess.Popen(["bash", str(UNDER_LOAD), "sleep", "60"], stdout=out, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "LOAD_PROCESSES": "1"}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while "process group" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        script.terminate()
+        assert script.wait(timeout=20) == 143
+        assert load_group_members(log.read_text()) == []
+    finally:
+        kill_process_group(script.pid)
