@@ -36,6 +36,10 @@ class TrainingError(IndexTTSError):
     """Training cannot start or resume with the given data, config or checkpoints."""
 
 
+class DistributedError(IndexTTSError):
+    """A process of a torchrun job gave up waiting for the others (a rank died, hung or was killed)."""
+
+
 class InferenceError(IndexTTSError):
     """Synthesis cannot run with the given speaker, adapter, reference or output."""
 

@@ -21,11 +21,12 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-from indextts.errors import ConfigError
+from indextts.errors import ConfigError, DistributedError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -104,13 +105,24 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype_of(precision))
 
 
+DEFAULT_DIST_TIMEOUT_S = 600.0
+"""How long a rank waits for the others at any collective when the caller names no timeout."""
+
+LOST_PEER_SIGNS = ("timed out", "timeout", "connection closed by peer", "connection reset by peer")
+"""Words of the gloo/NCCL/store errors raised when another rank does not arrive (lower case)."""
+
+
 @dataclass(frozen=True)
 class DistributedContext:
-    """Where this process sits in a torchrun job (rank 0 of 1 without torchrun)."""
+    """Where this process sits in a torchrun job (rank 0 of 1 without torchrun).
+
+    Every collective of the job (barriers, all-reduces, all-gathers) waits at most ``timeout_s``
+    seconds: the process group is created with that timeout."""
 
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    timeout_s: float = DEFAULT_DIST_TIMEOUT_S
 
     @property
     def is_main(self) -> bool:
@@ -124,15 +136,33 @@ class DistributedContext:
         if self.enabled:
             dist.barrier()
 
+    def lost_peer(self, error: BaseException, where: str) -> DistributedError | None:
+        """The user's message for ``error`` when it is a collective that gave up on another rank, else None."""
+        if not self.enabled or not any(sign in str(error).lower() for sign in LOST_PEER_SIGNS):
+            return None
+        return DistributedError(
+            f"Rank {self.rank} of {self.world_size} stopped waiting for the other processes {where} (a "
+            f"collective timed out after {self.timeout_s:g} s or a peer left: {str(error).splitlines()[0]}). "
+            "Another rank crashed, hung or was killed: read its output above. If the machine is only "
+            "slow, raise train.dist_timeout_s.")
 
-def init_distributed(device: str | torch.device | None = "auto") -> DistributedContext:
-    """Resolve the device and join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
+
+def init_distributed(device: str | torch.device | None = "auto",
+                     timeout_s: float = DEFAULT_DIST_TIMEOUT_S) -> DistributedContext:
+    """Resolve the device and join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU).
+
+    Joining and every later collective wait at most ``timeout_s`` seconds for the other ranks."""
     chosen = resolve_device(device)
     size = world_size()
+    context = DistributedContext(rank=int(os.environ.get("RANK", 0)) if size > 1 else 0, world_size=size, device=chosen,
+                                 timeout_s=timeout_s)
     if size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
-    rank = dist.get_rank() if size > 1 else 0
-    return DistributedContext(rank=rank, world_size=size, device=chosen)
+        try:
+            dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo",
+                                    timeout=timedelta(seconds=timeout_s))
+        except RuntimeError as error:  # DistStoreError and DistBackendError are RuntimeErrors
+            raise context.lost_peer(error, "while joining the process group at start-up") or error
+    return context
 
 
 def reuse_freed_host_memory() -> bool:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import uuid
 from pathlib import Path
 
 import pytest
 
-from helpers import EMPTY_PARAMETER_SET, MANIFEST_FILE, conformance_missing, conformance_skip_reason
+from helpers import (EMPTY_PARAMETER_SET, MANIFEST_FILE, SUITE_MARKER, conformance_missing, conformance_skip_reason,
+                     processes_of_suite)
 
 
 def pytest_configure(config):
     """One compute thread per process: tests start subprocesses and DataLoader workers on a 2-core
     machine, and oversubscribed torch threads make them many times slower, not faster."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ[SUITE_MARKER] = uuid.uuid4().hex  # inherited by every process the suite starts (see sessionfinish)
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -43,3 +47,22 @@ def release_manifest() -> dict:
     if not MANIFEST_FILE.is_file():
         conformance_missing(f"{MANIFEST_FILE.name} not found")
     return json.loads(MANIFEST_FILE.read_text())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run while a process the suite started is still alive (issue 25 item 7: a torchrun rank
+    outlived the suite by 25 minutes), name each one, and kill it."""
+    leftovers = processes_of_suite(os.environ[SUITE_MARKER])
+    if not leftovers:
+        return
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(leftovers)} process(es) started by the test suite were still alive at its end (now killed):"]
+    lines += [f"  pid {pid}: {command}" for pid, command in sorted(leftovers.items())]
+    if reporter is not None:
+        reporter.write_line("\n".join(lines), red=True, bold=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

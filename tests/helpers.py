@@ -317,3 +317,56 @@ def train_tiny_eval_run(root: Path, tiny_model_dir: Path, steps: int = 4) -> Pat
         "train.save_every_steps=0", "train.val_every_steps=0", "train.keep_checkpoints=5", "train.optimizer.lr=3e-3",
         "train.scheduler.warmup_ratio=0.0"]))
     return run_dir
+
+
+def run_process_group(command: list, timeout: float, **popen_kwargs):
+    """``subprocess.run(command, capture_output=True, text=True, timeout=timeout)`` for commands that start
+    children of their own (torchrun and its ranks): the command leads a new session, and its whole process
+    group is killed on timeout and after it ends, so no rank outlives the test (issue 25 item 7: a killed
+    launcher left a gloo rank running for 25 minutes). Raises subprocess.TimeoutExpired on timeout."""
+    import subprocess
+
+    with subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **popen_kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        finally:
+            kill_process_group(process.pid)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def kill_process_group(leader: int) -> None:
+    """SIGKILL what is left of the process group led by ``leader`` (nothing when it is gone)."""
+    import signal
+
+    try:
+        os.killpg(leader, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+SUITE_MARKER = "INDEXTTS_TEST_SUITE_RUN"
+"""Environment variable set once per test session; every process the suite starts inherits it."""
+
+PYTHON_LIFETIME_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+"""Processes the standard library keeps until the interpreter exits (they end with the suite itself)."""
+
+
+def processes_of_suite(marker: str) -> dict[int, str]:
+    """{pid: command line} of live processes other than this one whose environment holds ``SUITE_MARKER=marker``,
+    including orphans that a killed launcher left behind (read from /proc; only our own processes are readable)."""
+    needle = f"{SUITE_MARKER}={marker}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile, or not ours
+            continue
+        if state != "Z" and not any(helper in command for helper in PYTHON_LIFETIME_HELPERS):
+            found[int(entry.name)] = command
+    return found

@@ -27,7 +27,8 @@ from indextts.extraction import (
 from indextts.extraction.outputs import merge_speaker_info
 from indextts.extraction.speaker_stats import pairwise_distances
 
-from helpers import EXTRACT_CLI, REPO_ROOT, all_files, jsonl, run_extract_cli as run_cli, tone
+from helpers import (EXTRACT_CLI, REPO_ROOT, all_files, jsonl, run_extract_cli as run_cli, run_process_group,
+                     tone)
 
 CLI = EXTRACT_CLI
 ROW_KEYS = {"uid", "speaker", "audio", "text", "codes", "condition", "duration", "num_codes", "num_text_tokens",
@@ -330,11 +331,11 @@ def test_torchrun_two_cpu_ranks_equal_one_process(extracted, tiny_model_dir):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")
     output = extracted["work"] / "torchrun"
-    result = subprocess.run(
+    result = run_process_group(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(CLI),
          "--audio_list", str(extracted["list"]), "--model_dir", str(tiny_model_dir), "--output_dir", str(output),
          "--extract_condition", "--device", "cpu", "--batch_size", "4", "--num_workers", "0", "--no_progress"],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
+        timeout=600, env=env, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     single, sharded = all_files(extracted["output"]), all_files(output)
     assert sharded.keys() == single.keys()

@@ -1,6 +1,7 @@
 """Device, precision and torchrun context resolution shared by extraction, training and inference."""
 
 import ctypes
+import os
 import platform
 import resource
 import subprocess
@@ -102,3 +103,54 @@ def test_reusing_host_memory_is_skipped_without_glibc(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", no_libc)
     assert reuse_freed_host_memory() is False
+
+
+LATE_RANK_SCRIPT = """
+import sys, time
+from indextts.errors import DistributedError
+from indextts.runtime import init_distributed
+context = init_distributed("cpu", timeout_s=float(sys.argv[1]))
+if context.rank == 1:
+    time.sleep(120)  # alive, but never reaches the barrier: a hung peer
+try:
+    context.barrier()
+except RuntimeError as error:
+    print(context.lost_peer(error, "at step 7"))
+    sys.exit(2)
+"""
+
+
+def test_barrier_gives_up_on_a_hung_rank_with_a_message(tmp_path):
+    """A rank that never arrives makes the other end after the process group's timeout, with a message
+    naming the rank and the step (issue 25 item 7), instead of waiting gloo's default 30 minutes."""
+    import socket
+    import time
+
+    from helpers import kill_process_group, run_process_group
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", LATE_RANK_SCRIPT, "3"]
+    hung = subprocess.Popen(command, env={**env, "RANK": "1"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        start = time.monotonic()
+        waiting = run_process_group(command, timeout=100, env={**env, "RANK": "0"})
+        elapsed = time.monotonic() - start
+    finally:
+        kill_process_group(hung.pid)
+        hung.wait()
+    assert waiting.returncode == 2, waiting.stdout + waiting.stderr
+    assert "Rank 0 of 2 stopped waiting for the other processes at step 7" in waiting.stdout, waiting.stdout
+    assert "train.dist_timeout_s" in waiting.stdout and "Traceback" not in waiting.stderr
+    assert elapsed < 60
+
+
+def test_only_collective_failures_become_messages():
+    context = DistributedContext(rank=1, world_size=2, timeout_s=5)
+    assert context.lost_peer(RuntimeError("Connection closed by peer [127.0.0.1]:1234"), "at step 3") is not None
+    assert context.lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), "at step 3") is None
+    assert DistributedContext().lost_peer(RuntimeError("Timed out"), "at step 3") is None  # no torchrun: no peers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import REPO_ROOT, tiny_overrides, write_extracted_data
+from helpers import REPO_ROOT, kill_process_group, run_process_group, tiny_overrides, write_extracted_data
 from indextts.errors import TrainingError
 from indextts.training import DEFAULT_CONFIG, Trainer, latest_checkpoint, load_train_config, run_training
 
@@ -114,8 +115,9 @@ def test_torchrun_two_processes_gloo(tmp_path, tiny_model_dir, data_dir):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO_ROOT / "train.py"),
                *tiny_overrides(tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.epochs=2",
-                               "data.max_batch_size=2", "train.grad_accum=2")]
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+                               "data.max_batch_size=2", "train.grad_accum=2",
+                               "train.dist_timeout_s=120")]  # a hung rank ends the run well before the test's timeout
+    result = run_process_group(command, timeout=600, cwd=REPO_ROOT, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout + result.stderr
     # grad_accum=2 runs DDP's no_sync on the first micro-batch of each step; both ranks must still agree
@@ -184,3 +186,30 @@ def test_unknown_override_key_is_rejected():
 
     with pytest.raises(ConfigError, match="train.lora.rank"):
         load_train_config(DEFAULT_CONFIG, ["train.lora.rank=8"])
+
+
+@pytest.mark.slow
+def test_torchrun_rank_that_stops_ends_the_run_with_a_message(tmp_path, tiny_model_dir, data_dir):
+    """A rank frozen mid-run (SIGSTOP) makes the other give up after train.dist_timeout_s with a message
+    naming its rank and step, instead of waiting for gloo's 30-minute default (issue 25 item 7)."""
+    run_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO_ROOT / "train.py"),
+               *tiny_overrides(tiny_model_dir, data_dir / "speaker_info.json", run_dir, "train.max_steps=100000",
+                               "data.max_batch_size=2", "train.dist_timeout_s=5")]
+    launcher = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not ((run_dir / "metrics.jsonl").is_file() and read_metrics(run_dir)) and time.time() < deadline \
+                and launcher.poll() is None:
+            time.sleep(0.2)
+        ranks = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+        assert len(ranks) == 2, ranks
+        os.kill(int(ranks[-1]), signal.SIGSTOP)
+        output, _ = launcher.communicate(timeout=240)
+    finally:
+        kill_process_group(launcher.pid)
+    assert launcher.returncode != 0
+    assert re.search(r"error: Rank [01] of 2 stopped waiting for the other processes at step \d+", output), output
+    assert "raise train.dist_timeout_s" in output

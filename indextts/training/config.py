@@ -87,6 +87,7 @@ class TrainSettings:
     deterministic: bool = MISSING
     compile: bool = MISSING
     device: str = MISSING
+    dist_timeout_s: float = MISSING
     log_every_steps: int = MISSING
     log_every_seconds: float = MISSING
     val_every_steps: int = MISSING
@@ -209,6 +210,7 @@ def _ranges(cfg: TrainConfig) -> list[tuple[str, bool, str]]:
         ("train.grad_accum", train.grad_accum >= 1, ">= 1"),
         ("train.grad_clip", train.grad_clip > 0, "> 0"),
         ("train.precision", train.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        ("train.dist_timeout_s", train.dist_timeout_s > 0, "> 0"),
         ("train.log_every_steps", train.log_every_steps >= 1, ">= 1"),
         ("train.log_every_seconds", train.log_every_seconds >= 0, ">= 0 (0: by steps only)"),
         ("train.val_every_steps", train.val_every_steps >= 0, ">= 0"),

@@ -84,7 +84,7 @@ class Trainer:
         """Check inputs, build the model, data, optimiser and scheduler; resume when asked."""
         if self.train_cfg.deterministic:  # before CUDA starts
             self._restore_deterministic = enable_deterministic_algorithms()
-        self.dist = init_distributed(self.train_cfg.device)
+        self.dist = init_distributed(self.train_cfg.device, self.train_cfg.dist_timeout_s)
         self.device = self.dist.device
         if self.device.type == "cpu":
             reuse_freed_host_memory()
@@ -394,5 +394,7 @@ def run_training(cfg: TrainConfig) -> dict:
     try:
         trainer.setup()
         return trainer.train()
+    except RuntimeError as error:  # a collective that gave up on another rank: name this rank and the step
+        raise (trainer.dist and trainer.dist.lost_peer(error, f"at step {trainer.step}")) or error
     finally:
         trainer.close()
