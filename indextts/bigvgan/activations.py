@@ -13,6 +13,7 @@ and the activation into a few vectorised loops. It differs from ``exact`` by flo
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -175,7 +176,11 @@ def polyphase_activation(x: torch.Tensor, up: torch.Tensor, down: torch.Tensor,
             + sum(odd[..., q:q + length] * down[2 * q] for q in range(PHASE_TAPS)))
 
 
-_compiled_polyphase = torch.compile(polyphase_activation, dynamic=True)
+@functools.cache
+def compiled_polyphase_activation():
+    """``polyphase_activation`` compiled once per process for every shape (built on first use: importing
+    the compiler costs seconds that the exact mode should not pay)."""
+    return torch.compile(polyphase_activation, dynamic=True)
 
 
 class Activation1d(nn.Module):
@@ -194,6 +199,7 @@ class Activation1d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "fused":
             alpha, gain = self.act.frequency_and_gain()
-            return _compiled_polyphase(x, self.upsample.filter.view(-1), self.downsample.lowpass.filter.view(-1),
-                                       alpha.to(x.dtype), gain.to(x.dtype))
+            fused = compiled_polyphase_activation()
+            return fused(x, self.upsample.filter.view(-1), self.downsample.lowpass.filter.view(-1),
+                         alpha.to(x.dtype), gain.to(x.dtype))
         return self.downsample(self.act(self.upsample(x)))
