@@ -107,10 +107,12 @@ def compare(cfg, frames: int, repeats: int) -> dict:
     times = {name: [] for name in calls}
     with torch.inference_mode():
         outputs = {name: call() for name, call in calls.items()}  # warm-up at the timed shape
-        for _ in range(repeats):
+        for round_index in range(repeats):
             for name, call in calls.items():
                 seconds, outputs[name] = timed(call)
                 times[name].append(seconds)
+            print(f"round {round_index + 1}: " + ", ".join(f"{name} {times[name][-1]:.3f} s" for name in calls),
+                  flush=True)
     return summary(times, outputs, frames * int(cfg.gpt.mel_length_compression) / int(cfg.dataset.sample_rate))
 
 
