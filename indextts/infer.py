@@ -114,15 +114,18 @@ class IndexTTS:
     to check that runs fit it). ``device``: auto | cpu | cuda | cuda:N; ``precision`` of the GPT:
     fp32 | bf16 | fp16 | auto (fp16 on CUDA, fp32 on the CPU); ``vocoder_precision``: fp32 (default)
     or fp16/bf16 with BigVGAN's output layer kept in fp32; ``cpu_quantization``: None, or (opt-in, CPU
-    and fp32 only) "int8" / "bf16" weights for code generation (``indextts.gpt.quantize``).
+    and fp32 only) "int8" / "bf16" weights for code generation (``indextts.gpt.quantize``);
+    ``vocoder_mode``: auto (fused on the CPU, exact on CUDA) | exact (BigVGAN as the reference, bit for
+    bit) | fused (compiled polyphase activations, ~140 dB SNR; see ``indextts.speech``).
     """
 
     def __init__(self, cfg, gpt, bigvgan, tokenizer: TextTokenizer, *, base: CheckpointFolder | None = None,
                  device: str | torch.device = "auto", precision: str = "auto", vocoder_precision: str = "fp32",
-                 allow_base_mismatch: bool = False, cpu_quantization: str | None = None):
+                 allow_base_mismatch: bool = False, cpu_quantization: str | None = None, vocoder_mode: str = "auto"):
         self.cfg = cfg
         self.base = base
-        self.models = SpeechModels(cfg, gpt, bigvgan, device, precision, vocoder_precision, cpu_quantization)
+        self.models = SpeechModels(cfg, gpt, bigvgan, device, precision, vocoder_precision, cpu_quantization,
+                                   vocoder_mode)
         self.device, self.sample_rate = self.models.device, self.models.sample_rate
         self.samples_per_code = self.models.samples_per_code
         self.tokenizer = tokenizer
@@ -139,7 +142,8 @@ class IndexTTS:
 
         ``adapter`` (one run folder, named after its folder) and ``adapters`` ({name: run folder})
         may be combined. A folder written by ``indextts-export`` speaks its voices by name too.
-        ``kwargs``: device, precision, vocoder_precision, allow_base_mismatch, cpu_quantization (see the class).
+        ``kwargs``: device, precision, vocoder_precision, allow_base_mismatch, cpu_quantization, vocoder_mode
+        (see the class).
         """
         base = CheckpointFolder(model_dir)
         tts = cls(base.cfg, base.load_gpt(), base.load_bigvgan(), base.tokenizer(), base=base, **kwargs)

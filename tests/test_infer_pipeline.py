@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.checkpoints import load_gpt
-from indextts.cli.infer import main
+from indextts.bigvgan.activations import Activation1d
+from indextts.cli.infer import build_parser, load_model, main
 from indextts.errors import AudioError, InferenceError, TextTooLongError
 from indextts.gpt.generation import GenerationConfig
 from indextts.infer import IndexTTS, SpeechRequest, SynthesisOptions
@@ -184,3 +185,28 @@ def test_cuda_default_precision_is_fp16_gpt_with_snr_at_least_60_db(folder):
     assert (models.precision, models.vocoder_precision, models.vocoder_batching) == ("fp16", "fp32", True)
     for clean, noisy in zip(_golden_waveforms(golden, "fp32", "fp32"), _golden_waveforms(golden, "auto", "fp32", "cuda")):
         assert _snr_db(clean, noisy) >= 60
+
+
+def _activation_modes(bigvgan) -> set[str]:
+    return {module.mode for module in bigvgan.modules() if isinstance(module, Activation1d)}
+
+
+@pytest.mark.parametrize(("requested", "expected"), [("auto", "fused"), ("exact", "exact"), ("fused", "fused")])
+def test_vocoder_mode_reaches_every_activation(tiny_model_dir, requested, expected):
+    """``vocoder_mode`` through IndexTTS.from_pretrained; auto is the fused mode on the CPU."""
+    tts = IndexTTS.from_pretrained(tiny_model_dir, device="cpu", vocoder_mode=requested)
+    assert tts.models.vocoder_mode == expected
+    assert _activation_modes(tts.models.bigvgan) == {expected}
+
+
+def test_unknown_vocoder_mode_is_refused(tiny_model_dir):
+    folder = CheckpointFolder(tiny_model_dir)
+    with pytest.raises(InferenceError, match="vocoder_mode='fast'"):
+        SpeechModels(folder.cfg, folder.load_gpt(), folder.load_bigvgan(), "cpu", vocoder_mode="fast")
+
+
+def test_cli_vocoder_mode_reaches_the_model(tiny_model_dir):
+    args = build_parser().parse_args(["--model_dir", str(tiny_model_dir), "--text", "hi", "--output", "o.wav", "--vocoder_mode", "exact",
+                                      "--device", "cpu"])
+    assert _activation_modes(load_model(args).models.bigvgan) == {"exact"}
+    assert build_parser().parse_args(["--text", "hi", "--output", "o.wav"]).vocoder_mode == "auto"

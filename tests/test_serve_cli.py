@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO_ROOT
 
-from indextts.cli.serve import adapters_from_args, build_parser, main
+from indextts.cli.serve import adapters_from_args, build_parser, load_tts, main
 from indextts.errors import ConfigError
 
 
@@ -39,3 +39,9 @@ def test_module_entry_is_the_same_command():
     done = subprocess.run([sys.executable, "-m", "indextts.serve", "--help"], capture_output=True, text=True, check=False,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert done.returncode == 0 and "indextts-serve" in done.stdout and "--adapter" in done.stdout
+
+
+def test_vocoder_mode_reaches_the_served_model(tiny_model_dir):
+    args = build_parser().parse_args(["--model_dir", str(tiny_model_dir), "--device", "cpu", "--vocoder_mode", "exact"])
+    assert load_tts(args).models.vocoder_mode == "exact"
+    assert build_parser().parse_args([]).vocoder_mode == "auto"

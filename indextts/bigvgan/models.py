@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from indextts.bigvgan.activations import ACTIVATIONS, Activation1d
+from indextts.bigvgan.activations import ACTIVATION_MODES, ACTIVATIONS, Activation1d
 from indextts.bigvgan.ecapa_tdnn import ECAPATDNN
 from indextts.errors import ConfigError
 
@@ -50,9 +50,9 @@ class AMPBlock1(nn.Module):
         self.activations = _activations(2 * len(dilations), channels, activation, logscale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acts = iter(self.activations)
-        for conv1, conv2 in zip(self.convs1, self.convs2):
-            x = x + conv2(next(acts)(conv1(next(acts)(x))))
+        pairs = zip(self.convs1, self.convs2, self.activations[::2], self.activations[1::2])
+        for conv1, conv2, act1, act2 in pairs:
+            x = x + conv2(act2(conv1(act1(x))))
         return x
 
 
@@ -153,6 +153,14 @@ class BigVGAN(nn.Module):
                 total = total + block(x)
             x = total / self.num_kernels
         return torch.tanh(self.conv_post(self.activation_post(x)))
+
+    def set_activation_mode(self, mode: str) -> None:
+        """Run every anti-aliased activation ``exact`` (as the reference) or ``fused`` (see activations)."""
+        if mode not in ACTIVATION_MODES:
+            raise ConfigError(f"Unknown BigVGAN activation mode {mode!r}; use one of {', '.join(ACTIVATION_MODES)}.")
+        for module in self.modules():
+            if isinstance(module, Activation1d):
+                module.mode = mode
 
     def weight_norm_modules(self) -> list[str]:
         """Names of the convolutions stored with weight norm in checkpoints."""

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="load runs trained on another base or tokenizer (with a warning)")
     model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     model.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    model.add_argument("--vocoder_mode", default="auto", choices=("auto", "exact", "fused"),
+                       help="BigVGAN activations: exact (as the reference, bit for bit) or fused (compiled, "
+                            "faster on the CPU); auto: fused on the CPU, exact on CUDA")
     model.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=generation.do_sample,
                        help="sample codes (--no-do_sample: greedy or beam search, reproducible)")
     model.add_argument("--num_beams", type=int, default=generation.num_beams, help="beam search width")
@@ -99,18 +102,25 @@ def _warn_if_exposed(host: str, api_key: str | None) -> None:
                        "server. Set --api_key (or $%s) unless the network is trusted.", host, API_KEY_VARIABLE)
 
 
+def load_tts(args: argparse.Namespace):
+    """The IndexTTS the arguments describe: the base, its runs, device, precision and vocoder mode."""
+    from indextts.infer import IndexTTS
+
+    return IndexTTS.from_pretrained(args.model_dir, adapters=adapters_from_args(args.adapter) or None,
+                                    device=args.device, precision=args.precision, vocoder_mode=args.vocoder_mode,
+                                    allow_base_mismatch=args.allow_base_mismatch)
+
+
 def serve(args: argparse.Namespace) -> None:
     """Load the base and the runs once, then serve until interrupted."""
     import uvicorn
 
     from indextts.gpt.generation import GenerationConfig
-    from indextts.infer import IndexTTS, SynthesisOptions
+    from indextts.infer import SynthesisOptions
     from indextts.serving.app import ServerSettings, create_app
 
     _check_settings(args)
-    tts = IndexTTS.from_pretrained(args.model_dir, adapters=adapters_from_args(args.adapter) or None,
-                                   device=args.device, precision=args.precision,
-                                   allow_base_mismatch=args.allow_base_mismatch)
+    tts = load_tts(args)
     options = SynthesisOptions(generation=GenerationConfig(do_sample=args.do_sample, num_beams=args.num_beams))
     settings = ServerSettings(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                               batch_wait=args.batch_wait_ms / 1000, request_timeout=args.request_timeout,
