@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import shutil
 from collections.abc import Iterator
 from itertools import groupby
 from pathlib import Path
@@ -56,13 +58,25 @@ def _float32_inputs(module: nn.Module, args: tuple) -> tuple:
     return tuple(a.float() if torch.is_tensor(a) else a for a in args)
 
 
+def cpu_compiler_available() -> bool:
+    """Whether torch.compile can build CPU kernels here (inductor needs a C++ compiler: $CXX, g++, clang++)."""
+    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if name)
+
+
 def resolve_vocoder_mode(mode: str, device: torch.device) -> str:
-    """``exact`` or ``fused`` for ``mode`` (auto | exact | fused) on ``device``; InferenceError if unknown."""
+    """``exact`` or ``fused`` for ``mode`` (auto | exact | fused) on ``device``; InferenceError if unusable.
+
+    ``auto`` is ``fused`` on a CPU with a C++ compiler (the fused activations are compiled), else ``exact``.
+    """
     if mode == "auto":
-        return "fused" if device.type == "cpu" else "exact"
+        return "fused" if device.type == "cpu" and cpu_compiler_available() else "exact"
     if mode not in ACTIVATION_MODES:
         raise InferenceError(f"vocoder_mode={mode!r} is not a BigVGAN activation mode; use auto, "
                              f"{' or '.join(ACTIVATION_MODES)} (exact equals the reference bit for bit).")
+    if mode == "fused" and device.type == "cpu" and not cpu_compiler_available():
+        raise InferenceError("vocoder_mode=fused compiles BigVGAN's activations with torch.compile, which needs a "
+                             "C++ compiler on the CPU, and none was found (CXX, g++, c++, clang++). Install one "
+                             "(e.g. `apt-get install g++`) or use vocoder_mode=exact.")
     return mode
 
 

@@ -210,3 +210,12 @@ def test_cli_vocoder_mode_reaches_the_model(tiny_model_dir):
                                       "--device", "cpu"])
     assert _activation_modes(load_model(args).models.bigvgan) == {"exact"}
     assert build_parser().parse_args(["--text", "hi", "--output", "o.wav"]).vocoder_mode == "auto"
+
+
+def test_without_a_cpu_compiler_auto_is_exact_and_fused_is_refused(tiny_model_dir, monkeypatch):
+    """torch.compile builds CPU kernels with a C++ compiler: without one, auto keeps the exact activations
+    and an explicit fused request is a clear error instead of a compiler traceback at the first call."""
+    monkeypatch.setattr("indextts.speech.shutil.which", lambda name: None)
+    assert IndexTTS.from_pretrained(tiny_model_dir, device="cpu").models.vocoder_mode == "exact"
+    with pytest.raises(InferenceError, match="needs a C\\+\\+ compiler"):
+        IndexTTS.from_pretrained(tiny_model_dir, device="cpu", vocoder_mode="fused")
