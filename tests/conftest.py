@@ -42,6 +42,29 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def voice_recordings(tmp_path_factory) -> Path:
+    """Long English recordings of the two demo speakers, one folder each (see helpers.write_voice_recordings)."""
+    from helpers import write_voice_recordings
+
+    return write_voice_recordings(tmp_path_factory.mktemp("voice_recordings"))
+
+
+@pytest.fixture(scope="session")
+def built_voice(voice_recordings, tiny_model_dir, tmp_path_factory) -> tuple[Path, str]:
+    """A voice project built by one uninterrupted ``indextts voice build``; (project, what it printed)."""
+    import subprocess
+    import sys
+
+    from helpers import REPO_ROOT, voice_build_args
+
+    project = tmp_path_factory.mktemp("voice") / "project"
+    command = [sys.executable, "-m", "indextts", "voice", *voice_build_args(voice_recordings, tiny_model_dir, project)]
+    output = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert output.returncode == 0, output.stdout[-3000:] + output.stderr[-3000:]
+    return project, output.stdout
+
+
+@pytest.fixture(scope="session")
 def release_manifest() -> dict:
     """The state-dict manifest of the release checkpoints (names, shapes and config per release)."""
     if not MANIFEST_FILE.is_file():

@@ -370,3 +370,32 @@ def processes_of_suite(marker: str) -> dict[int, str]:
         if state != "Z" and not any(helper in command for helper in PYTHON_LIFETIME_HELPERS):
             found[int(entry.name)] = command
     return found
+
+
+# ----------------------------------------------------------------------------- voice build
+
+VOICE_BUILD_SETTINGS = [
+    "--language", "en", "--asr", "pocketsphinx", "--sim", "resemblyzer", "--device", "cpu",
+    "--max_eval_per_speaker", "1", "--train", "train.max_steps=8", "--train", "train.save_every_steps=1",
+    "--train", "train.keep_checkpoints=2", "--train", "data.num_workers=0", "--train", "data.min_duration=0.1",
+    "--train", "train.deterministic=true"]
+"""Offline and fast: PocketSphinx transcripts (English demo speech), resemblyzer SIM, 8 CPU steps."""
+
+
+def voice_build_args(recordings: Path, base: Path, project: Path) -> list[str]:
+    """``indextts voice`` arguments that build ``project`` from ``recordings`` on the tiny base."""
+    return ["build", str(recordings), "--base", str(base), "--project", str(project), *VOICE_BUILD_SETTINGS]
+
+
+def write_voice_recordings(root: Path) -> Path:
+    """root/raw/<speaker>/long.wav for the two demo speakers: their English sentences joined with pauses."""
+    from demo_data import SAMPLE_RATE, make_demo_dataset
+
+    from indextts.prepare.demo_recording import build_long_recording
+
+    for index, demo_list in enumerate(make_demo_dataset(root / "demo", sentences_per_speaker=8, seed=0)):
+        english = english_demo_list(demo_list, root / f"{demo_list.stem}_en.lst")
+        count = len(english.read_text(encoding="utf-8").splitlines())
+        pauses = list(np.random.default_rng(index).uniform(0.6, 1.4, count - 1))
+        build_long_recording(english, root / "raw" / demo_list.stem / "long.wav", pauses, SAMPLE_RATE)
+    return root / "raw"

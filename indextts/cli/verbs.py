@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "webui": ("indextts.webui", "the web page: prepare, train, evaluate and listen"),
     "download": ("indextts.cli.download", "fetch a release (1.5, 1.0, 2, 2.5) into a verified model folder"),
     "voice": ("indextts.cli.voice", "voice build: recordings -> prepared, trained, evaluated voice and report"),
+    "report": ("indextts.cli.report", "report.html / report.md of a prepared, trained and evaluated voice"),
     "tiny": ("indextts.cli.tiny", "write a tiny random-weight checkpoint folder (tests, demos)"),
 }
 """verb -> (command module with ``main(argv)``, one-line summary)."""
