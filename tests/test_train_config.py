@@ -94,3 +94,17 @@ def test_a_config_file_that_is_not_a_mapping_is_named_with_the_other_problems(tm
     message = str(error.value)
     assert f"{path} holds a list, not a mapping of keys to values" in message and "2 problem(s)" in message
     assert "unknown key train.lora.rnk (in override 'train.lora.rnk=3'; did you mean train.lora.r?)" in message
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, capsys):
+    """Issue 25 item 8: a YAML syntax error in --config gave a traceback."""
+    from indextts.cli.train import main as train_main
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  epochs: 3\n  seed: [1, 2\n", encoding="utf-8")
+    before = path.read_bytes()
+    status = train_main(["--config", str(path), f"run_dir={tmp_path / 'run'}"])
+    message = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in message
+    assert f"{path} cannot be parsed: YAML syntax error at line 4, column 1" in message
+    assert path.read_bytes() == before and not (tmp_path / "run").exists()

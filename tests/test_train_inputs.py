@@ -91,3 +91,32 @@ def test_special_tokens_listed_in_speaker_info_count_too(tmp_path, tiny_model_di
     _set_entries(info, special_tokens=["<breath>"])
     with pytest.raises(TrainingError, match="<breath>"):
         check_inputs(str(tiny_model_dir), str(info), ["<laugh>"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled"])
+def test_a_truncated_or_pickled_medoid_condition_is_refused_naming_re_extraction(tmp_path, tiny_model_dir, capsys,
+                                                                                   damage):
+    """Issue 25 item 8: np.load raised (and a pickled array must never be loaded)."""
+    info = write_extracted_data(tmp_path / "data", 64)
+    medoid = tmp_path / "data" / "alice" / "medoid_condition.npy"
+    if damage == "truncated":
+        medoid.write_bytes(medoid.read_bytes()[:100])
+    else:
+        np.save(medoid, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    before = file_digests(tmp_path / "data")
+    status, message = _cli(capsys, tiny_model_dir, info, tmp_path / "run")
+    assert status == 2 and "Traceback" not in message
+    assert f"medoid condition {medoid} cannot be read as a plain array" in message
+    assert "re-run indextts-extract for this speaker" in message
+    assert file_digests(tmp_path / "data") == before and not (tmp_path / "run").exists()
+
+
+def test_a_run_dir_that_is_a_file_is_refused(tmp_path, tiny_model_dir, capsys):
+    """Issue 25 item 8: a run_dir that is a file gave a traceback."""
+    info = write_extracted_data(tmp_path / "data", 64)
+    run_file = tmp_path / "run"
+    run_file.write_text("my notes\n", encoding="utf-8")
+    status, message = _cli(capsys, tiny_model_dir, info, run_file)
+    assert status == 2 and "Traceback" not in message
+    assert f"Cannot use run_dir={run_file} as the run folder" in message and "choose a folder path" in message
+    assert run_file.read_text(encoding="utf-8") == "my notes\n"

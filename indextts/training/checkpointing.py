@@ -231,7 +231,11 @@ class RunLock:
         self._handle = None
 
     def acquire(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # run_dir, or a folder above it, is a file
+            raise TrainingError(f"Cannot use run_dir={self.path.parent} as the run folder: {error}. A file is in the "
+                                "way: choose a folder path for the run, e.g. run_dir=runs/<name>.") from error
         handle = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -139,6 +139,14 @@ def _first_line(error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+def _yaml_problem(error: Exception) -> str:
+    """A YAML syntax error with its line and column (1-based), else the error's first line."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return _first_line(error)
+    return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {getattr(error, 'problem', '')}"
+
+
 def _user_layers(path: Path, overrides: Sequence[str], problems: list[str]) -> list[tuple[str, dict]]:
     """(source, plain dict) of the user's file and of each override; one that cannot be parsed is a problem."""
     layers = []
@@ -147,7 +155,7 @@ def _user_layers(path: Path, overrides: Sequence[str], problems: list[str]) -> l
         try:
             layer = OmegaConf.to_container(parse(), resolve=False)
         except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
-            problems.append(f"{source} cannot be parsed: {_first_line(error)}")
+            problems.append(f"{source} cannot be parsed: {_yaml_problem(error)}")
             continue
         if isinstance(layer, dict):
             layers.append((source, layer))

@@ -152,11 +152,20 @@ def _check_speaker(info, base: CheckpointFolder, index: int, problems: list[str]
     return SpeakerData(info.speaker, index, condition, reference_mel, uid, audio, train_rows, valid_rows)
 
 
+def _first_sentence(error: Exception) -> str:
+    return str(error).split(". ")[0] or type(error).__name__
+
+
 def _medoid_condition(info, where: str, model_dim: int, latents: int, problems: list[str]) -> torch.Tensor | None:
     if info.medoid_condition is None or not info.medoid_condition.is_file():
         problems.append(f"{where}: medoid condition {info.medoid_condition} does not exist; re-run extraction")
         return None
-    condition = np.load(info.medoid_condition, allow_pickle=False)
+    try:
+        condition = np.load(info.medoid_condition, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:  # truncated, not .npy, or pickled objects (never loaded)
+        problems.append(f"{where}: medoid condition {info.medoid_condition} cannot be read as a plain array "
+                        f"({_first_sentence(error)}); re-run indextts-extract for this speaker")
+        return None
     if condition.shape != (latents, model_dim):
         problems.append(f"{where}: {info.medoid_condition} has shape {condition.shape} but the base GPT needs "
                         f"({latents}, {model_dim}); the data was extracted with another IndexTTS release. Re-run "
