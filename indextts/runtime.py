@@ -147,6 +147,18 @@ class DistributedContext:
             "slow, raise train.dist_timeout_s.")
 
 
+def constant_buffer_ddp_options() -> dict:
+    """DDP keyword arguments for a model whose buffers are equal on every rank and never change.
+
+    Newer torch deprecates ``broadcast_buffers`` (a FutureWarning on every run) for
+    ``forward_sync_buffers``; older releases only know the former. Either way no forward pass syncs buffers.
+    """
+    import inspect
+
+    parameters = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in parameters else {"broadcast_buffers": False}
+
+
 def init_distributed(device: str | torch.device | None = "auto",
                      timeout_s: float = DEFAULT_DIST_TIMEOUT_S) -> DistributedContext:
     """Resolve the device and join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU).

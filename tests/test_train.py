@@ -123,6 +123,7 @@ def test_torchrun_two_processes_gloo(tmp_path, tiny_model_dir, data_dir):
     # grad_accum=2 runs DDP's no_sync on the first micro-batch of each step; both ranks must still agree
     assert output.count("All 2 processes hold identical trainable weights") == 1, output
     assert output.count("Trainable parameters:") == 1, output  # only rank 0 logs at INFO (issue 13 item 12)
+    assert "FutureWarning" not in output, output  # issue 25 item 11: DDP's broadcast_buffers warning on every run
     train = read_metrics(run_dir)
     assert train and all(np.isfinite(r["loss"]) for r in train)
     assert read_metrics(run_dir, "valid")

@@ -45,7 +45,7 @@ from indextts.lora import (
     ADAPTER_DIR, RUN_CONFIG, SPEAKERS_FILE, LearnedConditions, add_lora,
     describe_base, install_final_files, make_lora_config,
 )
-from indextts.runtime import init_distributed, reuse_freed_host_memory
+from indextts.runtime import constant_buffer_ddp_options, init_distributed, reuse_freed_host_memory
 from indextts.training import checkpointing as ckpt
 from indextts.training.artifacts import RunFiles, write_run_files
 from indextts.training.config import TrainConfig, config_to_dict
@@ -156,7 +156,7 @@ class Trainer:
         if self.dist.enabled:  # buffers are constant (the unused conditioning encoder's): never re-broadcast
             self.ddp_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)
+                **constant_buffer_ddp_options())
         self.forward_model = torch.compile(self.ddp_model) if self.train_cfg.compile else self.ddp_model
 
     def _probe_step(self, batch: Batch) -> None:
