@@ -4,4 +4,5 @@ import sys
 
 from indextts.cli.verbs import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (e.g. the GPU check's preflight) runs nothing
+    sys.exit(main())
