@@ -187,12 +187,13 @@ def write_tiny_wavlm(folder: Path, seed: int = 0) -> Path:
     return Path(folder)
 
 
-def english_demo_list(demo_list: Path, out_path: Path) -> Path:
-    """Write the English lines of a demo audio list to ``out_path`` (paths made absolute)."""
+def demo_list_in(demo_list: Path, out_path: Path, language: str = "en") -> Path:
+    """Write the lines of a demo audio list in ``language`` (en, zh or mixed) to ``out_path`` (paths
+    made absolute)."""
     lines = []
     for line in demo_list.read_text(encoding="utf-8").splitlines():
         audio, text = line.split("\t")
-        if audio.endswith("_en.wav"):
+        if audio.endswith(f"_{language}.wav"):
             lines.append(f"{(demo_list.parent / audio).resolve()}\t{text}\n")
     out_path.write_text("".join(lines), encoding="utf-8")
     return out_path
@@ -394,7 +395,7 @@ def write_voice_recordings(root: Path) -> Path:
     from indextts.prepare.demo_recording import build_long_recording
 
     for index, demo_list in enumerate(make_demo_dataset(root / "demo", sentences_per_speaker=8, seed=0)):
-        english = english_demo_list(demo_list, root / f"{demo_list.stem}_en.lst")
+        english = demo_list_in(demo_list, root / f"{demo_list.stem}_en.lst")
         count = len(english.read_text(encoding="utf-8").splitlines())
         pauses = list(np.random.default_rng(index).uniform(0.6, 1.4, count - 1))
         build_long_recording(english, root / "raw" / demo_list.stem / "long.wav", pauses, SAMPLE_RATE)

@@ -14,7 +14,7 @@ import soundfile as sf
 from helpers import write_tiny_whisper
 
 from demo_data import make_demo_dataset
-from indextts.evaluation.asr import (
+from indextts.asr.backends import (
     ASR_SAMPLE_RATE,
     ASRError,
     Transcript,

@@ -18,7 +18,7 @@ import pytest
 from helpers import train_tiny_eval_run, write_tiny_wavlm, write_tiny_whisper
 
 from indextts.errors import EvaluationError
-from indextts.evaluation.asr import ASRError
+from indextts.asr.backends import ASRError
 from indextts.cli.eval import main, parse_asr_specs
 from indextts.evaluation.pipeline import EvalSettings, evaluate_checkpoint, evaluate_run
 from indextts.evaluation.report import COLUMNS

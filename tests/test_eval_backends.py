@@ -18,7 +18,7 @@ from helpers import write_tiny_wavlm
 
 from demo_data import make_demo_dataset
 from indextts.errors import EvaluationError
-from indextts.evaluation.asr import load_asr
+from indextts.asr.backends import load_asr
 from indextts.evaluation.metrics import pooled, score
 from indextts.evaluation.run_inputs import EvalItem
 from indextts.evaluation.scoring import Scorer

@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub import constants
 
 from indextts.errors import IndexTTSError
-from indextts.evaluation.asr import load_asr
+from indextts.asr.backends import load_asr
 from indextts.evaluation.speaker import load_speaker_encoder
 from indextts.hub import hub_reachable, prepare_hub_source
 

@@ -7,6 +7,7 @@ proves the transcription step runs a real model on every clip.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import REPO_ROOT, all_files, english_demo_list, write_tiny_whisper
+from helpers import REPO_ROOT, all_files, demo_list_in, write_tiny_whisper
 
 from demo_data import SAMPLE_RATE, make_demo_dataset
 from indextts.errors import PrepareError
@@ -44,7 +45,7 @@ def raw_speakers(tmp_path_factory):
     lists = make_demo_dataset(root / "demo", sentences_per_speaker=12, seed=0)
     truth = {}
     for index, list_path in enumerate(lists):
-        english = english_demo_list(list_path, root / f"{list_path.stem}_en.lst")
+        english = demo_list_in(list_path, root / f"{list_path.stem}_en.lst")
         count = len(english.read_text(encoding="utf-8").splitlines())
         pauses = list(np.random.default_rng(index).uniform(0.6, 1.4, count - 1))
         truth[list_path.stem] = build_long_recording(
@@ -314,3 +315,89 @@ def test_edited_list_that_is_not_utf8_is_refused_before_any_work(prepared, raw_s
     err = capsys.readouterr().err
     assert code == 2 and f"{list_path} is not UTF-8 text" in err and "Re-save it as UTF-8" in err
     assert "Traceback" not in err and all_files(copy) == before
+
+
+# ----------------------------------------------------------------------------- language and approvals
+
+@pytest.fixture(scope="module")
+def chinese_recording(raw_speakers):
+    """One long recording of the demo's Mandarin sentences (speaker a), with 0.8 s pauses."""
+    root = raw_speakers[0].parent
+    chinese = demo_list_in(root / "demo" / "demo_speaker_a.lst", root / "zh.lst", "zh")
+    count = len(chinese.read_text(encoding="utf-8").splitlines())
+    build_long_recording(chinese, root / "chinese" / "long_zh.wav", [0.8] * (count - 1), SAMPLE_RATE)
+    return root / "chinese" / "long_zh.wav"
+
+
+@pytest.mark.parametrize("language_args, expected", [
+    (["--language", "zh"], "No ASR backend for language 'zh'"),
+    ([], "The language of the recordings is unknown"),
+])
+def test_chinese_recording_without_whisper_or_paraformer_is_refused_before_any_clip(
+        chinese_recording, tmp_path, language_args, expected):
+    """The default --asr auto, offline with an empty hub cache and no FunASR: refused, nothing written."""
+    if importlib.util.find_spec("funasr") is not None:
+        pytest.skip("FunASR is installed here, so Paraformer would transcribe the Chinese recording")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's file")
+    before = all_files(out)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty_hub_cache")}
+    result = subprocess.run([sys.executable, "-m", "indextts.cli.prepare", "--input", str(chinese_recording),
+                             "--output_dir", str(out), "--speaker", "li", *language_args, "--no_progress"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and "Whisper" in result.stderr and "Traceback" not in result.stderr
+    assert "Nothing was cut or written" in result.stderr
+    assert all_files(out) == before
+
+
+def test_pocketsphinx_on_chinese_speech_is_refused(chinese_recording, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["--input", str(chinese_recording), "--output_dir", str(out), "--asr", "pocketsphinx",
+                 "--language", "zh", "--no_progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "PocketSphinx recognises English only" in err and "--asr paraformer" in err
+    assert not out.exists() or all_files(out) == {}
+
+
+def _review_rows(path):
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _approve(path, clip: str) -> None:
+    rows = _review_rows(path)
+    for row in rows:
+        row["approved"] = "yes" if row["clip"] == clip else row["approved"]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_low_confidence_clips_stay_out_until_approved_in_review_csv(raw_speakers, tmp_path):
+    """A tiny random Whisper (plumbing, not a real model) scores below Whisper's 0.5 bar: its clips are
+    flagged and left out; one approved in review.csv joins the list on the next run, which transcribes
+    nothing again and keeps the approval, also after the user edited the list."""
+    raw, _ = raw_speakers
+    whisper = write_tiny_whisper(tmp_path / "whisper")
+    options = PrepareOptions(inputs=[raw / "demo_speaker_a"], output_dir=tmp_path / "out", speaker="alice",
+                             asr=f"whisper:{whisper}", language="en", progress=False)
+    first = run_prepare(options)
+    review = tmp_path / "out" / "review.csv"
+    doubtful = [r for r in _review_rows(review) if "low_confidence" in r["flags"].split(";") and r["text"]]
+    assert len(doubtful) >= 2 and all(float(r["asr_confidence"]) < 0.5 and r["in_list"] == "no" for r in doubtful)
+    list_path = first.lists["alice"]
+    _approve(review, doubtful[0]["clip"])
+    again = run_prepare(options)
+    assert again.processed == 0 and again.listed == first.listed + 1
+    assert doubtful[0]["clip"] in list_path.read_text(encoding="utf-8")
+    approved = {r["clip"]: (r["approved"], r["in_list"]) for r in _review_rows(review)}
+    assert approved[doubtful[0]["clip"]] == ("yes", "yes") and approved[doubtful[1]["clip"]] == ("", "no")
+    list_path.write_text(list_path.read_text(encoding="utf-8") + "# my note\n", encoding="utf-8")
+    _approve(review, doubtful[1]["clip"])
+    run_prepare(options)
+    lines = list_path.read_text(encoding="utf-8").splitlines()
+    assert "# my note" in lines and lines[-1].startswith(doubtful[1]["clip"] + "\t")

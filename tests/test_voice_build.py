@@ -108,3 +108,21 @@ def test_speakers_and_recordings_must_pair_up(tiny_model_dir, tmp_path, capsys):
                          "--project", str(tmp_path / "project")])
     assert status == 2 and "2 --speaker names for 1 recordings" in capsys.readouterr().err
     assert not (tmp_path / "project").exists()
+
+
+def test_approving_a_clip_in_review_csv_runs_the_prepare_stage_again(tmp_path):
+    from indextts.prepare.review import REVIEW_COLUMNS
+    from indextts.voice.build import BuildOptions, prepare_stages
+
+    (tmp_path / "alice.wav").write_bytes(b"stand-in recording")
+    options = BuildOptions(recordings=[tmp_path / "alice.wav"], speakers=["alice"], base=tmp_path,
+                           project=tmp_path / "project")
+    before = prepare_stages(options)[0].inputs
+    review = options.prepared / "alice" / "review.csv"
+    review.parent.mkdir(parents=True)
+    row = {column: "" for column in REVIEW_COLUMNS} | {"clip": "alice/alice_0003.wav", "approved": "no"}
+    review.write_text(",".join(REVIEW_COLUMNS) + "\n" + ",".join(row.values()) + "\n", encoding="utf-8")
+    assert prepare_stages(options)[0].inputs == before  # no approval yet
+    review.write_text(review.read_text(encoding="utf-8").replace(",no,", ",Yes,"), encoding="utf-8")
+    after = prepare_stages(options)[0].inputs
+    assert after["approvals"] != before["approvals"] and after["recordings"] == before["recordings"]

@@ -292,3 +292,25 @@ def test_preparation_job_output_fills_the_review_table(tmp_path, tiny_model_dir)
     rows = backend.review_table(tmp_path / "out" / "alice.lst")
     assert len(rows) == 2 and all(row[0] for row in rows)
     assert all(row[3] and row[4] and row[2] > 0 for row in rows), rows  # LUFS, ASR confidence, seconds
+
+
+def test_build_voice_job_runs_the_one_command_build_and_shows_its_refusal(tmp_path, tiny_model_dir, monkeypatch):
+    """The Build voice tab's job is `indextts voice build` with the page's fields; a language no backend
+    here knows (offline, empty hub cache) fails in the job with the build's own paragraph."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hub_cache"))
+    recording = tmp_path / "li.wav"
+    soundfile.write(recording, np.zeros(24000, np.float32), 24000)
+    project = tmp_path / "voices" / "li"
+    job = backend.start_voice_build(JobBoard(tmp_path / "logs"), [str(recording)], ["li"], str(tiny_model_dir),
+                                    str(project), "xx", "auto", "cpu")
+    assert job.command[job.command.index("-m") + 1:] == [
+        "indextts.cli.voice", "build", str(recording), "--speaker", "li", "--base", str(tiny_model_dir),
+        "--project", str(project), "--language", "xx", "--asr", "auto", "--device", "cpu"]
+    wait_until_done(job, seconds=300)
+    assert job.state().startswith("failed"), job.log_text()
+    assert "No ASR backend for language 'xx'" in job.log_text() and "Traceback" not in job.log_text()
+    assert not list((project / "prepared").rglob("*.wav"))
+    with pytest.raises(WebUIError, match="No recordings given"):
+        backend.start_voice_build(JobBoard(tmp_path / "logs"), [], ["li"], str(tiny_model_dir), str(project),
+                                  "", "auto", "auto")

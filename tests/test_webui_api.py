@@ -125,3 +125,13 @@ def test_symlinks_overrides_and_the_read_only_base(tmp_path):
     assert policy.check_overrides(f"run_dir = {work}/run") == f"run_dir={work / 'run'}"
     with pytest.raises(WebUIError, match="The override train.resume /etc is outside"):
         policy.check_overrides("train.resume=/etc")
+
+
+def test_build_voice_refuses_a_project_or_recording_outside_the_allowed_folders(page):
+    url, workdir, outside = page
+    recording = _clip(workdir / "mine.wav")
+    [message] = call(url, "build_voice", None, str(recording), "me", "en", "auto", str(outside / "project"))
+    assert "is outside the folders this page may" in message and "Traceback" not in message, message
+    [message] = call(url, "build_voice", None, "/etc/passwd", "me", "en", "auto", str(workdir / "project"))
+    assert "is outside the folders this page may read" in message, message
+    assert not (outside / "project").exists() and not (workdir / "project").exists()

@@ -26,7 +26,7 @@ _LANGUAGE_PREFIX = re.compile(r"^([A-Za-z][\w-]*)=(.+)$")
 
 
 def parse_asr_specs(specs: list[str] | None) -> dict[str, str]:
-    """``["en=pocketsphinx", "whisper:x"]`` -> {"en": "pocketsphinx", "*": "whisper:x"}; default: Whisper for all."""
+    """``["en=pocketsphinx", "whisper:x"]`` -> {"en": "pocketsphinx", "*": "whisper:x"}; default: auto for all."""
     routes: dict[str, str] = {}
     for spec in specs or [DEFAULT_ASR]:
         match = _LANGUAGE_PREFIX.match(spec)
@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoints to score: step numbers, step_XXXXXXXX names or 'final' (default: all)")
     parser.add_argument("--asr", action="append", metavar="[LANG=]SPEC",
                         help=f"ASR backend, for every language or one (LANG: en or zh; mixed text is zh); "
-                             f"repeatable. Specs: whisper:<path or hub id>, pocketsphinx, paraformer[:<model>] "
-                             f"(default {DEFAULT_ASR})")
+                             f"repeatable. Specs: auto[:<whisper path or hub id>] (per language, a backend that knows "
+                             f"it: Whisper, Paraformer for zh when installed, PocketSphinx for en offline), "
+                             f"whisper:<path or hub id>, pocketsphinx, paraformer[:<model>] (default {DEFAULT_ASR})")
     parser.add_argument("--sim", default=DEFAULT_SIM,
                         help="speaker encoder: wavlm:<path or hub id> or resemblyzer (default %(default)s)")
     parser.add_argument("--texts", type=Path, help="extra sentences (UTF-8, one a line) said by every speaker")

@@ -1,11 +1,13 @@
 """indextts-prepare: long recordings -> clips, transcripts and an audio list ready for extraction.
 
-    indextts-prepare --input recordings/ --output_dir data --speaker alice --asr whisper:openai/whisper-large-v3
+    indextts-prepare --input recordings/ --output_dir data --speaker alice --language en
     indextts-prepare --input speakers/ --output_dir data    # one speaker per subfolder of speakers/
 
 Writes <output_dir>/<speaker>/*.wav, <output_dir>/<speaker>.lst and <output_dir>/review.csv.
 Running it again resumes an interrupted recording at its next clip, reuses every finished one and
-keeps your edits of <speaker>.lst (only new clips are added); see docs/preparation.md.
+keeps your edits of <speaker>.lst (only new clips are added). Flagged clips (low ASR confidence,
+unspeakable text) stay out of the list until you approve them in review.csv (approved = yes);
+see docs/preparation.md.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", type=Path, required=True, help="where clips, lists and review.csv go")
     parser.add_argument("--speaker", help="speaker name of all inputs (default: one speaker per subfolder of a "
                                           "single input folder, else the input's name)")
-    parser.add_argument("--asr", default="pocketsphinx",
-                        help="'whisper:<path or hub id>', 'pocketsphinx' (offline, English) or "
+    parser.add_argument("--asr", default="auto",
+                        help="'auto[:<whisper path or hub id>]' (a backend that knows the language: Whisper, "
+                             "Paraformer for zh when installed, PocketSphinx for en offline), "
+                             "'whisper:<path or hub id>', 'pocketsphinx' (offline, English only) or "
                              "'paraformer[:<model>]' (default: %(default)s)")
-    parser.add_argument("--language", help="force the ASR language (ISO 639-1, e.g. en, zh); default: detect per clip")
+    parser.add_argument("--language", help="language of the recordings (ISO 639-1, e.g. en, zh); default: Whisper "
+                                           "detects it per clip")
     parser.add_argument("--device", default="cpu", help="torch device of the ASR model (default: %(default)s)")
     parser.add_argument("--model_dir", type=Path,
                         help="checkpoint folder to prepare for: its max_mel_tokens caps the clip length and "
@@ -52,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min_snr_db", type=float, default=loudness.min_snr_db,
                         help="flag clips whose SNR estimate is below this (default: %(default)s)")
     parser.add_argument("--min_confidence", type=float, default=0.0,
-                        help="flag clips whose ASR confidence is below this; they are left out of the list "
-                             "unless --keep_doubtful (default: %(default)s)")
+                        help="flag clips whose ASR confidence is below this, besides the backend's own bar "
+                             "(Whisper: 0.5); flagged clips are left out of the list unless "
+                             "approved in review.csv or --keep_doubtful (default: %(default)s)")
     parser.add_argument("--keep_doubtful", action="store_true",
                         help="list flagged clips too (they stay marked in review.csv)")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from indextts.asr.choice import AUTO
 from indextts.atomic_files import write_json_atomic, write_jsonl_atomic
 from indextts.errors import EvaluationError, IndexTTSError
 from indextts.evaluation import report, selection
@@ -50,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 EVAL_DIR = "eval"
 PARTIAL_DIR = ".partial"
-DEFAULT_ASR = "whisper:openai/whisper-large-v3"
+DEFAULT_ASR = AUTO
+"""Per language, a backend that knows it (``indextts.asr.choice``); a language without one gets SIM only."""
 DEFAULT_SIM = "wavlm:microsoft/wavlm-base-plus-sv"
 DEFAULT_EPSILON = 0.02
 AUDIO_SAMPLES_PER_SPEAKER = 2

@@ -8,7 +8,8 @@ import numpy as np
 import soundfile as sf
 
 from indextts.errors import AudioError, EvaluationError
-from indextts.evaluation.asr import ASRBackend, load_asr
+from indextts.asr.backends import ASRBackend, ASRError, load_asr
+from indextts.asr.choice import AUTO, choose_asr
 from indextts.evaluation.metrics import SCRIPTS, score
 from indextts.evaluation.run_inputs import EvalItem
 from indextts.evaluation.speaker import cosine_similarity, load_speaker_encoder
@@ -39,6 +40,24 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     return samples, int(sample_rate)
 
 
+def resolve_auto_routes(asr: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Routes with every ``auto[:<whisper>]`` spec replaced per language by the backend
+    ``indextts.asr.choice`` picks; returns (routes, language -> why it has no backend here)."""
+    routes, unavailable = {}, {}
+    for key, spec in asr.items():
+        if spec.partition(":")[0] != AUTO:
+            routes[key] = spec
+            continue
+        for language in LANGUAGES if key == ANY_LANGUAGE else (key,):
+            if language in asr and key == ANY_LANGUAGE:
+                continue  # the language's own route wins over "*"
+            try:
+                routes[language] = choose_asr(spec, language).specs[0]
+            except ASRError as error:
+                unavailable[language] = f"{language}: {error} SIM only"
+    return routes, unavailable
+
+
 class Scorer:
     """ASR backends by language, one speaker encoder, and each speaker's reference embedding.
 
@@ -51,6 +70,7 @@ class Scorer:
     """
 
     def __init__(self, asr: dict[str, str], sim: str, references: dict[str, Path], device: str = "cpu"):
+        asr, self.unavailable = resolve_auto_routes(asr)
         backends = {spec: load_asr(spec, device) for spec in dict.fromkeys(asr.values())}
         self.routes: dict[str, ASRBackend] = {language: backends[spec] for language, spec in asr.items()}
         for language, backend in self.routes.items():
@@ -71,6 +91,8 @@ class Scorer:
         """Why rows in ``language`` get no transcript (None: they get one)."""
         if self.backend_for(language) is not None:
             return None
+        if language in self.unavailable:
+            return self.unavailable[language]
         backend = self.routes.get(ANY_LANGUAGE)
         if backend is None:
             return f"{language}: no ASR backend (--asr {language}=SPEC), SIM only"

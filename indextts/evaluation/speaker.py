@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from indextts.errors import EvaluationError, extra_install_command
-from indextts.evaluation.asr import ASR_SAMPLE_RATE, to_mono_16k
+from indextts.asr.backends import ASR_SAMPLE_RATE, to_mono_16k
 from indextts.hub import prepare_hub_source
 
 SPECS_HELP = "'wavlm:<local path or hub id>' or 'resemblyzer'"

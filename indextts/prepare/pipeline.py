@@ -39,7 +39,7 @@ from indextts.errors import AudioError, PrepareError
 from indextts.extraction.pipeline import check_output_dir
 from indextts.prepare.inputs import discover_speakers
 from indextts.prepare.loudness import LoudnessOptions, normalise_loudness
-from indextts.prepare.review import ClipRecord, write_review_csv
+from indextts.prepare.review import ClipRecord, read_approvals, write_review_csv
 from indextts.prepare.slicing import Clip, SileroVAD, SlicingOptions, slice_recording
 from indextts.prepare.transcription import Flag, TextLimits, Transcriber
 from indextts.prepare.user_list import STATE_KEY as LIST_STATE_KEY
@@ -83,7 +83,7 @@ class PrepareOptions:
     inputs: list[Path]
     output_dir: Path
     speaker: str | None = None
-    asr: str = "pocketsphinx"
+    asr: str = "auto"
     language: str | None = None
     device: str = "cpu"
     model_dir: Path | None = None
@@ -162,7 +162,7 @@ class SpeakerPreparation:
         return entry is not None and entry["fingerprint"] == _fingerprint(source) \
             and entry["settings"] == self.settings
 
-    def _is_done(self, source: Path) -> bool:
+    def is_done(self, source: Path) -> bool:
         return self._matches(source) and self.state["recordings"][str(source)].get("complete", True)
 
     def refuse_recut_of_edited_list(self, sources: list[Path]) -> None:
@@ -178,7 +178,7 @@ class SpeakerPreparation:
 
     def prepare(self, source: Path, summary: PrepareSummary) -> None:
         """Bring ``source`` up to date in the state file (reusing or resuming it when possible)."""
-        if self._is_done(source):
+        if self.is_done(source):
             summary.reused += 1
         else:
             if self._matches(source):
@@ -254,10 +254,10 @@ class SpeakerPreparation:
     def records(self, sources: list[Path]) -> list[ClipRecord]:
         return [ClipRecord.from_json(r) for s in sources for r in self.state["recordings"][str(s)]["clips"]]
 
-    def write_list(self, records: list[ClipRecord]) -> int:
+    def write_list(self, records: list[ClipRecord], approvals: set[str]) -> int:
         """Write ``<speaker>.lst`` (keeping the user's edits) and record it; returns its clip line count."""
         before = self.audio_list.record
-        listed = self.audio_list.write(records, self.options.min_confidence, self.options.keep_doubtful)
+        listed = self.audio_list.write(records, self.options.min_confidence, self.options.keep_doubtful, approvals)
         if self.audio_list.record != before or LIST_STATE_KEY not in self.state:
             self._save_state()
         return listed
@@ -318,6 +318,8 @@ def _speaker_preparations(options: PrepareOptions, limits: ModelLimits) -> dict[
                     for speaker, sources in speakers.items()}
     for preparation, sources in preparations.values():
         preparation.refuse_recut_of_edited_list(sources)
+    if any(not p.is_done(s) for p, sources in preparations.values() for s in sources):
+        models["transcriber"].choose()  # refuses a language no available backend knows, before any cut
     return preparations
 
 
@@ -327,16 +329,18 @@ def run_prepare(options: PrepareOptions) -> PrepareSummary:
     options.slicing = _capped_slicing(options, limits)
     summary = PrepareSummary()
     all_records: list[ClipRecord] = []
+    review_csv = options.output_dir / "review.csv"
+    approvals = read_approvals(review_csv)
     for speaker, (preparation, sources) in _speaker_preparations(options, limits).items():
         remove_temp_files(preparation.folder)
         for source in tqdm(sources, desc=f"prepare {speaker}", unit="file", disable=not options.progress):
             preparation.prepare(source, summary)
         records = preparation.records(sources)
-        summary.listed += preparation.write_list(records)
+        summary.listed += preparation.write_list(records, approvals)
         summary.clips += len(records)
         summary.lists[speaker] = preparation.audio_list.path
         all_records += records
-    write_review_csv(options.output_dir / "review.csv", all_records, options.min_confidence, options.keep_doubtful)
+    write_review_csv(review_csv, all_records, options.min_confidence, options.keep_doubtful, approvals)
     if summary.clips == 0:
         raise PrepareError(f"No clip could be made from {', '.join(map(str, options.inputs))} "
                            f"({'; '.join(summary.skipped.values()) or 'no speech found'}).")

@@ -1,5 +1,9 @@
 """Transcribe clips and check the transcripts with the project's text frontend.
 
+The backend is chosen once per run (``indextts.asr.choice``: ``auto`` picks one that knows the
+language) before any clip is cut. A transcript whose confidence is below the backend's own
+``low_confidence`` is flagged ``low_confidence`` and stays out of the list unless approved.
+
 The list keeps the transcript as the ASR wrote it (what was spoken). The frontend's normalised
 form (numbers and symbols read out, as training will see it) is kept for review; a transcript the
 frontend cannot speak, or one that is longer than the model's text limit, is flagged.
@@ -13,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from indextts.errors import TextError
-from indextts.evaluation.asr import ASRBackend, load_asr
+from indextts.asr.backends import ASRBackend, ASRError
+from indextts.asr.choice import ASRChoice, choose_asr
+from indextts.errors import PrepareError, TextError
 from indextts.text import TextNormalizer, TextTokenizer
 
 logger = logging.getLogger(__name__)
@@ -60,13 +65,24 @@ class Transcriber:
         self.device = device
         self.language = language
         self.limits = limits
+        self._choice: ASRChoice | None = None
         self._asr: ASRBackend | None = None
         self._normalizer: TextNormalizer | None = None
         self._tokenizer: TextTokenizer | None = None
 
+    def choose(self) -> ASRChoice:
+        """The backend for this run's spec and language (decided once; raises ASRError when none fits)."""
+        if self._choice is None:
+            try:
+                self._choice = choose_asr(self.asr_spec, self.language)
+            except ASRError as error:
+                raise PrepareError(f"{error} Nothing was cut or written.") from error
+            logger.info("ASR: %s (%s).", " + ".join(self._choice.specs), self._choice.reason)
+        return self._choice
+
     def _load(self) -> None:
         if self._asr is None:
-            self._asr = load_asr(self.asr_spec, self.device)
+            self._asr = self.choose().load(self.device)
             self._normalizer = TextNormalizer()
             bpe = self.limits.bpe_model
             self._tokenizer = TextTokenizer(bpe, self._normalizer) if bpe is not None and bpe.is_file() else None
@@ -91,4 +107,7 @@ class Transcriber:
         transcript = self._asr.transcribe(audio, sample_rate, self.language)
         text = " ".join(transcript.text.split())
         normalised, flags = self._text_flags(text)
+        bar = self._asr.low_confidence
+        if text and bar is not None and transcript.confidence is not None and transcript.confidence < bar:
+            flags.append(Flag.LOW_CONFIDENCE)
         return CheckedTranscript(text, normalised, transcript.confidence, transcript.language, tuple(flags))

@@ -111,9 +111,11 @@ class SpeakerList:
             "away and run again (the copy keeps your corrections)."
         )
 
-    def write(self, records: list[ClipRecord], min_confidence: float, keep_doubtful: bool) -> int:
-        """Write the list (fresh, or the user's with new clips appended); returns its clip line count."""
-        usable = [r for r in records if r.usable(min_confidence, keep_doubtful)]
+    def write(self, records: list[ClipRecord], min_confidence: float, keep_doubtful: bool,
+              approvals: set[str]) -> int:
+        """Write the list (fresh, or the user's with new and newly approved clips appended); returns its
+        clip line count."""
+        usable = [r for r in records if r.usable(min_confidence, keep_doubtful, r.clip in approvals)]
         edited = self.edited_by_user()
         if edited:
             lines = self._user_lines()

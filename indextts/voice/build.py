@@ -28,6 +28,7 @@ from indextts.checkpoint_folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolde
 from indextts.cli import EXIT_INTERRUPTED
 from indextts.errors import DataError, IndexTTSError
 from indextts.extraction.outputs import input_fingerprint
+from indextts.prepare.review import read_approvals
 from indextts.training.checkpointing import latest_checkpoint
 from indextts.voice.stages import Decision, StageRecord, content_fingerprint, files_fingerprint
 
@@ -116,14 +117,17 @@ def _record_hash(record: StageRecord, *stages: str) -> str:
 
 
 def prepare_stages(options: BuildOptions) -> list[Stage]:
-    """One indextts-prepare per speaker, each into its own folder."""
+    """One indextts-prepare per speaker, each into its own folder; clips approved in its review.csv
+    are an input (approving one runs the stage, and those after it, again)."""
     stages = []
     for speaker, inputs in speaker_inputs(options.recordings, options.speakers).items():
         argv = [arg for path in inputs for arg in ("--input", str(path))]
         argv += ["--output_dir", str(options.prepared / speaker), "--speaker", speaker, "--model_dir", str(options.base),
                  *_option("--asr", options.asr), *_option("--language", options.language), "--no_progress"]
+        approvals = sorted(read_approvals(options.prepared / speaker / "review.csv"))
         stages.append(Stage(f"prepare:{speaker}", "indextts.cli.prepare", argv,
-                            {"recordings": files_fingerprint(inputs), "command": _hash(argv)}))
+                            {"recordings": files_fingerprint(inputs), "approvals": _hash(approvals),
+                             "command": _hash(argv)}))
     return stages
 
 

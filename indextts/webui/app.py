@@ -1,4 +1,4 @@
-"""The page (four tabs in one gr.Blocks) and the server that serves it."""
+"""The page (five tabs in one gr.Blocks) and the server that serves it."""
 
 from __future__ import annotations
 
@@ -37,13 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_app(workspace: Workspace):
-    """The gr.Blocks page with the Data, Extract & train, Evaluate and Listen tabs."""
+    """The gr.Blocks page with the Build voice (all stages in one job), Data, Extract & train, Evaluate
+    and Listen tabs."""
     import gradio as gr
 
-    from indextts.webui import data_tab, evaluate_tab, speak_tab, train_tab
+    from indextts.webui import data_tab, evaluate_tab, speak_tab, train_tab, voice_tab
 
     with gr.Blocks(title="IndexTTS LoRA") as app:
         gr.Markdown("## IndexTTS LoRA: prepare, train, evaluate, listen")
+        with gr.Tab("Build voice", id="voice"):
+            voice_tab.build(workspace)
         with gr.Tab("Data", id="data"):
             data_tab.build(workspace)
         with gr.Tab("Extract & train", id="train"):

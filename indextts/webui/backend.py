@@ -49,7 +49,7 @@ def nonempty_lines(text: str) -> list[str]:
 
 
 def start_prepare(board: JobBoard, inputs: list[str], output_dir: str, speaker: str, asr: str,
-                  model_dir: str) -> Job:
+                  model_dir: str, language: str = "") -> Job:
     """Run ``indextts-prepare`` on recordings (files or folders) in the background."""
     command = _command("indextts.cli.prepare", "Data preparation")
     if not inputs:
@@ -58,8 +58,24 @@ def start_prepare(board: JobBoard, inputs: list[str], output_dir: str, speaker: 
     command += ["--output_dir", _required(output_dir, "The output folder")]
     command += ["--speaker", speaker.strip()] if speaker.strip() else []
     command += ["--asr", asr.strip()] if asr.strip() else []
+    command += ["--language", language.strip()] if language.strip() else []
     command += ["--model_dir", model_dir.strip()] if model_dir.strip() else []
     return board.start("prepare", command)
+
+
+def start_voice_build(board: JobBoard, inputs: list[str], speakers: list[str], model_dir: str, project: str,
+                      language: str, asr: str, device: str) -> Job:
+    """Run ``indextts voice build`` (prepare -> extract -> train -> eval --promote -> report) in the background."""
+    if not inputs:
+        raise WebUIError("No recordings given: upload files or enter a file or folder path, then build the voice.")
+    command = _command("indextts.cli.voice", "Voice building") + ["build", *inputs]
+    command += [arg for speaker in speakers for arg in ("--speaker", speaker)]
+    command += ["--base", _required(model_dir, "The base checkpoint folder"),
+                "--project", _required(project, "The project folder")]
+    command += ["--language", language.strip()] if language.strip() else []
+    command += ["--asr", asr.strip()] if asr.strip() else []
+    command += ["--device", device.strip()] if device.strip() not in ("", "auto") else []
+    return board.start("voice", command)
 
 
 def start_extraction(board: JobBoard, audio_lists: str, model_dir: str, output_dir: str, device: str) -> Job:

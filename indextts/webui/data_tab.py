@@ -19,21 +19,24 @@ def _preparation_section(workspace: Workspace) -> None:
                            elem_id="data-paths")
     with gr.Row():
         speaker = gr.Textbox(label="Speaker name", info="default: one speaker per subfolder, else the file name")
-        asr = gr.Textbox("pocketsphinx", label="ASR backend",
-                         info="whisper:<path or hub id>, pocketsphinx (English, offline), paraformer")
+        asr = gr.Textbox("auto", label="ASR backend",
+                         info="auto (one that knows the language), whisper:<path or hub id>, pocketsphinx "
+                              "(English, offline), paraformer")
+        language = gr.Textbox(label="Language", info="ISO 639-1 (en, zh, ...); empty: Whisper detects it")
         output_dir = gr.Textbox(str(settings.prepared_dir), label="Output folder", elem_id="data-output")
     panel = job_panel(workspace, "prepare", "data", "Run preparation")
 
     @reporting_errors(outputs=1)
-    def prepare(files, typed: str, name: str, backend_spec: str, out: str):
+    def prepare(files, typed: str, name: str, backend_spec: str, spoken: str, out: str):
         paths = workspace.paths
         named = [str(f) for f in files or []] + backend.nonempty_lines(typed)
         inputs = [paths.check(path, "The recording") for path in named]
         job = backend.start_prepare(workspace.board, inputs, paths.check(out, "The output folder", write=True), name,
-                                    paths.check_backend(backend_spec, "The ASR model"), str(settings.model_dir))
+                                    paths.check_backend(backend_spec, "The ASR model"), str(settings.model_dir),
+                                    spoken)
         return started(job)
 
-    panel.start.click(prepare, [uploads, paths, speaker, asr, output_dir], panel.message)
+    panel.start.click(prepare, [uploads, paths, speaker, asr, language, output_dir], panel.message)
 
 
 def _review_section(workspace: Workspace) -> None:

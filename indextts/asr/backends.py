@@ -29,6 +29,8 @@ ASR_SAMPLE_RATE = 16000
 """Whisper, PocketSphinx's en-us model and Paraformer all listen at 16 kHz."""
 
 DEFAULT_PARAFORMER_MODEL = "paraformer-zh"
+DEFAULT_WHISPER_MODEL = "openai/whisper-large-v3"
+"""The Whisper that evaluation and ``--asr auto`` use unless told otherwise."""
 
 _SPHINX_NON_WORDS = ("<", "[", "+")
 """Sentence marks (<s>, <sil>) and fillers ([NOISE], ++BREATH++) in PocketSphinx segmentations."""
@@ -58,6 +60,8 @@ class ASRBackend(Protocol):
     name: str
     languages: frozenset[str] | None
     """The ISO 639-1 languages it recognises; None: any language."""
+    low_confidence: float | None
+    """Transcripts below this confidence are flagged as doubtful; None: the backend has no usable score."""
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> Transcript:
         """``audio`` is float (S,) or (S, C) at ``sample_rate``; ``language`` forces ISO 639-1."""
@@ -98,6 +102,9 @@ class WhisperASR:
             raise _missing_package("transformers", "whisper", error) from error
         self.name = f"whisper:{source}"
         self.languages = None
+        # Mean token probability: clean read speech scores about 0.8-0.95; below one half the
+        # transcript is usually a guess (hallucinated words, the wrong language).
+        self.low_confidence = 0.5
         self._torch = torch
         dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
         network = prepare_hub_source(source)
@@ -137,6 +144,11 @@ class WhisperASR:
         language_id = int(self.model.detect_language(features)[0])
         return self._language_codes[language_id]
 
+    def language_of(self, audio: np.ndarray, sample_rate: int) -> str:
+        """The ISO 639-1 language Whisper hears in one clip (S,) or (S, C)."""
+        with self._torch.inference_mode():
+            return self._detect_language(self._features(audio, sample_rate))
+
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> Transcript:
         """Decode one clip (up to 30 s) greedily; the language is detected first when not given."""
         features = self._features(audio, sample_rate)
@@ -163,6 +175,10 @@ class PocketSphinxASR:
 
     name = "pocketsphinx"
     languages = frozenset({"en"})
+    # No bar: its mean word posterior does not rank transcripts. On the eSpeak demo speech, English
+    # clips score 0.05-0.74 and Mandarin ones (heard as English gibberish) 0.2-0.47, so any bar would
+    # drop clips at random. Use Whisper where a meaningful flag matters.
+    low_confidence = None
 
     def __init__(self) -> None:
         try:
@@ -208,6 +224,7 @@ class ParaformerASR:
             ) from error
         self.name = f"paraformer:{model}"
         self.languages = None  # depends on the model; paraformer-zh also hears the English in mixed text
+        self.low_confidence = None
         self._model = AutoModel(model=model, device=device, disable_update=True)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str | None = None) -> Transcript:
