@@ -58,3 +58,16 @@ def prepare_hub_source(source: str) -> str:
     os.environ["HF_HUB_OFFLINE"] = "1"  # for child processes and libraries that read the environment
     return (f"This machine cannot reach the model hub ({endpoint}) and '{source}' is not in the hub cache "
             f"({constants.HF_HUB_CACHE}); download it once where there is network, or copy its folder here. ")
+
+
+def model_available(source: str) -> bool:
+    """Whether a model named by a folder or a hub id can be loaded here, without loading it: the folder
+    exists, or the hub cache holds the id's config.json, or the hub answers (it is downloaded once)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if source.startswith(("/", ".", "~")) or Path(source).exists():
+        return Path(source).expanduser().is_dir()
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return True
+    prepare_hub_source(source)  # switches the hub to offline mode when it cannot be reached
+    return not constants.HF_HUB_OFFLINE

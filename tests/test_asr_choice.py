@@ -107,3 +107,14 @@ def test_auto_with_a_tiny_whisper_detects_each_clips_language(tmp_path, machine)
     clip = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
     assert backend.transcribe(clip, 16000).language in ("en", "zh")
     assert backend.low_confidence == 0.5
+
+
+def test_eval_auto_routes_each_language_and_leaves_unknown_ones_to_sim_only(machine):
+    from indextts.evaluation.scoring import resolve_auto_routes
+
+    machine(False, False)
+    routes, unavailable = resolve_auto_routes({"*": "auto"})
+    assert routes == {"en": "pocketsphinx"} and list(unavailable) == ["zh"]
+    assert unavailable["zh"].startswith("zh: No ASR backend for language 'zh'") and unavailable["zh"].endswith("SIM only")
+    machine(True, False)
+    assert resolve_auto_routes({"*": "auto", "zh": "paraformer"}) == ({"en": WHISPER, "zh": "paraformer"}, {})

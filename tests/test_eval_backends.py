@@ -113,3 +113,21 @@ def test_scorer_counts_silence_as_all_deleted_and_the_reference_as_itself(demo_c
     assert itself["sim"] == pytest.approx(1.0, abs=1e-5) and itself["asr"] == "pocketsphinx"
     chinese = scorer.score(EvalItem(speaker, "u2", "今天天气很好。", None, seed=0), samples, rate)
     assert chinese["asr"] is None and chinese["transcript"] is None and "errors_mixed" not in chinese
+
+
+def test_sim_auto_is_wavlm_when_loadable_else_the_offline_resemblyzer(monkeypatch):
+    import importlib.util
+
+    from indextts.evaluation import speaker
+    from indextts.evaluation.speaker import choose_speaker_encoder
+
+    assert choose_speaker_encoder("resemblyzer") == "resemblyzer"
+    monkeypatch.setattr(speaker, "model_available", lambda source: True)
+    assert choose_speaker_encoder("auto") == "wavlm:microsoft/wavlm-base-plus-sv"
+    monkeypatch.setattr(speaker, "model_available", lambda source: False)
+    if importlib.util.find_spec("resemblyzer") is not None:
+        assert choose_speaker_encoder("auto") == "resemblyzer"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real_find_spec(name, *a))
+    with pytest.raises(EvaluationError, match=r"No speaker encoder is available here.*pip install --no-deps resemblyzer"):
+        choose_speaker_encoder("auto")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +36,7 @@ from indextts.asr.backends import (
     load_asr,
 )
 from indextts.errors import extra_install_command
-from indextts.hub import prepare_hub_source
+from indextts.hub import model_available
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +47,7 @@ ENGLISH = "en"
 
 def whisper_available(source: str) -> bool:
     """Whether the Whisper ``source`` (a folder or a hub id) can be loaded here, without loading it."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if importlib.util.find_spec("transformers") is None:
-        return False
-    if source.startswith(("/", ".", "~")) or Path(source).exists():
-        return Path(source).expanduser().is_dir()
-    if isinstance(try_to_load_from_cache(source, "config.json"), str):
-        return True
-    prepare_hub_source(source)  # switches the hub to offline mode when it cannot be reached
-    return not constants.HF_HUB_OFFLINE
+    return importlib.util.find_spec("transformers") is not None and model_available(source)
 
 
 def paraformer_installed() -> bool:

@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"it: Whisper, Paraformer for zh when installed, PocketSphinx for en offline), "
                              f"whisper:<path or hub id>, pocketsphinx, paraformer[:<model>] (default {DEFAULT_ASR})")
     parser.add_argument("--sim", default=DEFAULT_SIM,
-                        help="speaker encoder: wavlm:<path or hub id> or resemblyzer (default %(default)s)")
+                        help="speaker encoder: auto (WavLM-Base-Plus-SV when it can be loaded here, else the offline "
+                             "resemblyzer), wavlm:<path or hub id> or resemblyzer (default %(default)s)")
     parser.add_argument("--texts", type=Path, help="extra sentences (UTF-8, one a line) said by every speaker")
     parser.add_argument("--max_per_speaker", type=int, help="most validation rows per speaker (default: all)")
     parser.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON,

@@ -43,7 +43,9 @@ from indextts.evaluation.run_inputs import (
     text_items,
     validation_items,
 )
-from indextts.evaluation.scoring import ANY_LANGUAGE, Scorer, check_asr_routes, read_audio
+from indextts.evaluation.scoring import ANY_LANGUAGE, Scorer, check_asr_routes, read_audio, resolve_auto_routes
+from indextts.evaluation.speaker import AUTO as SIM_AUTO
+from indextts.evaluation.speaker import choose_speaker_encoder
 from indextts.infer import SynthesisOptions
 from indextts.runtime import resolve_device
 
@@ -53,7 +55,8 @@ EVAL_DIR = "eval"
 PARTIAL_DIR = ".partial"
 DEFAULT_ASR = AUTO
 """Per language, a backend that knows it (``indextts.asr.choice``); a language without one gets SIM only."""
-DEFAULT_SIM = "wavlm:microsoft/wavlm-base-plus-sv"
+DEFAULT_SIM = SIM_AUTO
+"""WavLM-Base-Plus-SV when it can be loaded here, else the offline resemblyzer."""
 DEFAULT_EPSILON = 0.02
 AUDIO_SAMPLES_PER_SPEAKER = 2
 
@@ -84,7 +87,9 @@ class EvalSettings:
                       if f.name not in ("generator", "seed")}
         synthesis = {f.name: getattr(self.synthesis, f.name) for f in fields(self.synthesis) if f.name != "generation"}
         synthesis["generation"] = generation
-        described = json.dumps({"asr": self.asr, "sim": self.sim, "seed": self.seed, "synthesis": synthesis},
+        routes, unavailable = resolve_auto_routes(self.asr)  # what "auto" means on this machine now
+        described = json.dumps({"asr": routes, "asr_unavailable": sorted(unavailable),
+                                "sim": choose_speaker_encoder(self.sim), "seed": self.seed, "synthesis": synthesis},
                                sort_keys=True, default=str)
         return hashlib.sha256(described.encode("utf-8")).hexdigest()[:12]
 

@@ -6,6 +6,8 @@ Specs:
   e.g. ``microsoft/wavlm-base-plus-sv``; the x-vector is the embedding.
 - ``resemblyzer``: the GE2E speaker encoder whose weights ship inside the ``resemblyzer`` wheel
   (offline); it trims long silences with WebRTC VAD before embedding.
+- ``auto``: ``wavlm:microsoft/wavlm-base-plus-sv`` when it is in the hub cache or the hub answers,
+  else ``resemblyzer`` when installed (``choose_speaker_encoder``).
 
 Every encoder takes mono or multi-channel float audio at any sample rate, resamples it with soxr
 to 16 kHz and returns an L2-normalised (D,) float32 vector, so the speaker similarity (SIM) of two
@@ -14,15 +16,18 @@ clips is the dot product of their embeddings.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Protocol
 
 import numpy as np
 
 from indextts.errors import EvaluationError, extra_install_command
 from indextts.asr.backends import ASR_SAMPLE_RATE, to_mono_16k
-from indextts.hub import prepare_hub_source
+from indextts.hub import model_available, prepare_hub_source
 
-SPECS_HELP = "'wavlm:<local path or hub id>' or 'resemblyzer'"
+SPECS_HELP = "'auto', 'wavlm:<local path or hub id>' or 'resemblyzer'"
+AUTO = "auto"
+DEFAULT_WAVLM_MODEL = "microsoft/wavlm-base-plus-sv"
 MIN_SECONDS = 0.5
 """Shorter clips are zero-padded to this length: WavLM's x-vector layers need about 0.3 s of frames."""
 
@@ -120,9 +125,25 @@ class ResemblyzerEncoder:
         return _normalised(self._encoder.embed_utterance(trimmed))
 
 
+def choose_speaker_encoder(spec: str) -> str:
+    """``spec`` itself, or for ``auto`` the encoder this machine can load (WavLM, else resemblyzer)."""
+    if spec != AUTO:
+        return spec
+    if importlib.util.find_spec("transformers") is not None and model_available(DEFAULT_WAVLM_MODEL):
+        return f"wavlm:{DEFAULT_WAVLM_MODEL}"
+    if importlib.util.find_spec("resemblyzer") is not None:
+        return "resemblyzer"
+    raise EvaluationError(
+        f"No speaker encoder is available here: {DEFAULT_WAVLM_MODEL} is not in the hub cache and the hub cannot "
+        "be reached, and resemblyzer (the offline encoder) is not installed. Install it with `pip install --no-deps "
+        "resemblyzer` (its other needs come with the [eval] extra), or run once with network so that WavLM is "
+        "cached, or pass --sim wavlm:<folder of a WavLM x-vector model>."
+    )
+
+
 def load_speaker_encoder(spec: str, device: str = "cpu") -> SpeakerEncoder:
     """Build the encoder named by ``spec`` (see the module docstring) on ``device``."""
-    kind, _, argument = spec.partition(":")
+    kind, _, argument = choose_speaker_encoder(spec).partition(":")
     if kind == "wavlm" and argument:
         return WavLMSpeakerEncoder(argument, device)
     if kind == "resemblyzer" and not argument:
