@@ -60,14 +60,35 @@ def prepare_hub_source(source: str) -> str:
             f"({constants.HF_HUB_CACHE}); download it once where there is network, or copy its folder here. ")
 
 
+def in_hub_cache(source: str) -> bool:
+    """Whether the hub cache holds the config.json of the hub id ``source``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(source, "config.json"), str)
+
+
+def offline_and_missing(source: str) -> str:
+    """The network sentence of ``prepare_hub_source`` when ``source`` is a hub id that cannot be loaded
+    here (no hub, not cached), else ''. Checked before importing a model's code, so the failure is
+    immediate."""
+    network = prepare_hub_source(source)
+    return network if network and not in_hub_cache(source) else ""
+
+
 def model_available(source: str) -> bool:
     """Whether a model named by a folder or a hub id can be loaded here, without loading it: the folder
-    exists, or the hub cache holds the id's config.json, or the hub answers (it is downloaded once)."""
-    from huggingface_hub import constants, try_to_load_from_cache
+    exists, or the hub cache holds the id's config.json, or the hub has it (it is downloaded once)."""
+    from huggingface_hub import HfApi, constants
 
     if source.startswith(("/", ".", "~")) or Path(source).exists():
         return Path(source).expanduser().is_dir()
-    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+    if in_hub_cache(source):
         return True
     prepare_hub_source(source)  # switches the hub to offline mode when it cannot be reached
-    return not constants.HF_HUB_OFFLINE
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        return HfApi(endpoint=hub_endpoint()).file_exists(source, "config.json")
+    except Exception as error:  # noqa: BLE001 - any hub failure (HTTP, auth, a bad id) means "not here"
+        logger.info("The hub cannot give %s (%s); treating it as unavailable.", source, error)
+        return False

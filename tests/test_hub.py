@@ -52,3 +52,16 @@ def test_a_hub_model_without_network_fails_fast_naming_the_network(unreachable_h
         load()
     assert time.monotonic() - started < 5  # the bound for an offline failure
     assert constants.HF_HUB_OFFLINE  # cached models would still load, nothing retries
+
+
+def test_a_model_is_available_from_the_cache_or_a_hub_that_has_it(unreachable_hub, tmp_path, monkeypatch):
+    from fake_hub import FakeHub
+
+    from indextts.hub import model_available
+
+    assert not model_available("org/whisper")  # nobody listens: offline within the probe's seconds
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with FakeHub({"org/whisper": {"config.json": b"{}"}}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        assert model_available("org/whisper")
+        assert not model_available("org/absent")  # the hub answers, but has no such model

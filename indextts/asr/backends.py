@@ -23,7 +23,7 @@ import numpy as np
 import soxr
 
 from indextts.errors import IndexTTSError, extra_install_command
-from indextts.hub import prepare_hub_source
+from indextts.hub import offline_and_missing, prepare_hub_source
 
 ASR_SAMPLE_RATE = 16000
 """Whisper, PocketSphinx's en-us model and Paraformer all listen at 16 kHz."""
@@ -91,10 +91,21 @@ def _missing_package(package: str, backend: str, error: ImportError) -> ASRError
     )
 
 
+def _unloadable_whisper(source: str, cause: str, network: str) -> ASRError:
+    return ASRError(
+        f"Cannot load the Whisper model '{source}': {cause}. {network}Pass a folder holding a Whisper model and "
+        "its processor files (config.json, model weights, tokenizer and preprocessor_config.json), or a hub id "
+        f"such as {DEFAULT_WHISPER_MODEL} on a machine that can download it once."
+    )
+
+
 class WhisperASR:
     """Whisper through transformers, from a local folder or a hub id (downloaded once by the hub)."""
 
     def __init__(self, source: str, device: str = "cpu") -> None:
+        missing = offline_and_missing(source)
+        if missing:
+            raise _unloadable_whisper(source, "it is not on this machine", missing)
         try:
             import torch
             from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -112,12 +123,7 @@ class WhisperASR:
             self.processor = WhisperProcessor.from_pretrained(source)
             self.model = WhisperForConditionalGeneration.from_pretrained(source, dtype=dtype)
         except (OSError, ValueError) as error:
-            raise ASRError(
-                f"Cannot load the Whisper model '{source}': {error}. {network}Pass a folder holding a Whisper "
-                "model and its processor files (config.json, model weights, tokenizer and "
-                "preprocessor_config.json), or a hub id such as openai/whisper-large-v3 on a machine "
-                "that can download it once."
-            ) from error
+            raise _unloadable_whisper(source, str(error), network) from error
         self.model.to(device).eval()
         self.device = device
         # Half the decoder positions (224 for the released models): far more than a 30 s clip

@@ -23,7 +23,7 @@ import numpy as np
 
 from indextts.errors import EvaluationError, extra_install_command
 from indextts.asr.backends import ASR_SAMPLE_RATE, to_mono_16k
-from indextts.hub import model_available, prepare_hub_source
+from indextts.hub import model_available, offline_and_missing, prepare_hub_source
 
 SPECS_HELP = "'auto', 'wavlm:<local path or hub id>' or 'resemblyzer'"
 AUTO = "auto"
@@ -67,10 +67,21 @@ def _missing_package(package: str, backend: str, error: ImportError, install: st
     )
 
 
+def _unloadable_wavlm(source: str, cause: str, network: str) -> EvaluationError:
+    return EvaluationError(
+        f"Cannot load the WavLM speaker-verification model '{source}': {cause}. {network}Pass a folder holding "
+        "a WavLMForXVector model and its preprocessor_config.json, or a hub id such as "
+        f"{DEFAULT_WAVLM_MODEL} on a machine that can download it once."
+    )
+
+
 class WavLMSpeakerEncoder:
     """WavLM x-vectors through transformers, from a local folder or a hub id (downloaded once)."""
 
     def __init__(self, source: str, device: str = "cpu") -> None:
+        missing = offline_and_missing(source)
+        if missing:
+            raise _unloadable_wavlm(source, "it is not on this machine", missing)
         import torch
         from transformers import AutoFeatureExtractor, WavLMForXVector
 
@@ -81,11 +92,7 @@ class WavLMSpeakerEncoder:
             self.feature_extractor = AutoFeatureExtractor.from_pretrained(source)
             self.model = WavLMForXVector.from_pretrained(source)
         except (OSError, ValueError) as error:
-            raise EvaluationError(
-                f"Cannot load the WavLM speaker-verification model '{source}': {error}. {network}Pass a folder "
-                "holding a WavLMForXVector model and its preprocessor_config.json, or a hub id such as "
-                "microsoft/wavlm-base-plus-sv on a machine that can download it once."
-            ) from error
+            raise _unloadable_wavlm(source, str(error), network) from error
         self.model.to(device).eval()
         self.device = device
 
