@@ -243,7 +243,7 @@ def test_no_tab_is_named_like_a_button(tmp_path):
     app = build_app(Workspace(Settings(model_dir=tmp_path, workdir=tmp_path / "work")))
     tabs = {block.label for block in app.blocks.values() if isinstance(block, gr.Tab)}
     buttons = {block.value for block in app.blocks.values() if isinstance(block, gr.Button)}
-    assert len(tabs) == 4 and "Speak" in buttons and not tabs & buttons
+    assert len(tabs) == 5 and {"Speak", "Build voice"} <= buttons and not tabs & buttons
 
 
 def test_a_training_job_from_the_page_logs_a_training_point_by_time(tmp_path, tiny_model_dir):

@@ -45,7 +45,7 @@ def build_app(workspace: Workspace):
 
     with gr.Blocks(title="IndexTTS LoRA") as app:
         gr.Markdown("## IndexTTS LoRA: prepare, train, evaluate, listen")
-        with gr.Tab("Build voice", id="voice"):
+        with gr.Tab("One step", id="voice"):
             voice_tab.build(workspace)
         with gr.Tab("Data", id="data"):
             data_tab.build(workspace)
