@@ -17,6 +17,10 @@ from pathlib import Path
 import numpy as np
 
 TEMP_MARKER = ".tmp."
+STAGING_SUFFIX = ".staging"
+"""A folder is filled as ``.<name>.staging`` beside its target before it moves in (``staged_dir``)."""
+REPLACED_SUFFIX = ".old"
+"""A folder being replaced waits as ``.<name>.old`` until its successor is in place."""
 
 
 def _temp_path(path: Path) -> Path:
@@ -54,7 +58,7 @@ def write_jsonl_atomic(path: Path, rows: list[dict], sync: bool = True) -> None:
 
 
 def _old_dir(target: Path) -> Path:
-    return target.with_name(f".{target.name}.old")
+    return target.with_name(f".{target.name}{REPLACED_SUFFIX}")
 
 
 def replace_dir_atomic(source: Path, target: Path) -> None:
@@ -82,7 +86,7 @@ def staged_dir(target: Path) -> Iterator[Path]:
     An exception (or Ctrl-C) removes the staging folder and leaves ``target`` as it was, so a
     consumer never sees a half-written folder at ``target``.
     """
-    staging = target.with_name(f".{target.name}.staging")
+    staging = target.with_name(f".{target.name}{STAGING_SUFFIX}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from indextts.atomic_files import write_json_atomic
 from indextts.checkpoints import load_bigvgan, load_dvae, load_gpt, load_state_dict
-from indextts.config import CheckpointPaths, checkpoint_paths, load_config
+from indextts.config import CONFIG_FILENAME, CheckpointPaths, checkpoint_paths, load_config
 from indextts.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,12 @@ class CheckpointFolder:
 
     @property
     def config_file(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / CONFIG_FILENAME
+
+    @staticmethod
+    def holds_config(folder: str | Path) -> bool:
+        """Whether ``folder`` has the config file of a checkpoint folder (without reading it)."""
+        return (Path(folder).expanduser() / CONFIG_FILENAME).is_file()
 
     @property
     def sample_rate(self) -> int:

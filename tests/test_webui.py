@@ -15,6 +15,7 @@ import pytest
 import soundfile
 
 from indextts.errors import DataError, WebUIError
+from indextts.run_folder import METRICS_FILE
 from indextts.webui import backend
 from indextts.webui.jobs import JobBoard
 
@@ -262,7 +263,7 @@ def test_a_training_job_from_the_page_logs_a_training_point_by_time(tmp_path, ti
     # The same job with a one-millisecond interval, so that every step of this short run is due.
     choices.extra += "\ntrain.log_every_seconds=0.001"
     run_training(backend.load_train_config(choices.overrides()))
-    records = [json.loads(line) for line in (tmp_path / "run" / backend.METRICS_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
 
 

@@ -18,7 +18,6 @@ from ``eval/.partial/<checkpoint>.jsonl``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -30,6 +29,8 @@ from tqdm import tqdm
 from indextts.asr.choice import AUTO
 from indextts.atomic_files import write_json_atomic, write_jsonl_atomic
 from indextts.errors import EvaluationError, IndexTTSError
+from indextts.fingerprints import hash_json
+from indextts.run_folder import RunFolder
 from indextts.evaluation import report, selection
 from indextts.evaluation.report import REAL
 from indextts.evaluation.run_inputs import (
@@ -37,7 +38,6 @@ from indextts.evaluation.run_inputs import (
     Checkpoint,
     EvalItem,
     find_checkpoints,
-    load_run_config,
     resolve_model_dir,
     speaker_references,
     text_items,
@@ -51,7 +51,6 @@ from indextts.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 
-EVAL_DIR = "eval"
 PARTIAL_DIR = ".partial"
 DEFAULT_ASR = AUTO
 """Per language, a backend that knows it (``indextts.asr.choice``); a language without one gets SIM only."""
@@ -88,10 +87,8 @@ class EvalSettings:
         synthesis = {f.name: getattr(self.synthesis, f.name) for f in fields(self.synthesis) if f.name != "generation"}
         synthesis["generation"] = generation
         routes, unavailable = resolve_auto_routes(self.asr)  # what "auto" means on this machine now
-        described = json.dumps({"asr": routes, "asr_unavailable": sorted(unavailable),
-                                "sim": choose_speaker_encoder(self.sim), "seed": self.seed, "synthesis": synthesis},
-                               sort_keys=True, default=str)
-        return hashlib.sha256(described.encode("utf-8")).hexdigest()[:12]
+        return hash_json({"asr": dict(sorted(routes.items())), "asr_unavailable": sorted(unavailable),
+                          "sim": choose_speaker_encoder(self.sim), "seed": self.seed, "synthesis": synthesis})
 
 
 @dataclass
@@ -141,9 +138,10 @@ class Evaluation:
         if not self.run_dir.is_dir():
             raise EvaluationError(f"The run folder {self.run_dir} does not exist. Pass --run runs/<name>.")
         self.settings = settings
-        cfg = load_run_config(self.run_dir)
-        self.checkpoints = find_checkpoints(self.run_dir, checkpoint_names)
-        self.model_dir = resolve_model_dir(self.run_dir, cfg, settings.model_dir)
+        self.run = RunFolder(self.run_dir)
+        cfg = self.run.config()
+        self.checkpoints = find_checkpoints(self.run, checkpoint_names)
+        self.model_dir = resolve_model_dir(self.run, settings.model_dir)
         self.synthesiser = _Synthesiser(self.model_dir, settings.device)
         self.references = speaker_references(self.run_dir, self.checkpoints[-1])
         speakers = sorted(self.references)
@@ -153,7 +151,7 @@ class Evaluation:
         if not self.items:
             raise EvaluationError(f"Nothing to evaluate in {self.run_dir}: its speakers ({', '.join(speakers)}) have no "
                                   "validation rows with a recording, and no --texts file was given. Pass --texts FILE.")
-        self.eval_dir = self.run_dir / EVAL_DIR
+        self.eval_dir = self.run.eval_dir
         self.settings_id = settings.signature()
         self._scorer: Scorer | None = None
 
@@ -315,6 +313,6 @@ def evaluate_run(run_dir: str | Path, settings: EvalSettings | None = None, chec
     promoted = False
     if promote and best is not None:
         chosen = next(c for c in evaluation.checkpoints if c.name == best)
-        promoted = selection.promote(evaluation.run_dir, chosen.folder)
+        promoted = evaluation.run.promote(chosen.folder)
     shutil.rmtree(evaluation.eval_dir / PARTIAL_DIR, ignore_errors=True)
     return EvalReport(evaluation.eval_dir, summary, best, promoted)

@@ -1,15 +1,13 @@
 """What an evaluation reads from a training run: its checkpoints, its eval set, its speaker references.
 
-A run folder (written by train.py, see ``indextts.training``) holds ``config.yaml`` (with
-``model_dir`` and ``speaker_info``), the final adapter at the top level (the best by validation
-mel loss) and step checkpoints ``checkpoints/step_XXXXXXXX/``, each a loadable run of its own. The
-eval set is every speaker's validation rows whose real recording exists, plus optional extra
+A run folder (``indextts.run_folder``) holds its config (with ``model_dir`` and
+``speaker_info``), the final adapter at the top level (the best by validation mel loss) and step
+snapshots, each a loadable run of its own. The eval set is every speaker's validation rows whose real recording exists, plus optional extra
 texts spoken by every speaker.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import zlib
@@ -17,26 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file
+from omegaconf import DictConfig
 
-from indextts.checkpoint_folder import tensors_fingerprint
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.errors import EvaluationError, IndexTTSError
 from indextts.evaluation.metrics import language_of
-from indextts.lora import (
-    ADAPTER_DIR,
-    ADAPTER_WEIGHTS,
-    RUN_CONFIG,
-    SPEAKERS_FILE,
-    SPEAKERS_INFO,
-)
-from indextts.training.checkpointing import CHECKPOINT_PATTERN, CHECKPOINTS_DIR
+from indextts.run_folder import FINAL, SPEAKERS_INFO, RunFolder, checkpoint_name, step_of
 
 logger = logging.getLogger(__name__)
-
-FINAL = "final"
-"""The name of the run's top-level (final) adapter among the checkpoints."""
-
 
 @dataclass(frozen=True)
 class EvalItem:
@@ -67,71 +53,40 @@ class Checkpoint:
     fingerprint: str
 
 
-def load_run_config(run_dir: Path) -> DictConfig:
-    """The run's config.yaml; EvaluationError when ``run_dir`` is not a training run folder."""
-    path = run_dir / RUN_CONFIG
-    if not path.is_file():
-        raise EvaluationError(f"{run_dir} is not a training run folder: it has no {RUN_CONFIG}. Pass --run "
-                              "runs/<name>, the run_dir that indextts-train wrote.")
-    return OmegaConf.load(path)
+def find_checkpoints(run: RunFolder, names: Sequence[str] | None = None) -> list[Checkpoint]:
+    """The run's step snapshots (by step) then the final adapter, or only those ``names`` choose.
 
-
-def _fingerprint(folder: Path) -> str:
-    """Short hash of the adapter weights and speakers: equal hashes mean the same model.
-
-    Hashes the tensors, not the file bytes: safetensors writes header metadata in no fixed order.
+    A name is "final", a snapshot folder name ("step_00000200") or a step number ("200").
     """
-    digest = hashlib.sha256()
-    for path in (folder / ADAPTER_DIR / ADAPTER_WEIGHTS, folder / SPEAKERS_FILE):
-        digest.update(tensors_fingerprint(load_file(str(path))).encode())
-    return digest.hexdigest()[:16]
-
-
-def _is_complete(folder: Path) -> bool:
-    needed = (ADAPTER_DIR + "/" + ADAPTER_WEIGHTS, SPEAKERS_FILE, SPEAKERS_INFO, RUN_CONFIG)
-    return all((folder / name).is_file() for name in needed)
-
-
-def _final_step(run_dir: Path) -> int:
-    return int(json.loads((run_dir / SPEAKERS_INFO).read_text(encoding="utf-8")).get("step", -1))
-
-
-def find_checkpoints(run_dir: Path, names: Sequence[str] | None = None) -> list[Checkpoint]:
-    """The run's step checkpoints (by step) then the final adapter, or only those ``names`` choose.
-
-    A name is "final", a folder name "step_00000200" or a step number "200".
-    """
-    found: dict[str, tuple[int, Path]] = {}
-    folder = run_dir / CHECKPOINTS_DIR
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        match = CHECKPOINT_PATTERN.match(path.name)
-        if match and path.is_dir() and _is_complete(path):
-            found[path.name] = (int(match.group(1)), path)
-    if _is_complete(run_dir):
-        found[FINAL] = (_final_step(run_dir), run_dir)
+    found: dict[str, tuple[int, Path]] = {
+        path.name: (step_of(path), path) for path in run.checkpoints() if RunFolder.has_final_files(path)}
+    if RunFolder.has_final_files(run.root):
+        found[FINAL] = (run.final_step(), run.root)
     if not found:
-        raise EvaluationError(f"{run_dir} holds no checkpoint to evaluate: no complete {CHECKPOINTS_DIR}/step_* "
-                              "folder and no final adapter. Train first (indextts-train saves them), or check the path.")
-    chosen = list(found) if names is None else [_checkpoint_name(name, found, run_dir) for name in names]
-    return [Checkpoint(name, found[name][0], found[name][1], _fingerprint(found[name][1]))
+        raise EvaluationError(f"{run.root} holds no checkpoint to evaluate: no complete snapshot in "
+                              f"{run.checkpoints_dir} and no final adapter. Train first (indextts-train saves "
+                              "them), or check the path.")
+    chosen = list(found) if names is None else [_checkpoint_name(name, found, run.root) for name in names]
+    return [Checkpoint(name, found[name][0], found[name][1], RunFolder.adapter_fingerprint(found[name][1]))
             for name in dict.fromkeys(chosen)]
 
 
 def _checkpoint_name(name: str, found: dict[str, tuple[int, Path]], run_dir: Path) -> str:
-    candidate = f"step_{int(name):08d}" if name.isdigit() else name
+    candidate = checkpoint_name(int(name)) if name.isdigit() else name
     if candidate not in found:
         raise EvaluationError(f"Checkpoint '{name}' is not in {run_dir}. Choose from: {', '.join(found)} "
-                              "(a step number, a step_XXXXXXXX folder name or 'final').")
+                              f"(a step number, a snapshot folder name such as {checkpoint_name(200)}, or "
+                              f"'{FINAL}').")
     return candidate
 
 
-def resolve_model_dir(run_dir: Path, cfg: DictConfig, override: str | Path | None = None) -> Path:
-    """The base checkpoint folder: ``override`` or the run config's model_dir (relative to the working folder)."""
-    model_dir = Path(override if override is not None else cfg.get("model_dir", "checkpoints")).expanduser()
-    if not (model_dir / "config.yaml").is_file():
-        raise EvaluationError(f"The base checkpoint folder {model_dir.resolve()} (model_dir of {run_dir / RUN_CONFIG}) "
-                              "has no config.yaml. Pass --model_dir with the folder the run was trained from.")
-    return model_dir.resolve()
+def resolve_model_dir(run: RunFolder, override: str | Path | None = None) -> Path:
+    """The base folder: ``override`` or the run config's model_dir (relative to the working folder)."""
+    model_dir = run.model_dir(override)
+    if not CheckpointFolder.holds_config(model_dir):
+        raise EvaluationError(f"The base checkpoint folder {model_dir} (model_dir of {run.config_path}) has no "
+                              "config. Pass --model_dir with the folder the run was trained from.")
+    return model_dir
 
 
 def speaker_references(run_dir: Path, checkpoint: Checkpoint) -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""Choose the checkpoint a listener would choose, and make it the run's final adapter.
+"""Choose the checkpoint a listener would choose (``RunFolder.promote`` makes it the run's final adapter).
 
 The rule (seed-tts-eval's two measures, similarity first): among the checkpoints whose pooled
 speaker similarity is within ``epsilon`` of the best checkpoint's, take the one with the lowest
@@ -10,11 +10,8 @@ checkpoint has an error rate (no ASR backend for the eval languages), the highes
 from __future__ import annotations
 
 import math
-import shutil
-from pathlib import Path
 
 from indextts.evaluation.report import ALL_SPEAKERS, REAL
-from indextts.lora import ADAPTER_DIR, SPEAKERS_FILE, SPEAKERS_INFO, install_final_files
 
 RULE = ("lowest pooled error rate (mer) among the checkpoints whose mean SIM is within epsilon of the best "
         "checkpoint's SIM; ties: higher SIM, then later step")
@@ -39,22 +36,3 @@ def choose_best(summary: list[dict], epsilon: float) -> str | None:
 def describe_choice(best: str | None, epsilon: float) -> dict:
     """What best.json records: the chosen checkpoint, epsilon and the rule in words."""
     return {"best": best, "epsilon": epsilon, "rule": RULE}
-
-
-def promote(run_dir: Path, checkpoint_folder: Path) -> bool:
-    """Copy a checkpoint's adapter and speakers over the run's final ones, crash-safely.
-
-    Staged beside the run, then installed by ``indextts.lora.install_final_files``. Returns False when
-    ``checkpoint_folder`` is the run folder itself (nothing to do).
-    """
-    run_dir, checkpoint_folder = run_dir.resolve(), checkpoint_folder.resolve()
-    if checkpoint_folder == run_dir:
-        return False
-    staging = run_dir / ".promote.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(checkpoint_folder / ADAPTER_DIR, staging / ADAPTER_DIR)
-    for name in (SPEAKERS_FILE, SPEAKERS_INFO):
-        shutil.copyfile(checkpoint_folder / name, staging / name)
-    install_final_files(staging, run_dir)
-    shutil.rmtree(staging, ignore_errors=True)
-    return True

@@ -8,7 +8,6 @@ inputs, and its ``.npy`` files load with the expected shapes; re-runs reuse fini
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -42,17 +41,6 @@ def resolve_path(value: str | None, base: Path) -> Path | None:
         return None
     path = Path(value)
     return path if path.is_absolute() else (base / path).resolve()
-
-
-def file_fingerprint(path: Path) -> list:
-    """A cheap identity of a file's content version: (path, size, modification time in ns)."""
-    stat = path.stat()
-    return [str(path), stat.st_size, stat.st_mtime_ns]
-
-
-def input_fingerprint(*parts) -> str:
-    """A short hash of everything an utterance's outputs depend on (audio, text, model, options)."""
-    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

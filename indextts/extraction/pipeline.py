@@ -24,6 +24,7 @@ from indextts.atomic_files import write_npy_atomic
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.errors import CheckpointError, DataError
+from indextts.fingerprints import file_stamp, hash_json
 from indextts.extraction import outputs
 from indextts.extraction.audio_list import SkipReason, SpeakerList, Utterance, parse_audio_lists
 from indextts.extraction.features import DecodedUtterance, FeatureModels, Limits, UtteranceDataset, collate_decoded, plan_batches
@@ -147,9 +148,9 @@ class _Run:
         self.utterances: list[Utterance] = [u for s in speaker_lists for u in s.utterances]
         self.offsets = np.cumsum([0] + [len(s.utterances) for s in speaker_lists]).tolist()
         self.speaker_paths = {s.speaker: outputs.SpeakerPaths(self.root, s.speaker) for s in speaker_lists}
-        model_files = [outputs.file_fingerprint(p) for p in self._required_files()]
+        model_files = [file_stamp(p) for p in self._required_files()]
         self.fingerprints = [
-            outputs.input_fingerprint(outputs.file_fingerprint(u.audio), u.text, model_files,
+            hash_json(file_stamp(u.audio), u.text, model_files,
                                       options.extract_condition, options.min_duration, options.max_duration)
             for u in self.utterances
         ]

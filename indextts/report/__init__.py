@@ -12,10 +12,11 @@ def write_report(*, prepared_dirs: Sequence[Path], features_dir: Path, run_dir: 
                  commands: Sequence[str], device: str = "cpu") -> tuple[Path, Path]:
     """Write ``out_dir/report.html`` (self-contained) and ``out_dir/report.md`` (+ ``report_files/``)."""
     from indextts.report.content import gather
+    from indextts.run_folder import RunFolder
     from indextts.report.render import render_html, render_markdown
 
     content = gather(prepared_dirs, Path(features_dir), Path(run_dir), commands, device)
-    summary_png = Path(run_dir) / "eval" / "summary.png"
+    summary_png = RunFolder(run_dir).eval_dir / "summary.png"
     png = summary_png.read_bytes() if summary_png.is_file() else None
     out_dir = Path(out_dir)
     files = out_dir / "report_files"

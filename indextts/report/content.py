@@ -2,7 +2,7 @@
 
 - data: ``review.csv`` of each prepared folder (clips kept and dropped, and why) and the
   extraction manifests (seconds per speaker, clip lengths);
-- training: ``metrics.jsonl`` of the run (loss curves);
+- training: the run's metrics file (loss curves);
 - evaluation: ``eval/summary.csv`` and ``eval/best.json`` written by indextts-eval;
 - listening: per voice, held-out sentences as recorded and as the chosen adapter speaks them.
 """
@@ -22,6 +22,7 @@ import soundfile as sf
 
 from indextts.data import read_manifest
 from indextts.errors import DataError
+from indextts.run_folder import RunFolder
 
 SAMPLES_PER_VOICE = 2
 
@@ -84,14 +85,10 @@ def read_manifests(features_dir: Path, speakers: dict[str, SpeakerData]) -> None
             (data.train_seconds if split == "train" else data.valid_seconds).append(row.duration)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.is_file() else []
-
-
 def read_evaluation(run_dir: Path) -> tuple[list[dict], dict]:
     """The rows of ``eval/summary.csv`` and ``eval/best.json``; DataError when the run was not evaluated."""
-    summary, best = run_dir / "eval" / "summary.csv", run_dir / "eval" / "best.json"
+    eval_dir = RunFolder(run_dir).eval_dir
+    summary, best = eval_dir / "summary.csv", eval_dir / "best.json"
     if not summary.is_file() or not best.is_file():
         raise DataError(f"The run {run_dir} has no evaluation ({summary} and {best}). Run `indextts-eval --run "
                         f"{run_dir}` first; the report shows its table.")
@@ -141,6 +138,6 @@ def gather(prepared_dirs, features_dir: Path, run_dir: Path, commands, device: s
     read_review(prepared_dirs, speakers)
     read_manifests(features_dir, speakers)
     summary, best = read_evaluation(Path(run_dir))
-    return ReportContent(speakers, read_jsonl(Path(run_dir) / "metrics.jsonl"), summary, best,
+    return ReportContent(speakers, RunFolder(run_dir).read_metrics(), summary, best,
                          listening_samples(Path(run_dir), Path(features_dir), device), list(commands),
                          environment(device))

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from indextts.lora import (
-    ADAPTER_DIR, ADAPTER_WEIGHTS, RUN_CONFIG, TOKENIZER_FILE, LearnedConditions, TrainedSpeaker, save_speakers,
-)
+from indextts.lora import LearnedConditions, TrainedSpeaker, save_speakers
+from indextts.run_folder import ADAPTER_DIR, ADAPTER_WEIGHTS, RUN_CONFIG, TOKENIZER_FILE
 from indextts.training.inputs import SpeakerData
 
 SPEAKERS_ABOUT = ("speakers.safetensors: '<name>.condition' (32, D) GPT conditioning latents; "

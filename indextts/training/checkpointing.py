@@ -1,12 +1,13 @@
-"""Step checkpoints of a run folder: where they are, how they are written, kept, chosen and read back.
+"""Step checkpoints of a run: what they hold beyond the run files, which one a resume takes, and how
+they are kept (the folder layout and the crash-safe writes are ``indextts.run_folder.RunFolder``'s).
 
-A checkpoint ``checkpoints/step_XXXXXXXX/`` holds the loadable run files (adapter, speakers,
+A checkpoint (``RunFolder.checkpoint_dir(step)``) holds the loadable run files (adapter, speakers,
 config) plus what an exact resume needs: ``optimizer.safetensors`` + ``optimizer.json`` (the
 optimizer state split into tensors and the rest), ``rng.safetensors`` (every rank's generators)
 and ``trainer_state.json`` (position in the data, scheduler, scaler, early-stopping state, the
-resolved token budget and the not yet logged loss sums). It is written to a hidden temporary
-folder and renamed into place, so a kill leaves either no checkpoint or a complete one. The run
-folder itself is guarded by ``RunLock`` so two runs never write it at once.
+resolved token budget and the not yet logged loss sums). It is staged and moved into place whole,
+so a kill leaves either no checkpoint or a complete one. The run folder itself is guarded by
+``RunLock`` so two runs never write it at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -29,42 +29,37 @@ from safetensors.torch import load_file, save_file
 
 from indextts.atomic_files import write_json_atomic
 from indextts.errors import TrainingError
-from indextts.lora import ADAPTER_DIR, ADAPTER_WEIGHTS, SPEAKERS_INFO
+from indextts.run_folder import (
+    ADAPTER_DIR,
+    ADAPTER_WEIGHTS,
+    CHECKPOINTS_DIR,
+    SPEAKERS_INFO,
+    STEP_PREFIX,
+    RunFolder,
+    step_of,
+)
 from indextts.runtime import DistributedContext
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-CHECKPOINT_PATTERN = re.compile(r"^step_(\d{8})$")
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_META = "optimizer.json"
 RNG_FILE = "rng.safetensors"
-LOCK_FILE = ".lock"
 RESUME_FILES = (STATE_FILE, OPTIMIZER_TENSORS, OPTIMIZER_META, RNG_FILE)
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:08d}"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete step checkpoints under ``run_dir/checkpoints``, oldest first."""
-    folder = run_dir / CHECKPOINTS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name))
+RESUME_HINT = f"train.resume=<run_dir>/{CHECKPOINTS_DIR}/{STEP_PREFIX}XXXXXXXX"
+"""How a message names a checkpoint folder to resume from."""
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step under ``run_dir/checkpoints``, if any."""
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
+    """The complete checkpoint with the highest step of the run ``run_dir``, if any."""
+    return RunFolder(run_dir).latest_checkpoint()
 
 
 def resume_target(run_dir: Path, resume: str | None) -> Path | None:
     """The checkpoint ``train.resume`` names (None for a fresh run); refuses every unclear case."""
-    latest = latest_checkpoint(run_dir)
+    run = RunFolder(run_dir)
+    latest = run.latest_checkpoint()
     if resume is None:
         if latest is not None:
             raise TrainingError(f"{run_dir} already holds checkpoints. Continue it with --resume "
@@ -72,7 +67,7 @@ def resume_target(run_dir: Path, resume: str | None) -> Path | None:
         return None
     if resume == "auto":
         if latest is None:
-            raise TrainingError(f"--resume (train.resume=auto) was given but {run_dir / CHECKPOINTS_DIR} holds no "
+            raise TrainingError(f"--resume (train.resume=auto) was given but {run.checkpoints_dir} holds no "
                                 "complete checkpoint, so there is nothing to continue. Drop --resume to start a "
                                 "fresh run, or check run_dir.")
         return latest
@@ -80,16 +75,17 @@ def resume_target(run_dir: Path, resume: str | None) -> Path | None:
     missing = [name for name in RESUME_FILES if not (folder / name).is_file()]
     if missing:
         raise TrainingError(f"train.resume={resume}: {folder} is not a complete checkpoint folder (lacks "
-                            f"{missing}). Use train.resume=auto or a checkpoints/step_XXXXXXXX folder.")
+                            f"{missing}). Use train.resume=auto or {RESUME_HINT}.")
     return folder
 
 
 def abandon_later_checkpoints(run_dir: Path, step: int) -> Path | None:
-    """Move the checkpoints after ``step`` into ``checkpoints/abandoned-<time>/`` (resume from an earlier one)."""
-    later = [p for p in list_checkpoints(run_dir) if int(CHECKPOINT_PATTERN.match(p.name).group(1)) > step]
+    """Move the checkpoints after ``step`` into ``abandoned-<time>/`` beside them (resume from an earlier one)."""
+    run = RunFolder(run_dir)
+    later = [p for p in run.checkpoints() if step_of(p) > step]
     if not later:
         return None
-    target = run_dir / CHECKPOINTS_DIR / f"abandoned-{time.strftime('%Y%m%d-%H%M%S')}"
+    target = run.checkpoints_dir / f"abandoned-{time.strftime('%Y%m%d-%H%M%S')}"
     target.mkdir(parents=True, exist_ok=True)
     for folder in later:
         os.rename(folder, target / folder.name)
@@ -100,14 +96,8 @@ def abandon_later_checkpoints(run_dir: Path, step: int) -> Path | None:
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` step checkpoints."""
-    for old in list_checkpoints(run_dir)[:-keep]:
+    for old in RunFolder(run_dir).checkpoints()[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def remove_unfinished_checkpoints(run_dir: Path) -> None:
-    """Delete the temporary folders of checkpoints a killed run was writing."""
-    for stale in (run_dir / CHECKPOINTS_DIR).glob(".step_*"):
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -134,20 +124,17 @@ def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 def write_checkpoint(run_dir: Path, step: int, write_artifacts: Callable[[Path], None],
                      optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor], state: dict) -> Path:
-    """Write ``checkpoints/step_<step>`` atomically; ``write_artifacts(folder)`` adds the run files."""
-    folder = run_dir / CHECKPOINTS_DIR / checkpoint_name(step)
-    temp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(temp, ignore_errors=True)
-    write_artifacts(temp)
-    tensors, meta = optimizer_to_files(optimizer)
-    save_file(tensors, str(temp / OPTIMIZER_TENSORS))
-    write_json_atomic(temp / OPTIMIZER_META, meta, sync=False)
-    save_file({k: v.contiguous() for k, v in rng.items()}, str(temp / RNG_FILE))
-    write_json_atomic(temp / STATE_FILE, state, sync=False)
-    if folder.exists():  # written before by a run that was resumed from an earlier step
-        shutil.rmtree(folder)
-    os.rename(temp, folder)
-    return folder
+    """Write the checkpoint of ``step`` crash-safely; ``write_artifacts(folder)`` adds the run files. One
+    written before by a run that was resumed from an earlier step is replaced."""
+    def write(folder: Path) -> None:
+        write_artifacts(folder)
+        tensors, meta = optimizer_to_files(optimizer)
+        save_file(tensors, str(folder / OPTIMIZER_TENSORS))
+        write_json_atomic(folder / OPTIMIZER_META, meta, sync=False)
+        save_file({k: v.contiguous() for k, v in rng.items()}, str(folder / RNG_FILE))
+        write_json_atomic(folder / STATE_FILE, state, sync=False)
+
+    return RunFolder(run_dir).write_snapshot(step, write)
 
 
 def read_checkpoint_state(folder: Path) -> dict:
@@ -156,7 +143,7 @@ def read_checkpoint_state(folder: Path) -> dict:
         return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise TrainingError(f"Cannot read {folder / STATE_FILE}: {error}. Resume from another checkpoint "
-                            "(train.resume=<run_dir>/checkpoints/step_XXXXXXXX).") from error
+                            f"({RESUME_HINT}).") from error
 
 
 def trained_speakers(run_dir: str, resume: str | None) -> list[str] | None:
@@ -176,7 +163,7 @@ def trained_speakers(run_dir: str, resume: str | None) -> list[str] | None:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TrainingError(f"Cannot read the speakers this run was trained on from {folder / SPEAKERS_INFO} "
                             f"({error}). Resume from another checkpoint "
-                            "(train.resume=<run_dir>/checkpoints/step_XXXXXXXX).") from error
+                            f"({RESUME_HINT}).") from error
 
 
 def load_adapter(peft_model, folder: Path, device: torch.device, settings_hint: str) -> None:
@@ -219,7 +206,7 @@ def restore_rng_states(rng: dict[str, torch.Tensor], context: DistributedContext
 
 
 class RunLock:
-    """An exclusive ``fcntl`` lock on ``run_dir/.lock``, held for a run's lifetime (by rank 0).
+    """An exclusive ``fcntl`` lock on the run folder's lock file, held for a run's lifetime (by rank 0).
 
     A second run on the same folder (a resume started while the workers of a killed launcher
     still write checkpoints, or a plain second command) is refused while the first one lives; the
@@ -227,7 +214,7 @@ class RunLock:
     """
 
     def __init__(self, run_dir: Path):
-        self.path = run_dir / LOCK_FILE
+        self.path = RunFolder(run_dir).lock_path
         self._handle = None
 
     def acquire(self) -> "RunLock":

@@ -3,19 +3,9 @@
 A ``Trainer`` follows the recipe shape ``setup`` (inputs checked -> run folder -> model -> data ->
 optimizer -> resume) then ``train``; ``step.StepRunner`` runs the micro-batches and updates.
 
-Run folder (``run_dir``)::
-
-    config.yaml             resolved training config + ``model`` (facts about the base GPT, its identity)
-    adapter/                PEFT adapter (adapter_config.json + adapter_model.safetensors)
-    speakers.safetensors    "<name>.condition" (32, D), "<name>.reference_mel" (100, F)
-    speakers.json           speaker list and where each reference came from
-    tokenizer/bpe.model     only when special tokens were added
-    train.log, metrics.jsonl, tensorboard/, .lock
-    checkpoints/step_XXXXXXXX/   the above run files + optimizer.safetensors/.json,
-                                 trainer_state.json, rng.safetensors
-
-The top-level files hold the best model by validation mel loss (the last one when there is no
-validation data). A run killed at any moment resumes from its latest complete checkpoint with the
+The run folder's layout is ``indextts.run_folder.RunFolder``'s (with a tokenizer when special tokens
+were added). The top-level files hold the best model by validation mel loss (the last one when
+there is no validation data). A run killed at any moment resumes from its latest complete checkpoint with the
 same data order, dropout masks and optimiser state, giving the same losses as an uninterrupted run.
 
 The step keeps the device busy: losses and gradient norms are summed on the device and read only
@@ -27,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import shutil
 from pathlib import Path
 
 import torch
@@ -38,13 +27,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from indextts.atomic_files import restore_replaced_dir
 from indextts.data import Batch, LengthLimits
 from indextts.errors import TrainingError
-from indextts.lora import (
-    ADAPTER_DIR, RUN_CONFIG, SPEAKERS_FILE, LearnedConditions, add_lora,
-    describe_base, install_final_files, make_lora_config,
-)
+from indextts.lora import LearnedConditions, add_lora, describe_base, make_lora_config
+from indextts.run_folder import RUN_CONFIG, SPEAKERS_FILE, RunFolder
 from indextts.runtime import constant_buffer_ddp_options, init_distributed, reuse_freed_host_memory
 from indextts.training import checkpointing as ckpt
 from indextts.training.artifacts import RunFiles, write_run_files
@@ -102,6 +88,7 @@ class Trainer:
     def _setup_run_dir(self) -> None:
         """Lock the run folder (rank 0), pick the checkpoint to resume, tidy what a kill left behind."""
         self.run_dir = Path(self.cfg.run_dir).expanduser().resolve()
+        self.run = RunFolder(self.run_dir)
         if self.dist.is_main:
             self.lock = ckpt.RunLock(self.run_dir).acquire()
         self.dist.barrier()
@@ -113,9 +100,8 @@ class Trainer:
         if self.dist.is_main:
             if self.resume_state is not None:
                 ckpt.abandon_later_checkpoints(self.run_dir, self.resume_state["step"])
-            (self.run_dir / ckpt.CHECKPOINTS_DIR).mkdir(parents=True, exist_ok=True)
-            ckpt.remove_unfinished_checkpoints(self.run_dir)
-            restore_replaced_dir(self.run_dir / ADAPTER_DIR)
+            self.run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+            self.run.remove_temp()
         self.dist.barrier()
 
     def _check_resumable_config(self) -> None:
@@ -124,7 +110,7 @@ class Trainer:
         if lora_changes:
             raise TrainingError(f"Cannot resume from {self.resume_from} with other LoRA settings: "
                                 f"{'; '.join(lora_changes)}. Resume with the settings it was trained with (its "
-                                "config.yaml), or start a new run_dir=... .")
+                                f"{RUN_CONFIG}), or start a new run_dir=... .")
 
     def _base_facts(self, gpt: nn.Module) -> dict:
         facts = describe_base(gpt)
@@ -195,7 +181,7 @@ class Trainer:
     # ---------------------------------------------------------------- resume
     @functools.cached_property
     def _config_yaml(self) -> str:
-        """config.yaml of the run: the resolved config and the base's facts, rendered once (saves are frequent)."""
+        """The run's config file: the resolved config and the base's facts, rendered once (saves are frequent)."""
         return OmegaConf.to_yaml(OmegaConf.create({**config_to_dict(self.cfg), "model": self.base_model_facts}))
 
     def _run_files(self) -> RunFiles:
@@ -205,7 +191,7 @@ class Trainer:
     def _resume(self) -> None:
         if self.resume_from is None:
             if self.dist.is_main:
-                (self.run_dir / RUN_CONFIG).write_text(self._config_yaml, encoding="utf-8")
+                self.run.config_path.write_text(self._config_yaml, encoding="utf-8")
             self.log.open(None)
             return
         folder, state = self.resume_from, self.resume_state
@@ -326,11 +312,7 @@ class Trainer:
         """Replace the top-level run files with the current model (crash-safe swap)."""
         if not self.dist.is_main:
             return
-        temp = self.run_dir / ".best.tmp"
-        shutil.rmtree(temp, ignore_errors=True)
-        self._write_run_files(temp)
-        install_final_files(temp, self.run_dir)
-        shutil.rmtree(temp, ignore_errors=True)
+        self.run.install_final(self._write_run_files)
 
     def _write_run_files(self, folder: Path) -> None:
         write_run_files(folder, self._run_files(), self.step)
@@ -345,7 +327,7 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path | None:
-        """Write checkpoints/step_XXXXXXXX atomically (rank 0) and prune old ones."""
+        """Write the step's checkpoint atomically (rank 0) and prune old ones."""
         rng = ckpt.gather_rng_states(self.dist)  # collective, like the window's sums
         window = self.window.state_dict(self.steps.all_reduce)
         if not self.dist.is_main or self.step in self._saved_steps:

@@ -27,9 +27,9 @@ from indextts.atomic_files import write_bytes_atomic
 from indextts.checkpoint_folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolder
 from indextts.cli import EXIT_INTERRUPTED
 from indextts.errors import DataError, IndexTTSError
-from indextts.extraction.outputs import input_fingerprint
+from indextts.fingerprints import hash_json
 from indextts.prepare.review import read_approvals
-from indextts.training.checkpointing import latest_checkpoint
+from indextts.run_folder import RunFolder
 from indextts.voice.stages import Decision, StageRecord, content_fingerprint, files_fingerprint
 
 
@@ -109,11 +109,11 @@ def _option(flag: str, value) -> list[str]:
 
 
 def _hash(values: list[str]) -> str:
-    return input_fingerprint(values)
+    return hash_json(values)
 
 
 def _record_hash(record: StageRecord, *stages: str) -> str:
-    return input_fingerprint([record.stages.get(stage) for stage in stages])
+    return hash_json([record.stages.get(stage) for stage in stages])
 
 
 def prepare_stages(options: BuildOptions) -> list[Stage]:
@@ -206,7 +206,7 @@ def train(options: BuildOptions, record: StageRecord, say: Callable[[str], None]
         return stage, decision
     if decision.action == "run" and stage.name in record.stages and options.run_dir.exists():
         say(f"[voice build] train: the previous run is kept as {set_aside(options.run_dir)}")
-    resume = latest_checkpoint(options.run_dir) is not None if options.run_dir.is_dir() else False
+    resume = RunFolder(options.run_dir).latest_checkpoint() is not None
     run_stage(stage, record, ["--resume"] if resume else [])
     return stage, decision
 

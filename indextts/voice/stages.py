@@ -16,7 +16,7 @@ from pathlib import Path
 
 from indextts.atomic_files import write_json_atomic
 from indextts.errors import DataError
-from indextts.extraction.outputs import file_fingerprint, input_fingerprint
+from indextts.fingerprints import file_stamp, hash_json
 
 RECORD_NAME = "voice.json"
 RECORD_VERSION = 1
@@ -25,12 +25,12 @@ RECORD_VERSION = 1
 def files_fingerprint(paths: list[Path]) -> str:
     """A short hash of the files under ``paths`` (each file's path, size and modification time)."""
     files = sorted(p for path in paths for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file())
-    return input_fingerprint([file_fingerprint(p.resolve()) for p in files])
+    return hash_json([file_stamp(p.resolve()) for p in files])
 
 
 def content_fingerprint(paths: list[Path]) -> str:
     """A short hash of the bytes of ``paths`` (files that are small and may be edited in place)."""
-    return input_fingerprint([[str(p), p.read_bytes().hex() if p.is_file() else None] for p in paths])
+    return hash_json([[str(p), p.read_bytes().hex() if p.is_file() else None] for p in paths])
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from indextts.errors import WebUIError
+from indextts.run_folder import RunFolder
 from indextts.webui.jobs import Job, JobBoard
 
-METRICS_FILE = "metrics.jsonl"
-EVAL_SUMMARY = Path("eval") / "summary.csv"
-EVAL_PLOT = Path("eval") / "summary.png"
+EVAL_SUMMARY = "summary.csv"
+EVAL_PLOT = "summary.png"
 REVIEW_FILE = "review.csv"
 
 
@@ -180,7 +180,7 @@ class MetricsReader:
 
     def read(self) -> bool:
         """Take in new complete lines; returns whether ``records`` changed."""
-        path = Path(self.run_dir) / METRICS_FILE
+        path = RunFolder(self.run_dir).metrics_path
         size = path.stat().st_size if path.is_file() else 0
         restarted = size < self.offset
         if restarted:
@@ -285,28 +285,27 @@ def pcm16(waveform: np.ndarray) -> np.ndarray:
 
 def read_eval_summary(run_dir: str | Path) -> tuple[list[dict], Path | None]:
     """The rows of ``<run>/eval/summary.csv`` and the path of its plot (None when not written yet)."""
-    run = Path(_required(run_dir, "The run folder"))
+    eval_dir = RunFolder(_required(run_dir, "The run folder")).eval_dir
     rows: list[dict] = []
-    if (run / EVAL_SUMMARY).is_file():
-        with open(run / EVAL_SUMMARY, newline="", encoding="utf-8") as handle:
+    if (eval_dir / EVAL_SUMMARY).is_file():
+        with open(eval_dir / EVAL_SUMMARY, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
-    plot = run / EVAL_PLOT
+    plot = eval_dir / EVAL_PLOT
     return rows, plot if plot.is_file() else None
 
 
 def checkpoint_folders(run_dir: str | Path) -> list[Path]:
     """The run's kept step checkpoints, oldest first."""
-    return sorted((Path(run_dir) / "checkpoints").glob("step_*"))
+    return RunFolder(run_dir).checkpoints()
 
 
 def promote(run_dir: str, checkpoint: str) -> str:
     """Copy one checkpoint over the run's final adapter and speakers (the evaluation's promote)."""
-    from indextts.evaluation.selection import promote as promote_checkpoint
-
-    folder = Path(_required(run_dir, "The run folder")) / "checkpoints" / _required(checkpoint, "The checkpoint")
-    if folder not in checkpoint_folders(run_dir) or not folder.is_dir():  # also refuses ../../elsewhere
+    run = RunFolder(_required(run_dir, "The run folder"))
+    folder = run.snapshot_dir(_required(checkpoint, "The checkpoint"))
+    if folder not in run.checkpoints():  # also refuses ../../elsewhere
         raise WebUIError(f"There is no checkpoint {folder}. Pick one of the run's kept checkpoints.")
-    promote_checkpoint(Path(run_dir), folder)
+    run.promote(folder)
     return f"Promoted {folder.name} to the final adapter of {run_dir}."
 
 
@@ -317,9 +316,8 @@ ZERO_SHOT = "zero-shot: reference upload"
 
 def voice_source_label(folder: Path) -> str:
     """``run`` for a run folder, ``run@step_XXXXXXXX`` for one of its checkpoints."""
-    if folder.parent.name == "checkpoints":
-        return f"{folder.parent.parent.name}@{folder.name}"
-    return folder.name
+    run, snapshot = RunFolder.locate(folder)
+    return run.label(snapshot)
 
 
 def default_synthesis_options():
