@@ -36,7 +36,7 @@ import torch
 from omegaconf import OmegaConf
 
 from indextts.config import RELEASE_CONFIGS, load_config
-from indextts.data import Batch, sequence_length
+from indextts.training.data import Batch, sequence_length
 from indextts.gpt.model import UnifiedVoice
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
 from indextts.runtime import DistributedContext, resolve_precision, reuse_freed_host_memory

@@ -34,10 +34,11 @@ from indextts.audio import MelSpectrogramFeatures
 from indextts.atomic_files import write_npy_atomic
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.checkpoints import build_model
-from indextts.data import read_manifest
+from indextts.contracts.manifests import read_manifest
+from indextts.contracts import speaker_info
 from indextts.extraction import outputs
-from indextts.extraction.audio_list import SpeakerList, Utterance
-from indextts.extraction.outputs import read_speaker_info
+from indextts.contracts.audio_list import SpeakerList, Utterance
+from indextts.contracts.speaker_info import read_speaker_info
 from indextts.extraction.speaker_files import SpeakerAssembler, SpeakerSettings
 from indextts.gpt.generation import GenerationConfig
 from indextts.infer import IndexTTS, SpeechRequest, SynthesisOptions
@@ -231,8 +232,8 @@ def write_extracted_data(root: Path, audio_root: Path, base: CheckpointFolder, v
     assembler = SpeakerAssembler(settings, set())
     entries = {voice.name: assembler.assemble(*_write_voice(root, audio_root, base, voice, generator))[1]
                for voice in voices}
-    outputs.merge_speaker_info(root / outputs.SPEAKER_INFO, entries)
-    return root / outputs.SPEAKER_INFO
+    speaker_info.merge_speaker_info(root / speaker_info.SPEAKER_INFO, entries)
+    return root / speaker_info.SPEAKER_INFO
 
 
 class BudgetedTrainer(Trainer):

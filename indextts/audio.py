@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from indextts.errors import AudioError
+from indextts.config import CONFIG_FILENAME
 
 SAMPLE_RATE = 24000
 LOG_CLAMP = 1e-7
@@ -89,7 +90,7 @@ class MelSpectrogramFeatures(nn.Module):
         """Build from a config's ``dataset.mel`` section (keys as in the release config.yaml)."""
         if mel_cfg.get("normalize", False):
             raise AudioError("dataset.mel.normalize: true is not supported; the IndexTTS release "
-                             "configs use false. Set it to false in config.yaml.")
+                             f"configs use false. Set it to false in {CONFIG_FILENAME}.")
         return cls(
             sample_rate=mel_cfg["sample_rate"], n_fft=mel_cfg["n_fft"],
             hop_length=mel_cfg["hop_length"], win_length=mel_cfg.get("win_length"),

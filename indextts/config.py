@@ -17,6 +17,8 @@ from omegaconf.errors import OmegaConfBaseException
 from indextts.errors import ConfigError
 
 CONFIG_FILENAME = "config.yaml"
+DEFAULT_MODEL_DIR = Path("checkpoints")
+"""Where the release folder lives by default (the upstream repository's layout)."""
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 """Configs shipped inside the package: the training defaults and the two release model configs."""
 TRAIN_CONFIG = PACKAGED_CONFIGS / "train.yaml"

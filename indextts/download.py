@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from indextts import __version__
 from indextts.atomic_files import write_json_atomic
+from indextts.config import CONFIG_FILENAME
 from indextts.errors import IndexTTSError
 from indextts.hub import hub_endpoint, prepare_hub_source
 from indextts.releases import RELEASES, Release, RepoFiles
@@ -172,7 +173,7 @@ def _packaged_config_job(key: str) -> FileJob:
     from indextts.config import RELEASE_CONFIGS
 
     path = RELEASE_CONFIGS[key]
-    return FileJob("index-tts-lora", __version__, path.name, "config.yaml", path.stat().st_size,
+    return FileJob("index-tts-lora", __version__, path.name, CONFIG_FILENAME, path.stat().st_size,
                    ("sha256", file_digest(path, "sha256")), path)
 
 
@@ -189,7 +190,7 @@ def plan(release: Release, revision: str | None) -> list[FileJob]:
                  else _listed_online(part, part_revision))
     if release.packaged_config:
         jobs.append(_packaged_config_job(release.packaged_config))
-    return sorted(jobs, key=lambda job: (job.local == "config.yaml", job.local))
+    return sorted(jobs, key=lambda job: (job.local == CONFIG_FILENAME, job.local))
 
 
 def _fetch(job: FileJob, partial: Path) -> None:
@@ -276,8 +277,8 @@ def download_release(version: str, out_dir: str | Path | None = None, revision: 
     if pending:
         (folder / STAGING).mkdir(parents=True, exist_ok=True)  # marks the folder as this command's until complete
         (folder / MARKER).unlink(missing_ok=True)
-        if pending[-1].local == "config.yaml":
-            (folder / "config.yaml").unlink(missing_ok=True)  # stale: without it the folder looks unfinished
+        if pending[-1].local == CONFIG_FILENAME:
+            (folder / CONFIG_FILENAME).unlink(missing_ok=True)  # stale: without it the folder looks unfinished
     for job in jobs:
         if job in pending:
             _install(job, folder, report)

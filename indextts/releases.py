@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
+
 AUX_DIR = "hf_cache"
 
 
@@ -60,18 +62,18 @@ BIGVGAN_V2 = RepoFiles("nvidia/bigvgan_v2_22khz_80band_256x", {
     name: f"{AUX_DIR}/bigvgan/{name}" for name in ("config.json", "bigvgan_generator.pt")})
 
 RELEASES: dict[str, Release] = {
-    "1.5": Release("IndexTTS-1.5", "checkpoints", (RepoFiles(
-        "IndexTeam/IndexTTS-1.5", _same_names("config.yaml", "bpe.model", "gpt.pth", "dvae.pth",
+    "1.5": Release("IndexTTS-1.5", str(DEFAULT_MODEL_DIR), (RepoFiles(
+        "IndexTeam/IndexTTS-1.5", _same_names(CONFIG_FILENAME, "bpe.model", "gpt.pth", "dvae.pth",
                                               "bigvgan_generator.pth"), follows_revision=True),)),
-    "1.0": Release("IndexTTS-1.0", "checkpoints/indextts-1.0", (RepoFiles(
+    "1.0": Release("IndexTTS-1.0", f"{DEFAULT_MODEL_DIR}/indextts-1.0", (RepoFiles(
         "IndexTeam/Index-TTS", _same_names("bpe.model", "gpt.pth", "dvae.pth", "bigvgan_generator.pth"),
         follows_revision=True),), packaged_config="IndexTTS-1.0"),
-    "2": Release("IndexTTS-2", "checkpoints/indextts-2", (RepoFiles(
-        "IndexTeam/IndexTTS-2", _same_names("config.yaml", "bpe.model", "gpt.pth", "s2mel.pth",
+    "2": Release("IndexTTS-2", f"{DEFAULT_MODEL_DIR}/indextts-2", (RepoFiles(
+        "IndexTeam/IndexTTS-2", _same_names(CONFIG_FILENAME, "bpe.model", "gpt.pth", "s2mel.pth",
                                             "wav2vec2bert_stats.pt", "feat1.pt", "feat2.pt"),
         whole_repo=True, follows_revision=True), W2V_BERT, MASKGCT_CODEC, CAMPPLUS, BIGVGAN_V2)),
-    "2.5": Release("IndexTTS-2.5", "checkpoints/indextts-2.5", (RepoFiles(
-        "IndexTeam/IndexTTS-2.5", _same_names("config.yaml", "codec.pth"), whole_repo=True,
+    "2.5": Release("IndexTTS-2.5", f"{DEFAULT_MODEL_DIR}/indextts-2.5", (RepoFiles(
+        "IndexTeam/IndexTTS-2.5", _same_names(CONFIG_FILENAME, "codec.pth"), whole_repo=True,
         follows_revision=True), W2V_BERT, CAMPPLUS, BIGVGAN_V2)),
 }
 """version as typed on the command line -> release."""

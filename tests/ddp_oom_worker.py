@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from indextts.cli import run_command
-from indextts.data import Batch
+from indextts.training.data import Batch
 from indextts.runtime import DistributedContext
 from indextts.training.step import StepRunner
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from indextts.data import (
-    CodesDataset, LengthLimits, ManifestRow, TokenBudgetBatchSampler, build_examples, collate, read_manifest,
+from indextts.contracts.manifests import ManifestRow, read_manifest
+from indextts.training.data import (
+    CodesDataset, LengthLimits, TokenBudgetBatchSampler, build_examples, collate,
     sequence_length,
 )
 from indextts.errors import DataError

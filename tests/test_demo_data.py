@@ -141,7 +141,7 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
 
 
 def test_lists_parse_with_the_extraction_reader(demo_lists):
-    from indextts.extraction.audio_list import parse_audio_list
+    from indextts.contracts.audio_list import parse_audio_list
 
     for list_path, speaker in zip(demo_lists, SPEAKERS):
         parsed = parse_audio_list(list_path)

@@ -18,13 +18,11 @@ import torch
 
 from indextts.audio import MelSpectrogramFeatures, load_audio
 from indextts.config import load_config
-from indextts.data import read_manifest
+from indextts.contracts.manifests import read_manifest
 from indextts.errors import DataError
-from indextts.extraction import (
-    SkipReason, find_medoid, parse_audio_list, parse_audio_lists, read_speaker_info,
-    split_train_valid,
-)
-from indextts.extraction.outputs import merge_speaker_info
+from indextts.contracts.audio_list import SkipReason, parse_audio_list, parse_audio_lists
+from indextts.contracts.speaker_info import merge_speaker_info, read_speaker_info
+from indextts.extraction import find_medoid, split_train_valid
 from indextts.extraction.speaker_stats import pairwise_distances
 
 from helpers import (EXTRACT_CLI, REPO_ROOT, all_files, jsonl, run_extract_cli as run_cli, run_process_group,

@@ -24,7 +24,7 @@ from indextts.audio import load_audio
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.extract import build_parser, main
 from indextts.errors import AudioError, DataError
-from indextts.extraction import SkipReason, parse_audio_list
+from indextts.contracts.audio_list import SkipReason, parse_audio_list
 from indextts.extraction.features import FeatureModels, pad_mels
 
 MODEL_GOLDENS = conformance_folders("expected.safetensors")
@@ -313,7 +313,7 @@ def test_entry_points_show_help(command):
 
 
 def test_speaker_entry_counts_fallback_batches(tmp_path):
-    from indextts.extraction import SpeakerList, Utterance
+    from indextts.contracts.audio_list import SpeakerList, Utterance
     from indextts.extraction.speaker_files import SpeakerAssembler, SpeakerSettings
 
     utterances = [Utterance("spk", f"u{i}", tmp_path / f"u{i}.wav", "text", tmp_path / "spk.lst", i + 1, "")

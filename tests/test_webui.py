@@ -150,7 +150,7 @@ def _clip(path: Path, seconds: float) -> None:
 
 
 def test_review_table_merges_review_csv_flags_bad_lines_and_exports_a_list_extraction_reads(tmp_path):
-    from indextts.extraction.audio_list import parse_audio_list
+    from indextts.contracts.audio_list import parse_audio_list
 
     _clip(tmp_path / "spk" / "a.wav", 1.5)
     _clip(tmp_path / "spk" / "b.wav", 2.0)

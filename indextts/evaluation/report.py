@@ -100,7 +100,7 @@ def summary_figure(summary: list[dict], best: str | None):
         axes = figure.add_subplot(1, 2, index + 1)
         points = [(r["step"], r[column]) for r in steps if r[column] is not None]
         if points:
-            axes.plot(*zip(*points), marker="o", label="checkpoints")
+            axes.plot(*zip(*points), marker="o", label="saved checkpoints")
         if real is not None and real[column] is not None:
             axes.axhline(real[column], linestyle="--", color="gray", label="real recordings")
         if chosen is not None and chosen[column] is not None:

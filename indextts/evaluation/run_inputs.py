@@ -109,8 +109,8 @@ def _item_seed(seed: int, key: str) -> int:
 def validation_items(cfg: DictConfig, speakers: Sequence[str], seed: int,
                      max_per_speaker: int | None = None) -> list[EvalItem]:
     """The run's validation rows with text and an existing recording, for the run's ``speakers``."""
-    from indextts.data import read_manifest
-    from indextts.extraction import read_speaker_info
+    from indextts.contracts.manifests import read_manifest
+    from indextts.contracts.speaker_info import read_speaker_info
 
     try:
         infos = read_speaker_info(cfg.speaker_info)

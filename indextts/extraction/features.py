@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from indextts.audio import SILENCE_PEAK_DBFS, MelSpectrogramFeatures, is_silent, load_audio, peak_dbfs
 from indextts.errors import AudioError, TextError
-from indextts.extraction.audio_list import SkipReason, Utterance
+from indextts.contracts.audio_list import SkipReason, Utterance
 from indextts.runtime import autocast
 
 logger = logging.getLogger(__name__)

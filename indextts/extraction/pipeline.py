@@ -23,10 +23,13 @@ from tqdm import tqdm
 from indextts.atomic_files import write_npy_atomic
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder import CheckpointFolder
+from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
+from indextts.contracts import speaker_info
+from indextts.contracts.paths import check_output_dir
 from indextts.errors import CheckpointError, DataError
 from indextts.fingerprints import file_stamp, hash_json
 from indextts.extraction import outputs
-from indextts.extraction.audio_list import SkipReason, SpeakerList, Utterance, parse_audio_lists
+from indextts.contracts.audio_list import SkipReason, SpeakerList, Utterance, parse_audio_lists
 from indextts.extraction.features import DecodedUtterance, FeatureModels, Limits, UtteranceDataset, collate_decoded, plan_batches
 from indextts.extraction.speaker_files import SECONDS_PER_HOUR, SpeakerAssembler, SpeakerSettings, SpeakerSummary
 from indextts.extraction.speaker_stats import DISTANCE_METRICS
@@ -35,7 +38,6 @@ from indextts.runtime import PRECISIONS, DistributedContext, init_distributed, r
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_DIR = Path("finetune_data/processed_data")
-DEFAULT_MODEL_DIR = Path("checkpoints")
 CONDITION_BATCHING = ("auto", "batched", "single")
 
 
@@ -122,18 +124,6 @@ class ExtractionSummary:
         return "\n".join(lines)
 
 
-def check_output_dir(root: Path, speakers: list[str]) -> None:
-    """Refuse an output folder (or speaker folder) that is a file or lies under a file, before any work."""
-    for target in [root] + [root / name for name in speakers]:
-        for folder in [target, *target.parents]:
-            if folder.exists():
-                if not folder.is_dir():
-                    raise DataError(
-                        f"The output folder {target} cannot be created: {folder} is a file, not a folder. "
-                        "Pass another --output_dir (or move that file away).")
-                break
-
-
 class _Run:
     """State of one run shared by its steps (kept private: ``run_extraction`` is the API)."""
 
@@ -165,7 +155,7 @@ class _Run:
         if missing:
             raise CheckpointError(
                 f"The checkpoint folder {self.folder.root} lacks {', '.join(missing)}. Extraction needs "
-                "config.yaml, dvae.pth, bpe.model and (with --extract_condition) gpt.pth: download the "
+                f"{CONFIG_FILENAME}, dvae.pth, bpe.model and (with --extract_condition) gpt.pth: download the "
                 "IndexTTS release files into it or pass --model_dir."
             )
         return files
@@ -304,13 +294,13 @@ def _reduce_counts(context: DistributedContext, *counts: int) -> list[int]:
 
 def _finish(run: _Run, computed: int, started: float) -> ExtractionSummary:
     """Rank 0: assemble every speaker's files, merge speaker_info.json, report failures."""
-    info_path = run.root / outputs.SPEAKER_INFO
-    previous = {entry["speaker"] for entry in outputs.read_speaker_entries(info_path)}
+    info_path = run.root / speaker_info.SPEAKER_INFO
+    previous = {entry["speaker"] for entry in speaker_info.read_speaker_entries(info_path)}
     settings = SpeakerSettings(run.root, run.options.valid_ratio, run.options.seed, run.options.distance_metric,
                                run.condition_shape is not None, run.base_identity(), run.precision)
     assembler = SpeakerAssembler(settings, previous)
     results = [assembler.assemble(s, run.records(s, offset)) for s, offset in zip(run.lists, run.offsets)]
-    outputs.merge_speaker_info(info_path, {summary.speaker: entry for summary, entry in results if entry is not None})
+    speaker_info.merge_speaker_info(info_path, {summary.speaker: entry for summary, entry in results if entry is not None})
     return ExtractionSummary([s for s, _ in results], info_path, computed, len(run.utterances) - computed,
                              time.perf_counter() - started, run.precision, run.batches, run.fallback_batches)
 

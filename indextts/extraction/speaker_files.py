@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from indextts.atomic_files import remove_temp_files, write_json_atomic, write_jsonl_atomic, write_npy_atomic
+from indextts.contracts import manifests, speaker_info
+from indextts.contracts.paths import relative_path
 from indextts.extraction import outputs
-from indextts.extraction.audio_list import SkippedLine, SpeakerList, Utterance
+from indextts.contracts.audio_list import SkippedLine, SpeakerList, Utterance
 from indextts.extraction.speaker_stats import find_medoid, split_train_valid
 
 logger = logging.getLogger(__name__)
@@ -56,9 +58,9 @@ def manifest_row(utterance: Utterance, record: dict, paths: outputs.SpeakerPaths
     folder = paths.folder
     return {
         "uid": utterance.uid, "speaker": utterance.speaker,
-        "audio": outputs.relative_path(utterance.audio, folder), "text": utterance.text,
-        "codes": outputs.relative_path(paths.codes(utterance.uid), folder),
-        "condition": outputs.relative_path(paths.condition(utterance.uid), folder) if with_conditions else None,
+        "audio": relative_path(utterance.audio, folder), "text": utterance.text,
+        "codes": relative_path(paths.codes(utterance.uid), folder),
+        "condition": relative_path(paths.condition(utterance.uid), folder) if with_conditions else None,
         "duration": record["duration"], "num_codes": record["num_codes"],
         "num_text_tokens": record["num_text_tokens"], "special_tokens": record.get("special_tokens", []),
     }
@@ -117,9 +119,9 @@ class SpeakerAssembler:
                        summary: SpeakerSummary) -> dict:
         settings, folder = self.settings, paths.folder
         train, valid = split_train_valid(len(rows), settings.valid_ratio, settings.seed)
-        write_jsonl_atomic(folder / outputs.METADATA, rows)
-        write_jsonl_atomic(folder / outputs.METADATA_TRAIN, [rows[i] for i in train])
-        write_jsonl_atomic(folder / outputs.METADATA_VALID, [rows[i] for i in valid])
+        manifests.write_manifest(folder / manifests.METADATA, rows)
+        manifests.write_manifest(folder / manifests.METADATA_TRAIN, [rows[i] for i in train])
+        manifests.write_manifest(folder / manifests.METADATA_VALID, [rows[i] for i in valid])
         summary.kept = len(rows)
         summary.total_seconds = float(sum(row["duration"] for row in rows))
         medoid_path = self._write_medoid(paths, rows) if settings.with_conditions else None
@@ -133,9 +135,9 @@ class SpeakerAssembler:
             "total_duration_in_seconds": summary.total_seconds,
             "total_duration_in_minutes": summary.total_seconds / 60.0,
             "total_duration_in_hours": summary.total_seconds / SECONDS_PER_HOUR,
-            "train_jsonl": outputs.relative_path(folder / outputs.METADATA_TRAIN, settings.root),
-            "valid_jsonl": outputs.relative_path(folder / outputs.METADATA_VALID, settings.root),
-            "medoid_condition": None if medoid_path is None else outputs.relative_path(medoid_path, settings.root),
+            "train_jsonl": relative_path(folder / manifests.METADATA_TRAIN, settings.root),
+            "valid_jsonl": relative_path(folder / manifests.METADATA_VALID, settings.root),
+            "medoid_condition": None if medoid_path is None else relative_path(medoid_path, settings.root),
             "base": settings.base,
             "special_tokens": sorted({t for row in rows for t in row["special_tokens"]}),
             "codes_precision": dict(sorted(precisions.items())),
@@ -146,9 +148,9 @@ class SpeakerAssembler:
         conditions = np.stack([np.load(paths.condition(row["uid"]), allow_pickle=False) for row in rows])
         medoid = find_medoid(conditions, self.settings.distance_metric)
         chosen = rows[medoid.index]
-        medoid_path = paths.folder / outputs.MEDOID_CONDITION
+        medoid_path = paths.folder / speaker_info.MEDOID_CONDITION
         write_npy_atomic(medoid_path, conditions[medoid.index])
-        write_json_atomic(paths.folder / outputs.MEDOID_INFO, {
+        write_json_atomic(paths.folder / speaker_info.MEDOID_INFO, {
             "uid": chosen["uid"], "audio": chosen["audio"], "condition": chosen["condition"],
             "metric": medoid.metric, **medoid.stats(),
         })

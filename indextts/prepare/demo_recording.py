@@ -15,7 +15,7 @@ import soundfile as sf
 
 from indextts.audio import load_audio
 from indextts.errors import PrepareError
-from indextts.extraction.audio_list import parse_audio_list
+from indextts.contracts.audio_list import parse_audio_list
 
 SILENCE_LEVEL = 1e-3
 """Samples below this magnitude at an utterance's ends count as its own silence."""

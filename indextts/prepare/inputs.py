@@ -7,7 +7,7 @@ from pathlib import Path
 import soundfile
 
 from indextts.errors import PrepareError
-from indextts.extraction.audio_list import speaker_name_for
+from indextts.contracts.audio_list import speaker_name_for
 
 EXTRA_EXTENSIONS = {"aif", "oga", "opus", "wave"}
 """Common extensions of formats libsndfile reads under another name (AIFF, OGG, WAV)."""

@@ -36,7 +36,7 @@ from indextts.audio import load_audio
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.errors import AudioError, PrepareError
-from indextts.extraction.pipeline import check_output_dir
+from indextts.contracts.paths import check_output_dir
 from indextts.prepare.inputs import discover_speakers
 from indextts.prepare.loudness import LoudnessOptions, normalise_loudness
 from indextts.prepare.review import ClipRecord, read_approvals, write_review_csv

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from indextts.atomic_files import write_bytes_atomic
 from indextts.errors import PrepareError
-from indextts.extraction.audio_list import split_list_line
+from indextts.contracts.audio_list import list_line, split_list_line
 from indextts.prepare.review import ClipRecord
 
 logger = logging.getLogger(__name__)
@@ -122,11 +122,11 @@ class SpeakerList:
             if lines and not lines[-1].endswith("\n"):
                 lines[-1] += "\n"
             known = self.record.clips | set(self._listed_clips(lines))
-            added = [f"{r.clip}\t{r.text}\n" for r in usable if r.clip not in known]
+            added = [list_line(self.path, Path(r.clip), r.text) for r in usable if r.clip not in known]
             logger.info("%s was edited by hand: kept as it is, %d new clip(s) added.", self.path, len(added))
             lines += added
         else:
-            lines = [f"{r.clip}\t{r.text}\n" for r in usable]
+            lines = [list_line(self.path, Path(r.clip), r.text) for r in usable]
         data = "".join(lines).encode("utf-8")
         write_bytes_atomic(self.path, data)
         listed = self.record.clips if edited else set()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from indextts.data import read_manifest
+from indextts.contracts.manifests import read_manifest
 from indextts.errors import DataError
 from indextts.run_folder import RunFolder
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from indextts.checkpoint_folder import CheckpointFolder
-from indextts.data import ManifestRow, read_manifest, resolve_path
+from indextts.contracts.manifests import ManifestRow, read_manifest
+from indextts.contracts.paths import resolve_path
 from indextts.errors import IndexTTSError, TrainingError
 from indextts.text import SPECIAL_TOKEN
 
@@ -119,7 +120,7 @@ def _open_base(model_dir: str, problems: list[str]) -> CheckpointFolder | None:
 
 def _read_speaker_info(path: Path, problems: list[str]) -> tuple[list, list[dict]]:
     """The typed entries (extraction's reader) and the raw ones (for ``base`` and ``special_tokens``)."""
-    from indextts.extraction import read_speaker_info
+    from indextts.contracts.speaker_info import read_speaker_info
 
     try:
         infos = read_speaker_info(path)

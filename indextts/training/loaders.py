@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from indextts.data import Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate
+from indextts.training.data import Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.errors import TrainingError
 from indextts.lora import TOKENIZER_FILE

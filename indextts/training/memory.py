@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from indextts.data import Batch, sequence_length
+from indextts.training.data import Batch, sequence_length
 
 logger = logging.getLogger(__name__)
 

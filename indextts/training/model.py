@@ -8,7 +8,7 @@ import torch
 from peft.optimizers import create_loraplus_optimizer
 from torch import nn
 
-from indextts.data import Batch
+from indextts.training.data import Batch
 from indextts.lora import LearnedConditions
 from indextts.training.config import TrainSettings
 

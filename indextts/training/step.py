@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from indextts.data import Batch, Example
+from indextts.training.data import Batch, Example
 from indextts.errors import TrainingError
 from indextts.runtime import DistributedContext, autocast, resolve_precision
 from indextts.training.memory import is_out_of_memory

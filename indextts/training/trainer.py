@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from indextts.data import Batch, LengthLimits
+from indextts.training.data import Batch, LengthLimits
 from indextts.errors import TrainingError
 from indextts.lora import LearnedConditions, add_lora, describe_base, make_lora_config
 from indextts.run_folder import RUN_CONFIG, SPEAKERS_FILE, RunFolder

@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+from indextts.config import DEFAULT_MODEL_DIR
 from indextts.cli import configure_logging, run_command
 from indextts.webui.workspace import Settings, Workspace
 
@@ -22,7 +23,7 @@ LOCAL_MONO_FONTS = ["ui-monospace", "monospace"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indextts-webui", description="Start the index-tts-lora web UI.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model_dir", type=Path, default=Path("checkpoints"),
+    parser.add_argument("--model_dir", type=Path, default=DEFAULT_MODEL_DIR,
                         help="base checkpoint folder the page starts with")
     parser.add_argument("--workdir", type=Path, default=Path("webui_work"),
                         help="where prepared data, extracted data, runs and job logs go by default")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indextts.errors import WebUIError
+from indextts.errors import DataError, WebUIError
 from indextts.run_folder import RunFolder
 from indextts.webui.jobs import Job, JobBoard
 
@@ -201,7 +201,7 @@ def read_audio_list(path: str | Path) -> list[tuple[str, str, str]]:
 
     ``problem`` is "" for a usable line, else the extraction parser's skip reason.
     """
-    from indextts.extraction.audio_list import parse_audio_list
+    from indextts.contracts.audio_list import parse_audio_list
 
     parsed = parse_audio_list(Path(_required(path, "The audio list path")))
     rows = [(u.line_number, str(u.audio), u.text, "") for u in parsed.utterances]
@@ -210,16 +210,14 @@ def read_audio_list(path: str | Path) -> list[tuple[str, str, str]]:
 
 
 def write_audio_list(path: str | Path, rows: list[tuple[str, str]]) -> Path:
-    """Write ``audio<TAB>text`` lines atomically (absolute audio paths, as the rows give them)."""
-    from indextts.atomic_files import write_bytes_atomic
+    """Write ``audio<TAB>text`` lines atomically (audio paths relative to the list's folder)."""
+    from indextts.contracts.audio_list import write_audio_list as write_list
 
-    target = Path(_required(path, "The audio list path"))
-    for audio, text in rows:
-        if "\t" in text or "\n" in text or not text.strip():
-            raise WebUIError(f"The transcript of {audio} is empty or holds a tab or line break; "
-                             "edit it to one line of text, or drop the clip, before exporting.")
-    write_bytes_atomic(target, "".join(f"{audio}\t{text.strip()}\n" for audio, text in rows).encode("utf-8"))
-    return target
+    target = Path(_required(path, "The audio list path")).expanduser().resolve()
+    try:
+        return write_list(target, [(Path(audio).expanduser().resolve(), text) for audio, text in rows])
+    except DataError as error:
+        raise WebUIError(f"{error} Then export again.") from error
 
 
 def read_review(output_dir: str | Path) -> list[dict]:
@@ -356,8 +354,9 @@ class VoiceBank:
         """Load one run or checkpoint folder; its speakers become voices."""
         folder = Path(folder)
         if not folder.is_dir():
+            example = RunFolder("runs/<name>").checkpoint_dir(200)
             raise WebUIError(f"The run folder {folder} does not exist. Give a folder written by training "
-                             "(runs/<name>) or one of its checkpoints (runs/<name>/checkpoints/step_N).")
+                             f"(runs/<name>) or one of its checkpoints ({example}).")
         self.tts.add_voice(voice_source_label(folder), folder)
 
     @property

@@ -8,6 +8,7 @@ import gradio as gr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from indextts.config import CONFIG_FILENAME
 from indextts.runtime import PRECISIONS
 from indextts.webui import backend
 from indextts.webui.workspace import (
@@ -68,7 +69,7 @@ def _extraction_section(workspace: Workspace) -> dict:
     settings = workspace.settings
     with gr.Row():
         model_dir = gr.Textbox(str(settings.model_dir), label="Base checkpoint folder", elem_id="base-model-dir",
-                               info="config.yaml, gpt.pth, dvae.pth, bpe.model, ...")
+                               info=f"{CONFIG_FILENAME}, gpt.pth, dvae.pth, bpe.model, ...")
         device = gr.Textbox(settings.device, label="Device", info="auto, cpu, cuda, cuda:1, ...")
     audio_lists = gr.Textbox(label="Audio lists, one per line (one speaker each: path<TAB>transcript)", lines=3,
                              elem_id="extract-audio-lists",

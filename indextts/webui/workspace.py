@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from indextts.config import DEFAULT_MODEL_DIR
 from indextts.errors import IndexTTSError
 from indextts.webui.backend import VoiceBank
 from indextts.webui.jobs import Job, JobBoard
@@ -21,7 +22,7 @@ class Settings:
     """Where the page starts: the base checkpoint folder, the work folder, the torch device, and the
     other folders (``allowed_dirs``) requests may name besides the work folder and the base."""
 
-    model_dir: Path = Path("checkpoints")
+    model_dir: Path = DEFAULT_MODEL_DIR
     workdir: Path = Path("webui_work")
     device: str = "auto"
     allowed_dirs: tuple[Path, ...] = ()

@@ -1,5 +1,9 @@
 """Audio lists: one utterance per line, ``audio_path<TAB>transcript`` (or ``audio_path|transcript``).
 
+Written by preparation and the web UI (``list_line``, ``write_audio_list``), read by extraction
+(``parse_audio_list``). A relative audio path is relative to the list's folder; writers store paths
+that way (``indextts.contracts.paths``), so a folder of clips and its list move together.
+
 Parsing never loads audio or models. Every line that cannot become an utterance is returned as a
 ``SkippedLine`` with a reason, so the caller can report it instead of crashing; a list that is not
 UTF-8, or that yields no usable line at all, raises ``DataError`` before any model is loaded.
@@ -11,6 +15,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from indextts.atomic_files import write_bytes_atomic
+from indextts.contracts.paths import relative_path
 from indextts.errors import DataError
 
 SEPARATORS = ("\t", "|")
@@ -125,6 +131,23 @@ def split_list_line(line: str) -> tuple[str, str] | None:
             audio, text = line.split(separator, 1)
             return audio.strip(), text.strip()
     return None
+
+
+def list_line(list_path: Path, audio: Path, text: str) -> str:
+    """The line of ``audio`` (absolute, or relative to the list's folder) saying ``text`` in the list at
+    ``list_path``; a transcript that is empty or spans lines or holds a tab is refused (DataError)."""
+    if "\t" in text or "\n" in text or "\r" in text or not text.strip():
+        raise DataError(f"The transcript of {audio} is empty or holds a tab or line break; edit it to one line "
+                        "of text, or leave the clip out.")
+    stored = relative_path(list_path.parent / audio, list_path.parent)
+    return f"{stored}\t{text.strip()}\n"
+
+
+def write_audio_list(list_path: Path, entries: list[tuple[Path, str]]) -> Path:
+    """Write ``(audio, transcript)`` entries as the list ``list_path`` (atomically, UTF-8)."""
+    lines = [list_line(list_path, Path(audio), text) for audio, text in entries]
+    write_bytes_atomic(list_path, "".join(lines).encode("utf-8"))
+    return list_path
 
 
 def assign_uids(utterances: list[Utterance]) -> list[Utterance]:

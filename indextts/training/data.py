@@ -12,7 +12,6 @@ data order reproducible and lets a resumed run skip exactly the batches it had a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from indextts.contracts.manifests import ManifestRow
 from indextts.errors import DataError
 
 CONDITION_LATENTS = 32
@@ -30,67 +30,6 @@ SPECIAL_TOKENS_PER_SEGMENT = 2  # start and stop token around the text and aroun
 def sequence_length(num_text_tokens: int, num_codes: int) -> int:
     """Positions one example occupies in the GPT: [32 conditions | start, text, stop | start, codes, stop]."""
     return CONDITION_LATENTS + num_text_tokens + num_codes + 2 * SPECIAL_TOKENS_PER_SEGMENT
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    """One utterance of an extraction manifest (metadata_*.jsonl), paths absolute."""
-
-    uid: str
-    speaker: str
-    text: str
-    codes: Path
-    duration: float
-    num_codes: int
-    source: str  # "file:line", for error messages
-    audio: Path | None = None
-    condition: Path | None = None
-    special_tokens: tuple[str, ...] = ()  # the <...> tokens of the text that the base bpe.model lacks
-
-    REQUIRED_KEYS = ("uid", "text", "codes", "duration", "num_codes")
-
-
-def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Read a metadata*.jsonl manifest; relative paths are resolved from the file's folder.
-
-    Raises DataError naming the file, line and key of the first malformed row.
-    """
-    path = Path(path).expanduser().resolve()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise DataError(f"Cannot read the manifest {path}: {error}. Run indextts-extract to "
-                        "(re)create it.") from error
-    rows = []
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{line_number}"
-        try:
-            entry = json.loads(line)
-        except ValueError as error:
-            raise DataError(f"{where} is not valid JSON ({error}). Re-run indextts-extract "
-                            "for this speaker.") from error
-        missing = [key for key in ManifestRow.REQUIRED_KEYS if not isinstance(entry, dict) or key not in entry]
-        if missing:
-            raise DataError(f"{where} lacks the key(s) {missing}. Every manifest row needs "
-                            f"{list(ManifestRow.REQUIRED_KEYS)}; re-run indextts-extract.")
-        rows.append(ManifestRow(
-            uid=str(entry["uid"]), speaker=str(entry.get("speaker", "")), text=str(entry["text"]),
-            codes=resolve_path(entry["codes"], path.parent), duration=float(entry["duration"]),
-            num_codes=int(entry["num_codes"]), source=where, audio=resolve_path(entry.get("audio"), path.parent),
-            condition=resolve_path(entry.get("condition"), path.parent),
-            special_tokens=tuple(entry.get("special_tokens") or ()),
-        ))
-    return rows
-
-
-def resolve_path(value: str | None, folder: Path) -> Path | None:
-    """A path stored in a manifest: absolute ones as they are, relative ones from ``folder``."""
-    if value is None:
-        return None
-    path = Path(value)
-    return path if path.is_absolute() else (folder / path).resolve()
 
 
 @dataclass(frozen=True)
