@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.data import Batch, sequence_length
+from indextts.dims import GPTDims
 from indextts.gpt.model import UnifiedVoice
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
 from indextts.runtime import DistributedContext, resolve_precision, reuse_freed_host_memory
@@ -89,7 +90,7 @@ def build_runner(size: str, device: torch.device, precision: str, checkpointing:
     torch.manual_seed(0)
     settings = load_train_config().train
     cfg = gpt_config(size)
-    gpt = UnifiedVoice(**cfg)
+    gpt = UnifiedVoice(GPTDims.from_section(cfg))
     gpt.set_gradient_checkpointing(checkpointing)
     frozen = sum(p.numel() for n, p in gpt.gpt.h.named_parameters() if p.dim() == 2)
     peft_model = add_lora(gpt, make_lora_config(16, 32, 0.1))

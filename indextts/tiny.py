@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoints import RELEASE_CONFIGS, build_model
 from indextts.config import load_config
+from indextts.dims import ModelDims
 from indextts.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -206,9 +207,8 @@ def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0, release: str = "t
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        gpt = build_model("gpt", cfg)
-        dvae = build_model("dvae", cfg)
-        bigvgan = build_model("bigvgan", cfg)
+        dims = ModelDims.from_config(cfg)
+        gpt, dvae, bigvgan = build_model(dims.gpt), build_model(dims.dvae), build_model(dims.bigvgan)
     if release == "tiny":
         shape_random_gpt_init(gpt, generator)
         _fit_codebook(dvae.eval(), cfg.dataset.mel, generator)
