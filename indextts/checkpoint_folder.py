@@ -54,8 +54,8 @@ def file_fingerprint(path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class CheckpointPaths:
-    """Absolute paths of the files a base folder provides, as its config names them."""
+class BaseFiles:
+    """Absolute paths of the files of a base folder, as its config names them."""
 
     gpt: Path
     dvae: Path
@@ -63,7 +63,7 @@ class CheckpointPaths:
     bpe: Path
 
     @classmethod
-    def resolve(cls, root: Path, cfg: DictConfig) -> CheckpointPaths:
+    def resolve(cls, root: Path, cfg: DictConfig) -> BaseFiles:
         return cls(gpt=root / cfg.gpt_checkpoint, dvae=root / cfg.dvae_checkpoint,
                    bigvgan=root / cfg.bigvgan_checkpoint, bpe=root / cfg.dataset.bpe_model)
 
@@ -81,7 +81,7 @@ class CheckpointFolder:
         self.root = Path(model_dir).expanduser().resolve()
         self.cfg: DictConfig = load_config(self.root)
         self.dims = ModelDims.from_config(self.cfg)
-        self.paths = CheckpointPaths.resolve(self.root, self.cfg)
+        self.paths = BaseFiles.resolve(self.root, self.cfg)
         self._check_sections()
 
     def __repr__(self) -> str:

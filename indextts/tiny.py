@@ -1,4 +1,4 @@
-"""Write small, seeded, random-weight checkpoint folders in the official IndexTTS formats.
+"""Write small, seeded, random-weight base folders in the official IndexTTS checkpoint formats.
 
 Tests, the demo and benchmarks need a model folder without downloading the release weights.
 ``write_tiny_checkpoints(out_dir)`` writes one in a few seconds on a CPU: ``config.yaml``,
@@ -187,7 +187,7 @@ def _model_config(release: str):
 
 
 def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0, release: str = "tiny") -> Path:
-    """Write a complete seeded checkpoint folder into ``out_dir`` (created) and return its path.
+    """Write a complete seeded base folder into ``out_dir`` (created) and return its path.
 
     ``release`` is "tiny" (small sizes, seconds on a CPU; clips up to ~12 s and ~200 text tokens
     fit), or "1.5" / "1.0" for random weights of the release sizes.
@@ -217,5 +217,5 @@ def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0, release: str = "t
     torch.save(dvae.state_dict(), out_dir / cfg.dvae_checkpoint)
     torch.save({"generator": bigvgan.stored_state_dict()}, out_dir / cfg.bigvgan_checkpoint)
     load_config(out_dir)
-    logger.info("Wrote %s checkpoint folder %s (seed %d)", release, out_dir, seed)
+    logger.info("Wrote %s base folder %s (seed %d)", release, out_dir, seed)
     return out_dir

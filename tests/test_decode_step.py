@@ -18,7 +18,7 @@ from indextts.checkpoint_folder import CheckpointFolder
 from indextts.gpt import generation
 from indextts.gpt.decode_step import DecodeState, decode_step
 from indextts.gpt.generation import GenerationConfig, _Decoder, generate_codes
-from indextts.gpt.step_runner import SLOT_ROUNDING, StepRunner, capture_step
+from indextts.gpt.step_runner import SLOT_ROUNDING, DecodeStepRunner, capture_step
 
 STEPS = 24
 GOLDEN_MAX_NEW_CODES = 30
@@ -97,7 +97,7 @@ def test_reused_bucket_state_gives_eager_codes(tiny_gpt, monkeypatch, options):
 
     def bucket_runner(model, rows, slots, dtype, device, reorder, cuda_graph, compile_backend):
         state = states.setdefault(rows, DecodeState(model, rows, 2 * SLOT_ROUNDING, dtype, device))
-        return StepRunner(state, reorder, fixed_shapes=True)
+        return DecodeStepRunner(state, reorder, fixed_shapes=True)
 
     monkeypatch.setattr(generation, "make_step_runner", bucket_runner)
     reused = [[c.tolist() for c in generate_codes(tiny_gpt, *batch, config)] for batch in batches]
