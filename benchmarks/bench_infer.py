@@ -51,6 +51,7 @@ from indextts.atomic_files import write_json_atomic
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoints import build_model
 from indextts.config import RELEASE_CONFIGS, load_config
+from indextts.dims import ModelDims
 from indextts.gpt.generation import GenerationConfig, generate_codes
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.gpt.quantize import quantize_for_cpu
@@ -84,8 +85,9 @@ def synchronize(device: torch.device) -> None:
 def random_models(cfg, device: torch.device, dtype: torch.dtype):
     """GPT and BigVGAN with seeded random weights."""
     torch.manual_seed(0)
-    gpt = build_model("gpt", cfg).eval()
-    bigvgan = build_model("bigvgan", cfg).eval()
+    dims = ModelDims.from_config(cfg)
+    gpt = build_model(dims.gpt).eval()
+    bigvgan = build_model(dims.bigvgan).eval()
     return gpt.to(device, dtype), bigvgan.to(device)
 
 

@@ -6,7 +6,7 @@
 The model is UnifiedVoice with random weights at the chosen size (tiny: indextts.tiny;
 1.5: indextts/configs/indextts-1.5.yaml), wrapped exactly as train.py wraps it (PEFT LoRA r=16 on
 the four GPT-2 projections, learned speaker conditions, LoRA+ AdamW, fused on CUDA), and each
-optimizer step runs through ``indextts.training.step.StepRunner`` (the trainer's own step:
+optimizer step runs through ``indextts.training.step.TrainStepRunner`` (the trainer's own step:
 device-side losses, OOM split, clipping, schedule). Batches are synthetic, length-bucketed
 (lengths spread between 60% and 100% of ``--text_len``/``--codes_len``) and fill the budget.
 
@@ -36,6 +36,7 @@ import torch
 from omegaconf import OmegaConf
 
 from indextts.config import RELEASE_CONFIGS, load_config
+from indextts.dims import GPTDims
 from indextts.training.data import Batch, sequence_length
 from indextts.gpt.model import UnifiedVoice
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
@@ -45,7 +46,7 @@ from indextts.training.config import load_train_config
 from indextts.training.memory import auto_token_budget
 from indextts.training.model import TrainingModel, build_optimizer, build_scheduler
 from indextts.training.progress import LossWindow
-from indextts.training.step import StepRunner, compute_loss
+from indextts.training.step import TrainStepRunner, compute_loss
 
 PEAK_TFLOPS = {"H100": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0}, "H200": {"bf16": 989.0, "fp16": 989.0,
                                                                                 "fp32": 67.0},
@@ -89,7 +90,7 @@ def build_runner(size: str, device: torch.device, precision: str, checkpointing:
     torch.manual_seed(0)
     settings = load_train_config().train
     cfg = gpt_config(size)
-    gpt = UnifiedVoice(**cfg)
+    gpt = UnifiedVoice(GPTDims.from_section(cfg))
     gpt.set_gradient_checkpointing(checkpointing)
     frozen = sum(p.numel() for n, p in gpt.gpt.h.named_parameters() if p.dim() == 2)
     peft_model = add_lora(gpt, make_lora_config(16, 32, 0.1))
@@ -98,13 +99,13 @@ def build_runner(size: str, device: torch.device, precision: str, checkpointing:
     model = TrainingModel(peft_model, speakers).to(device).train()
     optimizer = build_optimizer(peft_model, speakers, settings, device)
     context = DistributedContext(0, 1, device)
-    runner = StepRunner(model, model, model, context, precision, settings.text_weight, settings.grad_clip, optimizer,
-                        build_scheduler(optimizer, settings, 10_000),
-                        torch.amp.GradScaler(device.type, enabled=precision == "fp16"), LossWindow(device), [])
+    runner = TrainStepRunner(model, model, model, context, precision, settings.text_weight, settings.grad_clip,
+                             optimizer, build_scheduler(optimizer, settings, 10_000),
+                             torch.amp.GradScaler(device.type, enabled=precision == "fp16"), LossWindow(device), [])
     return cfg, gpt, runner, frozen, lora
 
 
-def resolve_budget(name: str, runner: StepRunner, text_len: int, codes_len: int, cpu_budget: int) -> int:
+def resolve_budget(name: str, runner: TrainStepRunner, text_len: int, codes_len: int, cpu_budget: int) -> int:
     if name != "auto":
         return int(float(name.lower().rstrip("k")) * 1000) if name.lower().endswith("k") else int(name)
 
@@ -125,7 +126,7 @@ def peak_flops(device: torch.device, precision: str, override: float | None) -> 
     return next((table[precision] * 1e12 for key, table in PEAK_TFLOPS.items() if key in name), None)
 
 
-def measure(runner: StepRunner, batch: Batch, steps: int, warmup: int) -> float:
+def measure(runner: TrainStepRunner, batch: Batch, steps: int, warmup: int) -> float:
     """Seconds per optimizer step (one micro-batch per step), after ``warmup`` untimed steps."""
     device = runner.device
     for index in range(warmup + steps):

@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 from indextts.atomic_files import write_json_atomic
 from indextts.checkpoints import build_model
 from indextts.config import RELEASE_CONFIGS, load_config
+from indextts.dims import BigVGANDims
 from indextts.tiny import TINY_MODEL_CONFIG
 
 REFERENCE_ROOT = Path(os.environ.get("INDEXTTS_REFERENCE", "/work/ref/v1.5.0"))
@@ -73,7 +74,7 @@ def matched_vocoders(cfg, seed: int = 0, root: Path = REFERENCE_ROOT) -> tuple[t
             if name.endswith(("alpha", "beta")):
                 tensor.normal_(0.0, 0.3)  # the reference initialises them all to zero (log-scale 1)
     reference.remove_weight_norm()
-    ours = build_model("bigvgan", cfg).eval()
+    ours = build_model(BigVGANDims.from_config(cfg)).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     return reference, ours
 

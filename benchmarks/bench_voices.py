@@ -33,6 +33,7 @@ import torch
 from indextts.adapters import LowRankDelta, WeightPatch
 from indextts.checkpoints import build_model
 from indextts.config import RELEASE_CONFIGS, load_config
+from indextts.dims import GPTDims
 from indextts.lora import (
     DEFAULT_TARGETS,
     TrainedSpeaker,
@@ -69,7 +70,7 @@ def random_gpt(size: str, device: torch.device, dtype: torch.dtype):
     else:
         cfg = load_config(RELEASE_CONFIGS[f"IndexTTS-{size}"])
     torch.manual_seed(0)
-    return build_model("gpt", cfg).eval().to(device, dtype)
+    return build_model(GPTDims.from_config(cfg)).eval().to(device, dtype)
 
 
 def fake_patch(gpt, rank: int, seed: int) -> WeightPatch:

@@ -34,8 +34,9 @@ from indextts.audio import MelSpectrogramFeatures
 from indextts.atomic_files import write_npy_atomic
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.checkpoints import build_model
-from indextts.contracts.manifests import read_manifest
 from indextts.contracts import speaker_info
+from indextts.contracts.manifests import read_manifest
+from indextts.dims import BigVGANDims
 from indextts.extraction import outputs
 from indextts.contracts.audio_list import SpeakerList, Utterance
 from indextts.contracts.speaker_info import read_speaker_info
@@ -144,7 +145,7 @@ def write_learning_base(out_dir: Path, size: str = "tiny", seed: int = 0) -> Pat
         cfg = folder.cfg
         cfg.bigvgan.update(SMALL_VOCODER)
         torch.manual_seed(seed)
-        torch.save({"generator": build_model("bigvgan", cfg).stored_state_dict()}, folder.paths.bigvgan)
+        torch.save({"generator": build_model(BigVGANDims.from_config(cfg)).stored_state_dict()}, folder.paths.bigvgan)
         OmegaConf.save(cfg, folder.config_file)
     return Path(out_dir)
 

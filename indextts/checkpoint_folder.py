@@ -1,7 +1,10 @@
-"""One IndexTTS checkpoint folder: its config, its files, its models and its identity.
+"""The base folder (an IndexTTS release checkpoint folder): its config, dims, files, models and identity.
 
-Every consumer (extraction, training, inference, export) opens the base checkpoint through
-:class:`CheckpointFolder`, so the config is read and cross-checked once, and the folder's
+"Base folder" is the model a run starts from; a "training checkpoint" is a ``step_*`` snapshot of a
+run, owned by the run folder. Every consumer (extraction, training, inference, export) opens the
+base folder through :class:`CheckpointFolder`, the only path to the weights: the config is read,
+its dims (``indextts.dims``) taken and its sections cross-checked once, the files are resolved
+here, and ``indextts.checkpoints`` loads each file into the model its dims describe. The folder's
 identity (a fingerprint of the GPT weights and of ``bpe.model``) is computed the same way
 everywhere. The fingerprint lets a training run or an extracted data set refuse a base of the
 same shapes but other weights.
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -19,8 +23,9 @@ import torch
 from omegaconf import DictConfig
 
 from indextts.atomic_files import write_json_atomic
-from indextts.checkpoints import load_bigvgan, load_dvae, load_gpt, load_state_dict
-from indextts.config import CONFIG_FILENAME, CheckpointPaths, checkpoint_paths, load_config
+from indextts.checkpoints import load_model, load_state_dict
+from indextts.config import CONFIG_FILENAME, load_config
+from indextts.dims import ModelDims
 from indextts.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -48,19 +53,35 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class BaseFiles:
+    """Absolute paths of the files of a base folder, as its config names them."""
+
+    gpt: Path
+    dvae: Path
+    bigvgan: Path
+    bpe: Path
+
+    @classmethod
+    def resolve(cls, root: Path, cfg: DictConfig) -> BaseFiles:
+        return cls(gpt=root / cfg.gpt_checkpoint, dvae=root / cfg.dvae_checkpoint,
+                   bigvgan=root / cfg.bigvgan_checkpoint, bpe=root / cfg.dataset.bpe_model)
+
+
 def _file_stamp(path: Path) -> dict:
     stat = path.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class CheckpointFolder:
-    """An opened checkpoint folder (``config.yaml``, ``gpt.pth``, ``dvae.pth``, ``bigvgan_generator.pth``,
-    ``bpe.model``). The config is validated and its sections cross-checked on construction."""
+    """An opened base folder (``config.yaml``, ``gpt.pth``, ``dvae.pth``, ``bigvgan_generator.pth``,
+    ``bpe.model``). The config is validated, its dims read and its sections cross-checked on construction."""
 
     def __init__(self, model_dir: str | Path):
         self.root = Path(model_dir).expanduser().resolve()
         self.cfg: DictConfig = load_config(self.root)
-        self.paths: CheckpointPaths = checkpoint_paths(self.root, self.cfg)
+        self.dims = ModelDims.from_config(self.cfg)
+        self.paths = BaseFiles.resolve(self.root, self.cfg)
         self._check_sections()
 
     def __repr__(self) -> str:
@@ -81,15 +102,15 @@ class CheckpointFolder:
 
     @property
     def condition_latents(self) -> int:
-        return int(self.cfg.gpt.get("condition_num_latent", 32))
+        return int(self.dims.gpt.condition_num_latent)
 
     def _check_sections(self) -> None:
         """GPT width, mel bins and sample rate must agree across the config's sections."""
-        cfg, problems = self.cfg, []
-        if int(cfg.gpt.model_dim) != int(cfg.bigvgan.gpt_dim):
-            problems.append(f"gpt.model_dim {cfg.gpt.model_dim} != bigvgan.gpt_dim {cfg.bigvgan.gpt_dim}")
-        if int(cfg.dataset.mel.n_mels) != int(cfg.bigvgan.num_mels):
-            problems.append(f"dataset.mel.n_mels {cfg.dataset.mel.n_mels} != bigvgan.num_mels {cfg.bigvgan.num_mels}")
+        cfg, gpt, vocoder, problems = self.cfg, self.dims.gpt, self.dims.bigvgan, []
+        if int(gpt.model_dim) != int(vocoder.gpt_dim):
+            problems.append(f"gpt.model_dim {gpt.model_dim} != bigvgan.gpt_dim {vocoder.gpt_dim}")
+        if int(cfg.dataset.mel.n_mels) != int(vocoder.num_mels):
+            problems.append(f"dataset.mel.n_mels {cfg.dataset.mel.n_mels} != bigvgan.num_mels {vocoder.num_mels}")
         if int(cfg.dataset.sample_rate) != int(cfg.dataset.mel.sample_rate):
             problems.append(f"dataset.sample_rate {cfg.dataset.sample_rate} != dataset.mel.sample_rate "
                             f"{cfg.dataset.mel.sample_rate}")
@@ -102,15 +123,15 @@ class CheckpointFolder:
 
     def load_gpt(self, device: str | torch.device = "cpu"):
         """The UnifiedVoice GPT, strictly loaded, float32, eval mode."""
-        return load_gpt(self.root, self.cfg, device)
+        return load_model(self.paths.gpt, self.dims.gpt, device, self.config_file)
 
     def load_dvae(self, device: str | torch.device = "cpu"):
         """The DiscreteVAE, strictly loaded, float32, eval mode."""
-        return load_dvae(self.root, self.cfg, device)
+        return load_model(self.paths.dvae, self.dims.dvae, device, self.config_file)
 
     def load_bigvgan(self, device: str | torch.device = "cpu"):
         """The BigVGAN vocoder, weight norm folded, float32, eval mode."""
-        return load_bigvgan(self.root, self.cfg, device)
+        return load_model(self.paths.bigvgan, self.dims.bigvgan, device, self.config_file)
 
     def tokenizer(self, bpe_path: str | Path | None = None):
         """The text tokenizer over the folder's ``bpe.model`` (or ``bpe_path``, e.g. a run's grown model)."""

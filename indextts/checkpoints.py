@@ -1,11 +1,14 @@
 """Strict loading of the three IndexTTS weight files, with errors that say what to fix.
 
+The loaders take a resolved file path and the model's dims (``indextts.dims``); a base folder is
+opened, its config read and its files resolved by ``indextts.checkpoint_folder.CheckpointFolder``.
+
 ``gpt.pth`` is ``{"model": state_dict}`` (or a plain state dict), ``dvae.pth`` a plain state dict
 (or ``{"model": ...}``), ``bigvgan_generator.pth`` ``{"generator": state_dict}`` with weight norm
 stored as ``weight_g`` / ``weight_v``. Files are read with ``torch.load(weights_only=True)``.
 
 Before any weights are allocated, the file's tensor names and shapes are compared with the model
-the config describes (built on the ``meta`` device, which costs no memory). On a mismatch the
+the dims describe (built on the ``meta`` device, which costs no memory). On a mismatch the
 error names the file, the first missing / unexpected / mis-shaped tensors, and the release config
 that fits the file when it is an IndexTTS-1.5 or 1.0 checkpoint paired with the other config.
 """
@@ -19,13 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 
 from indextts.bigvgan import BigVGAN, fold_weight_norm
-from indextts.config import RELEASE_CONFIGS, checkpoint_paths, load_config
-from indextts.errors import CheckpointError, ConfigError
+from indextts.config import RELEASE_CONFIGS
+from indextts.dims import BigVGANDims, DVAEDims, GPTDims, SectionDims
 from indextts.dvae.model import DiscreteVAE
+from indextts.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -88,38 +92,35 @@ def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
     return dict(content)
 
 
-def build_model(kind: str, cfg: DictConfig | Mapping) -> nn.Module:
-    """Construct the ``kind`` model described by ``cfg`` (on the current default device)."""
-    _check_kind(kind)
-    if kind == "gpt":
+def build_model(dims: SectionDims) -> nn.Module:
+    """Construct the model ``dims`` describes (on the current default device)."""
+    if isinstance(dims, GPTDims):
         from indextts.gpt.model import UnifiedVoice
 
-        return UnifiedVoice(**_plain(cfg["gpt"]))
-    if kind == "dvae":
-        return DiscreteVAE(**_plain(cfg["vqvae"]))
-    return BigVGAN(_plain(cfg["bigvgan"]))
-
-
-def _plain(section) -> dict:
-    return OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section)
+        return UnifiedVoice(dims)
+    if isinstance(dims, DVAEDims):
+        return DiscreteVAE(dims)
+    if isinstance(dims, BigVGANDims):
+        return BigVGAN(dims)
+    raise TypeError(f"no model is built from {type(dims).__name__}")
 
 
 def _stored_state_dict(model: nn.Module) -> Mapping[str, torch.Tensor]:
     return model.stored_state_dict() if isinstance(model, BigVGAN) else model.state_dict()
 
 
-def _meta_model(kind: str, cfg: DictConfig | Mapping) -> nn.Module:
+def _meta_model(dims: SectionDims) -> nn.Module:
     with torch.device("meta"):
-        return build_model(kind, cfg)
+        return build_model(dims)
 
 
 def _shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in state_dict.items()}
 
 
-def expected_shapes(kind: str, cfg: DictConfig | Mapping) -> dict[str, tuple[int, ...]]:
-    """Names and shapes a ``kind`` checkpoint must hold for ``cfg``, in the on-disk layout."""
-    return _shapes(_stored_state_dict(_meta_model(kind, cfg)))
+def expected_shapes(dims: SectionDims) -> dict[str, tuple[int, ...]]:
+    """Names and shapes a checkpoint of the model ``dims`` describes must hold, in the on-disk layout."""
+    return _shapes(_stored_state_dict(_meta_model(dims)))
 
 
 def _describe_differences(found: Mapping[str, tuple], wanted: Mapping[str, tuple]) -> list[str]:
@@ -138,38 +139,37 @@ def _describe_differences(found: Mapping[str, tuple], wanted: Mapping[str, tuple
     return parts
 
 
-def _fitting_release(kind: str, found: Mapping[str, tuple], cfg: DictConfig | Mapping) -> str | None:
-    """The release config file whose ``kind`` model has exactly the file's names and shapes."""
-    section = {"gpt": "gpt", "dvae": "vqvae", "bigvgan": "bigvgan"}[kind]
+def _fitting_release(found: Mapping[str, tuple], dims: SectionDims) -> str | None:
+    """The release config file whose model of ``dims``'s kind has exactly the file's names and shapes."""
     for path in RELEASE_CONFIGS.values():
         if not path.is_file():
             continue
-        release = OmegaConf.load(path)
-        if _plain(release[section]) == _plain(cfg[section]):
+        release = type(dims).from_config(OmegaConf.load(path))
+        if release == dims:
             continue
         try:
-            if expected_shapes(kind, release) == dict(found):
+            if expected_shapes(release) == dict(found):
                 return str(path)
         except (ConfigError, TypeError):
             continue
     return None
 
 
-def check_state_dict(state_dict: Mapping[str, torch.Tensor], kind: str, cfg: DictConfig | Mapping,
-                     source: str | Path, config_source: str = "the model config",
+def check_state_dict(state_dict: Mapping[str, torch.Tensor], dims: SectionDims, source: str | Path,
+                     config_source: str | Path = "the model config",
                      wanted: Mapping[str, tuple[int, ...]] | None = None) -> None:
-    """Raise CheckpointError unless ``state_dict`` has exactly the names and shapes ``cfg`` implies.
+    """Raise CheckpointError unless ``state_dict`` has exactly the names and shapes ``dims`` implies.
 
-    ``wanted`` (the expected names and shapes) is computed from ``cfg`` when not given.
+    ``wanted`` (the expected names and shapes) is computed from ``dims`` when not given.
     """
     found = _shapes(state_dict)
-    wanted = expected_shapes(kind, cfg) if wanted is None else dict(wanted)
+    wanted = expected_shapes(dims) if wanted is None else dict(wanted)
     if found == wanted:
         return
     problems = _describe_differences(found, wanted)
-    message = (f"The {kind} checkpoint {source} does not fit the model described by {config_source}: "
+    message = (f"The {dims.kind} checkpoint {source} does not fit the model described by {config_source}: "
                f"{'; '.join(problems)}.")
-    release = _fitting_release(kind, found, cfg)
+    release = _fitting_release(found, dims)
     if release is not None:
         message += (f" The file matches the release config {release}: copy that file as config.yaml "
                     "into the model folder (or pass it as the config).")
@@ -193,45 +193,21 @@ def _has_meta_tensors(model: nn.Module) -> bool:
     return False
 
 
-def load_model(kind: str, path: str | Path, cfg: DictConfig | Mapping, device: str | torch.device = "cpu",
-               config_source: str = "the model config") -> nn.Module:
-    """Load the ``kind`` weights at ``path`` strictly into the model ``cfg`` describes; eval mode, float32."""
-    state_dict = _to_float32(load_state_dict(path, kind))
+def load_model(path: str | Path, dims: SectionDims, device: str | torch.device = "cpu",
+               config_source: str | Path = "the model config") -> nn.Module:
+    """Load the weight file ``path`` strictly into the model ``dims`` describes; eval mode, float32.
+
+    ``config_source`` names where ``dims`` were read, for the error on a mismatch.
+    """
+    state_dict = _to_float32(load_state_dict(path, dims.kind))
     # Build without allocating random weights, check the names and shapes, adopt the loaded tensors.
-    model = _meta_model(kind, cfg)
-    check_state_dict(state_dict, kind, cfg, path, config_source, _shapes(_stored_state_dict(model)))
+    model = _meta_model(dims)
+    check_state_dict(state_dict, dims, path, config_source, _shapes(_stored_state_dict(model)))
     if isinstance(model, BigVGAN):
         state_dict = fold_weight_norm(state_dict, model.weight_norm_modules())
     model.load_state_dict(state_dict, strict=True, assign=True)
     if _has_meta_tensors(model):
-        model = build_model(kind, cfg)
+        model = build_model(dims)
         model.load_state_dict(state_dict, strict=True)
-    logger.info("Loaded %s weights from %s", kind, path)
+    logger.info("Loaded %s weights from %s", dims.kind, path)
     return model.to(device).eval()
-
-
-def _resolve(model_dir: str | Path, cfg: DictConfig | None) -> tuple[DictConfig, str]:
-    if cfg is None:
-        cfg = load_config(model_dir)
-        return cfg, str(Path(model_dir) / "config.yaml")
-    return cfg, "the given config"
-
-
-def load_gpt(model_dir: str | Path, cfg: DictConfig | None = None, device: str | torch.device = "cpu"):
-    """The UnifiedVoice GPT of a checkpoint folder (``cfg`` defaults to its config.yaml), eval mode."""
-    cfg, source = _resolve(model_dir, cfg)
-    return load_model("gpt", checkpoint_paths(model_dir, cfg).gpt, cfg, device, source)
-
-
-def load_dvae(model_dir: str | Path, cfg: DictConfig | None = None,
-              device: str | torch.device = "cpu") -> DiscreteVAE:
-    """The DiscreteVAE of a checkpoint folder, eval mode."""
-    cfg, source = _resolve(model_dir, cfg)
-    return load_model("dvae", checkpoint_paths(model_dir, cfg).dvae, cfg, device, source)
-
-
-def load_bigvgan(model_dir: str | Path, cfg: DictConfig | None = None,
-                 device: str | torch.device = "cpu") -> BigVGAN:
-    """The BigVGAN vocoder of a checkpoint folder, weight norm folded, eval mode."""
-    cfg, source = _resolve(model_dir, cfg)
-    return load_model("bigvgan", checkpoint_paths(model_dir, cfg).bigvgan, cfg, device, source)

@@ -1,4 +1,4 @@
-"""Load and validate a checkpoint folder's ``config.yaml`` (the IndexTTS release schema).
+"""Load and validate a base folder's ``config.yaml`` (the IndexTTS release schema).
 
 The release config mixes model hyper-parameters with vocoder training settings. We check the keys
 each model needs are present, and reject unknown keys in the sections that become constructor
@@ -7,13 +7,13 @@ arguments (``gpt``, ``vqvae``), where a typo would otherwise be silently ignored
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from indextts.dims import MODEL_SECTIONS
 from indextts.errors import ConfigError
 
 CONFIG_FILENAME = "config.yaml"
@@ -30,47 +30,13 @@ RELEASE_CONFIGS = {
 REQUIRED_KEYS = {
     "dataset": ("bpe_model", "sample_rate", "mel"),
     "dataset.mel": ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels", "mel_fmin"),
-    "gpt": (
-        "model_dim", "max_mel_tokens", "max_text_tokens", "heads", "layers", "number_text_tokens",
-        "number_mel_codes", "start_mel_token", "stop_mel_token", "start_text_token",
-        "stop_text_token", "condition_type", "condition_module",
-    ),
-    "gpt.condition_module": (
-        "output_size", "linear_units", "attention_heads", "num_blocks", "input_layer",
-        "perceiver_mult",
-    ),
-    "vqvae": (
-        "channels", "num_tokens", "hidden_dim", "num_resnet_blocks", "codebook_dim", "num_layers",
-    ),
-    "bigvgan": (
-        "resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
-        "resblock_kernel_sizes", "resblock_dilation_sizes", "speaker_embedding_dim", "gpt_dim",
-        "activation", "snake_logscale", "num_mels",
-    ),
+    **{dims.section: dims.required_keys() for dims in MODEL_SECTIONS},
     "": ("dvae_checkpoint", "gpt_checkpoint", "bigvgan_checkpoint"),
 }
+"""Keys each section must hold; the model sections' keys are the fields of their dims (indextts.dims)."""
 
-KNOWN_KEYS = {
-    "gpt": REQUIRED_KEYS["gpt"] + (
-        "use_mel_codes_as_input", "mel_length_compression", "activation_function",
-        "train_solo_embeddings", "condition_num_latent", "checkpointing", "types",
-    ),
-    "vqvae": REQUIRED_KEYS["vqvae"] + (
-        "positional_dims", "kernel_size", "smooth_l1_loss", "use_transposed_convs", "stride",
-        "encoder_norm", "activation", "straight_through", "normalization", "record_codes",
-        "discretization_loss_averaging_steps", "lr_quantizer_args",
-    ),
-}
-
-
-@dataclass(frozen=True)
-class CheckpointPaths:
-    """Absolute paths of the files a checkpoint folder provides."""
-
-    gpt: Path
-    dvae: Path
-    bigvgan: Path
-    bpe: Path
+KNOWN_KEYS = {dims.section: dims.known_keys() for dims in MODEL_SECTIONS if dims.closed}
+"""Sections that become constructor arguments hold no other keys, so a typo is not silently ignored."""
 
 
 def _section(cfg: DictConfig, dotted: str):
@@ -99,7 +65,7 @@ def validate_config(cfg: DictConfig, source: str) -> None:
 
 
 def load_config(path: str | Path) -> DictConfig:
-    """Read and validate a config: ``path`` is a checkpoint folder holding config.yaml, or a YAML file."""
+    """Read and validate a config: ``path`` is a base folder holding config.yaml, or a YAML file."""
     path = Path(path)
     file = path / CONFIG_FILENAME if path.is_dir() else path
     if not file.is_file():
@@ -118,14 +84,3 @@ def load_config(path: str | Path) -> DictConfig:
         raise ConfigError(f"The model config {file} must be a YAML mapping, not a {type(cfg).__name__}.")
     validate_config(cfg, str(file))
     return cfg
-
-
-def checkpoint_paths(model_dir: str | Path, cfg: DictConfig) -> CheckpointPaths:
-    """Resolve the weight and tokenizer files named by ``cfg`` inside ``model_dir``."""
-    root = Path(model_dir).resolve()
-    return CheckpointPaths(
-        gpt=root / cfg.gpt_checkpoint,
-        dvae=root / cfg.dvae_checkpoint,
-        bigvgan=root / cfg.bigvgan_checkpoint,
-        bpe=root / cfg.dataset.bpe_model,
-    )

@@ -1,4 +1,4 @@
-"""Write small, seeded, random-weight checkpoint folders in the official IndexTTS formats.
+"""Write small, seeded, random-weight base folders in the official IndexTTS checkpoint formats.
 
 Tests, the demo and benchmarks need a model folder without downloading the release weights.
 ``write_tiny_checkpoints(out_dir)`` writes one in a few seconds on a CPU: ``config.yaml``,
@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoints import RELEASE_CONFIGS, build_model
 from indextts.config import load_config
+from indextts.dims import ModelDims
 from indextts.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ def _model_config(release: str):
 
 
 def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0, release: str = "tiny") -> Path:
-    """Write a complete seeded checkpoint folder into ``out_dir`` (created) and return its path.
+    """Write a complete seeded base folder into ``out_dir`` (created) and return its path.
 
     ``release`` is "tiny" (small sizes, seconds on a CPU; clips up to ~12 s and ~200 text tokens
     fit), or "1.5" / "1.0" for random weights of the release sizes.
@@ -206,9 +207,8 @@ def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0, release: str = "t
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        gpt = build_model("gpt", cfg)
-        dvae = build_model("dvae", cfg)
-        bigvgan = build_model("bigvgan", cfg)
+        dims = ModelDims.from_config(cfg)
+        gpt, dvae, bigvgan = build_model(dims.gpt), build_model(dims.dvae), build_model(dims.bigvgan)
     if release == "tiny":
         shape_random_gpt_init(gpt, generator)
         _fit_codebook(dvae.eval(), cfg.dataset.mel, generator)
@@ -217,5 +217,5 @@ def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0, release: str = "t
     torch.save(dvae.state_dict(), out_dir / cfg.dvae_checkpoint)
     torch.save({"generator": bigvgan.stored_state_dict()}, out_dir / cfg.bigvgan_checkpoint)
     load_config(out_dir)
-    logger.info("Wrote %s checkpoint folder %s (seed %d)", release, out_dir, seed)
+    logger.info("Wrote %s base folder %s (seed %d)", release, out_dir, seed)
     return out_dir

@@ -1,6 +1,6 @@
 """One rank of a 2-process gloo job on CPU whose rank 1 runs out of memory inside the backward that
 synchronises gradients (issue 28 item 3). ``python ddp_oom_worker.py RANK STORE_FILE``: the real
-``StepRunner`` under DDP, on a stand-in model; the exit status and stderr are what the CLI gives.
+``TrainStepRunner`` under DDP, on a stand-in model; the exit status and stderr are what the CLI gives.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from indextts.cli import run_command
 from indextts.training.data import Batch
 from indextts.runtime import DistributedContext
-from indextts.training.step import StepRunner
+from indextts.training.step import TrainStepRunner
 
 FAILING_RANK = 1
 
@@ -76,9 +76,9 @@ def train_one_step(rank: int, failure: str) -> None:
     ``synchronising-forward`` (forward of the last)."""
     model = LengthModel()
     ddp_model = DistributedDataParallel(model)
-    runner = StepRunner(model, ddp_model, ddp_model, DistributedContext(rank, 2, torch.device("cpu")), "fp32", 0.5,
-                        1.0, torch.optim.SGD(model.parameters(), lr=0.1), None,
-                        torch.amp.GradScaler("cpu", enabled=False), None, [], step=6)
+    runner = TrainStepRunner(model, ddp_model, ddp_model, DistributedContext(rank, 2, torch.device("cpu")), "fp32",
+                             0.5, 1.0, torch.optim.SGD(model.parameters(), lr=0.1), None,
+                             torch.amp.GradScaler("cpu", enabled=False), None, [], step=6)
     first, last = (micro_batch(lengths) for lengths in MICRO_BATCHES)
     for batch, sync, name in ((first, False, "accumulating"), (last, True, "synchronising")):
         if rank == FAILING_RANK and failure.startswith(name):

@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from indextts.bigvgan import BigVGAN, fold_weight_norm
 from indextts.bigvgan.activations import ACTIVATIONS, Activation1d, kaiser_sinc_filter, polyphase_activation
-from indextts.checkpoints import load_bigvgan
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.config import load_config
+from indextts.dims import BigVGANDims
 from indextts.errors import ConfigError
 from indextts.tiny import TINY_MODEL_CONFIG
 
@@ -29,7 +30,7 @@ def test_meta_model_matches_release_manifest(release, release_manifest):
     """Names and shapes as stored, i.e. with weight_g / weight_v before folding."""
     manifest = release_manifest[release]
     with torch.device("meta"):
-        model = BigVGAN(manifest["config"]["bigvgan"])
+        model = BigVGAN(BigVGANDims.from_config(manifest["config"]))
     stored = {k: list(v.shape) for k, v in model.stored_state_dict().items()}
     assert stored == manifest["bigvgan_generator.pth"]
 
@@ -37,7 +38,7 @@ def test_meta_model_matches_release_manifest(release, release_manifest):
 @pytest.mark.parametrize("folder", MODEL_GOLDENS, ids=[p.name for p in MODEL_GOLDENS])
 def test_waveform_matches_golden(folder):
     expected = load_file(folder / "expected.safetensors")
-    vocoder = load_bigvgan(folder)
+    vocoder = CheckpointFolder(folder).load_bigvgan()
     index = 0
     while f"latent_{index}" in expected:
         latent, mel = expected[f"latent_{index}"], expected[f"mel_{index}"]
@@ -59,7 +60,7 @@ def test_stored_filters_equal_computed_ones(folder):
 
 
 def test_weight_norm_round_trip(tiny_model_dir):
-    vocoder = load_bigvgan(tiny_model_dir)
+    vocoder = CheckpointFolder(tiny_model_dir).load_bigvgan()
     stored = vocoder.stored_state_dict()
     assert "conv_pre.weight_g" in stored and "conv_pre.weight" not in stored
     folded = fold_weight_norm(stored, vocoder.weight_norm_modules())
@@ -68,7 +69,7 @@ def test_weight_norm_round_trip(tiny_model_dir):
 
 
 def test_precomputed_speaker_embedding_and_batch(tiny_model_dir):
-    vocoder = load_bigvgan(tiny_model_dir)
+    vocoder = CheckpointFolder(tiny_model_dir).load_bigvgan()
     cfg = load_config(tiny_model_dir)
     generator = torch.Generator().manual_seed(0)
     latents = torch.randn(2, 5, cfg.gpt.model_dim, generator=generator)
@@ -127,7 +128,7 @@ def test_polyphase_activation_matches_exact_activation(activation):
 def test_fused_mode_snr_is_at_least_60_db_and_modes_switch_back():
     """The compiled fused mode against exact on random weights; exact again afterwards is bit for bit."""
     torch.manual_seed(6)
-    vocoder = _random_activations(BigVGAN(_tiny_cfg().bigvgan), seed=7)
+    vocoder = _random_activations(BigVGAN(BigVGANDims.from_config(_tiny_cfg())), seed=7)
     generator = torch.Generator().manual_seed(8)
     latents, mel = torch.randn(1, 12, 64, generator=generator), torch.randn(1, 60, 100, generator=generator) - 4
     with torch.inference_mode():
@@ -143,6 +144,6 @@ def test_fused_mode_snr_is_at_least_60_db_and_modes_switch_back():
 
 def test_unknown_activation_mode_is_a_config_error():
     with torch.device("meta"):
-        vocoder = BigVGAN(_tiny_cfg().bigvgan)
+        vocoder = BigVGAN(BigVGANDims.from_config(_tiny_cfg()))
     with pytest.raises(ConfigError, match="activation mode 'fast'"):
         vocoder.set_activation_mode("fast")

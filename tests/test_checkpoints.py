@@ -12,14 +12,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from indextts.checkpoints import (
-    RELEASE_CONFIGS,
-    expected_shapes,
-    load_bigvgan,
-    load_dvae,
-    load_gpt,
-    load_state_dict,
-)
+from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoints import RELEASE_CONFIGS, expected_shapes, load_model, load_state_dict
+from indextts.dims import BigVGANDims, GPTDims
 from indextts.errors import CheckpointError
 
 
@@ -34,7 +29,8 @@ def model_dir(tiny_model_dir, tmp_path):
 
 
 def test_tiny_folder_loads(tiny_model_dir):
-    gpt, dvae, vocoder = load_gpt(tiny_model_dir), load_dvae(tiny_model_dir), load_bigvgan(tiny_model_dir)
+    folder = CheckpointFolder(tiny_model_dir)
+    gpt, dvae, vocoder = folder.load_gpt(), folder.load_dvae(), folder.load_bigvgan()
     for model in (gpt, dvae, vocoder):
         assert not model.training
         assert all(p.dtype == torch.float32 and not p.is_meta for p in model.parameters())
@@ -53,7 +49,7 @@ def test_changed_shape_is_named(model_dir):
     state["decoder.0.bias"] = torch.zeros(state["decoder.0.bias"].shape[0] + 1)
     torch.save(state, model_dir / "dvae.pth")
     with pytest.raises(CheckpointError) as error:
-        load_dvae(model_dir)
+        CheckpointFolder(model_dir).load_dvae()
     message = str(error.value)
     assert "dvae.pth" in message and "decoder.0.bias" in message and "another shape" in message
 
@@ -63,7 +59,7 @@ def test_missing_and_unexpected_tensors_are_named(model_dir):
     state["model"]["extra.weight"] = state["model"].pop("final_norm.weight")
     torch.save(state, model_dir / "gpt.pth")
     with pytest.raises(CheckpointError) as error:
-        load_gpt(model_dir)
+        CheckpointFolder(model_dir).load_gpt()
     message = str(error.value)
     assert "1 tensors missing (final_norm.weight)" in message and "extra.weight" in message
 
@@ -71,38 +67,40 @@ def test_missing_and_unexpected_tensors_are_named(model_dir):
 def test_missing_file(model_dir):
     (model_dir / "bigvgan_generator.pth").unlink()
     with pytest.raises(CheckpointError, match=r"does not exist.*`indextts download 1.5 --dir DIR`"):
-        load_bigvgan(model_dir)
+        CheckpointFolder(model_dir).load_bigvgan()
 
 
 def test_truncated_file(model_dir):
     path = model_dir / "gpt.pth"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_gpt(model_dir)
+        CheckpointFolder(model_dir).load_gpt()
 
 
 def test_pickled_objects_are_refused(model_dir):
     torch.save({"model": {"weight": torch.zeros(1)}, "optimizer": object()}, model_dir / "gpt.pth")
     with pytest.raises(CheckpointError, match="objects other than tensors"):
-        load_gpt(model_dir)
+        CheckpointFolder(model_dir).load_gpt()
 
 
 def test_not_a_state_dict(model_dir):
     torch.save([torch.zeros(1)], model_dir / "dvae.pth")
     with pytest.raises(CheckpointError, match="not a state dict"):
-        load_dvae(model_dir)
+        CheckpointFolder(model_dir).load_dvae()
 
 
 @pytest.mark.parametrize("kind,file", [("gpt", "gpt.pth"), ("bigvgan", "bigvgan_generator.pth")])
 def test_release_10_checkpoint_with_15_config_names_the_right_config(tmp_path, kind, file):
     config_15 = OmegaConf.load(RELEASE_CONFIGS["IndexTTS-1.5"])
     config_10 = OmegaConf.load(RELEASE_CONFIGS["IndexTTS-1.0"])
-    state = _fake_state_dict(expected_shapes(kind, config_10))
+    dims = GPTDims if kind == "gpt" else BigVGANDims
+    state = _fake_state_dict(expected_shapes(dims.from_config(config_10)))
     torch.save({"generator" if kind == "bigvgan" else "model": state}, tmp_path / file)
     OmegaConf.save(config_15, tmp_path / "config.yaml")
-    loader = load_gpt if kind == "gpt" else load_bigvgan
+    folder = CheckpointFolder(tmp_path)
+    loader = folder.load_gpt if kind == "gpt" else folder.load_bigvgan
     with pytest.raises(CheckpointError) as error:
-        loader(tmp_path)
+        loader()
     message = str(error.value)
     assert file in message and "another shape" in message
     assert str(RELEASE_CONFIGS["IndexTTS-1.0"]) in message
@@ -111,9 +109,9 @@ def test_release_10_checkpoint_with_15_config_names_the_right_config(tmp_path, k
 def test_release_15_checkpoint_with_10_config_names_the_right_config(tmp_path):
     config_15 = OmegaConf.load(RELEASE_CONFIGS["IndexTTS-1.5"])
     config_10 = OmegaConf.load(RELEASE_CONFIGS["IndexTTS-1.0"])
-    torch.save({"model": _fake_state_dict(expected_shapes("gpt", config_15))}, tmp_path / "gpt.pth")
+    torch.save({"model": _fake_state_dict(expected_shapes(GPTDims.from_config(config_15)))}, tmp_path / "gpt.pth")
     with pytest.raises(CheckpointError) as error:
-        load_gpt(tmp_path, cfg=config_10)
+        load_model(tmp_path / "gpt.pth", GPTDims.from_config(config_10))
     assert str(RELEASE_CONFIGS["IndexTTS-1.5"]) in str(error.value)
 
 
@@ -122,5 +120,5 @@ def test_tiny_mismatch_gives_no_release_hint(model_dir):
     state.pop("codebook.embed")
     torch.save(state, model_dir / "dvae.pth")
     with pytest.raises(CheckpointError) as error:
-        load_dvae(model_dir)
+        CheckpointFolder(model_dir).load_dvae()
     assert "Check that config.yaml belongs to these weights" in str(error.value)

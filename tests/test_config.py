@@ -3,7 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from indextts.config import RELEASE_CONFIGS, checkpoint_paths, load_config
+from indextts.checkpoint_folder import CheckpointFolder
+from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.errors import ConfigError
 
 SHIPPED = RELEASE_CONFIGS
@@ -20,7 +21,7 @@ def test_folder_and_file_paths_both_load(tmp_path):
     source = RELEASE_CONFIGS["IndexTTS-1.5"]
     (tmp_path / "config.yaml").write_text(source.read_text())
     assert load_config(tmp_path) == load_config(source)
-    paths = checkpoint_paths(tmp_path, load_config(tmp_path))
+    paths = CheckpointFolder(tmp_path).paths
     assert paths.gpt == tmp_path.resolve() / "gpt.pth"
     assert paths.bpe == tmp_path.resolve() / "bpe.model"
 

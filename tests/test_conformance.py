@@ -57,21 +57,21 @@ class Golden:
 
     @cached_property
     def gpt(self):
-        from indextts.checkpoints import load_gpt
+        from indextts.checkpoint_folder import CheckpointFolder
 
-        return load_gpt(self.folder)
+        return CheckpointFolder(self.folder).load_gpt()
 
     @cached_property
     def dvae(self):
-        from indextts.checkpoints import load_dvae
+        from indextts.checkpoint_folder import CheckpointFolder
 
-        return load_dvae(self.folder)
+        return CheckpointFolder(self.folder).load_dvae()
 
     @cached_property
     def bigvgan(self):
-        from indextts.checkpoints import load_bigvgan
+        from indextts.checkpoint_folder import CheckpointFolder
 
-        return load_bigvgan(self.folder)
+        return CheckpointFolder(self.folder).load_bigvgan()
 
     @cached_property
     def mel_features(self):

@@ -17,7 +17,7 @@ import torch
 from helpers import conformance_folders
 from safetensors.torch import load_file
 
-from indextts.checkpoints import load_gpt
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.gpt.generation import GenerationConfig, generate_codes
 from indextts.gpt.sampling import draw_without_replacement
 from indextts.gpt.step_runner import CudaGraphRunner, capture_count, clear_captured_steps
@@ -32,7 +32,7 @@ GOLDEN_FOLDERS = conformance_folders("expected.safetensors")
 
 @pytest.fixture(scope="module", params=[torch.float32, torch.float16], ids=["fp32", "fp16"])
 def cuda_gpt(request, tiny_model_dir):
-    model = load_gpt(tiny_model_dir).to("cuda", request.param)
+    model = CheckpointFolder(tiny_model_dir).load_gpt().to("cuda", request.param)
     yield model
     clear_captured_steps(model)
 
@@ -124,7 +124,7 @@ def test_sampling_draws_without_waiting_for_the_gpu():
 @pytest.mark.parametrize("folder", GOLDEN_FOLDERS, ids=[p.name for p in GOLDEN_FOLDERS])
 def test_graph_golden_codes_fp32(folder):
     golden = load_file(folder / "expected.safetensors")
-    model = load_gpt(folder).cuda()
+    model = CheckpointFolder(folder).load_gpt().cuda()
     indices = sorted(int(name.rsplit("_", 1)[1]) for name in golden if name.startswith("text_"))
     for prefix, options in (("greedy_codes", GREEDY), ("beam_codes", BEAM)):
         for i in indices:

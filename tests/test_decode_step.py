@@ -14,11 +14,11 @@ import torch
 from helpers import conformance_folders
 from safetensors.torch import load_file
 
-from indextts.checkpoints import load_gpt
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.gpt import generation
 from indextts.gpt.decode_step import DecodeState, decode_step
 from indextts.gpt.generation import GenerationConfig, _Decoder, generate_codes
-from indextts.gpt.step_runner import SLOT_ROUNDING, StepRunner, capture_step
+from indextts.gpt.step_runner import SLOT_ROUNDING, DecodeStepRunner, capture_step
 
 STEPS = 24
 GOLDEN_MAX_NEW_CODES = 30
@@ -29,7 +29,7 @@ GOLDEN_FOLDERS = conformance_folders("expected.safetensors")
 
 @pytest.fixture(scope="module")
 def tiny_gpt(tiny_model_dir):
-    return load_gpt(tiny_model_dir)
+    return CheckpointFolder(tiny_model_dir).load_gpt()
 
 
 class CountingBackend:
@@ -97,7 +97,7 @@ def test_reused_bucket_state_gives_eager_codes(tiny_gpt, monkeypatch, options):
 
     def bucket_runner(model, rows, slots, dtype, device, reorder, cuda_graph, compile_backend):
         state = states.setdefault(rows, DecodeState(model, rows, 2 * SLOT_ROUNDING, dtype, device))
-        return StepRunner(state, reorder, fixed_shapes=True)
+        return DecodeStepRunner(state, reorder, fixed_shapes=True)
 
     monkeypatch.setattr(generation, "make_step_runner", bucket_runner)
     reused = [[c.tolist() for c in generate_codes(tiny_gpt, *batch, config)] for batch in batches]
@@ -111,7 +111,7 @@ def test_inductor_codes_equal_eager_codes(folder):
     """The step compiled to C++ kernels by inductor reproduces the golden greedy and beam codes."""
     torch._dynamo.reset()
     golden = load_file(folder / "expected.safetensors")
-    model = load_gpt(folder)
+    model = CheckpointFolder(folder).load_gpt()
     settings = {"greedy_codes": GREEDY, "beam_codes": BEAM}
     index = min(int(name.rsplit("_", 1)[1]) for name in golden if name.startswith("text_"))
     text = golden[f"text_{index}"][None]

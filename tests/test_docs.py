@@ -54,13 +54,12 @@ def doc_runs(tiny_model_dir, tmp_path_factory) -> dict[str, str]:
 
     from indextts.audio import MelSpectrogramFeatures
     from indextts.checkpoint_folder import CheckpointFolder
-    from indextts.checkpoints import load_gpt
 
     folder = CheckpointFolder(tiny_model_dir)
     audio = 0.3 * torch.sin(torch.arange(48000) * 2 * torch.pi * 150 / 24000)
     mel = MelSpectrogramFeatures.from_config(folder.cfg.dataset.mel)(audio)[0]
     root = tmp_path_factory.mktemp("doc_runs")
-    return {name: str(write_lora_run(root / name.split("/")[-1], load_gpt(tiny_model_dir), mel, speakers, seed,
+    return {name: str(write_lora_run(root / name.split("/")[-1], CheckpointFolder(tiny_model_dir).load_gpt(), mel, speakers, seed,
                                      folder.identity(), tiny_model_dir))
             for seed, (name, speakers) in enumerate(DOC_SPEAKERS.items())}
 

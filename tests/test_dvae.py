@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from indextts.checkpoints import load_dvae
+from indextts.checkpoint_folder import CheckpointFolder
+from indextts.dims import DVAEDims
 from indextts.dvae.model import DiscreteVAE
 
 from helpers import RELEASES, conformance_folders
@@ -18,7 +19,7 @@ MODEL_GOLDENS = conformance_folders("expected.safetensors")
 def test_meta_model_matches_release_manifest(release, release_manifest):
     manifest = release_manifest[release]
     with torch.device("meta"):
-        model = DiscreteVAE(**manifest["config"]["vqvae"])
+        model = DiscreteVAE(DVAEDims.from_config(manifest["config"]))
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == manifest["dvae.pth"]
 
 
@@ -32,7 +33,7 @@ def _golden_mels(expected):
 @pytest.mark.parametrize("folder", MODEL_GOLDENS, ids=[p.name for p in MODEL_GOLDENS])
 def test_codes_match_golden(folder):
     expected = load_file(folder / "expected.safetensors")
-    dvae = load_dvae(folder)
+    dvae = CheckpointFolder(folder).load_dvae()
     for index, mel in _golden_mels(expected):
         codes = dvae.get_codebook_indices(mel.unsqueeze(0))
         assert codes.dtype == torch.int64
@@ -42,7 +43,7 @@ def test_codes_match_golden(folder):
 @pytest.mark.parametrize("folder", MODEL_GOLDENS, ids=[p.name for p in MODEL_GOLDENS])
 def test_padded_batch_gives_each_rows_codes(folder):
     expected = load_file(folder / "expected.safetensors")
-    dvae = load_dvae(folder)
+    dvae = CheckpointFolder(folder).load_dvae()
     mels = [mel for _, mel in _golden_mels(expected)]
     lengths = torch.tensor([m.shape[1] for m in mels])
     batch = torch.full((len(mels), mels[0].shape[0], int(lengths.max())), 3.0)  # non-zero padding
@@ -56,7 +57,7 @@ def test_padded_batch_gives_each_rows_codes(folder):
 
 
 def test_padded_batch_equals_unpadded_on_tiny_model(tiny_model_dir):
-    dvae = load_dvae(tiny_model_dir)
+    dvae = CheckpointFolder(tiny_model_dir).load_dvae()
     generator = torch.Generator().manual_seed(0)
     lengths = torch.tensor([37, 80, 13])
     mels = [torch.randn(100, int(n), generator=generator) - 5 for n in lengths]
@@ -71,6 +72,6 @@ def test_padded_batch_equals_unpadded_on_tiny_model(tiny_model_dir):
 
 
 def test_decode_round_trip_shape(tiny_model_dir):
-    dvae = load_dvae(tiny_model_dir)
+    dvae = CheckpointFolder(tiny_model_dir).load_dvae()
     codes = torch.randint(0, dvae.num_tokens, (2, 9))
     assert dvae.decode(codes).shape == (2, 100, 36)

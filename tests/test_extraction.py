@@ -253,10 +253,11 @@ def test_outputs_match_the_spec(extracted, tiny_model_dir):
 
 @pytest.mark.slow
 def test_codes_and_conditions_equal_the_models_outputs(extracted, tiny_model_dir):
-    from indextts.checkpoints import load_dvae, load_gpt
+    from indextts.checkpoint_folder import CheckpointFolder
 
     cfg = load_config(tiny_model_dir)
-    dvae, gpt = load_dvae(tiny_model_dir, cfg), load_gpt(tiny_model_dir, cfg)
+    folder = CheckpointFolder(tiny_model_dir)
+    dvae, gpt = folder.load_dvae(), folder.load_gpt()
     mel_features = MelSpectrogramFeatures.from_config(cfg.dataset.mel)
     speaker = extracted["output"] / "spk"
     for row, raw in zip(read_manifest(speaker / "metadata.jsonl"), jsonl(speaker / "metadata.jsonl")):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import GenerationMixin, GPT2Model, GPT2PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from indextts.checkpoints import load_gpt
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.errors import InferenceError
 from indextts.gpt.generation import FAKE_PROMPT_TOKEN, GenerationConfig, generate_codes, stream_codes
 
@@ -28,7 +28,7 @@ GOLDEN_FOLDERS = conformance_folders("expected.safetensors")
 
 @pytest.fixture(scope="module")
 def tiny_gpt(tiny_model_dir):
-    return load_gpt(tiny_model_dir)
+    return CheckpointFolder(tiny_model_dir).load_gpt()
 
 
 def random_inputs(model, text_lengths: list[int], seed: int = 0):
@@ -89,7 +89,7 @@ class TransformersReference(GPT2PreTrainedModel, GenerationMixin):
 @pytest.mark.parametrize("folder", GOLDEN_FOLDERS, ids=[p.name for p in GOLDEN_FOLDERS])
 def test_conformance_codes(folder):
     golden = load_file(folder / "expected.safetensors")
-    model = load_gpt(folder)
+    model = CheckpointFolder(folder).load_gpt()
     settings = {
         "greedy_codes": GenerationConfig(**GREEDY, max_new_tokens=GOLDEN_MAX_NEW_CODES),
         "beam_codes": GenerationConfig(do_sample=False, num_beams=GOLDEN_BEAMS, length_penalty=0.0,

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers import RELEASES
+from indextts.dims import GPTDims
 from indextts.errors import ConfigError, TextError
 from indextts.gpt.model import IGNORE_INDEX, UnifiedVoice
 
 
-SMALL_CONFIG = dict(
+SMALL_DIMS = GPTDims(
     model_dim=32,
     layers=2,
     heads=2,
@@ -24,6 +27,7 @@ SMALL_CONFIG = dict(
     stop_text_token=1,
     start_mel_token=40,
     stop_mel_token=41,
+    condition_type="conformer_perceiver",
     condition_module=dict(
         output_size=16, linear_units=32, attention_heads=2, num_blocks=2, input_layer="conv2d2", perceiver_mult=2
     ),
@@ -33,7 +37,7 @@ SMALL_CONFIG = dict(
 @pytest.fixture(scope="module")
 def model() -> UnifiedVoice:
     torch.manual_seed(0)
-    return UnifiedVoice(**SMALL_CONFIG).eval()
+    return UnifiedVoice(SMALL_DIMS).eval()
 
 
 def random_batch(seed: int = 0):
@@ -59,7 +63,7 @@ def row(tensors, i):
 @pytest.mark.parametrize("release", RELEASES)
 def test_release_config_builds_manifest_names_and_shapes(release, release_manifest):
     with torch.device("meta"):
-        built = UnifiedVoice(**release_manifest[release]["config"]["gpt"])
+        built = UnifiedVoice(GPTDims.from_config(release_manifest[release]["config"]))
     shapes = {name: list(tensor.shape) for name, tensor in built.state_dict().items()}
     assert shapes == release_manifest[release]["gpt.pth"]
 
@@ -175,7 +179,7 @@ def _gradients(model, batch, checkpointing: bool) -> dict[str, torch.Tensor]:
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
-    model = UnifiedVoice(**SMALL_CONFIG)
+    model = UnifiedVoice(SMALL_DIMS)
     batch = random_batch()
     plain = _gradients(model, batch, checkpointing=False)
     checkpointed = _gradients(model, batch, checkpointing=True)
@@ -189,7 +193,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 def test_resize_text_vocab_keeps_old_tokens():
     torch.manual_seed(0)
-    model = UnifiedVoice(**SMALL_CONFIG).eval()
+    model = UnifiedVoice(SMALL_DIMS).eval()
     batch = random_batch()
     with torch.no_grad():
         before = model.forward_train(*batch)
@@ -212,7 +216,7 @@ def test_autocast(model, dtype):
     with torch.no_grad():
         reference = model.forward_train(*batch)
         reference_conditioning = model.get_conditioning(mels, torch.tensor([30, 20]))
-    trainable = UnifiedVoice(**SMALL_CONFIG)
+    trainable = UnifiedVoice(SMALL_DIMS)
     trainable.load_state_dict(model.state_dict())
     trainable.eval()
     with torch.autocast("cpu", dtype=dtype):
@@ -228,7 +232,7 @@ def test_autocast(model, dtype):
 
 def test_unsupported_architecture_is_rejected():
     with pytest.raises(ConfigError, match="condition_type"):
-        UnifiedVoice(**{**SMALL_CONFIG, "condition_type": "perceiver"})
+        UnifiedVoice(replace(SMALL_DIMS, condition_type="perceiver"))
 
 
 def test_too_long_text_is_rejected(model):

@@ -12,12 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 from helpers import file_digests, write_lora_run
-from omegaconf import OmegaConf
 
 from indextts.adapters import load_trained_run
 from indextts.audio import MelSpectrogramFeatures, load_audio
 from indextts.checkpoint_folder import CheckpointFolder
-from indextts.checkpoints import load_gpt
 from indextts.cli.infer import build_parser, main, options_from_args
 from indextts.config import load_config
 from indextts.errors import AudioError, CheckpointError, InferenceError, TextError
@@ -79,7 +77,7 @@ def reference_mel(tiny_model_dir, reference_wav) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_dir, reference_mel, tmp_path_factory) -> Path:
-    return write_run(tmp_path_factory.mktemp("run"), load_gpt(tiny_model_dir), reference_mel,
+    return write_run(tmp_path_factory.mktemp("run"), CheckpointFolder(tiny_model_dir).load_gpt(), reference_mel,
                      model_dir=tiny_model_dir)
 
 
@@ -117,7 +115,7 @@ def test_zero_shot_from_reference_audio(zero_shot, reference_wav, tmp_path):
 
 
 def test_the_only_speaker_of_a_run_is_the_default(tuned, tiny_model_dir, reference_mel, tmp_path):
-    solo_run = write_run(tmp_path / "solo", load_gpt(tiny_model_dir), reference_mel, speakers=("alice",))
+    solo_run = write_run(tmp_path / "solo", CheckpointFolder(tiny_model_dir).load_gpt(), reference_mel, speakers=("alice",))
     solo = IndexTTS.from_pretrained(tiny_model_dir, adapter=solo_run, device="cpu")
     implicit = solo.synthesize(TEXTS["en"], options=GREEDY)
     explicit = tuned.synthesize(TEXTS["en"], voice="alice", options=GREEDY)
@@ -133,13 +131,13 @@ def test_reference_audio_replaces_only_the_vocoder_reference(tuned, reference_wa
 
 
 def test_merged_adapter_latents_equal_unmerged_peft_latents(tiny_model_dir, run_dir, tuned):
-    unmerged = load_trained_run(run_dir, load_gpt(tiny_model_dir), merge=False).gpt
+    unmerged = load_trained_run(run_dir, CheckpointFolder(tiny_model_dir).load_gpt(), merge=False).gpt
     voice = tuned.voice("alice")
     tuned.weights.activate(voice.run, tuned.library.sources[voice.run].patch)  # what synthesis does per batch
     merged_gpt = tuned.models.gpt
     assert any("lora_" in name for name, _ in unmerged.named_parameters())
     assert not any("lora_" in name for name, _ in merged_gpt.named_parameters())
-    base = load_gpt(tiny_model_dir)
+    base = CheckpointFolder(tiny_model_dir).load_gpt()
     generator = torch.Generator().manual_seed(0)
     condition = voice.condition.unsqueeze(0).expand(2, -1, -1)
     text_ids = torch.randint(3, 50, (2, 7), generator=generator)
@@ -224,8 +222,8 @@ def test_missing_adapter_folder(tiny_model_dir, tmp_path):
 
 
 def test_adapter_trained_on_another_base(tiny_model_dir, reference_mel, tmp_path):
-    cfg = load_config(tiny_model_dir)
-    other = UnifiedVoice(**{**OmegaConf.to_container(cfg.gpt), "layers": cfg.gpt.layers + 1})
+    dims = CheckpointFolder(tiny_model_dir).dims.gpt
+    other = UnifiedVoice(replace(dims, layers=dims.layers + 1))
     run = write_run(tmp_path / "other_run", other, reference_mel)
     with pytest.raises(CheckpointError, match="different base"):
         IndexTTS.from_pretrained(tiny_model_dir, adapter=run, device="cpu")

@@ -13,7 +13,6 @@ from helpers import conformance_folders, write_lora_run
 from safetensors.torch import load_file
 
 from indextts.checkpoint_folder import CheckpointFolder
-from indextts.checkpoints import load_gpt
 from indextts.bigvgan.activations import Activation1d
 from indextts.cli.infer import build_parser, load_model, main
 from indextts.errors import AudioError, InferenceError, TextTooLongError
@@ -46,7 +45,7 @@ def tts(tiny_model_dir, tmp_path_factory, reference_wav) -> IndexTTS:
     folder = CheckpointFolder(tiny_model_dir)
     mel = SpeechModels(folder.cfg, folder.load_gpt(), folder.load_bigvgan(), "cpu").reference_mel(reference_wav)
     root = tmp_path_factory.mktemp("pipeline_runs")
-    runs = {name: write_lora_run(root / name, load_gpt(tiny_model_dir), mel, seed=seed, identity=folder.identity())
+    runs = {name: write_lora_run(root / name, CheckpointFolder(tiny_model_dir).load_gpt(), mel, seed=seed, identity=folder.identity())
             for name, seed in (("a", 0), ("b", 1))}
     model = IndexTTS.from_pretrained(tiny_model_dir, adapters=runs, device="cpu")
     model.models.vocoder_batching = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from helpers import file_digests, tiny_overrides, write_extracted_data
 from peft import PeftModel
 
 from indextts.adapters import export_merged, load_trained_run
-from indextts.checkpoints import load_gpt
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.export import main as export_main
 from indextts.config import load_config
 from indextts.errors import CheckpointError
@@ -40,7 +41,7 @@ def _latents(gpt, condition: torch.Tensor) -> torch.Tensor:
 
 
 def test_lora_targets_only_gpt2_blocks(tiny_model_dir):
-    model = add_lora(load_gpt(tiny_model_dir), make_lora_config(4, 8, 0.0))
+    model = add_lora(CheckpointFolder(tiny_model_dir).load_gpt(), make_lora_config(4, 8, 0.0))
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(".gpt.h." in name and "lora_" in name for name in trainable)
     wrapped = {name.rsplit(".lora_", 1)[0].split(".gpt.h.")[1].split(".", 1)[1] for name in trainable}
@@ -56,7 +57,7 @@ def test_speaker_conditions_pick_rows():
 
 def test_adapter_loads_with_peft_from_pretrained(trained_runs, tiny_model_dir):
     run = trained_runs["plain"]
-    base = load_gpt(tiny_model_dir)
+    base = CheckpointFolder(tiny_model_dir).load_gpt()
     model = PeftModel.from_pretrained(base, str(run / "adapter"))
     assert any("lora_A" in name for name, _ in model.named_parameters())
     config = json.loads((run / "adapter" / "adapter_config.json").read_text())
@@ -73,14 +74,14 @@ def test_run_folder_matches_the_contract(trained_runs):
 
 @pytest.mark.parametrize("name", ["plain", "tokens"])
 def test_merged_and_unmerged_latents_match(trained_runs, tiny_model_dir, name):
-    merged = load_trained_run(trained_runs[name], load_gpt(tiny_model_dir), merge=True)
-    unmerged = load_trained_run(trained_runs[name], load_gpt(tiny_model_dir), merge=False)
+    merged = load_trained_run(trained_runs[name], CheckpointFolder(tiny_model_dir).load_gpt(), merge=True)
+    unmerged = load_trained_run(trained_runs[name], CheckpointFolder(tiny_model_dir).load_gpt(), merge=False)
     assert set(merged.speakers) == {"alice", "bob"}
     speaker = merged.speakers["alice"]
     assert speaker.condition.shape == (32, 64) and speaker.reference_mel.shape[0] == 100
     want = _latents(unmerged.gpt, speaker.condition)
     torch.testing.assert_close(_latents(merged.gpt, speaker.condition), want, atol=1e-5, rtol=1e-5)
-    base = _latents(load_gpt(tiny_model_dir), speaker.condition)
+    base = _latents(CheckpointFolder(tiny_model_dir).load_gpt(), speaker.condition)
     assert not torch.allclose(base, want, atol=1e-4)
     assert (merged.tokenizer_path is not None) == (name == "tokens")
     if name == "tokens":
@@ -89,9 +90,9 @@ def test_merged_and_unmerged_latents_match(trained_runs, tiny_model_dir, name):
 
 def test_export_merged_loads_strictly(trained_runs, tiny_model_dir, tmp_path):
     out = export_merged(trained_runs["tokens"], tiny_model_dir, tmp_path / "merged")
-    exported = load_gpt(out)
+    exported = CheckpointFolder(out).load_gpt()
     assert exported.text_vocab_size == 402
-    merged = load_trained_run(trained_runs["tokens"], load_gpt(tiny_model_dir), merge=True)
+    merged = load_trained_run(trained_runs["tokens"], CheckpointFolder(tiny_model_dir).load_gpt(), merge=True)
     condition = merged.speakers["bob"].condition
     torch.testing.assert_close(_latents(exported, condition), _latents(merged.gpt, condition), atol=1e-5, rtol=1e-5)
     for name in ("speakers.safetensors", "speakers.json", "bpe.model", "dvae.pth", "bigvgan_generator.pth"):
@@ -152,10 +153,10 @@ def test_an_interrupted_export_leaves_no_folder(trained_runs, tiny_model_dir, tm
 def test_adapter_on_a_different_base_is_rejected(trained_runs, tiny_model_dir):
     from indextts.gpt.model import UnifiedVoice
 
-    cfg = load_config(tiny_model_dir)
-    cfg.gpt.number_mel_codes = int(cfg.gpt.number_mel_codes) + 2
+    dims = CheckpointFolder(tiny_model_dir).dims.gpt
+    other = UnifiedVoice(replace(dims, number_mel_codes=dims.number_mel_codes + 2))
     with pytest.raises(CheckpointError, match="different base GPT"):
-        load_trained_run(trained_runs["plain"], UnifiedVoice(**cfg.gpt))
+        load_trained_run(trained_runs["plain"], other)
 
 
 def test_the_voices_patch_equals_the_merged_run_with_added_tokens(trained_runs, tiny_model_dir):
@@ -167,7 +168,7 @@ def test_the_voices_patch_equals_the_merged_run_with_added_tokens(trained_runs, 
     assert set(source.patch.replaced_rows) == {"text_embedding.weight"}
     assert source.tokenizer.vocab_size == 402
     tts.weights.activate(source.name, source.patch)
-    merged = load_trained_run(trained_runs["tokens"], load_gpt(tiny_model_dir), merge=True).gpt.state_dict()
+    merged = load_trained_run(trained_runs["tokens"], CheckpointFolder(tiny_model_dir).load_gpt(), merge=True).gpt.state_dict()
     patched = tts.models.gpt.state_dict()
     assert all(torch.equal(patched[key], merged[key]) for key in merged)
     assert tts.synthesize("<laugh> hello there.", voice="alice").sentences
@@ -181,6 +182,6 @@ def test_loading_a_run_gives_no_peft_vocabulary_warning(trained_runs, tiny_model
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for name in ("plain", "tokens"):
-            load_trained_run(trained_runs[name], load_gpt(tiny_model_dir), merge=True)
+            load_trained_run(trained_runs[name], CheckpointFolder(tiny_model_dir).load_gpt(), merge=True)
     messages = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
     assert not [m for m in messages if "Could not find a config file" in m], messages

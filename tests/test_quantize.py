@@ -9,7 +9,7 @@ import torch
 from helpers import conformance_folders
 from safetensors.torch import load_file
 
-from indextts.checkpoints import load_gpt
+from indextts.checkpoint_folder import CheckpointFolder
 from indextts.errors import InferenceError
 from indextts.gpt.generation import GenerationConfig, generate_codes
 from indextts.gpt.quantize import MODES, BFloat16Linear, as_linear, quantize_for_cpu
@@ -23,7 +23,7 @@ MIN_GOLDEN_AGREEMENT = 0.9
 
 @pytest.fixture(scope="module")
 def tiny_gpt(tiny_model_dir):
-    return load_gpt(tiny_model_dir)
+    return CheckpointFolder(tiny_model_dir).load_gpt()
 
 
 def test_as_linear_computes_what_conv1d_computes(tiny_gpt):
@@ -65,7 +65,7 @@ def test_quantized_logits_stay_close_to_float32(tiny_gpt, mode):
 @pytest.mark.parametrize("folder", GOLDEN_FOLDERS, ids=[p.name for p in GOLDEN_FOLDERS])
 def test_quantized_golden_codes(folder, mode):
     golden = load_file(folder / "expected.safetensors")
-    model = quantize_for_cpu(load_gpt(folder), mode)
+    model = quantize_for_cpu(CheckpointFolder(folder).load_gpt(), mode)
     indices = sorted(int(name.rsplit("_", 1)[1]) for name in golden if name.startswith("text_"))
     equal = total = 0
     for prefix, options in (("greedy_codes", GREEDY), ("beam_codes", BEAM)):

@@ -6,8 +6,9 @@ import sentencepiece as spm
 import torch
 
 from indextts.audio import MelSpectrogramFeatures
-from indextts.checkpoints import load_bigvgan, load_dvae, load_gpt, load_state_dict
-from indextts.config import checkpoint_paths, load_config
+from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoints import load_state_dict
+from indextts.config import load_config
 from indextts.tiny import prepare_bpe_text, write_tiny_checkpoints
 
 FILES = ("config.yaml", "gpt.pth", "dvae.pth", "bigvgan_generator.pth", "bpe.model")
@@ -19,11 +20,12 @@ def test_folder_is_complete_and_loads(tiny_model_dir, tmp_path):
     cfg = load_config(tiny_model_dir)
     assert cfg.gpt.max_mel_tokens >= 300 and cfg.gpt.max_text_tokens >= 200
     assert cfg.gpt.number_mel_codes == cfg.vqvae.num_tokens + 2
-    load_gpt(tiny_model_dir), load_dvae(tiny_model_dir), load_bigvgan(tiny_model_dir)
+    folder = CheckpointFolder(tiny_model_dir)
+    folder.load_gpt(), folder.load_dvae(), folder.load_bigvgan()
 
 
 def test_official_file_formats(tiny_model_dir):
-    paths = checkpoint_paths(tiny_model_dir, load_config(tiny_model_dir))
+    paths = CheckpointFolder(tiny_model_dir).paths
     assert list(torch.load(paths.gpt, weights_only=True)) == ["model"]
     assert list(torch.load(paths.bigvgan, weights_only=True)) == ["generator"]
     assert "codebook.embed" in torch.load(paths.dvae, weights_only=True)
@@ -54,7 +56,7 @@ def test_seeded_determinism(tmp_path, tiny_model_dir):
 
 def test_codes_vary_with_the_input(tiny_model_dir):
     """Speech-like input (a gliding harmonic tone) uses many codes, not a collapsed few."""
-    dvae = load_dvae(tiny_model_dir)
+    dvae = CheckpointFolder(tiny_model_dir).load_dvae()
     time = torch.arange(3 * 24000) / 24000
     phase = 2 * torch.pi * torch.cumsum(150 + 60 * torch.sin(2 * torch.pi * time), 0) / 24000
     audio = 0.2 * sum(torch.sin(k * phase) / k for k in range(1, 6))

@@ -13,7 +13,6 @@ from helpers import write_lora_run
 from indextts.adapters import export_merged, load_trained_run
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder import CheckpointFolder
-from indextts.checkpoints import load_gpt
 from indextts.cli.infer import main
 from indextts.errors import CheckpointError, InferenceError, VoiceNotFoundError
 from indextts.gpt.generation import GenerationConfig
@@ -40,7 +39,7 @@ def runs(tiny_model_dir, reference_mel, tmp_path_factory) -> dict:
     """Two runs on the tiny base (other adapters and speakers), both recording the base identity."""
     root = tmp_path_factory.mktemp("voice_runs")
     identity = CheckpointFolder(tiny_model_dir).identity()
-    return {name: write_lora_run(root / name, load_gpt(tiny_model_dir), reference_mel, seed=seed,
+    return {name: write_lora_run(root / name, CheckpointFolder(tiny_model_dir).load_gpt(), reference_mel, seed=seed,
                                  identity=identity, model_dir=tiny_model_dir)
             for name, seed in (("first", 0), ("second", 1))}
 
@@ -73,7 +72,7 @@ def test_a_run_on_other_base_weights_is_refused_naming_both_fingerprints(other_b
 
 def test_a_run_with_another_tokenizer_is_refused(tiny_model_dir, reference_mel, tmp_path):
     identity = {**CheckpointFolder(tiny_model_dir).identity(), "bpe_sha256": "0" * 64}
-    run = write_lora_run(tmp_path / "run", load_gpt(tiny_model_dir), reference_mel, identity=identity)
+    run = write_lora_run(tmp_path / "run", CheckpointFolder(tiny_model_dir).load_gpt(), reference_mel, identity=identity)
     with pytest.raises(CheckpointError, match=r"tokenizer \(bpe.model\): run trained on 0{64}"):
         IndexTTS.from_pretrained(tiny_model_dir, adapter=run, device="cpu")
 
@@ -91,7 +90,7 @@ def test_the_override_loads_a_mismatched_run_with_a_warning(other_base, runs, ca
 
 
 def test_a_run_without_a_fingerprint_loads_with_a_notice(tiny_model_dir, reference_mel, tmp_path, caplog):
-    run = write_lora_run(tmp_path / "old_run", load_gpt(tiny_model_dir), reference_mel)
+    run = write_lora_run(tmp_path / "old_run", CheckpointFolder(tiny_model_dir).load_gpt(), reference_mel)
     with caplog.at_level(logging.INFO, logger="indextts.adapters"):
         tts = IndexTTS.from_pretrained(tiny_model_dir, adapter=run, device="cpu")
     notices = [r for r in caplog.records if "predates base fingerprints" in r.getMessage()]
@@ -122,7 +121,7 @@ def test_switching_voices_never_reloads_the_base_and_restores_it_exactly(tiny_mo
     assert loads == [1] and tts.weights.switches >= len(sequence)
     assert _codes(results[0]) == _codes(results[2]) == _codes(first_only.synthesize(TEXT, voice="alice", options=GREEDY))
     assert _codes(results[0]) != _codes(results[1])
-    tts.add_voice("third", write_lora_run(tmp_path / "third", load_gpt(tiny_model_dir), reference_mel, seed=2))
+    tts.add_voice("third", write_lora_run(tmp_path / "third", CheckpointFolder(tiny_model_dir).load_gpt(), reference_mel, seed=2))
     tts.synthesize(TEXT, voice="third:bob", options=GREEDY)
     assert loads == [1]
     tts.weights.restore()
@@ -130,13 +129,13 @@ def test_switching_voices_never_reloads_the_base_and_restores_it_exactly(tiny_mo
 
 
 def test_the_patch_on_the_base_equals_peft_merge_and_costs_only_the_lora_weights(tiny_model_dir, runs, first_only):
-    merged = load_trained_run(runs["first"], load_gpt(tiny_model_dir), merge=True).gpt.state_dict()
+    merged = load_trained_run(runs["first"], CheckpointFolder(tiny_model_dir).load_gpt(), merge=True).gpt.state_dict()
     source = first_only.library.sources["first"]
     first_only.weights.activate("first", source.patch)
     patched = first_only.models.gpt.state_dict()
     assert all(torch.equal(patched[key], merged[key]) for key in merged)
     lora_bytes = sum(v.numel() * v.element_size() for v in load_trained_run(
-        runs["first"], load_gpt(tiny_model_dir), merge=False).gpt.state_dict().values()) - sum(
+        runs["first"], CheckpointFolder(tiny_model_dir).load_gpt(), merge=False).gpt.state_dict().values()) - sum(
         v.numel() * v.element_size() for v in merged.values())
     assert source.patch.nbytes == lora_bytes
 

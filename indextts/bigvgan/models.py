@@ -15,6 +15,7 @@ from torch import nn
 
 from indextts.bigvgan.activations import ACTIVATION_MODES, ACTIVATIONS, Activation1d
 from indextts.bigvgan.ecapa_tdnn import ECAPATDNN
+from indextts.dims import BigVGANDims
 from indextts.errors import ConfigError
 
 PRE_POST_KERNEL = 7
@@ -76,45 +77,45 @@ RESBLOCKS = {"1": AMPBlock1, "2": AMPBlock2}
 class BigVGAN(nn.Module):
     """Generator: latents (B, N, gpt_dim) and reference mel (B, F, num_mels) -> wav (B, 1, N * hop).
 
-    Built from a config's ``bigvgan`` section. The ECAPA-TDNN speaker embedding of the reference
-    mel is added after ``conv_pre`` and, when ``cond_d_vector_in_each_upsampling_layer``, after
-    every upsampling layer.
+    Built from its dims: ``BigVGAN(BigVGANDims.from_config(cfg))``. The ECAPA-TDNN speaker
+    embedding of the reference mel is added after ``conv_pre`` and, when
+    ``cond_d_vector_in_each_upsampling_layer``, after every upsampling layer.
     """
 
-    def __init__(self, cfg: Mapping):
+    def __init__(self, dims: BigVGANDims):
         super().__init__()
-        resblock = str(cfg["resblock"])
-        if resblock not in RESBLOCKS or cfg["activation"] not in ACTIVATIONS:
+        resblock = str(dims.resblock)
+        if resblock not in RESBLOCKS or dims.activation not in ACTIVATIONS:
             raise ConfigError(
-                f"Unsupported bigvgan settings resblock={resblock!r}, activation={cfg['activation']!r}; "
+                f"Unsupported bigvgan settings resblock={resblock!r}, activation={dims.activation!r}; "
                 "use resblock '1' or '2' and activation 'snake' or 'snakebeta' (the release uses '1', snakebeta)."
             )
-        initial = cfg["upsample_initial_channel"]
-        speaker_dim = cfg["speaker_embedding_dim"]
-        self.feat_upsample = bool(cfg.get("feat_upsample", False))
-        self.cond_in_each_up_layer = bool(cfg.get("cond_d_vector_in_each_upsampling_layer", True))
-        self.num_kernels = len(cfg["resblock_kernel_sizes"])
-        self.num_upsamples = len(cfg["upsample_rates"])
+        initial = dims.upsample_initial_channel
+        speaker_dim = dims.speaker_embedding_dim
+        self.feat_upsample = bool(dims.feat_upsample)
+        self.cond_in_each_up_layer = bool(dims.cond_d_vector_in_each_upsampling_layer)
+        self.num_kernels = len(dims.resblock_kernel_sizes)
+        self.num_upsamples = len(dims.upsample_rates)
 
         self.conv_pre = _weight_normed(
-            nn.Conv1d(cfg["gpt_dim"], initial, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
+            nn.Conv1d(dims.gpt_dim, initial, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
         self.ups = nn.ModuleList()
-        for i, (rate, kernel) in enumerate(zip(cfg["upsample_rates"], cfg["upsample_kernel_sizes"])):
+        for i, (rate, kernel) in enumerate(zip(dims.upsample_rates, dims.upsample_kernel_sizes)):
             up = nn.ConvTranspose1d(initial // 2**i, initial // 2 ** (i + 1), kernel, rate,
                                     padding=(kernel - rate) // 2)
             self.ups.append(nn.ModuleList([_weight_normed(up)]))
         self.resblocks = nn.ModuleList()
         for i in range(self.num_upsamples):
             channels = initial // 2 ** (i + 1)
-            for kernel, dilations in zip(cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"]):
+            for kernel, dilations in zip(dims.resblock_kernel_sizes, dims.resblock_dilation_sizes):
                 self.resblocks.append(RESBLOCKS[resblock](channels, kernel, list(dilations),
-                                                          cfg["activation"], cfg["snake_logscale"]))
+                                                          dims.activation, dims.snake_logscale))
         final_channels = initial // 2**self.num_upsamples
-        self.activation_post = Activation1d(ACTIVATIONS[cfg["activation"]](final_channels, cfg["snake_logscale"]))
+        self.activation_post = Activation1d(ACTIVATIONS[dims.activation](final_channels, dims.snake_logscale))
         self.conv_post = _weight_normed(
             nn.Conv1d(final_channels, 1, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
 
-        self.speaker_encoder = ECAPATDNN(cfg["num_mels"], speaker_dim)
+        self.speaker_encoder = ECAPATDNN(dims.num_mels, speaker_dim)
         self.cond_layer = nn.Conv1d(speaker_dim, initial, 1)
         if self.cond_in_each_up_layer:
             self.conds = nn.ModuleList(

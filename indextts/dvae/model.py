@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from indextts.dims import DVAEDims
 from indextts.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
@@ -116,33 +117,25 @@ def _check_supported(positional_dims: int, encoder_norm: bool, normalization, ac
 class DiscreteVAE(nn.Module):
     """1-D discrete VAE over mel frames: ``num_layers`` stride-``stride`` convs down to codes.
 
-    Built from a config's ``vqvae`` section: ``DiscreteVAE(**cfg.vqvae)``. The release configs also
-    carry DVAE *training* options (``smooth_l1_loss``, ``straight_through``, ``record_codes``,
-    ``lr_quantizer_args``); they are accepted so the config loads but have no effect here.
+    Built from its dims: ``DiscreteVAE(DVAEDims.from_config(cfg))`` (the config's ``vqvae`` section).
     """
 
-    def __init__(self, channels: int = 100, num_tokens: int = 8192, hidden_dim: int = 512,
-                 num_resnet_blocks: int = 3, codebook_dim: int = 512, num_layers: int = 2,
-                 positional_dims: int = 1, kernel_size: int = 3, stride: int = 2,
-                 use_transposed_convs: bool = False, encoder_norm: bool = False,
-                 activation: str = "relu", normalization=None,
-                 discretization_loss_averaging_steps: int = 100,
-                 smooth_l1_loss: bool = True, straight_through: bool = False,
-                 record_codes: bool = False, lr_quantizer_args=None):
+    def __init__(self, dims: DVAEDims):
         super().__init__()
-        _check_supported(positional_dims, encoder_norm, normalization, activation, num_layers)
-        act = ACTIVATIONS[activation]
-        self.num_tokens = num_tokens
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = (kernel_size - 1) // 2
-        self.num_layers = num_layers
-        self.discrete_loss = DiscretizationLossState(num_tokens, discretization_loss_averaging_steps)
-        encoder_channels = [channels] + [hidden_dim * 2**i for i in range(num_layers)]
-        self.encoder = self._build_encoder(encoder_channels, num_resnet_blocks, codebook_dim, act)
-        self.decoder = self._build_decoder(encoder_channels, num_resnet_blocks, codebook_dim, act,
-                                           use_transposed_convs)
-        self.codebook = Codebook(codebook_dim, num_tokens)
+        _check_supported(dims.positional_dims, dims.encoder_norm, dims.normalization, dims.activation,
+                         dims.num_layers)
+        act = ACTIVATIONS[dims.activation]
+        self.num_tokens = dims.num_tokens
+        self.kernel_size = dims.kernel_size
+        self.stride = dims.stride
+        self.padding = (dims.kernel_size - 1) // 2
+        self.num_layers = dims.num_layers
+        self.discrete_loss = DiscretizationLossState(dims.num_tokens, dims.discretization_loss_averaging_steps)
+        encoder_channels = [dims.channels] + [dims.hidden_dim * 2**i for i in range(dims.num_layers)]
+        self.encoder = self._build_encoder(encoder_channels, dims.num_resnet_blocks, dims.codebook_dim, act)
+        self.decoder = self._build_decoder(encoder_channels, dims.num_resnet_blocks, dims.codebook_dim, act,
+                                           dims.use_transposed_convs)
+        self.codebook = Codebook(dims.codebook_dim, dims.num_tokens)
 
     def _build_encoder(self, encoder_channels: list[int], num_resnet_blocks: int, codebook_dim: int,
                        act) -> nn.Sequential:

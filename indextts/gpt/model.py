@@ -14,7 +14,6 @@ every row computes exactly what it would compute alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, GPT2Model
 
+from indextts.dims import ConditionDims, GPTDims
 from indextts.errors import ConfigError, DataError, TextError
 from indextts.gpt.conformer import ConformerEncoder, length_mask
 from indextts.gpt.perceiver import PerceiverResampler
@@ -29,6 +29,8 @@ from indextts.gpt.perceiver import PerceiverResampler
 MEL_CHANNELS = 100
 IGNORE_INDEX = -100
 """Target value that cross-entropy skips (padding)."""
+MAX_CONDITIONING_INPUTS = 1
+"""Mel positions reserved for conditioning inputs, as in the release models (not a config key)."""
 
 
 @dataclass
@@ -117,67 +119,43 @@ def _check_supported(condition_type: str, use_mel_codes_as_input: bool, train_so
 
 
 class UnifiedVoice(nn.Module):
-    """The IndexTTS GPT. Build it with ``UnifiedVoice(**cfg.gpt)`` from a release ``config.yaml``.
+    """The IndexTTS GPT, built from its dims: ``UnifiedVoice(GPTDims.from_config(cfg))``.
 
     Only the configuration of the IndexTTS 1.0/1.5 releases is supported: mel codes as input,
-    a conformer + perceiver conditioning encoder, no solo embeddings. ``activation_function`` is
-    GPT-2's MLP activation ("gelu_new" when the config omits it, as the 1.5 release config does).
-    ``checkpointing`` starts with gradient checkpointing on; it only acts in training mode.
+    a conformer + perceiver conditioning encoder, no solo embeddings.
     """
 
-    def __init__(
-        self,
-        model_dim: int,
-        layers: int,
-        heads: int,
-        max_text_tokens: int,
-        max_mel_tokens: int,
-        number_text_tokens: int,
-        number_mel_codes: int,
-        start_text_token: int,
-        stop_text_token: int,
-        start_mel_token: int,
-        stop_mel_token: int,
-        condition_module: Mapping,
-        condition_type: str = "conformer_perceiver",
-        condition_num_latent: int = 32,
-        activation_function: str = "gelu_new",
-        max_conditioning_inputs: int = 1,
-        mel_length_compression: int = 1024,
-        use_mel_codes_as_input: bool = True,
-        train_solo_embeddings: bool = False,
-        types: int = 1,
-        checkpointing: bool = False,
-    ):
+    def __init__(self, dims: GPTDims):
         super().__init__()
-        _check_supported(condition_type, use_mel_codes_as_input, train_solo_embeddings)
-        self.model_dim, self.condition_num_latent = model_dim, condition_num_latent
-        self.number_text_tokens, self.number_mel_codes = number_text_tokens, number_mel_codes
-        self.start_text_token, self.stop_text_token = start_text_token, stop_text_token
-        self.start_mel_token, self.stop_mel_token = start_mel_token, stop_mel_token
-        self.max_text_tokens, self.max_mel_tokens = max_text_tokens, max_mel_tokens
-        self.mel_length_compression = mel_length_compression
-        self._build_conditioning(model_dim, condition_module, condition_num_latent)
-        self._build_stack(model_dim, layers, heads, number_text_tokens * types + 1, number_mel_codes,
-                          max_mel_tokens + 2 + max_conditioning_inputs, max_text_tokens + 2, activation_function)
-        self.set_gradient_checkpointing(checkpointing)
+        _check_supported(dims.condition_type, dims.use_mel_codes_as_input, dims.train_solo_embeddings)
+        self.model_dim, self.condition_num_latent = dims.model_dim, dims.condition_num_latent
+        self.number_text_tokens, self.number_mel_codes = dims.number_text_tokens, dims.number_mel_codes
+        self.start_text_token, self.stop_text_token = dims.start_text_token, dims.stop_text_token
+        self.start_mel_token, self.stop_mel_token = dims.start_mel_token, dims.stop_mel_token
+        self.max_text_tokens, self.max_mel_tokens = dims.max_text_tokens, dims.max_mel_tokens
+        self.mel_length_compression = dims.mel_length_compression
+        self._build_conditioning(dims.model_dim, dims.condition_module, dims.condition_num_latent)
+        self._build_stack(dims.model_dim, dims.layers, dims.heads, dims.number_text_tokens * dims.types + 1,
+                          dims.number_mel_codes, dims.max_mel_tokens + 2 + MAX_CONDITIONING_INPUTS,
+                          dims.max_text_tokens + 2, dims.activation_function)
+        self.set_gradient_checkpointing(dims.checkpointing)
 
-    def _build_conditioning(self, model_dim: int, condition_module: Mapping, num_latents: int) -> None:
+    def _build_conditioning(self, model_dim: int, condition: ConditionDims, num_latents: int) -> None:
         """Conformer over the reference mel, then the perceiver resampling it to ``num_latents`` vectors."""
         self.conditioning_encoder = ConformerEncoder(
             input_size=MEL_CHANNELS,
-            output_size=condition_module["output_size"],
-            linear_units=condition_module["linear_units"],
-            attention_heads=condition_module["attention_heads"],
-            num_blocks=condition_module["num_blocks"],
-            input_layer=condition_module["input_layer"],
+            output_size=condition.output_size,
+            linear_units=condition.linear_units,
+            attention_heads=condition.attention_heads,
+            num_blocks=condition.num_blocks,
+            input_layer=condition.input_layer,
         )
         self.perceiver_encoder = PerceiverResampler(
             model_dim,
-            dim_context=condition_module["output_size"],
+            dim_context=condition.output_size,
             num_latents=num_latents,
-            heads=condition_module["attention_heads"],
-            ff_mult=condition_module["perceiver_mult"],
+            heads=condition.attention_heads,
+            ff_mult=condition.perceiver_mult,
         )
 
     def _build_stack(self, model_dim: int, layers: int, heads: int, text_vocab: int, mel_vocab: int,

@@ -43,7 +43,7 @@ CAPTURE_ERROR_MODE = "thread_local"
 calls from any thread): a server thread may keep using the GPU while a new bucket is captured."""
 
 
-class StepRunner:
+class DecodeStepRunner:
     """Eager or compiled decoding over a fresh ``DecodeState``.
 
     ``fixed_shapes`` attends over all slots (what compile and capture need); otherwise each step attends
@@ -73,7 +73,7 @@ class StepRunner:
         return self.step_function(self.state, window, self.reorder, self.only_changed)
 
 
-class CudaGraphRunner(StepRunner):
+class CudaGraphRunner(DecodeStepRunner):
     """The fixed-shape step captured as one CUDA graph on a bucket's state, replayed for every step."""
 
     def __init__(self, state: DecodeState, reorder: bool, step_function=decode_step):
@@ -138,14 +138,14 @@ def _captured_runner(model, rows: int, slots: int, dtype: torch.dtype, device: t
 
 
 def make_step_runner(model, rows: int, slots: int, dtype: torch.dtype, device: torch.device, reorder: bool,
-                     cuda_graph: bool, compile_backend: str | None) -> StepRunner:
+                     cuda_graph: bool, compile_backend: str | None) -> DecodeStepRunner:
     """The runner for ``rows`` = batch * beams decoding rows and a cache of at least ``slots`` slots."""
     if device.type == "cuda" and cuda_graph:
         return _captured_runner(model, rows, slots, dtype, device, reorder, compile_backend)
     state = DecodeState(model, rows, slots, dtype, device)
     if compile_backend:
-        return StepRunner(state, reorder, _compiled(compile_backend), fixed_shapes=True)
-    return StepRunner(state, reorder)
+        return DecodeStepRunner(state, reorder, _compiled(compile_backend), fixed_shapes=True)
+    return DecodeStepRunner(state, reorder)
 
 
 def clear_captured_steps(model) -> None:

@@ -84,7 +84,7 @@ def compute_loss(model: nn.Module, batch: Batch, device: torch.device, precision
 
 
 @dataclass
-class StepRunner:
+class TrainStepRunner:
     """Runs micro-batches and optimizer updates of one model (``ddp_model`` under torchrun)."""
 
     model: nn.Module  # the plain TrainingModel

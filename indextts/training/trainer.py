@@ -1,7 +1,7 @@
 """LoRA fine-tuning of the IndexTTS GPT on extracted speaker data.
 
 A ``Trainer`` follows the recipe shape ``setup`` (inputs checked -> run folder -> model -> data ->
-optimizer -> resume) then ``train``; ``step.StepRunner`` runs the micro-batches and updates.
+optimizer -> resume) then ``train``; ``step.TrainStepRunner`` runs the micro-batches and updates.
 
 The run folder's layout is ``indextts.run_folder.RunFolder``'s (with a tokenizer when special tokens
 were added). The top-level files hold the best model by validation mel loss (the last one when
@@ -41,7 +41,7 @@ from indextts.training.metrics import RunLog
 from indextts.training.model import TrainingModel, build_optimizer, build_scheduler
 from indextts.training.progress import LossWindow, resume_differences, time_based_log_seconds
 from indextts.training.step import (
-    TOP_K, StepRunner, compute_loss, deterministic_error, enable_deterministic_algorithms, training_precision,
+    TOP_K, TrainStepRunner, compute_loss, deterministic_error, enable_deterministic_algorithms, training_precision,
 )
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.window = LossWindow(self.device, time_based_log_seconds(self.train_cfg.log_every_seconds,
                                                                      self.dist.world_size))
-        self.steps = StepRunner(self.model, self.ddp_model, self.forward_model, self.dist, self.precision,
+        self.steps = TrainStepRunner(self.model, self.ddp_model, self.forward_model, self.dist, self.precision,
                                 self.train_cfg.text_weight, self.train_cfg.grad_clip, self.optimizer, self.scheduler,
                                 self.scaler, self.window, self.data.train_examples)
 
