@@ -23,8 +23,8 @@ import torch
 from omegaconf import OmegaConf
 
 from indextts.audio import MelSpectrogramFeatures
-from indextts.checkpoints import RELEASE_CONFIGS, build_model
-from indextts.config import load_config
+from indextts.checkpoints import build_model
+from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.dims import ModelDims
 from indextts.errors import ConfigError
 

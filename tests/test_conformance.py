@@ -2,7 +2,7 @@
 
 Runs over every golden folder holding ``expected.safetensors`` in ../shared/conformance and in
 INDEXTTS_CONFORMANCE_DIRS. Each folder is loaded through the public loaders users call
-(``indextts.checkpoints``, ``indextts.audio``, ``indextts.gpt.generation``); every tensor of the
+(``indextts.checkpoint_folder``, ``indextts.audio``, ``indextts.gpt.generation``); every tensor of the
 README's table is recomputed from the stored inputs of its stage and compared within the stated
 tolerances (ids exactly). The number of examples is read from ``expected_index.json``.
 """
@@ -50,28 +50,26 @@ class Golden:
         return padded, lengths
 
     @cached_property
-    def config(self):
-        from indextts.config import load_config
+    def base(self):
+        from indextts.checkpoint_folder import CheckpointFolder
 
-        return load_config(self.folder)
+        return CheckpointFolder(self.folder)
+
+    @cached_property
+    def config(self):
+        return self.base.cfg
 
     @cached_property
     def gpt(self):
-        from indextts.checkpoint_folder import CheckpointFolder
-
-        return CheckpointFolder(self.folder).load_gpt()
+        return self.base.load_gpt()
 
     @cached_property
     def dvae(self):
-        from indextts.checkpoint_folder import CheckpointFolder
-
-        return CheckpointFolder(self.folder).load_dvae()
+        return self.base.load_dvae()
 
     @cached_property
     def bigvgan(self):
-        from indextts.checkpoint_folder import CheckpointFolder
-
-        return CheckpointFolder(self.folder).load_bigvgan()
+        return self.base.load_bigvgan()
 
     @cached_property
     def mel_features(self):

@@ -59,7 +59,7 @@ def doc_runs(tiny_model_dir, tmp_path_factory) -> dict[str, str]:
     audio = 0.3 * torch.sin(torch.arange(48000) * 2 * torch.pi * 150 / 24000)
     mel = MelSpectrogramFeatures.from_config(folder.cfg.dataset.mel)(audio)[0]
     root = tmp_path_factory.mktemp("doc_runs")
-    return {name: str(write_lora_run(root / name.split("/")[-1], CheckpointFolder(tiny_model_dir).load_gpt(), mel, speakers, seed,
+    return {name: str(write_lora_run(root / name.split("/")[-1], folder.load_gpt(), mel, speakers, seed,
                                      folder.identity(), tiny_model_dir))
             for seed, (name, speakers) in enumerate(DOC_SPEAKERS.items())}
 

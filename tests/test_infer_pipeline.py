@@ -45,7 +45,7 @@ def tts(tiny_model_dir, tmp_path_factory, reference_wav) -> IndexTTS:
     folder = CheckpointFolder(tiny_model_dir)
     mel = SpeechModels(folder.cfg, folder.load_gpt(), folder.load_bigvgan(), "cpu").reference_mel(reference_wav)
     root = tmp_path_factory.mktemp("pipeline_runs")
-    runs = {name: write_lora_run(root / name, CheckpointFolder(tiny_model_dir).load_gpt(), mel, seed=seed, identity=folder.identity())
+    runs = {name: write_lora_run(root / name, folder.load_gpt(), mel, seed=seed, identity=folder.identity())
             for name, seed in (("a", 0), ("b", 1))}
     model = IndexTTS.from_pretrained(tiny_model_dir, adapters=runs, device="cpu")
     model.models.vocoder_batching = True
