@@ -278,8 +278,8 @@ def bench_end_to_end(cfg, folder: Path, args, precision: str, device) -> list[di
     """RTF of ``IndexTTS`` (greedy, and the reference default) for texts of the given audio lengths."""
     import soundfile
 
-    from indextts.infer import IndexTTS
-    from indextts.synthesis import SynthesisOptions
+    from indextts.inference import IndexTTS
+    from indextts.inference.synthesis import SynthesisOptions
 
     sample_rate = int(cfg.dataset.sample_rate)
     reference = folder / "reference.wav"

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from indextts.gpt.generation import GenerationConfig
-from indextts.infer import IndexTTS, SynthesisOptions
+from indextts.inference import IndexTTS, SynthesisOptions
 from indextts.lora import TrainedSpeaker
-from indextts.serve import ServerSettings, create_app, serve_in_background
+from indextts.serving import ServerSettings, create_app, serve_in_background
 from indextts.tiny import write_tiny_checkpoints
 
 NEVER = -1.0e4

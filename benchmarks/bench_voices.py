@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from indextts.adapters import LowRankDelta, WeightPatch
+from indextts.inference.adapters import LowRankDelta, WeightPatch
 from indextts.checkpoints import build_model
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.dims import GPTDims
@@ -43,7 +43,7 @@ from indextts.lora import (
 )
 from indextts.runtime import dtype_of, resolve_device, resolve_precision
 from indextts.tiny import write_tiny_checkpoints
-from indextts.voices import PatchedWeights, VoiceLibrary, VoiceSource
+from indextts.inference.voices import PatchedWeights, VoiceLibrary, VoiceSource
 
 REFERENCE_FRAMES = 300
 

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMPORT_NAMES = {"pyyaml": "yaml"}
 """Distributions whose import name is not their name with '-' read as '_'."""
-OPTIONAL_PACKAGES = ("indextts.cli", "indextts.eval", "indextts.evaluation", "indextts.prepare", "indextts.serve",
+OPTIONAL_PACKAGES = ("indextts.cli", "indextts.evaluation", "indextts.evaluation", "indextts.prepare", "indextts.serving",
                      "indextts.serving", "indextts.webui")
 """Modules behind optional extras (serving, web UI, evaluation, preparation): no step imports them."""
 NAMED_VERSIONS = ("transformers", "peft", "numpy", "sentencepiece", "protobuf", "omegaconf", "safetensors",

@@ -29,7 +29,7 @@ import soundfile
 import torch
 from omegaconf import OmegaConf
 
-from indextts.adapters import export_merged, load_speakers
+from indextts.inference.adapters import export_merged, load_speakers
 from indextts.audio import MelSpectrogramFeatures
 from indextts.atomic_files import write_npy_atomic
 from indextts.checkpoint_folder import CheckpointFolder
@@ -42,8 +42,9 @@ from indextts.contracts.audio_list import SpeakerList, Utterance
 from indextts.contracts.speaker_info import read_speaker_info
 from indextts.extraction.speaker_files import SpeakerAssembler, SpeakerSettings
 from indextts.gpt.generation import GenerationConfig
-from indextts.infer import IndexTTS, SpeechRequest, SynthesisOptions
-from indextts.lora import SPEAKERS_FILE, TrainedSpeaker, add_lora, make_lora_config
+from indextts.inference import IndexTTS, SpeechRequest, SynthesisOptions
+from indextts.lora import TrainedSpeaker, add_lora, make_lora_config
+from indextts.run_folder import SPEAKERS_FILE
 from indextts.tiny import STOP_RAMP, STOP_RAMP_CODES, shape_random_gpt_init, synthetic_speechlike_audio, \
     write_tiny_checkpoints
 from indextts.training import Trainer, load_train_config, run_training

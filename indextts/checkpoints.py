@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from indextts.bigvgan import BigVGAN, fold_weight_norm
-from indextts.config import RELEASE_CONFIGS
+from indextts.config import CONFIG_FILENAME, RELEASE_CONFIGS
 from indextts.dims import BigVGANDims, DVAEDims, GPTDims, SectionDims
 from indextts.dvae.model import DiscreteVAE
 from indextts.errors import CheckpointError, ConfigError
@@ -171,10 +171,10 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], dims: SectionDims, 
                f"{'; '.join(problems)}.")
     release = _fitting_release(found, dims)
     if release is not None:
-        message += (f" The file matches the release config {release}: copy that file as config.yaml "
+        message += (f" The file matches the release config {release}: copy that file as {CONFIG_FILENAME} "
                     "into the model folder (or pass it as the config).")
     else:
-        message += (" Check that config.yaml belongs to these weights (IndexTTS-1.5 and 1.0 need "
+        message += (f" Check that {CONFIG_FILENAME} belongs to these weights (IndexTTS-1.5 and 1.0 need "
                     "different configs) and that the file is not from another model.")
     raise CheckpointError(message)
 

@@ -7,6 +7,11 @@ Command-line entry points catch it, print the message and exit with status 2.
 
 from pathlib import Path
 
+EXIT_USER_ERROR = 2
+"""The exit status of a command that stopped on an ``IndexTTSError``."""
+EXIT_INTERRUPTED = 130
+"""The exit status of a command stopped by Ctrl-C (finished work kept)."""
+
 
 class IndexTTSError(Exception):
     """Base class of errors caused by user input rather than by a bug."""

@@ -1,4 +1,4 @@
-"""LoRA on the IndexTTS GPT: wrapping with PEFT, per-speaker conditions, saving (loading: indextts.adapters).
+"""LoRA on the IndexTTS GPT: wrapping with PEFT, per-speaker conditions, saving (loading: indextts.inference.adapters).
 
 Training adds PEFT LoRA adapters to the GPT-2 blocks (``gpt.h.*.attn.c_attn`` ... , GPT-2's
 ``Conv1D`` layers, hence ``fan_in_fan_out``) and, when special tokens were added to the tokenizer,
@@ -7,14 +7,14 @@ used by the auxiliary text loss, never by inference, so it is resized but not tr
 speaker gets learnable conditioning latents (32, D) that replace the conditioning encoder at
 inference.
 
-A run folder (see ``indextts.adapters.load_trained_run``) holds the adapter in PEFT's own format, so the standard
-``peft.PeftModel.from_pretrained(base_gpt, run_dir / "adapter")`` loads it too.
+A run folder (``indextts.run_folder``) holds the adapter in PEFT's own format, so the standard
+``peft.PeftModel.from_pretrained(base_gpt, run_dir / "adapter")`` loads it too. Loading a run onto a
+base GPT, merged or as a weight patch, and exporting a merged ``gpt.pth``: ``indextts.inference.adapters``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +25,11 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 from torch import nn
 
-from indextts.atomic_files import replace_dir_atomic, write_json_atomic
+from indextts.atomic_files import write_json_atomic
+from indextts.run_folder import SPEAKERS_FILE, SPEAKERS_INFO
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_DIR = "adapter"
-SPEAKERS_FILE = "speakers.safetensors"
-SPEAKERS_INFO = "speakers.json"
-RUN_CONFIG = "config.yaml"
-TOKENIZER_FILE = Path("tokenizer") / "bpe.model"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 TEXT_EMBEDDING = "text_embedding"
 
@@ -96,17 +90,6 @@ class TrainedSpeaker:
 
     condition: torch.Tensor  # (32, D) GPT conditioning latents
     reference_mel: torch.Tensor  # (100, F) log-mel of the speaker's medoid utterance (BigVGAN speaker embedding)
-
-
-def install_final_files(staging: Path, run_dir: Path) -> None:
-    """Make the adapter and speakers files staged in ``staging`` the run's final ones, crash-safely.
-
-    Each speakers file moves by ``os.replace``; the adapter folder is swapped by ``replace_dir_atomic``.
-    ``staging`` must sit on the same file system as ``run_dir`` (a hidden folder inside it).
-    """
-    for name in (SPEAKERS_FILE, SPEAKERS_INFO):
-        os.replace(staging / name, run_dir / name)
-    replace_dir_atomic(staging / ADAPTER_DIR, run_dir / ADAPTER_DIR)
 
 
 def save_speakers(folder: Path, speakers: dict[str, TrainedSpeaker], info: dict) -> None:

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoints import build_model
-from indextts.config import RELEASE_CONFIGS, load_config
+from indextts.config import CONFIG_FILENAME, RELEASE_CONFIGS, load_config
 from indextts.dims import ModelDims
 from indextts.errors import ConfigError
 
@@ -202,7 +202,7 @@ def write_tiny_checkpoints(out_dir: str | Path, seed: int = 0, release: str = "t
     (out_dir / cfg.dataset.bpe_model).write_bytes(bpe_bytes)
     if release == "tiny":
         cfg.gpt.number_text_tokens = spm.SentencePieceProcessor(model_proto=bpe_bytes).get_piece_size()
-    OmegaConf.save(cfg, out_dir / "config.yaml")
+    OmegaConf.save(cfg, out_dir / CONFIG_FILENAME)
 
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):

@@ -80,8 +80,8 @@ def doc_eval_backends(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def doc_server(doc_runs, tiny_model_dir):
-    from indextts.infer import IndexTTS
-    from indextts.serve import ServerSettings, create_app, serve_in_background
+    from indextts.inference import IndexTTS
+    from indextts.serving import ServerSettings, create_app, serve_in_background
 
     tts = IndexTTS.from_pretrained(tiny_model_dir, adapters={"kaishu": doc_runs["runs/kaishu"]}, device="cpu")
     with serve_in_background(create_app(tts, ServerSettings())) as url:

@@ -24,7 +24,7 @@ from indextts.evaluation.pipeline import EvalSettings, evaluate_checkpoint, eval
 from indextts.evaluation.report import COLUMNS
 from indextts.evaluation.selection import choose_best
 from indextts.gpt.generation import GenerationConfig
-from indextts.infer import SynthesisOptions
+from indextts.inference import SynthesisOptions
 
 STEPS = 4
 FAST = SynthesisOptions(GenerationConfig(max_new_tokens=8, num_beams=1), pause_seconds=0.05)
@@ -162,9 +162,9 @@ def test_promote_copies_the_chosen_checkpoint_over_the_final_adapter(trained_run
 
 
 def test_python_module_and_console_script_share_main():
-    import indextts.eval
+    import indextts.evaluation.__main__
 
-    assert indextts.eval.main is main
+    assert indextts.evaluation.__main__.main is main
 
 
 def test_asr_specs_route_by_language():

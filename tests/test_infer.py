@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 from helpers import file_digests, write_lora_run
 
-from indextts.adapters import load_trained_run
+from indextts.inference.adapters import load_trained_run
 from indextts.audio import MelSpectrogramFeatures, load_audio
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.infer import build_parser, main, options_from_args
@@ -21,8 +21,8 @@ from indextts.config import load_config
 from indextts.errors import AudioError, CheckpointError, InferenceError, TextError
 from indextts.gpt.generation import GenerationConfig
 from indextts.gpt.model import UnifiedVoice
-from indextts.infer import IndexTTS, SynthesisOptions
-from indextts.synthesis import to_pcm16
+from indextts.inference import IndexTTS, SynthesisOptions
+from indextts.inference.synthesis import to_pcm16
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ("alice", "bob")

@@ -17,8 +17,8 @@ from indextts.bigvgan.activations import Activation1d
 from indextts.cli.infer import build_parser, load_model, main
 from indextts.errors import AudioError, InferenceError, TextTooLongError
 from indextts.gpt.generation import GenerationConfig
-from indextts.infer import IndexTTS, SpeechRequest, SynthesisOptions
-from indextts.speech import VOCODER_EDGE_FRAMES, SpeechModels
+from indextts.inference import IndexTTS, SpeechRequest, SynthesisOptions
+from indextts.inference.speech import VOCODER_EDGE_FRAMES, SpeechModels
 
 GREEDY = SynthesisOptions(GenerationConfig(max_new_tokens=10, num_beams=1, do_sample=False), pause_seconds=0.05,
                           max_text_tokens_per_sentence=12)
@@ -214,7 +214,7 @@ def test_cli_vocoder_mode_reaches_the_model(tiny_model_dir):
 def test_without_a_cpu_compiler_auto_is_exact_and_fused_is_refused(tiny_model_dir, monkeypatch):
     """torch.compile builds CPU kernels with a C++ compiler: without one, auto keeps the exact activations
     and an explicit fused request is a clear error instead of a compiler traceback at the first call."""
-    monkeypatch.setattr("indextts.speech.shutil.which", lambda name: None)
+    monkeypatch.setattr("indextts.inference.speech.shutil.which", lambda name: None)
     assert IndexTTS.from_pretrained(tiny_model_dir, device="cpu").models.vocoder_mode == "exact"
     with pytest.raises(InferenceError, match="needs a C\\+\\+ compiler"):
         IndexTTS.from_pretrained(tiny_model_dir, device="cpu", vocoder_mode="fused")

@@ -13,7 +13,7 @@ PACKAGE = REPO_ROOT / "indextts"
 
 FLOORS = [
     ("foundation", ["errors", "atomic_files", "fingerprints", "timing", "hub", "runtime", "releases", "config",
-                    "audio", "text", "sentences", "gpt", "dvae", "bigvgan", "checkpoints", "checkpoint_folder",
+                    "audio", "text", "sentences", "dims", "gpt", "dvae", "bigvgan", "checkpoints", "checkpoint_folder",
                     "tiny", "download", "asr"]),
     ("contracts", ["contracts", "run_folder"]),
     ("adaptation", ["lora"]),
@@ -42,10 +42,21 @@ def modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The nodes under ``if TYPE_CHECKING:`` (read by type checkers, never imported at run time)."""
+    blocks = [n for n in ast.walk(tree) if isinstance(n, ast.If) and isinstance(n.test, ast.Name)
+              and n.test.id == "TYPE_CHECKING"]
+    return {id(inner) for block in blocks for statement in block.body for inner in ast.walk(statement)}
+
+
 def imports(path: Path, known: dict[str, Path]) -> set[str]:
-    """The project modules ``path`` imports (at any depth of the file: lazy imports count too)."""
+    """The project modules ``path`` imports at run time (at any depth of the file: lazy imports count too)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -56,6 +67,8 @@ def imports(path: Path, known: dict[str, Path]) -> set[str]:
 
 
 def floor_of(module: str) -> int:
+    if module.endswith(".__main__"):
+        return len(FLOORS) - 1  # ``python -m`` entry points are commands, wherever they sit
     first = module.split(".")[1] if "." in module else module
     for index, (_, names) in enumerate(FLOORS):
         if first in names:

@@ -11,7 +11,7 @@ import torch
 from helpers import file_digests, tiny_overrides, write_extracted_data
 from peft import PeftModel
 
-from indextts.adapters import export_merged, load_trained_run
+from indextts.inference.adapters import export_merged, load_trained_run
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.export import main as export_main
 from indextts.config import load_config
@@ -144,7 +144,7 @@ def test_an_interrupted_export_leaves_no_folder(trained_runs, tiny_model_dir, tm
             raise KeyboardInterrupt
         return copyfile(source, target)
 
-    monkeypatch.setattr("indextts.adapters.shutil.copyfile", interrupted_copy)
+    monkeypatch.setattr("indextts.inference.adapters.shutil.copyfile", interrupted_copy)
     with pytest.raises(KeyboardInterrupt):
         export_merged(trained_runs["plain"], tiny_model_dir, tmp_path / "merged")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
@@ -161,7 +161,7 @@ def test_adapter_on_a_different_base_is_rejected(trained_runs, tiny_model_dir):
 
 def test_the_voices_patch_equals_the_merged_run_with_added_tokens(trained_runs, tiny_model_dir):
     """IndexTTS keeps a run as LoRA factors + replaced token rows; put on the base they equal PEFT's merge."""
-    from indextts.infer import IndexTTS
+    from indextts.inference import IndexTTS
 
     tts = IndexTTS.from_pretrained(tiny_model_dir, adapter=trained_runs["tokens"], device="cpu")
     source = tts.library.sources[trained_runs["tokens"].name]

@@ -24,9 +24,9 @@ from helpers import LOSSY_SLACK_SECONDS, REPO_ROOT, decoded_audio, tiny_override
 
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.gpt.generation import GenerationConfig
-from indextts.infer import IndexTTS, SynthesisOptions
+from indextts.inference import IndexTTS, SynthesisOptions
 from indextts.serving.audio_encoding import AUDIO_FORMATS, MEDIA_TYPES
-from indextts.serve import (
+from indextts.serving import (
     CODES_HEADER,
     ServerSettings,
     codes_digest,
@@ -333,7 +333,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 180) ->
 
 def test_command_line_server_speaks_each_run(served_runs, tiny_model_dir):
     port = _free_port()
-    command = [sys.executable, "-m", "indextts.serve", "--model_dir", str(tiny_model_dir), "--port", str(port),
+    command = [sys.executable, "-m", "indextts.serving", "--model_dir", str(tiny_model_dir), "--port", str(port),
                "--adapter", str(served_runs["a"]), "--adapter", f"b={served_runs['b']}", "--device", "cpu",
                "--no-do_sample", "--num_beams", "1", "--api_key", API_KEY, "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -8,8 +8,8 @@ import asyncio
 import httpx
 import pytest
 
-from indextts.infer import IndexTTS
-from indextts.serve import ServerSettings, create_app, serve_in_background
+from indextts.inference import IndexTTS
+from indextts.serving import ServerSettings, create_app, serve_in_background
 from indextts.serving.app import BODY_BYTES_PER_CHAR, BODY_OVERHEAD_BYTES
 
 SPEECH = "/v1/audio/speech"

@@ -36,7 +36,7 @@ def test_bad_settings_and_a_missing_model_exit_with_a_message(tmp_path, capsys):
 
 
 def test_module_entry_is_the_same_command():
-    done = subprocess.run([sys.executable, "-m", "indextts.serve", "--help"], capture_output=True, text=True, check=False,
+    done = subprocess.run([sys.executable, "-m", "indextts.serving", "--help"], capture_output=True, text=True, check=False,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert done.returncode == 0 and "indextts-serve" in done.stdout and "--adapter" in done.stdout
 

@@ -21,7 +21,7 @@ from indextts.serving.audio_encoding import (
     stream_encoder,
     streaming_wav_header,
 )
-from indextts.synthesis import to_pcm16
+from indextts.inference.synthesis import to_pcm16
 from indextts.serving.worker import Job, QueueFullError, SynthesisWorker
 
 

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from indextts.errors import InferenceError
-from indextts.synthesis import (
+from indextts.inference.synthesis import (
     SILENCE_TRIM_MIN_TOTAL,
     SynthesisOptions,
     check_writable,

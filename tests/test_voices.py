@@ -10,13 +10,13 @@ import pytest
 import torch
 from helpers import write_lora_run
 
-from indextts.adapters import export_merged, load_trained_run
+from indextts.inference.adapters import export_merged, load_trained_run
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.infer import main
 from indextts.errors import CheckpointError, InferenceError, VoiceNotFoundError
 from indextts.gpt.generation import GenerationConfig
-from indextts.infer import IndexTTS, SynthesisOptions
+from indextts.inference import IndexTTS, SynthesisOptions
 from indextts.tiny import write_tiny_checkpoints
 
 GREEDY = SynthesisOptions(GenerationConfig(max_new_tokens=8, num_beams=1, do_sample=False), pause_seconds=0.05)
@@ -78,7 +78,7 @@ def test_a_run_with_another_tokenizer_is_refused(tiny_model_dir, reference_mel, 
 
 
 def test_the_override_loads_a_mismatched_run_with_a_warning(other_base, runs, caplog, capsys, tmp_path):
-    with caplog.at_level(logging.WARNING, logger="indextts.adapters"):
+    with caplog.at_level(logging.WARNING, logger="indextts.inference.adapters"):
         tts = IndexTTS.from_pretrained(other_base, adapter=runs["first"], device="cpu", allow_base_mismatch=True)
     assert "allow_base_mismatch" in caplog.text and "may sound wrong" in caplog.text
     assert [v.id for v in tts.voices] == ["first:alice", "first:bob"]
@@ -91,7 +91,7 @@ def test_the_override_loads_a_mismatched_run_with_a_warning(other_base, runs, ca
 
 def test_a_run_without_a_fingerprint_loads_with_a_notice(tiny_model_dir, reference_mel, tmp_path, caplog):
     run = write_lora_run(tmp_path / "old_run", CheckpointFolder(tiny_model_dir).load_gpt(), reference_mel)
-    with caplog.at_level(logging.INFO, logger="indextts.adapters"):
+    with caplog.at_level(logging.INFO, logger="indextts.inference.adapters"):
         tts = IndexTTS.from_pretrained(tiny_model_dir, adapter=run, device="cpu")
     notices = [r for r in caplog.records if "predates base fingerprints" in r.getMessage()]
     assert len(notices) == 1 and len(tts.voices) == 2

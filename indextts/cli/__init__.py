@@ -11,10 +11,9 @@ import logging
 import sys
 from collections.abc import Callable
 
-from indextts.errors import IndexTTSError
+from indextts.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, IndexTTSError
 
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USER_ERROR", "configure_logging", "run_command"]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

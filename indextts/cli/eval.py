@@ -1,4 +1,4 @@
-"""Command line of ``indextts-eval`` (also ``python -m indextts.eval``): parse flags, run, print the summary."""
+"""Command line of ``indextts-eval`` (also ``python -m indextts.evaluation``): parse flags, run, print the summary."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from indextts.evaluation.pipeline import (
 )
 from indextts.evaluation.report import summary_csv
 from indextts.evaluation.scoring import ANY_LANGUAGE
-from indextts.infer import SynthesisOptions
+from indextts.inference import SynthesisOptions
 
 _LANGUAGE_PREFIX = re.compile(r"^([A-Za-z][\w-]*)=(.+)$")
 """``key=spec``: any word before "=" is a language key (unknown ones are refused, not read as a spec)."""

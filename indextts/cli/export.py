@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from indextts.adapters import export_merged, run_model_dir
+from indextts.inference.adapters import export_merged, run_model_dir
 from indextts.cli import configure_logging, run_command
 
 logger = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from indextts.cli import configure_logging, run_command
+from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
 from indextts.extraction.pipeline import (
     CONDITION_BATCHING,
-    DEFAULT_MODEL_DIR,
     DEFAULT_OUTPUT_DIR,
     ExtractionOptions,
     default_num_workers,
@@ -44,7 +44,7 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also save each utterance's conditioning latents (32, model_dim) and the "
                              "speaker's medoid condition (needed for training)")
     parser.add_argument("--model_dir", type=Path, default=DEFAULT_MODEL_DIR,
-                        help="checkpoint folder with config.yaml, dvae.pth, gpt.pth, bpe.model (default: %(default)s)")
+                        help=f"base folder with {CONFIG_FILENAME}, dvae.pth, gpt.pth, bpe.model (default: %(default)s)")
     parser.add_argument("--output_dir", type=Path, default=DEFAULT_OUTPUT_DIR,
                         help="root of the extracted data; one folder per speaker plus speaker_info.json "
                              "(default: %(default)s)")

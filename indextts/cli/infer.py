@@ -16,16 +16,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from indextts.adapters import run_model_dir
+from indextts.inference.adapters import run_model_dir
 from indextts.cli import configure_logging, run_command
 from indextts.cli.utterance_lists import read_list_file, read_text_file
+from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
 from indextts.bigvgan.activations import ACTIVATION_MODES
 from indextts.errors import IndexTTSError, InferenceError
 from indextts.gpt.generation import GenerationConfig
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
-from indextts.infer import IndexTTS, SynthesisResult
+from indextts.inference import IndexTTS, SynthesisResult
 from indextts.runtime import PRECISIONS, resolve_device
-from indextts.synthesis import SILENCE_TRIMMING, SynthesisOptions, check_writable
+from indextts.inference.synthesis import SILENCE_TRIMMING, SynthesisOptions, check_writable
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -39,8 +40,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model and voice")
-    model.add_argument("--model_dir", help="checkpoint folder with config.yaml, gpt.pth, bigvgan_generator.pth, "
-                       "bpe.model (default: the run's model_dir with --adapter, else checkpoints)")
+    model.add_argument("--model_dir", help=f"base folder with {CONFIG_FILENAME}, gpt.pth, bigvgan_generator.pth, "
+                       f"bpe.model (default: the run's model_dir with --adapter, else {DEFAULT_MODEL_DIR})")
     model.add_argument("--adapter", action="append", default=[],
                        help="training run folder (runs/<name>) whose voices to load; repeat for several runs")
     model.add_argument("--speaker", help="voice: a speaker name, or run:speaker when several runs share it "
@@ -144,7 +145,7 @@ def options_from_args(args: argparse.Namespace) -> SynthesisOptions:
 def load_model(args: argparse.Namespace) -> IndexTTS:
     """The IndexTTS the arguments describe (base folder, runs, device, precisions)."""
     resolve_device(args.device)  # an unusable device fails before any weights load
-    model_dir = args.model_dir or (run_model_dir(args.adapter[0]) if args.adapter else "checkpoints")
+    model_dir = args.model_dir or (run_model_dir(args.adapter[0]) if args.adapter else DEFAULT_MODEL_DIR)
     runs = {Path(run).expanduser().resolve().name: run for run in args.adapter}
     return IndexTTS.from_pretrained(model_dir, adapters=runs, device=args.device, precision=args.precision,
                                     vocoder_precision=args.vocoder_precision, cpu_quantization=args.cpu_quantization,

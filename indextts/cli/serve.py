@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from indextts.cli import configure_logging, run_command
+from indextts.config import DEFAULT_MODEL_DIR
 from indextts.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indextts-serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description="Serve IndexTTS voices over an OpenAI-compatible speech API.")
     model = parser.add_argument_group("model and voices")
-    model.add_argument("--model_dir", type=Path, default=Path("checkpoints"), help="base checkpoint folder")
+    model.add_argument("--model_dir", type=Path, default=DEFAULT_MODEL_DIR, help="base checkpoint folder")
     model.add_argument("--adapter", action="append", default=[], metavar="[NAME=]RUN_DIR",
                        help="a training run whose speakers become voices NAME:speaker (NAME defaults to the "
                             "run folder's name); repeat for more runs")
@@ -104,7 +105,7 @@ def _warn_if_exposed(host: str, api_key: str | None) -> None:
 
 def load_tts(args: argparse.Namespace):
     """The IndexTTS the arguments describe: the base, its runs, device, precision and vocoder mode."""
-    from indextts.infer import IndexTTS
+    from indextts.inference import IndexTTS
 
     return IndexTTS.from_pretrained(args.model_dir, adapters=adapters_from_args(args.adapter) or None,
                                     device=args.device, precision=args.precision, vocoder_mode=args.vocoder_mode,
@@ -116,7 +117,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from indextts.gpt.generation import GenerationConfig
-    from indextts.infer import SynthesisOptions
+    from indextts.inference import SynthesisOptions
     from indextts.serving.app import ServerSettings, create_app
 
     _check_settings(args)

@@ -20,7 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "infer": ("indextts.cli.infer", "speak text with the base model or fine-tuned voices"),
     "serve": ("indextts.cli.serve", "OpenAI-compatible speech server (/v1/audio/speech)"),
     "export": ("indextts.cli.export", "merge a run's adapter into a complete checkpoint folder"),
-    "webui": ("indextts.webui", "the web page: prepare, train, evaluate and listen"),
+    "webui": ("indextts.cli.webui", "the web page: prepare, train, evaluate and listen"),
     "download": ("indextts.cli.download", "fetch a release (1.5, 1.0, 2, 2.5) into a verified model folder"),
     "voice": ("indextts.cli.voice", "voice build: recordings -> prepared, trained, evaluated voice and report"),
     "report": ("indextts.cli.report", "report.html / report.md of a prepared, trained and evaluated voice"),

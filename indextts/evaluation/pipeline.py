@@ -46,7 +46,7 @@ from indextts.evaluation.run_inputs import (
 from indextts.evaluation.scoring import ANY_LANGUAGE, Scorer, check_asr_routes, read_audio, resolve_auto_routes
 from indextts.evaluation.speaker import AUTO as SIM_AUTO
 from indextts.evaluation.speaker import choose_speaker_encoder
-from indextts.infer import SynthesisOptions
+from indextts.inference import SynthesisOptions
 from indextts.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class _Synthesiser:
 
     def for_checkpoint(self, checkpoint) -> tuple[object, str]:
         """The shared IndexTTS with ``checkpoint``'s adapter loaded; returns it and the voice prefix."""
-        from indextts.infer import IndexTTS
+        from indextts.inference import IndexTTS
 
         if self._tts is None:
             self._tts = IndexTTS.from_pretrained(self.model_dir, device=self.device or "auto")

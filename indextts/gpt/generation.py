@@ -382,6 +382,6 @@ def _check_inputs(model, conditioning: torch.Tensor, text_ids: torch.Tensor, tex
     if needed_slots > position_slots:
         raise InferenceError(
             f"max_new_tokens={config.max_new_tokens} needs {needed_slots} mel positions but the GPT has "
-            f"{position_slots} (gpt.max_mel_tokens in config.yaml); lower max_new_tokens to at most "
+            f"{position_slots} (gpt.max_mel_tokens in the base config); lower max_new_tokens to at most "
             f"{position_slots - GENERATED_POSITION_OFFSET}."
         )

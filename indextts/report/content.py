@@ -105,8 +105,8 @@ def listening_samples(run_dir: Path, features_dir: Path, device: str) -> list[Sa
     """Per voice, the first held-out sentences as recorded and as the run (promoted adapter) speaks them."""
     from dataclasses import replace
 
-    from indextts.infer import IndexTTS
-    from indextts.synthesis import SynthesisOptions
+    from indextts.inference import IndexTTS
+    from indextts.inference.synthesis import SynthesisOptions
 
     tts = IndexTTS.from_run(run_dir, device=device)
     options = SynthesisOptions()

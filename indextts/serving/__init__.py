@@ -1,4 +1,10 @@
-"""The HTTP speech server's parts: the FastAPI app (``app``), the model thread with its bounded queue
-and dynamic batching (``worker``), JSON error answers (``http_errors``) and the audio encodings
-(``audio_encoding``). Start it with ``indextts-serve`` or :mod:`indextts.serve`.
+"""The OpenAI-compatible HTTP speech server (``indextts-serve``; ``python -m indextts.serving`` is the
+same): the FastAPI app (``app``), the model thread with its bounded queue and dynamic batching
+(``worker``), JSON error answers (``http_errors``), the audio encodings (``audio_encoding``) and a
+runner on a loopback port (``background``).
 """
+
+from indextts.serving.app import CODES_HEADER, ServerSettings, codes_digest, create_app
+from indextts.serving.background import serve_in_background
+
+__all__ = ["CODES_HEADER", "ServerSettings", "codes_digest", "create_app", "serve_in_background"]

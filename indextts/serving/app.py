@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from indextts.errors import IndexTTSError
-from indextts.infer import SpeechRequest, SynthesisOptions
+from indextts.inference import SpeechRequest, SynthesisOptions
 from indextts.serving.audio_encoding import (
     MAX_SPEED,
     MEDIA_TYPES,
@@ -31,7 +31,7 @@ from indextts.serving.audio_encoding import (
     encode_audio,
     stream_encoder,
 )
-from indextts.synthesis import to_pcm16
+from indextts.inference.synthesis import to_pcm16
 from indextts.serving.http_errors import (
     BadRequestError,
     InputTooLongError,

@@ -22,7 +22,7 @@ import struct
 import numpy as np
 import soundfile
 
-from indextts.synthesis import to_pcm16
+from indextts.inference.synthesis import to_pcm16
 
 AUDIO_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 STREAM_FORMATS = AUDIO_FORMATS

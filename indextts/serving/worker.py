@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from indextts.errors import IndexTTSError
-from indextts.synthesis import length_batches
+from indextts.inference.synthesis import length_batches
 
 logger = logging.getLogger(__name__)
 

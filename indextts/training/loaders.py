@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from indextts.training.data import Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.errors import TrainingError
-from indextts.lora import TOKENIZER_FILE
+from indextts.run_folder import TOKENIZER_FILE
 from indextts.runtime import DistributedContext
 from indextts.training.config import AUTO, DataConfig
 from indextts.training.inputs import SpeakerData

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from indextts.atomic_files import write_bytes_atomic
 from indextts.checkpoint_folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolder
-from indextts.cli import EXIT_INTERRUPTED
-from indextts.errors import DataError, IndexTTSError
+from indextts.errors import EXIT_INTERRUPTED, DataError, IndexTTSError
 from indextts.fingerprints import hash_json
 from indextts.prepare.review import read_approvals
 from indextts.run_folder import RunFolder

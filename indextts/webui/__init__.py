@@ -1,15 +1,8 @@
 """``indextts-webui``: a Gradio page over the same library functions and commands as the CLI.
 
-Four tabs: Data (prepare and review clips), Extract & train (background jobs, live curves),
-Evaluate (summary, plot, promote) and Listen (streamed speech, A/B). See docs/webui.md.
-Gradio is imported only when the page is built, so ``import indextts.webui`` stays light.
+Five tabs: One step (``indextts voice build`` as one job), Data (prepare and review clips),
+Extract & train (background jobs, live curves), Evaluate (summary, plot, promote) and Listen
+(streamed speech, A/B). See docs/webui.md.
+The command is :mod:`indextts.cli.webui`; Gradio is imported only when the page is built, so
+``import indextts.webui`` stays light.
 """
-
-from __future__ import annotations
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Console script entry point (``indextts-webui``); see ``indextts.webui.app.build_parser``."""
-    from indextts.webui.app import main as run
-
-    return run(argv)

@@ -1,7 +1,8 @@
-"""``python -m indextts.webui``: the same as ``indextts-webui``."""
+"""``python -m indextts.webui``: the same as ``indextts-webui`` (:mod:`indextts.cli.webui`)."""
 
 import sys
 
-from indextts.webui import main
+from indextts.cli.webui import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

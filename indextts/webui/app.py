@@ -1,4 +1,5 @@
-"""The page (five tabs in one gr.Blocks) and the server that serves it."""
+"""The page (five tabs in one gr.Blocks), its command-line settings and the server that serves it
+(the ``indextts-webui`` command is :mod:`indextts.cli.webui`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import signal
 from pathlib import Path
 
 from indextts.config import DEFAULT_MODEL_DIR
-from indextts.cli import configure_logging, run_command
 from indextts.webui.workspace import Settings, Workspace
 
 logger = logging.getLogger(__name__)
@@ -79,9 +79,3 @@ def serve(args: argparse.Namespace) -> None:
                                              share=False, inbrowser=False, footer_links=[])
     finally:
         workspace.board.stop_all()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging()
-    return run_command(lambda: serve(args))

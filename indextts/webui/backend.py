@@ -276,7 +276,7 @@ def read_clip(audio: str) -> tuple[int, np.ndarray]:
 
 def pcm16(waveform: np.ndarray) -> np.ndarray:
     """int16 samples of a float waveform, as the library writes wav files."""
-    from indextts.synthesis import to_pcm16
+    from indextts.inference.synthesis import to_pcm16
 
     return to_pcm16(waveform)
 
@@ -320,7 +320,7 @@ def voice_source_label(folder: Path) -> str:
 
 def default_synthesis_options():
     """The library's default SynthesisOptions (the reference implementation's settings)."""
-    from indextts.infer import SynthesisOptions
+    from indextts.inference import SynthesisOptions
 
     return SynthesisOptions()
 
@@ -345,7 +345,7 @@ class VoiceBank:
     """
 
     def __init__(self, model_dir: str, device: str = "auto"):
-        from indextts.infer import IndexTTS
+        from indextts.inference import IndexTTS
 
         self.tts = IndexTTS.from_pretrained(Path(_required(model_dir, "The base checkpoint folder")),
                                             device=device or "auto")

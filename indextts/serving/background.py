@@ -1,31 +1,24 @@
-"""The OpenAI-compatible speech server (``indextts-serve``; ``python -m indextts.serve`` is the same).
+"""``serve_in_background``: the speech server on a loopback port from a thread (tests, notebooks).
 
 Python::
 
-    from indextts.infer import IndexTTS
-    from indextts.serve import ServerSettings, create_app, serve_in_background
+    from indextts.inference import IndexTTS
+    from indextts.serving import ServerSettings, create_app, serve_in_background
 
     tts = IndexTTS.from_pretrained("checkpoints", adapters={"kaishu": "runs/kaishu"})
     with serve_in_background(create_app(tts, ServerSettings())) as url:
         ...  # POST f"{url}/v1/audio/speech"
-
-The application itself lives in :mod:`indextts.serving` (routes, worker thread, encodings); this
-module adds the command-line entry and a runner that serves on a loopback port from a thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
 
 from indextts.errors import IndexTTSError
-from indextts.serving.app import CODES_HEADER, ServerSettings, codes_digest, create_app
-
-__all__ = ["CODES_HEADER", "ServerSettings", "codes_digest", "create_app", "serve_in_background"]
 
 
 @contextlib.contextmanager
@@ -57,9 +50,3 @@ def serve_in_background(app, host: str = "127.0.0.1", port: int = 0, startup_tim
         server.should_exit = True
         thread.join(startup_timeout)
         listener.close()
-
-
-if __name__ == "__main__":
-    from indextts.cli.serve import main
-
-    sys.exit(main())

@@ -31,8 +31,10 @@ from torch import nn
 
 from indextts.atomic_files import staged_dir, write_json_atomic
 from indextts.checkpoint_folder import CheckpointFolder
+from indextts.config import CONFIG_FILENAME
 from indextts.errors import CheckpointError
-from indextts.lora import (
+from indextts.lora import TrainedSpeaker, describe_base
+from indextts.run_folder import (
     ADAPTER_CONFIG,
     ADAPTER_DIR,
     ADAPTER_WEIGHTS,
@@ -40,8 +42,6 @@ from indextts.lora import (
     SPEAKERS_FILE,
     SPEAKERS_INFO,
     TOKENIZER_FILE,
-    TrainedSpeaker,
-    describe_base,
 )
 
 logger = logging.getLogger(__name__)
@@ -360,7 +360,7 @@ def _write_export(folder: Path, run: TrainedRun, base: CheckpointFolder, run_dir
     config.gpt.number_text_tokens = int(run.gpt.number_text_tokens)
     state_dict = {key: value.detach().float().cpu().contiguous() for key, value in run.gpt.state_dict().items()}
     torch.save({"model": state_dict}, folder / config.gpt_checkpoint)
-    OmegaConf.save(config, folder / "config.yaml")
+    OmegaConf.save(config, folder / CONFIG_FILENAME)
     shutil.copyfile(run.tokenizer_path or base.paths.bpe, folder / config.dataset.bpe_model)
     for source, name in ((base.paths.dvae, config.dvae_checkpoint), (base.paths.bigvgan, config.bigvgan_checkpoint)):
         shutil.copyfile(source, folder / name)

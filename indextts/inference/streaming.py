@@ -1,12 +1,12 @@
 """Streaming within a sentence: audio of a sentence's first codes while the rest are being generated.
 
 Every ``chunk_codes`` generated codes, the codes the sentence is sure to speak first
-(:func:`indextts.gpt.generation.stream_codes`, then :func:`indextts.synthesis.settled_speech_codes`
+(:func:`indextts.gpt.generation.stream_codes`, then :func:`indextts.inference.synthesis.settled_speech_codes`
 for silence trimming) get their GPT latents (attention is causal, so the latents of a prefix are the
 prefix of the sentence's latents) and are vocoded in a window that starts ``STREAM_CONTEXT_FRAMES``
 frames early. BigVGAN looks both ways, so a window's audio stops ``STREAM_LOOKAHEAD_FRAMES`` before
 its last settled frame, and its last ``STREAM_OVERLAP_FRAMES`` frames of audio are held back, vocoded
-again by the next window and crossfaded into it (:class:`indextts.synthesis.CrossfadeStitcher`). Joined, the pieces have the sentence's length and
+again by the next window and crossfaded into it (:class:`indextts.inference.synthesis.CrossfadeStitcher`). Joined, the pieces have the sentence's length and
 match its whole-sentence audio except near the crossfades (tests/test_streaming.py measures it).
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from indextts.gpt.generation import GenerationConfig
-from indextts.speech import VOCODER_EDGE_FRAMES, SpeechModels
-from indextts.synthesis import CrossfadeStitcher, SynthesisOptions, settled_speech_codes, silence_min_total
+from indextts.inference.speech import VOCODER_EDGE_FRAMES, SpeechModels
+from indextts.inference.synthesis import CrossfadeStitcher, SynthesisOptions, settled_speech_codes, silence_min_total
 
 STREAM_CONTEXT_FRAMES = VOCODER_EDGE_FRAMES
 """Latent frames before a window's first new frame (where the window's left edge stops mattering)."""

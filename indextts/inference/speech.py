@@ -45,7 +45,7 @@ from indextts.gpt.generation import GenerationConfig, StreamedCodes, generate_co
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.gpt.quantize import quantize_for_cpu
 from indextts.runtime import dtype_of, resolve_device, resolve_precision
-from indextts.synthesis import SynthesisOptions, silence_min_total, strip_stop_code, trim_silence_runs
+from indextts.inference.synthesis import SynthesisOptions, silence_min_total, strip_stop_code, trim_silence_runs
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A *voice* is a trained speaker of a run, named ``run:speaker`` or just ``speaker`` where that name
 is unique among the loaded runs. Every run shares the one base GPT in memory: a run costs only its
-LoRA factors (a :class:`~indextts.adapters.WeightPatch`) and its speakers. Before a batch of
+LoRA factors (a :class:`~indextts.inference.adapters.WeightPatch`) and its speakers. Before a batch of
 sentences runs, :class:`PatchedWeights` puts that run's patch on the base weights in place; the
 base values it overwrites are kept, so switching back restores them bit for bit (no accumulated
 rounding, no reload). ``benchmarks/bench_voices.py`` measures this against unmerged per-row LoRA
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from indextts.adapters import WeightPatch
+from indextts.inference.adapters import WeightPatch
 from indextts.errors import InferenceError, VoiceNotFoundError
 from indextts.lora import TrainedSpeaker
 

@@ -1,8 +1,0 @@
-"""``python -m indextts.eval`` = ``indextts-eval``: score a run's checkpoints (see indextts.evaluation.pipeline)."""
-
-import sys
-
-from indextts.cli.eval import main
-
-if __name__ == "__main__":
-    sys.exit(main())
