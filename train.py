@@ -9,9 +9,9 @@ Several machines (run on each, with its own --node_rank):
 Resume a killed or finished run from its latest complete checkpoint:
     python train.py --resume run_dir=runs/my_voice  (same as train.resume=auto)
 
-Defaults and their meaning: indextts/configs/train.yaml; the manual: docs/training.md. The result
-in run_dir is read by ``indextts.lora.load_trained_run``; tools/export_merged.py writes a merged
-official gpt.pth.
+Defaults and their meaning: indextts/configs/train.yaml; the manual: docs/training.md. The run
+folder's layout is ``indextts.run_folder``'s; ``IndexTTS.from_run(run_dir)`` (``indextts.inference``)
+speaks with it, and tools/export_merged.py writes a merged official gpt.pth.
 """
 
 import sys

@@ -16,7 +16,8 @@ from helpers import file_digests, write_lora_run
 from indextts.inference.adapters import load_trained_run
 from indextts.audio import MelSpectrogramFeatures, load_audio
 from indextts.checkpoint_folder import CheckpointFolder
-from indextts.cli.infer import build_parser, main, options_from_args
+from indextts.cli.infer import build_parser, main
+from indextts.cli.options import synthesis_options_from_args as options_from_args
 from indextts.config import load_config
 from indextts.errors import AudioError, CheckpointError, InferenceError, TextError
 from indextts.gpt.generation import GenerationConfig

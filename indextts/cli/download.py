@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("version", help="the release: " + ", ".join(
         f"{key} ({release.name}, default --dir {release.default_dir})" for key, release in RELEASES.items()))
-    parser.add_argument("--dir", help="the folder to fill (created if missing; default: the release's, above)")
+    parser.add_argument("--model_dir", "--dir", dest="dir",
+                        help="the base folder to fill (created if missing; default: the release's, above)")
     parser.add_argument("--revision", help="a branch, tag or commit of the release repository (default: main); "
                                            "the auxiliary models always come from their main branch")
     return parser

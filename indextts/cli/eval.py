@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a training run's checkpoints by intelligibility (ASR error rate) and speaker "
                     "similarity on held-out sentences, write runs/<name>/eval/, and pick the best checkpoint.",
 )
-    parser.add_argument("--run", required=True, type=Path, help="training run folder (runs/<name>)")
+    parser.add_argument("--run_dir", "--run", dest="run", required=True, type=Path,
+                        help="training run folder (runs/<name>)")
     parser.add_argument("--checkpoints", nargs="+",
                         help="checkpoints to score: step numbers, step_XXXXXXXX names or 'final' (default: all)")
     parser.add_argument("--asr", action="append", metavar="[LANG=]SPEC",

@@ -16,7 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from indextts.inference.adapters import export_merged, run_model_dir
+from indextts.inference.adapters import export_merged
+from indextts.run_folder import RunFolder
 from indextts.cli import configure_logging, run_command
 
 logger = logging.getLogger(__name__)
@@ -25,8 +26,10 @@ logger = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indextts-export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="training run folder written by indextts-train (runs/<name>)")
-    parser.add_argument("output_dir", type=Path, help="folder to write the merged checkpoint into")
+    parser.add_argument("folders", nargs="*", type=Path, metavar="RUN_DIR OUTPUT_DIR",
+                        help="the run folder and the output folder, when not given as --run_dir / --output_dir")
+    parser.add_argument("--run_dir", type=Path, help="training run folder written by indextts-train (runs/<name>)")
+    parser.add_argument("--output_dir", type=Path, help="folder to write the merged checkpoint into")
     parser.add_argument("--model_dir", type=Path,
                         help="base checkpoint folder the run was trained from (default: model_dir in the run's config)")
     parser.add_argument("--allow_base_mismatch", action="store_true",
@@ -34,13 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _folders(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Fill ``run_dir`` and ``output_dir`` from the flags, then from the positional folders in that order."""
+    positional = list(args.folders)
+    for name in ("run_dir", "output_dir"):
+        if getattr(args, name) is None and positional:
+            setattr(args, name, positional.pop(0))
+    if positional or args.run_dir is None or args.output_dir is None:
+        parser.error("give the run folder and the output folder once each: `indextts-export RUN_DIR OUTPUT_DIR` "
+                     "or `--run_dir RUN_DIR --output_dir OUTPUT_DIR`")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``indextts-export``; user errors print one message and exit 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = _folders(parser, parser.parse_args(argv))
     configure_logging()
 
     def work() -> None:
-        model_dir = args.model_dir or run_model_dir(args.run_dir)
+        model_dir = args.model_dir or RunFolder(args.run_dir).model_dir()
         out = export_merged(args.run_dir, model_dir, args.output_dir, allow_base_mismatch=args.allow_base_mismatch)
         logger.info("Wrote %s", out)
 

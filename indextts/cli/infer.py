@@ -16,17 +16,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from indextts.inference.adapters import run_model_dir
 from indextts.cli import configure_logging, run_command
+from indextts.cli.options import (
+    add_runtime_options,
+    add_synthesis_options,
+    runtime_kwargs,
+    synthesis_options_from_args,
+)
 from indextts.cli.utterance_lists import read_list_file, read_text_file
 from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
-from indextts.bigvgan.activations import ACTIVATION_MODES
 from indextts.errors import IndexTTSError, InferenceError
-from indextts.gpt.generation import GenerationConfig
-from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.inference import IndexTTS, SynthesisResult
-from indextts.runtime import PRECISIONS, resolve_device
-from indextts.inference.synthesis import SILENCE_TRIMMING, SynthesisOptions, check_writable
+from indextts.run_folder import RunFolder
+from indextts.runtime import resolve_device
+from indextts.inference.synthesis import SynthesisOptions, check_writable
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -42,7 +45,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model and voice")
     model.add_argument("--model_dir", help=f"base folder with {CONFIG_FILENAME}, gpt.pth, bigvgan_generator.pth, "
                        f"bpe.model (default: the run's model_dir with --adapter, else {DEFAULT_MODEL_DIR})")
-    model.add_argument("--adapter", action="append", default=[],
+    model.add_argument("--run_dir", "--adapter", dest="adapter", action="append", default=[],
                        help="training run folder (runs/<name>) whose voices to load; repeat for several runs")
     model.add_argument("--speaker", help="voice: a speaker name, or run:speaker when several runs share it "
                        "(default: the only loaded voice)")
@@ -64,41 +67,6 @@ def _add_text_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--output", type=Path, required=True, help="output .wav file, or folder for --text_file/--list")
 
 
-def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = GenerationConfig()
-    group = parser.add_argument_group("generation")
-    group.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=defaults.do_sample,
-                       help="sample codes (--no-do_sample: greedy or beam search)")
-    group.add_argument("--top_p", type=float, default=defaults.top_p, help="nucleus sampling probability mass")
-    group.add_argument("--top_k", type=int, default=defaults.top_k, help="sample from the k most likely codes")
-    group.add_argument("--temperature", type=float, default=defaults.temperature, help="sampling temperature")
-    group.add_argument("--num_beams", type=int, default=defaults.num_beams, help="beam search width (1: none)")
-    group.add_argument("--repetition_penalty", type=float, default=defaults.repetition_penalty,
-                       help="penalty on codes already generated (1.0: none)")
-    group.add_argument("--length_penalty", type=float, default=defaults.length_penalty,
-                       help="beam score length exponent (0: summed log-probabilities)")
-    group.add_argument("--max_mel_tokens", type=int, default=defaults.max_new_tokens,
-                       help="most codes generated per sentence (1 code = 1024 samples)")
-    group.add_argument("--seed", type=int, help="random seed for reproducible sampling")
-
-
-def _add_sentence_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = SynthesisOptions()
-    group = parser.add_argument_group("sentences and audio")
-    group.add_argument("--max_text_tokens_per_sentence", type=int, default=defaults.max_text_tokens_per_sentence,
-                       help="split long text into sentences of at most this many tokens")
-    group.add_argument("--sentence_batch_size", type=int, default=defaults.sentence_batch_size,
-                       help="most sentences of similar length generated and vocoded together")
-    group.add_argument("--pause", type=float, default=defaults.pause_seconds,
-                       help="seconds of silence inserted between sentences")
-    group.add_argument("--silence_code", type=int, default=defaults.silence_code,
-                       help="the DVAE code of silence (52 for the release models)")
-    group.add_argument("--max_silence_codes", type=int, default=defaults.max_silence_codes,
-                       help="shorten runs of the silence code to this many codes (-1: keep all)")
-    group.add_argument("--silence_trimming", choices=SILENCE_TRIMMING, default=defaults.silence_trimming,
-                       help="reference: only in sentences with more than 30 silence codes; strict: always; off")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (every flag documented in --help)."""
     parser = argparse.ArgumentParser(
@@ -107,49 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "fine-tuned LoRA runs' voices.")
     _add_model_arguments(parser)
     _add_text_arguments(parser)
-    _add_generation_arguments(parser)
-    _add_sentence_arguments(parser)
-    runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    runtime.add_argument("--precision", choices=PRECISIONS, default="auto",
-                         help="GPT precision; auto: fp16 on CUDA (as the reference), fp32 on the CPU")
-    runtime.add_argument("--vocoder_precision", choices=PRECISIONS, default="fp32",
-                         help="BigVGAN precision; half keeps its output layer in fp32; auto: fp32")
-    runtime.add_argument("--vocoder_mode", choices=("auto", *ACTIVATION_MODES), default="auto",
-                         help="BigVGAN activations: exact (equal to the reference bit for bit) or fused "
-                              "(compiled, faster on the CPU, ~140 dB SNR); auto: fused on the CPU, exact on CUDA")
-    runtime.add_argument("--cpu_quantization", choices=QUANTIZATION_MODES,
-                         help="opt-in, CPU only: int8 or bf16 GPT weights for code generation (faster, codes "
-                              "close to but not always equal to fp32)")
-    runtime.add_argument("--no_cuda_graph", action="store_true",
-                         help="run the decode step eagerly on CUDA instead of replaying a captured CUDA graph")
+    add_synthesis_options(parser)
+    runtime = add_runtime_options(parser)
     runtime.add_argument("--verbose", action="store_true", help="print per-stage times and the real-time factor")
     return parser
-
-
-def options_from_args(args: argparse.Namespace) -> SynthesisOptions:
-    """SynthesisOptions from parsed command-line arguments."""
-    generation = GenerationConfig(
-        do_sample=args.do_sample, top_p=args.top_p, top_k=args.top_k, temperature=args.temperature,
-        num_beams=args.num_beams, repetition_penalty=args.repetition_penalty,
-        length_penalty=args.length_penalty, max_new_tokens=args.max_mel_tokens, seed=args.seed,
-        cuda_graph=not args.no_cuda_graph,
-    )
-    return SynthesisOptions(
-        generation=generation, max_text_tokens_per_sentence=args.max_text_tokens_per_sentence,
-        sentence_batch_size=args.sentence_batch_size, pause_seconds=args.pause, silence_code=args.silence_code,
-        max_silence_codes=args.max_silence_codes, silence_trimming=args.silence_trimming,
-    )
 
 
 def load_model(args: argparse.Namespace) -> IndexTTS:
     """The IndexTTS the arguments describe (base folder, runs, device, precisions)."""
     resolve_device(args.device)  # an unusable device fails before any weights load
-    model_dir = args.model_dir or (run_model_dir(args.adapter[0]) if args.adapter else DEFAULT_MODEL_DIR)
+    model_dir = args.model_dir or (RunFolder(args.adapter[0]).model_dir() if args.adapter else DEFAULT_MODEL_DIR)
     runs = {Path(run).expanduser().resolve().name: run for run in args.adapter}
-    return IndexTTS.from_pretrained(model_dir, adapters=runs, device=args.device, precision=args.precision,
-                                    vocoder_precision=args.vocoder_precision, cpu_quantization=args.cpu_quantization,
-                                    vocoder_mode=args.vocoder_mode, allow_base_mismatch=args.allow_base_mismatch)
+    return IndexTTS.from_pretrained(model_dir, adapters=runs, allow_base_mismatch=args.allow_base_mismatch,
+                                    **runtime_kwargs(args))
 
 
 def _batch_output_dir(path: Path) -> Path:
@@ -192,7 +130,7 @@ def _synthesize_lines(args: argparse.Namespace, options: SynthesisOptions) -> in
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run the command line; returns the exit status (0 ok, 2 when any utterance failed)."""
-    options = options_from_args(args)
+    options = synthesis_options_from_args(args)
     if args.text is None:
         return _synthesize_lines(args, options)
     check_writable(args.output)  # before the slow model load

@@ -18,7 +18,8 @@ from indextts.cli import configure_logging, run_command
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indextts report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="the evaluated training run folder")
+    parser.add_argument("--run_dir", "--run", dest="run", type=Path, required=True,
+                        help="the evaluated training run folder")
     parser.add_argument("--prepared", type=Path, action="append", default=[],
                         help="an indextts-prepare output folder (its review.csv); repeatable")
     parser.add_argument("--features", type=Path, required=True, help="the indextts-extract output folder")

@@ -15,6 +15,12 @@ import sys
 from pathlib import Path
 
 from indextts.cli import configure_logging, run_command
+from indextts.cli.options import (
+    add_runtime_options,
+    add_synthesis_options,
+    runtime_kwargs,
+    synthesis_options_from_args,
+)
 from indextts.config import DEFAULT_MODEL_DIR
 from indextts.errors import ConfigError
 
@@ -25,27 +31,20 @@ API_KEY_VARIABLE = "INDEXTTS_API_KEY"
 
 def build_parser() -> argparse.ArgumentParser:
     """Every flag of ``indextts-serve`` (documented in --help)."""
-    from indextts.gpt.generation import GenerationConfig
     from indextts.serving.app import ServerSettings
 
-    settings, generation = ServerSettings(), GenerationConfig()
+    settings = ServerSettings()
     parser = argparse.ArgumentParser(prog="indextts-serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description="Serve IndexTTS voices over an OpenAI-compatible speech API.")
     model = parser.add_argument_group("model and voices")
     model.add_argument("--model_dir", type=Path, default=DEFAULT_MODEL_DIR, help="base checkpoint folder")
-    model.add_argument("--adapter", action="append", default=[], metavar="[NAME=]RUN_DIR",
+    model.add_argument("--run_dir", "--adapter", dest="adapter", action="append", default=[], metavar="[NAME=]RUN_DIR",
                        help="a training run whose speakers become voices NAME:speaker (NAME defaults to the "
                             "run folder's name); repeat for more runs")
     model.add_argument("--allow_base_mismatch", action="store_true",
                        help="load runs trained on another base or tokenizer (with a warning)")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    model.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    model.add_argument("--vocoder_mode", default="auto", choices=("auto", "exact", "fused"),
-                       help="BigVGAN activations: exact (as the reference, bit for bit) or fused (compiled, "
-                            "faster on the CPU); auto: fused on the CPU, exact on CUDA")
-    model.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=generation.do_sample,
-                       help="sample codes (--no-do_sample: greedy or beam search, reproducible)")
-    model.add_argument("--num_beams", type=int, default=generation.num_beams, help="beam search width")
+    add_synthesis_options(parser)
+    add_runtime_options(parser)
     network = parser.add_argument_group("network")
     network.add_argument("--host", default="127.0.0.1",
                          help="address to bind; the default answers this machine only (0.0.0.0: every interface)")
@@ -108,21 +107,18 @@ def load_tts(args: argparse.Namespace):
     from indextts.inference import IndexTTS
 
     return IndexTTS.from_pretrained(args.model_dir, adapters=adapters_from_args(args.adapter) or None,
-                                    device=args.device, precision=args.precision, vocoder_mode=args.vocoder_mode,
-                                    allow_base_mismatch=args.allow_base_mismatch)
+                                    allow_base_mismatch=args.allow_base_mismatch, **runtime_kwargs(args))
 
 
 def serve(args: argparse.Namespace) -> None:
     """Load the base and the runs once, then serve until interrupted."""
     import uvicorn
 
-    from indextts.gpt.generation import GenerationConfig
-    from indextts.inference import SynthesisOptions
     from indextts.serving.app import ServerSettings, create_app
 
     _check_settings(args)
     tts = load_tts(args)
-    options = SynthesisOptions(generation=GenerationConfig(do_sample=args.do_sample, num_beams=args.num_beams))
+    options = synthesis_options_from_args(args)
     settings = ServerSettings(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                               batch_wait=args.batch_wait_ms / 1000, request_timeout=args.request_timeout,
                               max_input_chars=args.max_input_chars, options=options)

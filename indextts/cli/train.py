@@ -17,6 +17,7 @@ import os
 import sys
 
 from indextts.cli import configure_logging, run_command
+from indextts.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,10 +28,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value (dotlist), e.g. train.epochs=3")
     parser.add_argument("--config", default=str(DEFAULT_CONFIG),
                         help="training config YAML merged over the packaged defaults (default: %(default)s)")
+    parser.add_argument("--model_dir", help="the base checkpoint folder (the config key model_dir)")
+    parser.add_argument("--run_dir", help="the run folder to write (the config key run_dir)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the latest complete checkpoint in run_dir (train.resume=auto)")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser
+
+
+def _with_folder_flags(args: argparse.Namespace) -> list[str]:
+    """The overrides plus ``--model_dir`` / ``--run_dir`` as keys; a flag and its key must agree."""
+    overrides = list(args.overrides)
+    for key in ("model_dir", "run_dir"):
+        flag = getattr(args, key)
+        given = [item.partition("=")[2] for item in overrides if item.partition("=")[0] == key]
+        if flag is not None and any(value != flag for value in given):
+            raise ConfigError(f"--{key} {flag} and {key}={given[0]} disagree. Give the folder once (the flag or "
+                              "the key).")
+        overrides += [f"{key}={flag}"] if flag is not None and not given else []
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> None:
         from indextts.training import load_train_config, run_training
 
-        overrides = list(args.overrides) + (["train.resume=auto"] if args.resume else [])
+        overrides = _with_folder_flags(args) + (["train.resume=auto"] if args.resume else [])
         run_training(load_train_config(args.config, overrides))
 
     return run_command(work)

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--speaker", action="append", default=[], metavar="NAME",
                        help="voice name: once for all recordings, or once per recording (repeatable); omit it "
                             "for one folder holding a subfolder per speaker")
-    build.add_argument("--base", type=Path, required=True, help="the base checkpoint folder (release files)")
+    build.add_argument("--model_dir", "--base", dest="base", type=Path, required=True,
+                       help="the base checkpoint folder (release files)")
     build.add_argument("--project", type=Path, required=True, help="the folder everything is written to")
     build.add_argument("--language", help="language of the recordings (ISO 639-1, e.g. en, zh); default: detected")
     build.add_argument("--asr", help="ASR for transcripts and evaluation (default: each stage's own)")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import torch
@@ -44,6 +44,12 @@ StreamedCodes = tuple[list[torch.Tensor], bool]
 """What :func:`stream_codes` yields: one code tensor (N_i,) per row, and whether they are the final answer."""
 
 
+def option(help_text: str, kind: type | None = None) -> dict:
+    """Field metadata of a user-facing synthesis option: its help (and its type where the default is None).
+    The commands and the web UI build their controls from it (``indextts.cli.options``)."""
+    return {"help": help_text, "type": kind}
+
+
 @dataclass
 class GenerationConfig:
     """How mel codes are chosen; defaults are the reference IndexTTS inference settings.
@@ -60,16 +66,17 @@ class GenerationConfig:
     changes which codes come out.
     """
 
-    do_sample: bool = True
-    temperature: float = 1.0
-    top_k: int = 30
-    top_p: float = 0.8
-    num_beams: int = 3
-    repetition_penalty: float = 10.0
-    length_penalty: float = 0.0
-    max_new_tokens: int = 600
+    do_sample: bool = field(default=True, metadata=option("sample codes (off: greedy or beam search, reproducible)"))
+    temperature: float = field(default=1.0, metadata=option("sampling temperature"))
+    top_k: int = field(default=30, metadata=option("sample from the k most likely codes (0: off)"))
+    top_p: float = field(default=0.8, metadata=option("nucleus sampling probability mass"))
+    num_beams: int = field(default=3, metadata=option("beam search width (1: none)"))
+    repetition_penalty: float = field(default=10.0, metadata=option("penalty on codes already generated (1.0: none)"))
+    length_penalty: float = field(default=0.0,
+                                  metadata=option("beam score length exponent (0: summed log-probabilities)"))
+    max_new_tokens: int = field(default=600, metadata=option("most codes generated per sentence (1 code = 1024 samples)"))
     min_new_tokens: int = 0
-    seed: int | None = None
+    seed: int | None = field(default=None, metadata=option("random seed for reproducible sampling", int))
     generator: torch.Generator | None = None
     cuda_graph: bool = True
     compile_backend: str | Callable | None = None

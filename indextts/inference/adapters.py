@@ -42,6 +42,7 @@ from indextts.run_folder import (
     SPEAKERS_FILE,
     SPEAKERS_INFO,
     TOKENIZER_FILE,
+    RunFolder,
 )
 
 logger = logging.getLogger(__name__)
@@ -175,25 +176,11 @@ def read_run_model(run_dir: Path) -> dict:
     if missing:
         raise CheckpointError(f"The training run folder {run_dir} lacks {missing}. Point to a folder written by "
                               "indextts-train (runs/<name>) that has finished at least one validation or the final save.")
-    run_config = OmegaConf.load(run_dir / RUN_CONFIG)
+    run_config = RunFolder(run_dir).config()
     if "model" not in run_config:
         raise CheckpointError(f"{run_dir / RUN_CONFIG} has no 'model' section; it was not written by this "
                               "indextts-train. Re-train or point to another run folder.")
     return OmegaConf.to_container(run_config.model)
-
-
-def run_model_dir(run_dir: str | Path) -> Path:
-    """The base checkpoint folder a run was trained from (``model_dir`` in its config.yaml)."""
-    run_dir = Path(run_dir).expanduser().resolve()
-    config_file = run_dir / RUN_CONFIG
-    if not config_file.is_file():
-        raise CheckpointError(f"{run_dir} has no {RUN_CONFIG}; it is not a training run folder. Point to "
-                              "runs/<name> written by indextts-train.")
-    model_dir = OmegaConf.load(config_file).get("model_dir")
-    if not model_dir:
-        raise CheckpointError(f"{config_file} names no model_dir. Pass the base folder explicitly: "
-                              "IndexTTS.from_pretrained(model_dir, adapter=run) or --model_dir.")
-    return Path(str(model_dir)).expanduser().resolve()
 
 
 def check_shapes(run_dir: Path, run_model: dict, gpt: nn.Module, base_text_rows: int | None = None) -> None:

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indextts.inference.adapters import load_speakers, load_trained_run, run_model_dir
+from indextts.inference.adapters import load_speakers, load_trained_run
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.config import DEFAULT_MODEL_DIR
 from indextts.errors import IndexTTSError, InferenceError, TextTooLongError
 from indextts.lora import TrainedSpeaker
-from indextts.run_folder import SPEAKERS_FILE
+from indextts.run_folder import SPEAKERS_FILE, RunFolder
 from indextts.inference.speech import SpeechModels
 from indextts.inference.streaming import stream_sentence
 from indextts.inference.synthesis import (
@@ -151,7 +151,7 @@ class IndexTTS:
     @classmethod
     def from_run(cls, run_dir: str | Path, **kwargs) -> IndexTTS:
         """Load the base a run was trained from (``model_dir`` in its config.yaml) with that run's voices."""
-        return cls.from_pretrained(run_model_dir(run_dir), adapter=run_dir, **kwargs)
+        return cls.from_pretrained(RunFolder(run_dir).model_dir(), adapter=run_dir, **kwargs)
 
     def add_voice(self, name: str, run_dir: str | Path, allow_base_mismatch: bool | None = None) -> list[VoiceInfo]:
         """Add a training run's speakers as voices ``name:speaker`` without reloading the base.

@@ -18,7 +18,7 @@ import torch
 
 from indextts.atomic_files import write_bytes_atomic
 from indextts.errors import InferenceError
-from indextts.gpt.generation import GenerationConfig
+from indextts.gpt.generation import GenerationConfig, option
 
 PCM16_MAX = 32767
 
@@ -41,12 +41,16 @@ class SynthesisOptions:
     """
 
     generation: GenerationConfig = field(default_factory=GenerationConfig)
-    max_text_tokens_per_sentence: int = 120
-    sentence_batch_size: int = 8
-    pause_seconds: float = 0.1
-    silence_code: int = 52
-    max_silence_codes: int = 10
-    silence_trimming: str = "reference"
+    max_text_tokens_per_sentence: int = field(
+        default=120, metadata=option("split long text into sentences of at most this many tokens"))
+    sentence_batch_size: int = field(
+        default=8, metadata=option("most sentences of similar length generated and vocoded together"))
+    pause_seconds: float = field(default=0.1, metadata=option("seconds of silence inserted between sentences"))
+    silence_code: int = field(default=52, metadata=option("the DVAE code of silence (52 for the release models)"))
+    max_silence_codes: int = field(
+        default=10, metadata=option("shorten runs of the silence code to this many codes (-1: keep all)"))
+    silence_trimming: str = field(default="reference", metadata=option(
+        "reference: only in sentences with more than 30 silence codes; strict: always; off"))
     max_text_length: int | None = None
 
     def validate(self) -> None:

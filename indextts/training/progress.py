@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +92,9 @@ def time_based_log_seconds(configured: float, world_size: int) -> float:
     return configured
 
 
-def resume_differences(saved_config: Path, current: dict) -> list[str]:
+def resume_differences(saved_config: DictConfig, current: dict) -> list[str]:
     """Warn about changed train/data keys; return the changed ``train.lora`` keys (they cannot resume)."""
-    saved = OmegaConf.to_container(OmegaConf.load(saved_config))
+    saved = OmegaConf.to_container(saved_config)
     lora_changes = []
     for section in ("train", "data"):
         old_section, new_section = saved.get(section, {}), current.get(section, {})

@@ -106,7 +106,7 @@ class Trainer:
 
     def _check_resumable_config(self) -> None:
         """Changed LoRA settings cannot resume (refused before anything is touched); other changes are warned about."""
-        lora_changes = resume_differences(self.resume_from / RUN_CONFIG, config_to_dict(self.cfg))
+        lora_changes = resume_differences(RunFolder(self.resume_from).config(), config_to_dict(self.cfg))
         if lora_changes:
             raise TrainingError(f"Cannot resume from {self.resume_from} with other LoRA settings: "
                                 f"{'; '.join(lora_changes)}. Resume with the settings it was trained with (its "

@@ -325,6 +325,17 @@ def default_synthesis_options():
     return SynthesisOptions()
 
 
+def synthesis_option_help() -> dict[str, str]:
+    """Field name -> help of every user-facing synthesis option (the commands' flags say the same)."""
+    from dataclasses import fields
+
+    from indextts.gpt.generation import GenerationConfig
+    from indextts.inference import SynthesisOptions
+
+    return {f.name: f.metadata["help"] for config in (GenerationConfig, SynthesisOptions) for f in fields(config)
+            if "help" in f.metadata}
+
+
 def synthesis_options(temperature: float, top_p: float, top_k: int, num_beams: int, seed: int | None,
                       sentence_tokens: int):
     """The library's SynthesisOptions from the page's advanced fields (seed None or < 0: unseeded)."""

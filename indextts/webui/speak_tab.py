@@ -22,17 +22,18 @@ PLAIN_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 def _advanced_options() -> list:
     """The generation options, folded away (defaults: the reference implementation's settings)."""
     defaults = backend.default_synthesis_options()
-    generation = defaults.generation
+    generation, info = defaults.generation, backend.synthesis_option_help()
     with gr.Accordion("Advanced", open=False, elem_id="speak-advanced"):
         with gr.Row():
-            temperature = gr.Slider(0.1, 2.0, generation.temperature, step=0.05, label="Temperature")
-            top_p = gr.Slider(0.05, 1.0, generation.top_p, step=0.05, label="Top-p")
-            top_k = gr.Number(generation.top_k, label="Top-k (0: off)", precision=0, minimum=0)
+            temperature = gr.Slider(0.1, 2.0, generation.temperature, step=0.05, label="Temperature",
+                                    info=info["temperature"])
+            top_p = gr.Slider(0.05, 1.0, generation.top_p, step=0.05, label="Top-p", info=info["top_p"])
+            top_k = gr.Number(generation.top_k, label="Top-k (0: off)", precision=0, minimum=0, info=info["top_k"])
         with gr.Row():
-            beams = gr.Number(generation.num_beams, label="Beams", precision=0, minimum=1)
-            seed = gr.Number(-1, label="Seed (-1: random)", precision=0)
+            beams = gr.Number(generation.num_beams, label="Beams", precision=0, minimum=1, info=info["num_beams"])
+            seed = gr.Number(-1, label="Seed (-1: random)", precision=0, info=info["seed"])
             sentence_tokens = gr.Number(defaults.max_text_tokens_per_sentence, label="Text tokens per sentence",
-                                        precision=0, minimum=1)
+                                        precision=0, minimum=1, info=info["max_text_tokens_per_sentence"])
     return [temperature, top_p, top_k, beams, seed, sentence_tokens]
 
 
