@@ -46,6 +46,9 @@ COMMAND_TIMEOUT_S = 900
 NOT_RUN = {
     "make demo": "builds the checkout's own .venv and runs tools/run_demo.py, which tests/test_run_demo.py runs",
     "make test": "the test suite itself, which `make test-readme` (this file) runs beside",
+    "torchrun --standalone --nproc_per_node=4 -m indextts.cli.train run_dir=runs/bob_4gpu":
+        "4 processes need 4 batches per epoch; the test's 10 s of recordings make 1, which the trainer refuses "
+        "('Only 1 batch(es) of data for 4 processes'); tests/test_train.py runs torchrun with 2 CPU processes",
     "indextts-eval --run runs/bob --asr whisper:openai/whisper-large-v3 --asr zh=paraformer "
     "--sim wavlm:microsoft/wavlm-base-plus-sv --promote":
         "downloads Whisper large-v3, Paraformer-zh (and FunASR) and WavLM from the hub: needs network and ~4 GB",
@@ -146,6 +149,18 @@ def answers(url: str) -> bool:
         return False
 
 
+def wait_until_answers(server: subprocess.Popen, command: str, url: str) -> None:
+    """Poll ``url`` until it answers 200; fails the test with the server's output when it ends or times out first."""
+    started = time.monotonic()
+    while not answers(url):
+        if server.poll() is not None or time.monotonic() - started > COMMAND_TIMEOUT_S:
+            server.kill()
+            out, err = server.communicate()
+            pytest.fail(failure(command, subprocess.CompletedProcess(command, server.returncode, out, err),
+                                f"{url} never answered 200"))
+        time.sleep(1)
+
+
 def run_server_line(command: str, port: int, cwd: Path, env: dict[str, str]) -> float:
     """Start a README server line, wait until its page answers 200, stop it with SIGTERM; returns seconds."""
     url = f"http://127.0.0.1:{port}" + ("/health" if command.startswith("indextts-serve") else "/")
@@ -154,15 +169,12 @@ def run_server_line(command: str, port: int, cwd: Path, env: dict[str, str]) -> 
     with subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=env, start_new_session=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
         try:
-            while not answers(url):
-                if server.poll() is not None or time.monotonic() - started > COMMAND_TIMEOUT_S:
-                    server.kill()
-                    out, err = server.communicate()
-                    pytest.fail(failure(command, subprocess.CompletedProcess(command, server.returncode, out, err),
-                                        f"{url} never answered 200"))
-                time.sleep(1)
+            wait_until_answers(server, command, url)
             server.send_signal(signal.SIGTERM)
-            server.communicate(timeout=60)  # raises TimeoutExpired when SIGTERM does not end it
+            try:
+                server.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"`{command}` still runs 60 s after SIGTERM")
         finally:
             kill_process_group(server.pid)
     return time.monotonic() - started
@@ -207,3 +219,6 @@ def test_readme_commands_run_as_printed_in_order(workplace, tiny_model_dir, tmp_
     # the hub is gone: offline from here on, as a user's machine after the download
     timings += [run_readme_line(line, checkout, work, env) for line in lines[download + 1:]]
     print("\n".join(timings))
+    torch_build = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
+                                 capture_output=True, text=True, timeout=300).stdout.strip()
+    assert torch_build.endswith("+cpu"), f"the install line installed torch {torch_build}, not the CPU build"
