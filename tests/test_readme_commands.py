@@ -44,7 +44,8 @@ SERVER_PORTS = {"indextts-serve": 8000, "indextts-webui": 7860}
 COMMAND_TIMEOUT_S = 900
 
 NOT_RUN = {
-    "make demo": "builds the checkout's own .venv and runs tools/run_demo.py, which tests/test_run_demo.py runs",
+    "make demo": "a second full install (the checkout's own .venv, about 6 minutes here) before tools/run_demo.py, "
+                 "which runs the stages the lines below run, on the same tiny random model",
     "make test": "the test suite itself, which `make test-readme` (this file) runs beside",
     "torchrun --standalone --nproc_per_node=4 -m indextts.cli.train run_dir=runs/bob_4gpu":
         "4 processes need 4 batches per epoch; the test's 10 s of recordings make 1, which the trainer refuses "
