@@ -181,6 +181,20 @@ def run_server_line(command: str, port: int, cwd: Path, env: dict[str, str]) -> 
     return time.monotonic() - started
 
 
+def test_a_failing_line_fails_with_the_command_and_its_output_tails(tmp_path):
+    with pytest.raises(pytest.fail.Exception) as failed:
+        run_line("echo said; echo complained >&2; exit 3", tmp_path, dict(os.environ))
+    message = str(failed.value)
+    assert "(exit status 3)" in message and "echo said; echo complained" in message
+    assert "--- stdout (tail)\nsaid\n" in message and "--- stderr (tail)\ncomplained\n" in message
+
+
+def test_server_lines_are_known_by_their_program_and_port():
+    assert server_port("indextts-serve --adapter runs/bob --port 8001") == 8001
+    assert server_port("indextts-webui --model_dir checkpoints") == SERVER_PORTS["indextts-webui"]
+    assert server_port("indextts-train run_dir=runs/bob") is None
+
+
 @pytest.fixture
 def workplace(tmp_path, voice_recordings) -> tuple[Path, Path]:
     """(a fresh copy of the checkout, a work folder outside it holding the README's recordings)."""
