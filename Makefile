@@ -11,7 +11,7 @@ TORCH_INDEX_URL ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-under-load test-floor demo clean-demo device-wheels
+.PHONY: install test test-readme test-under-load test-floor demo clean-demo device-wheels
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ DEVICE_WHEELS = .cache/device-wheels-py$(shell $(BIN)/python -c 'import sys; pri
 
 test: $(STAMP) device-wheels
 	$(BIN)/python -m pytest
+
+# Every README command line, as printed, in a fresh venv (tests/test_readme_commands.py; not part of `make test`).
+test-readme: $(STAMP)
+	$(BIN)/python -m pytest -m readme tests/test_readme_commands.py
 
 # `make test` beside LOAD_PROCESSES (default 2) CPU-bound busy loops, stopped whatever happens.
 test-under-load:

@@ -25,6 +25,8 @@ DOC_NAMES = {
     "runs/kaishu": "doc_runs",
     "runs/narrator": "doc_runs",
     "runs/extra": "doc_runs",
+    "voices/alice/run": "doc_runs",
+    "runs/bob": "doc_runs",
     "runs/my_voice": "doc_eval_run",
     "step_00000400": "doc_eval_run",
     "whisper:openai/whisper-large-v3": "doc_eval_backends",
@@ -32,8 +34,10 @@ DOC_NAMES = {
     "wavlm:microsoft/wavlm-base-plus-sv": "doc_eval_backends",
     "http://127.0.0.1:8000/v1": "doc_server",
 }
-DOC_SPEAKERS = {"runs/kaishu": ("kaishu", "kaishu_30min"), "runs/narrator": ("narrator",), "runs/extra": ("extra",)}
-"""The speakers of each stand-in run: the README names runs/kaishu's speaker kaishu, the manuals kaishu_30min."""
+DOC_SPEAKERS = {"runs/kaishu": ("kaishu", "kaishu_30min"), "runs/narrator": ("narrator",), "runs/extra": ("extra",),
+                "voices/alice/run": ("alice",), "runs/bob": ("bob",)}
+"""The speakers of each stand-in run: the manuals name runs/kaishu's speakers kaishu and kaishu_30min; the README's
+voices are alice (voices/alice/run, made by indextts voice build) and bob (runs/bob)."""
 
 
 def python_snippets() -> list[tuple[str, str]]:
