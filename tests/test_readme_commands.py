@@ -50,7 +50,7 @@ NOT_RUN = {
     "torchrun --standalone --nproc_per_node=4 -m indextts.cli.train run_dir=runs/bob_4gpu":
         "4 processes need 4 batches per epoch; the test's 10 s of recordings make 1, which the trainer refuses "
         "('Only 1 batch(es) of data for 4 processes'); tests/test_train.py runs torchrun with 2 CPU processes",
-    "indextts-eval --run runs/bob --asr whisper:openai/whisper-large-v3 --asr zh=paraformer "
+    "indextts-eval --run_dir runs/bob --asr whisper:openai/whisper-large-v3 --asr zh=paraformer "
     "--sim wavlm:microsoft/wavlm-base-plus-sv --promote":
         "downloads Whisper large-v3, Paraformer-zh (and FunASR) and WavLM from the hub: needs network and ~4 GB",
 }
