@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # Every recording is cut at a forced length on purpose: the per-sentence "did not finish" warning is noise here.
-    logging.getLogger("indextts.infer").setLevel(logging.ERROR)
+    logging.getLogger("indextts.inference").setLevel(logging.ERROR)
     preset = PRESETS[args.size]
     config = dataclasses.replace(preset, device=args.device, budget_s=args.budget_s,
                                  epochs=args.epochs or preset.epochs)

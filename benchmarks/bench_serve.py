@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
-    logging.getLogger("indextts.infer").setLevel(logging.ERROR)  # every sentence hits --codes on purpose
+    logging.getLogger("indextts.inference").setLevel(logging.ERROR)  # every sentence hits --codes on purpose
     report = run(args)
     print(f"{'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>9} {'p95 ms':>9}")
     for row in report["results"]:
