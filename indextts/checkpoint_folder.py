@@ -12,7 +12,6 @@ same shapes but other weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -27,30 +26,12 @@ from indextts.checkpoints import load_model, load_state_dict
 from indextts.config import CONFIG_FILENAME, load_config
 from indextts.dims import ModelDims
 from indextts.errors import ConfigError
+from indextts.fingerprints import file_sha256, tensors_fingerprint
 
 logger = logging.getLogger(__name__)
 
 FINGERPRINT_CACHE_SUFFIX = ".fingerprint.json"
 """``gpt.pth.fingerprint.json`` beside the weights caches the hash by file size and mtime."""
-
-
-def tensors_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
-    """A SHA-256 over the names, dtypes, shapes and bytes of ``state_dict``'s tensors, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_fingerprint(path: Path) -> str:
-    """A SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -142,7 +123,7 @@ class CheckpointFolder:
     @cached_property
     def tokenizer_fingerprint(self) -> str:
         """SHA-256 of ``bpe.model``."""
-        return file_fingerprint(self.paths.bpe)
+        return file_sha256(self.paths.bpe)
 
     @cached_property
     def gpt_fingerprint(self) -> str:

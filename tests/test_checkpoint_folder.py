@@ -7,7 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from indextts.checkpoint_folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolder, tensors_fingerprint
+from indextts.checkpoint_folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolder
+from indextts.fingerprints import tensors_fingerprint
 from indextts.checkpoints import load_state_dict
 from indextts.errors import ConfigError
 from indextts.tiny import write_tiny_checkpoints
