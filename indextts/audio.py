@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from indextts.errors import AudioError
-from indextts.config import CONFIG_FILENAME
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 
 SAMPLE_RATE = 24000
 LOG_CLAMP = 1e-7

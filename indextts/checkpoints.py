@@ -26,7 +26,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from indextts.bigvgan import BigVGAN, fold_weight_norm
-from indextts.config import CONFIG_FILENAME, RELEASE_CONFIGS
+from indextts.config import RELEASE_CONFIGS
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.dims import BigVGANDims, DVAEDims, GPTDims, SectionDims
 from indextts.dvae.model import DiscreteVAE
 from indextts.errors import CheckpointError, ConfigError
@@ -211,3 +212,13 @@ def load_model(path: str | Path, dims: SectionDims, device: str | torch.device =
         model.load_state_dict(state_dict, strict=True)
     logger.info("Loaded %s weights from %s", dims.kind, path)
     return model.to(device).eval()
+
+
+def load_speech_models(paths, dims, device: str | torch.device = "cpu",
+                       config_source: str | Path = "the model config") -> tuple[nn.Module, nn.Module, object]:
+    """The GPT and the vocoder of a base folder's ``paths`` (``BaseFiles``), strictly loaded, and its
+    text tokenizer: everything synthesis needs, in one call."""
+    from indextts.text import TextTokenizer
+
+    gpt = load_model(paths.gpt, dims.gpt, device, config_source)
+    return gpt, load_model(paths.bigvgan, dims.bigvgan, device, config_source), TextTokenizer(paths.bpe)

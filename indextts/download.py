@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from indextts import __version__
 from indextts.atomic_files import write_json_atomic
-from indextts.config import CONFIG_FILENAME
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.errors import IndexTTSError
 from indextts.hub import hub_endpoint, prepare_hub_source
 from indextts.releases import RELEASES, Release, RepoFiles

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME, DEFAULT_MODEL_DIR
 
 AUX_DIR = "hf_cache"
 

@@ -24,7 +24,8 @@ from omegaconf import OmegaConf
 
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoints import build_model
-from indextts.config import CONFIG_FILENAME, RELEASE_CONFIGS, load_config
+from indextts.config import RELEASE_CONFIGS, load_config
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.dims import ModelDims
 from indextts.errors import ConfigError
 
@@ -78,7 +79,7 @@ TINY_MODEL_CONFIG = {
         "cond_d_vector_in_each_upsampling_layer": True, "gpt_dim": 64,
         "activation": "snakebeta", "snake_logscale": True, "num_mels": 100, "sampling_rate": 24000,
     },
-    "version": "tiny",
+    "version": 1.5,  # the family it imitates at tiny sizes (indextts.families)
 }
 
 TOKENIZER_SENTENCES = (

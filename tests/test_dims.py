@@ -7,6 +7,7 @@ import pytest
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.checkpoints import expected_shapes
 from indextts.config import RELEASE_CONFIGS, load_config, validate_config
+from indextts.families import FAMILIES
 from indextts.dims import BigVGANDims, ConditionDims, DVAEDims, GPTDims, ModelDims
 from indextts.errors import CheckpointError, ConfigError
 
@@ -35,10 +36,10 @@ def test_config_requires_and_accepts_exactly_the_dims_fields():
     for key in GPTDims.known_keys():
         if key not in cfg.gpt:
             cfg.gpt[key] = getattr(GPTDims.from_config(cfg), key)
-    validate_config(cfg, "the complete config")  # every field with a default is a known key
+    validate_config(cfg, "the complete config", FAMILIES["1.5"])  # every field with a default is a known key
     cfg.vqvae = {"not_a_field": 1}
     with pytest.raises(ConfigError) as error:
-        validate_config(cfg, "the damaged config")
+        validate_config(cfg, "the damaged config", FAMILIES["1.5"])
     message = str(error.value)
     assert all(f"'vqvae.{key}' is missing" in message for key in DVAEDims.required_keys())
     assert "'vqvae.not_a_field' is not a known key" in message

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from indextts.cli import configure_logging, run_command
-from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME, DEFAULT_MODEL_DIR
 from indextts.extraction.pipeline import (
     CONDITION_BATCHING,
     DEFAULT_OUTPUT_DIR,

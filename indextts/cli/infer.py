@@ -24,7 +24,7 @@ from indextts.cli.options import (
     synthesis_options_from_args,
 )
 from indextts.cli.utterance_lists import read_list_file, read_text_file
-from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME, DEFAULT_MODEL_DIR
 from indextts.errors import IndexTTSError, InferenceError
 from indextts.inference import IndexTTS, SynthesisResult
 from indextts.run_folder import RunFolder

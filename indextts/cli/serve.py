@@ -21,7 +21,7 @@ from indextts.cli.options import (
     runtime_kwargs,
     synthesis_options_from_args,
 )
-from indextts.config import DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.errors import ConfigError
 
 logger = logging.getLogger(__name__)

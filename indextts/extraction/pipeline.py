@@ -23,7 +23,7 @@ from tqdm import tqdm
 from indextts.atomic_files import write_npy_atomic
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder import CheckpointFolder
-from indextts.config import CONFIG_FILENAME, DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME, DEFAULT_MODEL_DIR
 from indextts.contracts import speaker_info
 from indextts.contracts.paths import check_output_dir
 from indextts.errors import CheckpointError, DataError
@@ -133,6 +133,7 @@ class _Run:
         self.lists = speaker_lists
         self.root = Path(options.output_dir).expanduser().resolve()
         self.folder = CheckpointFolder(options.model_dir)
+        self.folder.require_generation_1("extraction")
         self.condition_shape = ((self.folder.condition_latents, int(self.folder.cfg.gpt.model_dim))
                                 if options.extract_condition else None)
         self.utterances: list[Utterance] = [u for s in speaker_lists for u in s.utterances]

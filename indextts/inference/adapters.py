@@ -31,7 +31,7 @@ from torch import nn
 
 from indextts.atomic_files import staged_dir, write_json_atomic
 from indextts.checkpoint_folder import CheckpointFolder
-from indextts.config import CONFIG_FILENAME
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.errors import CheckpointError
 from indextts.lora import TrainedSpeaker, describe_base
 from indextts.run_folder import (

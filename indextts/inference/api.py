@@ -30,7 +30,7 @@ import torch
 
 from indextts.inference.adapters import load_speakers, load_trained_run
 from indextts.checkpoint_folder import CheckpointFolder
-from indextts.config import DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.errors import IndexTTSError, InferenceError, TextTooLongError
 from indextts.lora import TrainedSpeaker
 from indextts.run_folder import SPEAKERS_FILE, RunFolder
@@ -138,7 +138,7 @@ class IndexTTS:
         (see the class).
         """
         base = CheckpointFolder(model_dir)
-        tts = cls(base.cfg, base.load_gpt(), base.load_bigvgan(), base.tokenizer(), base=base, **kwargs)
+        tts = cls(base.cfg, *base.load_speech_models(), base=base, **kwargs)
         if (base.root / SPEAKERS_FILE).is_file():
             tts.add_speakers(base.root.name, load_speakers(base.root / SPEAKERS_FILE))
         runs = dict(adapters or {})

@@ -107,6 +107,7 @@ def _select_run_speakers(infos: list, entries: list[dict], run_speakers: list[st
 def _open_base(model_dir: str, problems: list[str]) -> CheckpointFolder | None:
     try:
         base = CheckpointFolder(model_dir)
+        base.require_generation_1("training")
     except IndexTTSError as error:
         problems.append(f"base model config: {error}")
         return None

@@ -9,7 +9,7 @@ import os
 import signal
 from pathlib import Path
 
-from indextts.config import DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.webui.workspace import Settings, Workspace
 
 logger = logging.getLogger(__name__)

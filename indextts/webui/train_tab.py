@@ -8,7 +8,7 @@ import gradio as gr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from indextts.config import CONFIG_FILENAME
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.runtime import PRECISIONS
 from indextts.webui import backend
 from indextts.webui.workspace import (

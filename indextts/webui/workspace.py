@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indextts.config import DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.errors import IndexTTSError
 from indextts.webui.backend import VoiceBank
 from indextts.webui.jobs import Job, JobBoard
