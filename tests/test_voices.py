@@ -113,8 +113,10 @@ def test_switching_voices_never_reloads_the_base_and_restores_it_exactly(tiny_mo
                                                                          monkeypatch, reference_mel, tmp_path):
     third_base = CheckpointFolder(tiny_model_dir).load_gpt()  # loaded before the loads are counted
     loads = []
-    original = CheckpointFolder.load_gpt
-    monkeypatch.setattr(CheckpointFolder, "load_gpt", lambda self, *a, **k: loads.append(1) or original(self, *a, **k))
+    for loader in ("load_gpt", "load_speech_models"):  # every way the base GPT can be loaded is counted
+        original = getattr(CheckpointFolder, loader)
+        monkeypatch.setattr(CheckpointFolder, loader,
+                            lambda self, *a, _original=original, **k: loads.append(1) or _original(self, *a, **k))
     tts = IndexTTS.from_pretrained(tiny_model_dir, adapters=runs, device="cpu")
     base = {k: v.clone() for k, v in tts.models.gpt.state_dict().items()}
     sequence = ["first:alice", "second:bob", "first:alice", "second:alice", "first:bob"]
