@@ -1,0 +1,220 @@
+"""The IndexTTS-2 semantic front: w2v-BERT features, the MaskGCT codec (2) and codec.pth (2.5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import V2_CONFORMANCE, v2_golden_folders
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+from torch.nn.utils.rnn import pad_sequence
+
+from indextts.bigvgan.models import unfold_weight_norm
+from indextts.errors import AudioError, CheckpointError, ConfigError
+from indextts.v2.semantic import (SemanticCodec, SemanticCodecDims, W2VBertDims, W2VBertFront,
+                                  load_semantic_codec, save_tiny_w2v_bert)
+from indextts.v2.semantic.files import stored_codec_shapes
+
+TINY = dict(codebook_size=64, hidden_size=24, codebook_dim=8, vocos_dim=16, vocos_intermediate_dim=32,
+            vocos_num_layers=2)
+W2V_WIDTH = 16
+GOLDENS = v2_golden_folders()
+MANIFEST = V2_CONFORMANCE / "state_dict_manifest.json"
+
+
+def _random_codec(downsample_scale: int) -> SemanticCodec:
+    torch.manual_seed(downsample_scale)
+    codec = SemanticCodec(SemanticCodecDims(**TINY, downsample_scale=downsample_scale)).eval()
+    with torch.no_grad():
+        for parameter in codec.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return codec
+
+
+def _save_codec(codec: SemanticCodec, path: Path) -> Path:
+    """Save in the release layout: safetensors (MaskGCT) or {"model": ...} (2.5), weight norm unfolded."""
+    stored = unfold_weight_norm(codec.state_dict(), codec.weight_norm_modules())
+    if path.suffix == ".safetensors":
+        save_file(dict(stored), path)
+    else:
+        torch.save({"model": dict(stored)}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_w2v(tmp_path_factory) -> W2VBertFront:
+    folder = save_tiny_w2v_bert(tmp_path_factory.mktemp("w2v") / "w2v-bert-2.0", hidden_size=W2V_WIDTH)
+    stats = folder.parent / "wav2vec2bert_stats.pt"
+    torch.save({"mean": torch.randn(W2V_WIDTH), "var": torch.rand(W2V_WIDTH) + 0.5}, stats)
+    return W2VBertFront.from_files(folder, stats)
+
+
+@pytest.mark.parametrize("name,downsample", [("semantic_codec_model.safetensors", 1), ("codec.pth", 2)])
+def test_codec_loads_strictly_and_reproduces_the_saved_model(tmp_path, name, downsample):
+    codec = _random_codec(downsample)
+    loaded = load_semantic_codec(_save_codec(codec, tmp_path / name), codec.dims)
+    features = torch.randn(1, 11, TINY["hidden_size"])
+    with torch.no_grad():
+        codes, embeddings, lengths = loaded.quantize(features)
+        want_codes, want_embeddings, _ = codec.quantize(features)
+    assert codes.shape == (1, 1, (11 + downsample - 1) // downsample) and lengths.tolist() == [codes.shape[2]]
+    assert torch.equal(codes, want_codes)
+    torch.testing.assert_close(embeddings, want_embeddings)
+    torch.testing.assert_close(loaded.vq2emb(codes), embeddings)
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_padded_batch_equals_each_row_alone(downsample):
+    codec = _random_codec(downsample)
+    rows = [torch.randn(13, TINY["hidden_size"]), torch.randn(6, TINY["hidden_size"])]
+    with torch.no_grad():
+        codes, embeddings, lengths = codec.quantize(pad_sequence(rows, batch_first=True), torch.tensor([13, 6]))
+        decoded, decoded_lengths = codec.decode(codes, lengths)
+        for i, row in enumerate(rows):
+            alone_codes, alone_embeddings, (n,) = codec.quantize(row[None])
+            assert lengths[i] == n and torch.equal(codes[i, :, :n], alone_codes[0])
+            torch.testing.assert_close(embeddings[i, :n], alone_embeddings[0])
+            alone_decoded, (m,) = codec.decode(alone_codes)
+            assert decoded_lengths[i] == m == n * downsample
+            torch.testing.assert_close(decoded[i, :m], alone_decoded[0])
+
+
+def test_codec_with_other_names_is_rejected_with_the_names(tmp_path):
+    codec = _random_codec(1)
+    path = _save_codec(codec, tmp_path / "semantic_codec_model.safetensors")
+    with pytest.raises(CheckpointError) as error:
+        load_semantic_codec(path, SemanticCodecDims(**TINY, downsample_scale=2))
+    message = str(error.value)
+    assert "4 tensors missing (down.weight, down.bias, up.weight, up.bias)" in message and str(path) in message
+    assert "downsample_scale" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name,repo,version", [("semantic_codec_model.safetensors", "amphion/MaskGCT", "2"),
+                                               ("codec.pth", "IndexTeam/IndexTTS-2.5", "2.5")])
+def test_missing_codec_names_file_repository_and_command(tmp_path, name, repo, version):
+    path = tmp_path / "model" / "hf_cache" / name
+    with pytest.raises(CheckpointError) as error:
+        load_semantic_codec(path, SemanticCodecDims(**TINY))
+    message = str(error.value)
+    assert str(path) in message and repo in message
+    assert f"`indextts download {version} --dir {tmp_path / 'model'}`" in message
+
+
+def test_pickled_objects_in_a_codec_file_are_refused(tmp_path):
+    path = tmp_path / "codec.pth"
+    torch.save({"model": {"x": torch.zeros(1)}, "extra": object()}, path)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="holds objects other than tensors"):
+        load_semantic_codec(path, SemanticCodecDims(**TINY, downsample_scale=2))
+    assert path.read_bytes() == before
+
+
+def _manifest_codecs() -> list[tuple[str, dict, dict]]:
+    """(release, config, names -> shapes) of every codec file the v2 manifest lists, found by its codebook."""
+    if not MANIFEST.is_file():
+        return []
+    releases = {k: v for k, v in json.loads(MANIFEST.read_text()).items() if isinstance(v, dict) and "config" in v}
+    return [(f"{release}/{file}", entry["config"], tensors) for release, entry in releases.items()
+            for file, tensors in entry.items() if isinstance(tensors, dict) and CODEBOOK in tensors]
+
+
+CODEBOOK = "quantizer.quantizers.0.codebook.weight"
+MANIFEST_CODECS = _manifest_codecs()
+
+
+@pytest.mark.parametrize("release,config,tensors", MANIFEST_CODECS, ids=[m[0] for m in MANIFEST_CODECS])
+def test_release_codec_on_meta_device_matches_the_manifest(release, config, tensors):
+    wanted = {name: tuple(shape) for name, shape in tensors.items()}
+    assert stored_codec_shapes(SemanticCodecDims.from_config(OmegaConf.create(config))) == wanted
+
+
+def test_dims_defaults_are_the_release_values_and_25_halves_the_frame_rate():
+    release = OmegaConf.create({"semantic_codec": {"codebook_size": 8192}, "version": 2.0})
+    assert SemanticCodecDims.from_config(release) == SemanticCodecDims()
+    assert SemanticCodecDims().hidden_size == 1024 and SemanticCodecDims().downsample_scale == 1
+    assert SemanticCodecDims.from_config(OmegaConf.create({"version": 2.5})).downsample_scale == 2
+    assert W2VBertDims.from_config(OmegaConf.create({})).hidden_state == 17
+
+
+def test_w2v_padded_batch_equals_each_row_alone(tiny_w2v):
+    waveforms = [torch.randn(16000) * 0.1, torch.randn(11000) * 0.1]
+    features, lengths = tiny_w2v.embed(waveforms)
+    assert features.shape[2] == W2V_WIDTH and lengths.tolist() == [49, 34]
+    for i, waveform in enumerate(waveforms):
+        alone, (n,) = tiny_w2v.embed([waveform])
+        assert alone.shape[1] == n == lengths[i]
+        torch.testing.assert_close(features[i, :n], alone[0], atol=1e-4, rtol=1e-4)
+
+
+def test_w2v_keeps_only_the_layers_up_to_the_hidden_state(tiny_w2v):
+    assert len(tiny_w2v.model.encoder.layers) == 17
+
+
+def test_w2v_rejects_a_hidden_state_past_the_last_layer(tmp_path):
+    folder = save_tiny_w2v_bert(tmp_path / "w2v", hidden_size=W2V_WIDTH, num_layers=3)
+    stats = tmp_path / "stats.pt"
+    torch.save({"mean": torch.zeros(W2V_WIDTH), "var": torch.ones(W2V_WIDTH)}, stats)
+    with pytest.raises(ConfigError, match="w2v_bert.hidden_state is 17, but the w2v-BERT model has 3 layers"):
+        W2VBertFront.from_files(folder, stats)
+
+
+def test_w2v_too_short_audio_is_an_audio_error(tiny_w2v):
+    with pytest.raises(AudioError, match="399 samples is too short"):
+        tiny_w2v.embed([torch.zeros(399)])
+
+
+def test_missing_w2v_files_name_the_repository(tmp_path):
+    model_dir = tmp_path / "model"
+    (model_dir / "hf_cache" / "w2v-bert-2.0").mkdir(parents=True)
+    torch.save({"mean": torch.zeros(2), "var": torch.ones(2)}, model_dir / "wav2vec2bert_stats.pt")
+    with pytest.raises(CheckpointError) as error:
+        W2VBertFront.from_model_dir(model_dir, OmegaConf.create({"w2v_stat": "wav2vec2bert_stats.pt"}))
+    message = str(error.value)
+    assert "hf_cache/w2v-bert-2.0/config.json does not exist" in message and "facebook/w2v-bert-2.0" in message
+    assert f"`indextts download 2 --dir {model_dir}`" in message
+
+
+def test_missing_stats_file_names_the_release(tmp_path):
+    with pytest.raises(CheckpointError, match="IndexTeam/IndexTTS-2;.*indextts download 2"):
+        W2VBertFront.from_files(tmp_path, tmp_path / "wav2vec2bert_stats.pt")
+
+
+def _golden(folder: Path, *names: str) -> dict[str, torch.Tensor]:
+    expected = load_file(folder / "expected.safetensors")
+    if not all(name in expected for name in names):
+        pytest.skip(f"{folder.name} holds none of {names}")
+    return expected
+
+
+def _golden_codec(folder: Path) -> SemanticCodec:
+    cfg = OmegaConf.load(folder / "config.yaml")
+    name = "codec.pth" if (folder / "codec.pth").is_file() else "hf_cache/semantic_codec_model.safetensors"
+    return load_semantic_codec(folder / name, SemanticCodecDims.from_config(cfg))
+
+
+@pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])
+@pytest.mark.parametrize("index", [0, 1])
+def test_golden_w2v_features(folder, index):
+    expected = _golden(folder, f"audio16k_{index}", f"w2v_feat_{index}")
+    front = W2VBertFront.from_model_dir(folder, OmegaConf.load(folder / "config.yaml"))
+    features, (n,) = front.embed([expected[f"audio16k_{index}"].reshape(-1)])
+    want = expected[f"w2v_feat_{index}"]
+    torch.testing.assert_close(features[0, :n], want.reshape(-1, want.shape[-1]), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])
+@pytest.mark.parametrize("index", [0, 1])
+def test_golden_semantic_codes_and_embeddings(folder, index):
+    expected = _golden(folder, f"feat_{index}", f"sem_codes_{index}", f"sem_embed_{index}")
+    codec = _golden_codec(folder)
+    features = expected[f"feat_{index}"].reshape(1, -1, codec.dims.hidden_size)
+    with torch.no_grad():
+        codes, embeddings, _ = codec.quantize(features)
+        from_codes = codec.vq2emb(expected[f"sem_codes_{index}"].reshape(1, 1, -1).long())
+    want = expected[f"sem_embed_{index}"].reshape(1, -1, codec.dims.hidden_size)
+    assert torch.equal(codes.reshape(-1), expected[f"sem_codes_{index}"].reshape(-1).long())
+    torch.testing.assert_close(embeddings, want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(from_codes, want, atol=1e-4, rtol=1e-4)
