@@ -30,6 +30,12 @@ CONVNEXT_KERNEL = 7
 LAYER_NORM_EPS = 1e-6
 RELEASE_25_DOWNSAMPLE = 2
 """IndexTTS-2.5's ``EnhancedCodec`` halves the frame rate unless its config says otherwise."""
+VERSION_25 = "2.5"
+
+
+def is_version_25(cfg) -> bool:
+    """Whether a model config's ``version`` is IndexTTS-2.5."""
+    return str(cfg.get("version", "")).startswith(VERSION_25)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +63,7 @@ class SemanticCodecDims(SectionDims):
         """The dims of a whole model config; a 2.5 config without ``downsample_scale`` gets 2, as 2.5 does."""
         section = cfg.get(cls.section) or {}
         dims = cls.from_section(section)
-        if "downsample_scale" not in section and str(cfg.get("version", "")).startswith("2.5"):
+        if "downsample_scale" not in section and is_version_25(cfg):
             dims = replace(dims, downsample_scale=RELEASE_25_DOWNSAMPLE)
         return dims
 

@@ -21,14 +21,11 @@ from safetensors.torch import load_file
 
 from indextts.bigvgan.models import fold_weight_norm, unfold_weight_norm
 from indextts.errors import CheckpointError
-from indextts.releases import AUX_DIR, MASKGCT_CODEC, W2V_BERT
-from indextts.v2.semantic.codec import SemanticCodec, SemanticCodecDims
+from indextts.releases import AUX_DIR, MASKGCT_CODEC, RELEASES, W2V_BERT
+from indextts.v2.semantic.codec import VERSION_25, SemanticCodec, SemanticCodecDims, is_version_25
 
 logger = logging.getLogger(__name__)
 
-CODEC_25_FILE = "codec.pth"
-CODEC_25_REPO = "IndexTeam/IndexTTS-2.5"
-STATS_REPO = "IndexTeam/IndexTTS-2"
 LISTED_NAMES = 5
 
 
@@ -43,9 +40,18 @@ def missing_file_error(path: str | Path, what: str, repo_id: str, version: str) 
         "models under hf_cache/), or pass the file's path explicitly.")
 
 
+def _release(version: str) -> tuple[str, str]:
+    return RELEASES[version].repos[0].repo_id, version
+
+
+def release_source(cfg) -> tuple[str, str]:
+    """(hub repository, ``indextts download`` version) of the release a model config belongs to."""
+    return _release(VERSION_25 if is_version_25(cfg) else "2")
+
+
 def _codec_source(path: Path) -> tuple[str, str]:
     """(hub repository, release) that a codec file of this name comes from."""
-    return (MASKGCT_CODEC.repo_id, "2") if path.suffix == ".safetensors" else (CODEC_25_REPO, "2.5")
+    return (MASKGCT_CODEC.repo_id, "2") if path.suffix == ".safetensors" else _release(VERSION_25)
 
 
 def read_tensors(path: str | Path, what: str) -> Mapping:
@@ -118,11 +124,14 @@ def load_semantic_codec(path: str | Path, dims: SemanticCodecDims, device: str |
     return model.to(device).eval()
 
 
-def load_w2v_stats(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """``wav2vec2bert_stats.pt`` -> (mean (C,), std (C,)), std = sqrt(var) as the reference takes it."""
+def load_w2v_stats(path: str | Path, source: tuple[str, str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``wav2vec2bert_stats.pt`` -> (mean (C,), std (C,)), std = sqrt(var) as the reference takes it.
+
+    ``source`` (hub repository, release) names where a missing file comes from (default IndexTTS-2).
+    """
     path = Path(path)
     if not path.is_file():
-        raise missing_file_error(path, "w2v-BERT statistics file", STATS_REPO, "2")
+        raise missing_file_error(path, "w2v-BERT statistics file", *(source or _release("2")))
     stats = read_tensors(path, "w2v-BERT statistics file")
     if not (isinstance(stats, Mapping) and all(isinstance(stats.get(k), torch.Tensor) for k in ("mean", "var"))):
         raise CheckpointError(

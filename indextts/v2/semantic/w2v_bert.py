@@ -21,7 +21,7 @@ from torch import nn
 from indextts.dims import SectionDims
 from indextts.errors import AudioError, CheckpointError, ConfigError
 from indextts.releases import W2V_BERT
-from indextts.v2.semantic.files import load_w2v_stats, w2v_bert_files
+from indextts.v2.semantic.files import load_w2v_stats, release_source, w2v_bert_files
 
 SAMPLE_RATE = 16000
 FBANK_WINDOW = 400
@@ -85,9 +85,13 @@ class W2VBertFront(nn.Module):
         self.register_buffer("std", std)
 
     @classmethod
-    def from_files(cls, w2v_dir: str | Path, stats_path: str | Path, hidden_state: int = 17) -> W2VBertFront:
-        """Load from an explicit w2v-BERT folder and statistics file (local files only)."""
-        mean, std = load_w2v_stats(stats_path)
+    def from_files(cls, w2v_dir: str | Path, stats_path: str | Path, hidden_state: int = 17,
+                   source: tuple[str, str] | None = None) -> W2VBertFront:
+        """Load from an explicit w2v-BERT folder and statistics file (local files only).
+
+        ``source`` (hub repository, release) is named if the statistics file is missing.
+        """
+        mean, std = load_w2v_stats(stats_path, source)
         extractor, model = _load_model(w2v_bert_files(w2v_dir))
         return cls(extractor, model, mean, std, hidden_state)
 
@@ -96,7 +100,8 @@ class W2VBertFront(nn.Module):
         """Load as the release folder lays it out: ``hf_cache/w2v-bert-2.0/`` and ``cfg.w2v_stat``."""
         model_dir = Path(model_dir)
         stats = model_dir / cfg.get("w2v_stat", STATS_FILE)
-        return cls.from_files(w2v_dir or model_dir / W2V_BERT_DIR, stats, W2VBertDims.from_config(cfg).hidden_state)
+        return cls.from_files(w2v_dir or model_dir / W2V_BERT_DIR, stats, W2VBertDims.from_config(cfg).hidden_state,
+                              release_source(cfg))
 
     def input_features(self, waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """16 kHz mono waveforms (S_i,) -> features (B, F, 160) zero-padded, attention mask (B, F), lengths (B,).
