@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 from helpers import V2_CONFORMANCE
 from omegaconf import OmegaConf
 
-from indextts.errors import ConfigError
+from indextts.errors import CheckpointError, ConfigError, TextError
 from indextts.text import TextNormalizer, TextTokenizer
 from indextts.tiny import train_tiny_bpe
 from indextts.v2.text import TextNormalizerV2, load_glossary, load_v2_tokenizer
+from indextts.v2.text25 import (SPECIAL_TOKENS, VOCAB_FILE, Tokenizer25, apply_pronunciation_annotations,
+                                encode_text, language_id, prepare_text)
 
 GLOSSARY = {"M.2": {"en": "M dot two", "zh": "M 二"}, "C++": {"en": "C plus plus", "zh": "C 加加"},
             "TTS": "T T S", "PCIe 4.0": {"zh": "PCIE 四点零"}}
@@ -80,3 +83,91 @@ def test_text_goldens(folder):
         assert tokenizer.tokenize(case["normalized"], normalize=False) == case["tokens"], case["text"]
         assert tokenizer.encode(case["normalized"], normalize=False) == case["ids"], case["text"]
         assert tokenizer.normalizer.normalize(case["text"]) == case["normalized"], case["text"]
+
+
+# --- IndexTTS-2.5: tiktoken vocabulary, language prefix, pronunciation annotations ---------------
+
+MERGES = [b"bc", b"ab", b"th", b"he", b"the", b" the"]
+"""Ranks 256.. after the 256 single bytes (rank = byte value); expected ids below follow from these."""
+
+
+@pytest.fixture(scope="module")
+def vocab_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny25")
+    tokens = [bytes([b]) for b in range(256)] + MERGES
+    (folder / VOCAB_FILE).write_text("".join(f"{base64.b64encode(t).decode()} {i}\n" for i, t in enumerate(tokens)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer25(vocab_dir) -> Tokenizer25:
+    return Tokenizer25.from_file(vocab_dir / VOCAB_FILE)
+
+
+@pytest.mark.parametrize("text,ids", [
+    (" the", [261]), ("the", [260]), ("thee", [260, 101]),
+    ("abc", [97, 256]),  # the lower-ranked pair (bc) merges first, not the leftmost (ab)
+    ("hehe", [259, 259]), ("a b", [97, 32, 98]), ("中", list("中".encode())),
+])
+def test_byte_pair_merges_follow_the_ranks(tokenizer25, text, ids):
+    assert tokenizer25.encode(text) == ids
+
+
+def test_special_tokens_follow_the_vocabulary(tokenizer25):
+    base = 256 + len(MERGES)
+    assert tokenizer25.vocab_size == base + len(SPECIAL_TOKENS)
+    assert tokenizer25.encode("<|endoftext|><|en|><|zh|>") == [base, base + 2, base + 3]
+    assert tokenizer25.encode("<|SPECIAL_TOKEN_1|>")[0] == base + SPECIAL_TOKENS.index("<|SPECIAL_TOKEN_1|>")
+    assert tokenizer25.encode("<|yue|>") == tokenizer25.encode("<|") + tokenizer25.encode("yue") + \
+        tokenizer25.encode("|>")  # languages after the 99th have no token, as in the reference
+
+
+def test_language_ids_are_positions_in_the_reference_list():
+    assert [language_id(c) for c in ("en", "zh", "EN", "ja", "yue", "zhen", "xx")] == [0, 1, 0, 7, 99, 105, 105]
+
+
+# Expected strings below were produced by the IndexTTS-2.5 reference (infer_v2_5.apply_pronunciation_annotations),
+# reviewed, and pinned on purpose.
+@pytest.mark.parametrize("text,rewritten", [
+    ("i am <going|g ow1 . ih0 ng> home", "i am <|SPECIAL_TOKEN_1|>G OW1 . IH0 NG<|SPECIAL_TOKEN_1|> home"),
+    ("我<行|xing2>不<行|HANG2>", "我<|SPECIAL_TOKEN_2|>XING2<|SPECIAL_TOKEN_2|>不<|SPECIAL_TOKEN_2|>HANG2<|SPECIAL_TOKEN_2|>"),
+    ("<行く|いく>よ", " いく よ"),
+    ("<カタ|カタカナ> <x|ひらカタ>", " カタカナ  <|SPECIAL_TOKEN_1|>ひらカタ<|SPECIAL_TOKEN_1|>"),
+])
+def test_pronunciation_annotations(text, rewritten):
+    assert apply_pronunciation_annotations(text) == rewritten
+
+
+@pytest.mark.parametrize("text,lang,prepared", [
+    ("最<重|zhong4>要的是2个。", "zh", "最<|SPECIAL_TOKEN_2|>ZHONG4<|SPECIAL_TOKEN_2|>要的是两个."),
+    ("I am <going|G OW1 . IH0 NG> home at 8:00!", "en",
+     "i am <|SPECIAL_TOKEN_1|>G OW1 . IH0 NG<|SPECIAL_TOKEN_1|> home at eight o'clock!"),
+    ("<行く|いく>よ、3つ", "ja", " いく よ,3つ"),
+    ("Hola, (amigo) 3", "es", "HOLA, 'AMIGO' 3"),
+])
+def test_prepared_text_normalises_around_annotations_and_cases_by_language(normalizer, text, lang, prepared):
+    assert prepare_text(text, lang, normalizer) == prepared
+
+
+def test_encoded_text_starts_with_the_language_token(tokenizer25, normalizer):
+    ids, lang = encode_text(tokenizer25, "the 1", "en", normalizer)
+    assert lang == 0 and ids == tokenizer25.encode("<|en|> the one")
+    assert ids[0] == 256 + len(MERGES) + 2
+
+
+def test_missing_vocabulary_names_the_release(tmp_path):
+    with pytest.raises(CheckpointError) as error:
+        Tokenizer25.from_file(tmp_path / VOCAB_FILE)
+    message = str(error.value)
+    assert VOCAB_FILE in message and "IndexTeam/IndexTTS-2.5" in message
+    assert f"`indextts download 2.5 --dir {tmp_path}`" in message
+
+
+@pytest.mark.parametrize("content,problem", [("not base64!! 1\n", "is not a tiktoken vocabulary"),
+                                             ("YQ== 0\n", "does not hold all 256 single bytes")])
+def test_bad_vocabulary_is_a_text_error(tmp_path, content, problem):
+    path = tmp_path / VOCAB_FILE
+    path.write_text(content)
+    with pytest.raises(TextError, match=problem):
+        Tokenizer25.from_file(path)
+    assert path.read_text() == content
