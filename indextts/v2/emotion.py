@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from indextts.config import CONFIG_FILENAME
 from indextts.errors import CheckpointError, ConfigError, InferenceError
 from indextts.v2.semantic.files import missing_file_error, read_tensors, release_source
 
@@ -107,7 +108,8 @@ def _read_matrix(path: Path, cfg, rows: int) -> torch.Tensor:
         shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
         raise CheckpointError(
             f"The emotion matrix {path} must be one (rows, width) tensor with {rows} rows (the sum of "
-            f"emo_num in config.yaml), but it holds {shape}. Check that the file and config.yaml belong together.")
+            f"emo_num in {CONFIG_FILENAME}), but it holds {shape}. Check that the file and {CONFIG_FILENAME} "
+            "belong together.")
     return matrix.float()
 
 
@@ -116,7 +118,7 @@ def load_emotion_matrices(model_dir: str | Path, cfg) -> EmotionMatrices:
     counts = [int(n) for n in cfg.emo_num]
     if len(counts) != len(EMOTIONS) or min(counts) < 1:
         raise ConfigError(
-            f"emo_num in config.yaml must give {len(EMOTIONS)} positive row counts, one per emotion "
+            f"emo_num in {CONFIG_FILENAME} must give {len(EMOTIONS)} positive row counts, one per emotion "
             f"({', '.join(EMOTIONS)}), but it is {counts}. Restore it from the release config.")
     model_dir = Path(model_dir)
     speaker = _read_matrix(model_dir / str(cfg.spk_matrix).strip(), cfg, sum(counts))

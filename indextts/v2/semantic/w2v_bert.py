@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from indextts.config import CONFIG_FILENAME
 from indextts.dims import SectionDims
 from indextts.errors import AudioError, CheckpointError, ConfigError
 from indextts.releases import W2V_BERT
@@ -71,7 +72,7 @@ class W2VBertFront(nn.Module):
         if not 0 <= hidden_state <= layers:
             raise ConfigError(
                 f"w2v_bert.hidden_state is {hidden_state}, but the w2v-BERT model has {layers} layers: "
-                f"set it between 0 and {layers} in config.yaml (the release uses 17).")
+                f"set it between 0 and {layers} in {CONFIG_FILENAME} (the release uses 17).")
         width = model.config.hidden_size
         if mean.shape != (width,) or std.shape != (width,):
             raise CheckpointError(
