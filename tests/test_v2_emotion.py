@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import v2_golden_folders
 from omegaconf import OmegaConf
+from safetensors.torch import load_file
 
 from indextts.errors import CheckpointError, ConfigError, InferenceError
 from indextts.v2.emotion import (EMOTION_BIAS, EMOTIONS, MAX_EMOTION_SUM, check_emotion_vector,
@@ -13,6 +15,7 @@ from indextts.v2.emotion import (EMOTION_BIAS, EMOTIONS, MAX_EMOTION_SUM, check_
 
 COUNTS = [3, 1, 2, 4, 2, 1, 3, 2]
 STYLE, WIDTH = 6, 5
+GOLDENS = v2_golden_folders()
 
 
 def _config(version: float = 2.0, counts=COUNTS):
@@ -116,3 +119,17 @@ def test_matrix_with_other_row_count_is_refused(model_dir):
 def test_emo_num_of_wrong_length_is_a_config_error(model_dir):
     with pytest.raises(ConfigError, match="emo_num in config.yaml must give 8 positive row counts"):
         load_emotion_matrices(model_dir, _config(counts=COUNTS[:-1]))
+
+
+@pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])
+def test_golden_emotion_vector(folder):
+    expected = load_file(folder / "expected.safetensors")
+    names = ("style_0", "emo_weights", "emo_rows", "emo_vec_0", "emo_vec_weighted")
+    if not all(name in expected for name in names):
+        pytest.skip(f"{folder.name} lacks some of {names}")
+    matrices = load_emotion_matrices(folder, OmegaConf.load(folder / "config.yaml"))
+    weights = check_emotion_vector(expected["emo_weights"].tolist())[None]
+    rows = matrices.most_similar_rows(expected["style_0"][None])
+    assert torch.equal(rows[0], expected["emo_rows"].long())
+    mixed = mix_emotion(matrices.weighted_rows(weights, rows), weights, expected["emo_vec_0"][None])
+    torch.testing.assert_close(mixed[0], expected["emo_vec_weighted"], atol=1e-4, rtol=1e-4)

@@ -131,6 +131,26 @@ def test_release_codec_on_meta_device_matches_the_manifest(release, config, tens
     assert stored_codec_shapes(SemanticCodecDims.from_config(OmegaConf.create(config))) == wanted
 
 
+def _manifest_w2v() -> list[tuple[str, dict, dict]]:
+    if not MANIFEST.is_file():
+        return []
+    return [(release, entry["w2v_bert_config"], entry["w2v_bert"]) for release, entry in
+            json.loads(MANIFEST.read_text()).items() if isinstance(entry, dict) and "w2v_bert" in entry]
+
+
+MANIFEST_W2V = _manifest_w2v()
+
+
+@pytest.mark.parametrize("release,config,tensors", MANIFEST_W2V, ids=[m[0] for m in MANIFEST_W2V])
+def test_release_w2v_bert_config_gives_the_manifest_names(release, config, tensors):
+    """transformers' Wav2Vec2BertModel of the release config.json holds exactly the file's tensors."""
+    from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+    with torch.device("meta"):
+        model = Wav2Vec2BertModel(Wav2Vec2BertConfig(**config))
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == {k: tuple(v) for k, v in tensors.items()}
+
+
 def test_dims_defaults_are_the_release_values_and_25_halves_the_frame_rate():
     release = OmegaConf.create({"semantic_codec": {"codebook_size": 8192}, "version": 2.0})
     assert SemanticCodecDims.from_config(release) == SemanticCodecDims()
@@ -185,7 +205,7 @@ def test_missing_stats_file_names_the_release(tmp_path):
 def _golden(folder: Path, *names: str) -> dict[str, torch.Tensor]:
     expected = load_file(folder / "expected.safetensors")
     if not all(name in expected for name in names):
-        pytest.skip(f"{folder.name} holds none of {names}")
+        pytest.skip(f"{folder.name} lacks some of {names}")
     return expected
 
 
@@ -198,23 +218,40 @@ def _golden_codec(folder: Path) -> SemanticCodec:
 @pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])
 @pytest.mark.parametrize("index", [0, 1])
 def test_golden_w2v_features(folder, index):
-    expected = _golden(folder, f"audio16k_{index}", f"w2v_feat_{index}")
+    expected = _golden(folder, f"audio16k_{index}", f"w2v_input_{index}", f"w2v_mask_{index}", f"w2v_feat_{index}")
     front = W2VBertFront.from_model_dir(folder, OmegaConf.load(folder / "config.yaml"))
-    features, (n,) = front.embed([expected[f"audio16k_{index}"].reshape(-1)])
-    want = expected[f"w2v_feat_{index}"]
-    torch.testing.assert_close(features[0, :n], want.reshape(-1, want.shape[-1]), atol=1e-4, rtol=1e-4)
+    inputs, mask, (n,) = front.input_features([expected[f"audio16k_{index}"]])
+    torch.testing.assert_close(inputs[0], expected[f"w2v_input_{index}"], atol=1e-4, rtol=1e-4)
+    assert torch.equal(mask[0].long(), expected[f"w2v_mask_{index}"].long())
+    assert n == len(expected[f"w2v_feat_{index}"])
+    torch.testing.assert_close(front(inputs, mask)[0], expected[f"w2v_feat_{index}"], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])
-@pytest.mark.parametrize("index", [0, 1])
-def test_golden_semantic_codes_and_embeddings(folder, index):
-    expected = _golden(folder, f"feat_{index}", f"sem_codes_{index}", f"sem_embed_{index}")
+def test_golden_w2v_padded_batch(folder):
+    expected = _golden(folder, "audio16k_0", "audio16k_1", "w2v_feat_0", "w2v_feat_1")
+    front = W2VBertFront.from_model_dir(folder, OmegaConf.load(folder / "config.yaml"))
+    features, lengths = front.embed([expected["audio16k_0"], expected["audio16k_1"]])
+    for i in range(2):
+        assert lengths[i] == len(expected[f"w2v_feat_{i}"])
+        torch.testing.assert_close(features[i, :lengths[i]], expected[f"w2v_feat_{i}"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])
+def test_golden_semantic_codes(folder):
+    expected = _golden(folder, "sem_feat_0", "sem_feat_1", "sem_codes_0", "sem_codes_1")
     codec = _golden_codec(folder)
-    features = expected[f"feat_{index}"].reshape(1, -1, codec.dims.hidden_size)
+    rows = [expected["sem_feat_0"], expected["sem_feat_1"]]
     with torch.no_grad():
-        codes, embeddings, _ = codec.quantize(features)
-        from_codes = codec.vq2emb(expected[f"sem_codes_{index}"].reshape(1, 1, -1).long())
-    want = expected[f"sem_embed_{index}"].reshape(1, -1, codec.dims.hidden_size)
-    assert torch.equal(codes.reshape(-1), expected[f"sem_codes_{index}"].reshape(-1).long())
-    torch.testing.assert_close(embeddings, want, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(from_codes, want, atol=1e-4, rtol=1e-4)
+        codes, quantized, lengths = codec.quantize(pad_sequence(rows, batch_first=True),
+                                                   torch.tensor([len(r) for r in rows]))
+        for i in range(2):
+            n, want = int(lengths[i]), expected[f"sem_codes_{i}"].long()
+            assert torch.equal(codes[i, 0, :n], want)
+            if f"sem_quant_{i}" in expected:  # IndexTTS-2: S_ref and vq2emb
+                torch.testing.assert_close(quantized[i, :n], expected[f"sem_quant_{i}"], atol=1e-4, rtol=1e-4)
+                torch.testing.assert_close(codec.vq2emb(want[None, None])[0], expected[f"sem_embed_{i}"],
+                                           atol=1e-4, rtol=1e-4)
+            if f"sem_decode_{i}" in expected:  # IndexTTS-2.5: codes -> decoder -> upsampled features
+                torch.testing.assert_close(codec.decode(want[None, None])[0][0], expected[f"sem_decode_{i}"],
+                                           atol=1e-4, rtol=1e-4)

@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from helpers import V2_CONFORMANCE
+from helpers import v2_golden_folders
 from omegaconf import OmegaConf
 
 from indextts.errors import CheckpointError, ConfigError, TextError
@@ -18,7 +18,7 @@ from indextts.v2.text25 import (SPECIAL_TOKENS, VOCAB_FILE, Tokenizer25, apply_p
 
 GLOSSARY = {"M.2": {"en": "M dot two", "zh": "M 二"}, "C++": {"en": "C plus plus", "zh": "C 加加"},
             "TTS": "T T S", "PCIe 4.0": {"zh": "PCIE 四点零"}}
-TEXT_GOLDENS = sorted(p.parent for p in V2_CONFORMANCE.glob("*/expected_text.json")) if V2_CONFORMANCE.is_dir() else []
+TEXT_GOLDENS = v2_golden_folders("expected_text_v2.json")
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +76,30 @@ def test_v2_tokenizer_uses_the_folder_bpe_model_and_the_v2_normaliser(tmp_path):
     assert tokenizer.encode("GPT-5 模型") == plain.encode("GPT-五 模型", normalize=False)
 
 
+def _text_cases(folder, release: str) -> list[dict]:
+    cases = json.loads((folder / "expected_text_v2.json").read_text(encoding="utf-8")).get(release, [])
+    if not cases:
+        pytest.skip(f"{folder.name} has no {release} text cases")
+    return cases
+
+
 @pytest.mark.parametrize("folder", TEXT_GOLDENS, ids=[f.name for f in TEXT_GOLDENS])
-def test_text_goldens(folder):
+def test_text_goldens_v2(folder):
     tokenizer = TextTokenizer(folder / "bpe.model", TextNormalizerV2())
-    for case in json.loads((folder / "expected_text.json").read_text(encoding="utf-8")):
+    for case in _text_cases(folder, "v2"):
         assert tokenizer.tokenize(case["normalized"], normalize=False) == case["tokens"], case["text"]
         assert tokenizer.encode(case["normalized"], normalize=False) == case["ids"], case["text"]
         assert tokenizer.normalizer.normalize(case["text"]) == case["normalized"], case["text"]
+
+
+@pytest.mark.parametrize("folder", TEXT_GOLDENS, ids=[f.name for f in TEXT_GOLDENS])
+def test_text_goldens_v25(folder):
+    tokenizer, normalizer = Tokenizer25.from_file(folder / VOCAB_FILE), TextNormalizerV2()
+    for case in _text_cases(folder, "v2_5"):
+        assert tokenizer.encode(case["prepared"]) == case["ids"], case["text"]
+        assert language_id(case["lang"]) == case["lang_id"], case["text"]
+        assert f"<|{case['lang'].lower()}|> " + prepare_text(case["text"], case["lang"], normalizer) == \
+            case["prepared"], case["text"]
 
 
 # --- IndexTTS-2.5: tiktoken vocabulary, language prefix, pronunciation annotations ---------------
