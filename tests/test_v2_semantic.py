@@ -255,3 +255,14 @@ def test_golden_semantic_codes(folder):
             if f"sem_decode_{i}" in expected:  # IndexTTS-2.5: codes -> decoder -> upsampled features
                 torch.testing.assert_close(codec.decode(want[None, None])[0][0], expected[f"sem_decode_{i}"],
                                            atol=1e-4, rtol=1e-4)
+
+
+def test_w2v_weights_missing_a_tensor_are_refused(tmp_path):
+    folder = save_tiny_w2v_bert(tmp_path / "w2v", hidden_size=W2V_WIDTH)
+    weights = load_file(folder / "model.safetensors")
+    removed = sorted(weights)[0]
+    save_file({k: v for k, v in weights.items() if k != removed}, folder / "model.safetensors")
+    stats = tmp_path / "stats.pt"
+    torch.save({"mean": torch.zeros(W2V_WIDTH), "var": torch.ones(W2V_WIDTH)}, stats)
+    with pytest.raises(CheckpointError, match=f"do not fit its config.json.*{removed}"):
+        W2VBertFront.from_files(folder, stats)

@@ -171,8 +171,10 @@ class SemanticCodec(nn.Module):
         backbone, projection = stack
         return projection(backbone(x, mask))
 
-    def _full_lengths(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        return torch.full((x.shape[0],), x.shape[1], device=x.device) if lengths is None else lengths
+    @staticmethod
+    def _lengths(lengths: torch.Tensor | None, batch: int, frames: int, device: torch.device) -> torch.Tensor:
+        """The given (B,) lengths, or every row full-length when none are given."""
+        return torch.full((batch,), frames, device=device) if lengths is None else lengths
 
     def quantize(self, features: torch.Tensor, lengths: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -180,7 +182,7 @@ class SemanticCodec(nn.Module):
 
         T' = ceil(T / 2) with ``downsample_scale`` 2, else T. Frames past a row's length are undefined.
         """
-        lengths = self._full_lengths(features, lengths)
+        lengths = self._lengths(lengths, features.shape[0], features.shape[1], features.device)
         x = features.transpose(1, 2)
         if self.dims.downsample_scale > 1:
             x = F.gelu(self.down(x * frame_mask(lengths, x.shape[2])))
@@ -206,7 +208,7 @@ class SemanticCodec(nn.Module):
         The path IndexTTS-2.5 feeds to S2Mel: ``vq2emb``, the decoder, then (2.5) nearest upsampling
         and the ``up`` convolution.
         """
-        lengths = torch.full((codes.shape[0],), codes.shape[2], device=codes.device) if lengths is None else lengths
+        lengths = self._lengths(lengths, codes.shape[0], codes.shape[2], codes.device)
         x = self.vq2emb(codes).transpose(1, 2)
         x = self._run(self.decoder, x, frame_mask(lengths, x.shape[2]))
         if self.dims.downsample_scale > 1:

@@ -40,18 +40,19 @@ def missing_file_error(path: str | Path, what: str, repo_id: str, version: str) 
         "models under hf_cache/), or pass the file's path explicitly.")
 
 
-def _release(version: str) -> tuple[str, str]:
+def release_repo(version: str) -> tuple[str, str]:
+    """(hub repository, ``indextts download`` version) of the release ``version`` ("2" or "2.5")."""
     return RELEASES[version].repos[0].repo_id, version
 
 
 def release_source(cfg) -> tuple[str, str]:
-    """(hub repository, ``indextts download`` version) of the release a model config belongs to."""
-    return _release(VERSION_25 if is_version_25(cfg) else "2")
+    """``release_repo`` of the release a model config belongs to (by its ``version``)."""
+    return release_repo(VERSION_25 if is_version_25(cfg) else "2")
 
 
 def _codec_source(path: Path) -> tuple[str, str]:
     """(hub repository, release) that a codec file of this name comes from."""
-    return (MASKGCT_CODEC.repo_id, "2") if path.suffix == ".safetensors" else _release(VERSION_25)
+    return (MASKGCT_CODEC.repo_id, "2") if path.suffix == ".safetensors" else release_repo(VERSION_25)
 
 
 def read_tensors(path: str | Path, what: str) -> Mapping:
@@ -131,7 +132,7 @@ def load_w2v_stats(path: str | Path, source: tuple[str, str] | None = None) -> t
     """
     path = Path(path)
     if not path.is_file():
-        raise missing_file_error(path, "w2v-BERT statistics file", *(source or _release("2")))
+        raise missing_file_error(path, "w2v-BERT statistics file", *(source or release_repo("2")))
     stats = read_tensors(path, "w2v-BERT statistics file")
     if not (isinstance(stats, Mapping) and all(isinstance(stats.get(k), torch.Tensor) for k in ("mean", "var"))):
         raise CheckpointError(
