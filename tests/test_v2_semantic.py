@@ -161,12 +161,26 @@ def test_dims_defaults_are_the_release_values_and_25_halves_the_frame_rate():
 
 def test_w2v_padded_batch_equals_each_row_alone(tiny_w2v):
     waveforms = [torch.randn(16000) * 0.1, torch.randn(11000) * 0.1]
-    features, lengths = tiny_w2v.embed(waveforms)
+    features, lengths = tiny_w2v.embed_waveforms(waveforms)
     assert features.shape[2] == W2V_WIDTH and lengths.tolist() == [49, 34]
     for i, waveform in enumerate(waveforms):
-        alone, (n,) = tiny_w2v.embed([waveform])
+        alone, (n,) = tiny_w2v.embed_waveforms([waveform])
         assert alone.shape[1] == n == lengths[i]
         torch.testing.assert_close(features[i, :n], alone[0], atol=1e-4, rtol=1e-4)
+
+
+def test_batched_features_equal_the_transformers_extractor_row_by_row(tiny_w2v, tmp_path):
+    from transformers import SeamlessM4TFeatureExtractor
+
+    extractor = SeamlessM4TFeatureExtractor()
+    waveforms = [torch.randn(n) * 0.1 for n in (16000, 11000, 560, 16160)]
+    features, mask, lengths = tiny_w2v.features(pad_sequence(waveforms, batch_first=True),
+                                                torch.tensor([len(w) for w in waveforms]))
+    for i, waveform in enumerate(waveforms):
+        want = extractor(waveform[None].numpy(), sampling_rate=16000, return_tensors="pt")
+        n = want["input_features"].shape[1]
+        assert lengths[i] == n and torch.equal(mask[i, :n], want["attention_mask"][0].long())
+        torch.testing.assert_close(features[i, :n], want["input_features"][0], atol=1e-4, rtol=1e-4)
 
 
 def test_w2v_keeps_only_the_layers_up_to_the_hidden_state(tiny_w2v):
@@ -183,7 +197,7 @@ def test_w2v_rejects_a_hidden_state_past_the_last_layer(tmp_path):
 
 def test_w2v_too_short_audio_is_an_audio_error(tiny_w2v):
     with pytest.raises(AudioError, match="399 samples is too short"):
-        tiny_w2v.embed([torch.zeros(399)])
+        tiny_w2v.embed_waveforms([torch.zeros(399)])
 
 
 def test_missing_w2v_files_name_the_repository(tmp_path):
@@ -215,26 +229,35 @@ def _golden_codec(folder: Path) -> SemanticCodec:
     return load_semantic_codec(folder / name, SemanticCodecDims.from_config(cfg))
 
 
+def _w2v_names(index: int) -> tuple[str, ...]:
+    return f"audio16k_{index}", f"w2v_input_{index}", f"w2v_mask_{index}", f"w2v_feat_{index}"
+
+
+# Stage by stage, as the golden stores each stage's input: the batched torch features equal the
+# extractor's to float32 rounding (~1e-5), which 17 random layers may grow past 1e-4.
 @pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])
 @pytest.mark.parametrize("index", [0, 1])
-def test_golden_w2v_features(folder, index):
-    expected = _golden(folder, f"audio16k_{index}", f"w2v_input_{index}", f"w2v_mask_{index}", f"w2v_feat_{index}")
+def test_golden_w2v_input_features(folder, index):
+    expected = _golden(folder, *_w2v_names(index))
     front = W2VBertFront.from_model_dir(folder, OmegaConf.load(folder / "config.yaml"))
-    inputs, mask, (n,) = front.input_features([expected[f"audio16k_{index}"]])
+    audio = expected[f"audio16k_{index}"]
+    inputs, mask, (n,) = front.input_features(audio[None], torch.tensor([len(audio)]))
     torch.testing.assert_close(inputs[0], expected[f"w2v_input_{index}"], atol=1e-4, rtol=1e-4)
-    assert torch.equal(mask[0].long(), expected[f"w2v_mask_{index}"].long())
+    assert torch.equal(mask[0], expected[f"w2v_mask_{index}"].long())
     assert n == len(expected[f"w2v_feat_{index}"])
-    torch.testing.assert_close(front(inputs, mask)[0], expected[f"w2v_feat_{index}"], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])
-def test_golden_w2v_padded_batch(folder):
-    expected = _golden(folder, "audio16k_0", "audio16k_1", "w2v_feat_0", "w2v_feat_1")
+def test_golden_w2v_hidden_state_alone_and_in_a_padded_batch(folder):
+    expected = _golden(folder, *_w2v_names(0), *_w2v_names(1))
     front = W2VBertFront.from_model_dir(folder, OmegaConf.load(folder / "config.yaml"))
-    features, lengths = front.embed([expected["audio16k_0"], expected["audio16k_1"]])
+    inputs = [expected[f"w2v_input_{i}"] for i in range(2)]
+    masks = [expected[f"w2v_mask_{i}"] for i in range(2)]
+    batch = front(pad_sequence(inputs, batch_first=True), pad_sequence(masks, batch_first=True))
     for i in range(2):
-        assert lengths[i] == len(expected[f"w2v_feat_{i}"])
-        torch.testing.assert_close(features[i, :lengths[i]], expected[f"w2v_feat_{i}"], atol=1e-4, rtol=1e-4)
+        want = expected[f"w2v_feat_{i}"]
+        torch.testing.assert_close(front(inputs[i][None], masks[i][None])[0], want, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(batch[i, :len(want)], want, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("folder", GOLDENS, ids=[f.name for f in GOLDENS])

@@ -1,8 +1,9 @@
 """The w2v-BERT 2.0 front of IndexTTS-2: 16 kHz audio -> normalised hidden state 17, (B, T, 1024).
 
-transformers' ``SeamlessM4TFeatureExtractor`` (Kaldi-style 80-band fbank, per-utterance
-normalisation, frames stacked by 2 -> 160 values at 50 Hz) and ``Wav2Vec2BertModel`` are used as they
-are: the model is a stock transformers architecture, so writing it again would only add risk. Both
+``Wav2Vec2BertModel`` is transformers' own: a stock architecture, so writing it again would only add
+risk. Its input features (Kaldi-style 80-band fbank, per-utterance normalisation, frames stacked by
+2 -> 160 values at 50 Hz) are computed by ``features.SeamlessFeatures`` for a whole padded batch in
+torch, with the window and filters of transformers' ``SeamlessM4TFeatureExtractor`` read from the folder. Both
 are read from a local folder (``<model_dir>/hf_cache/w2v-bert-2.0/`` or an explicit path) with
 ``local_files_only``; the layers after the hidden state used are dropped after the strict load,
 since their output is never read. The hidden state is normalised by ``wav2vec2bert_stats.pt``.
@@ -17,17 +18,17 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from indextts.config import CONFIG_FILENAME
 from indextts.dims import SectionDims
 from indextts.errors import AudioError, CheckpointError, ConfigError
 from indextts.releases import W2V_BERT
+from indextts.v2.semantic.features import FRAME, HOP, MIN_FRAMES, SeamlessFeatures
 from indextts.v2.semantic.files import load_w2v_stats, release_source, w2v_bert_files
 
 SAMPLE_RATE = 16000
-FBANK_WINDOW = 400
-FBANK_HOP = 160
-"""The extractor's Kaldi fbank: 25 ms windows every 10 ms, no padding."""
+MIN_SAMPLES = FRAME + HOP * (MIN_FRAMES - 1)
 W2V_BERT_DIR = Path(next(iter(W2V_BERT.files.values()))).parent
 """``hf_cache/w2v-bert-2.0`` inside a model folder."""
 STATS_FILE = "wav2vec2bert_stats.pt"
@@ -79,7 +80,7 @@ class W2VBertFront(nn.Module):
                 f"The w2v-BERT statistics hold {tuple(mean.shape)} values but the model's hidden size is "
                 f"{width}: the statistics file and the w2v-BERT folder do not belong together.")
         model.encoder.layers = model.encoder.layers[:hidden_state]
-        self.extractor = extractor
+        self.features = SeamlessFeatures(extractor)
         self.model = model.eval()
         self.hidden_state = hidden_state
         self.register_buffer("mean", mean)
@@ -104,25 +105,15 @@ class W2VBertFront(nn.Module):
         return cls.from_files(w2v_dir or model_dir / W2V_BERT_DIR, stats, W2VBertDims.from_config(cfg).hidden_state,
                               release_source(cfg))
 
-    def input_features(self, waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """16 kHz mono waveforms (S_i,) -> features (B, F, 160) zero-padded, attention mask (B, F), lengths (B,).
-
-        A row's length counts every stacked frame that holds a real fbank frame, including a last
-        half-filled one that the attention mask marks as padding: the reference keeps that frame.
-        """
-        samples = torch.tensor([w.shape[-1] for w in waveforms])
-        if samples.min() < FBANK_WINDOW:
+    def input_features(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, S) zero-padded 16 kHz audio, (B,) sample counts -> features (B, T, 160), attention mask (B, T),
+        lengths (B,), as the feature extractor computes them for each row alone (see ``features``)."""
+        if int(lengths.min()) < MIN_SAMPLES:
             raise AudioError(
-                f"A waveform of {int(samples.min())} samples is too short for the w2v-BERT front, which needs "
-                f"at least {FBANK_WINDOW} samples ({FBANK_WINDOW * 1000 // SAMPLE_RATE} ms at 16 kHz): use a "
+                f"A waveform of {int(lengths.min())} samples is too short for the w2v-BERT front, which needs "
+                f"at least {MIN_SAMPLES} samples ({MIN_SAMPLES * 1000 // SAMPLE_RATE} ms at 16 kHz): use a "
                 "longer speaker or emotion reference.")
-        arrays = [w.detach().float().cpu().numpy() for w in waveforms]
-        inputs = self.extractor(arrays, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True)
-        frames = 1 + (samples - FBANK_WINDOW) // FBANK_HOP
-        device = self.mean.device
-        stride = self.extractor.stride
-        lengths = (frames + stride - 1) // stride
-        return inputs["input_features"].to(device), inputs["attention_mask"].to(device), lengths.to(device)
+        return self.features(audio.to(self.mean.device), lengths.to(self.mean.device))
 
     @torch.no_grad()
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -130,10 +121,15 @@ class W2VBertFront(nn.Module):
         output = self.model(input_features=input_features, attention_mask=attention_mask, output_hidden_states=True)
         return (output.hidden_states[self.hidden_state] - self.mean) / self.std
 
-    def embed(self, waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """16 kHz waveforms -> normalised features (B, T, C) and their lengths (B,)."""
-        features, mask, lengths = self.input_features(waveforms)
+    def embed(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) zero-padded 16 kHz audio, (B,) sample counts -> normalised features (B, T, C), lengths (B,)."""
+        features, mask, lengths = self.input_features(audio, lengths)
         return self(features, mask), lengths
+
+    def embed_waveforms(self, waveforms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``embed`` of 16 kHz waveforms (S_i,) of any lengths."""
+        lengths = torch.tensor([w.shape[-1] for w in waveforms])
+        return self.embed(pad_sequence([w.float() for w in waveforms], batch_first=True), lengths)
 
 
 def save_tiny_w2v_bert(folder: str | Path, hidden_size: int = 16, num_layers: int = 17, seed: int = 0) -> Path:
