@@ -12,6 +12,7 @@ decides them. As the extractor, the spectrum is rounded to complex64 before its 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 FRAME = 400
 HOP = 160
@@ -32,12 +33,17 @@ def frame_counts(num_samples: torch.Tensor) -> torch.Tensor:
     return 1 + (num_samples - FRAME).div(HOP, rounding_mode="floor")
 
 
-class SeamlessFeatures:
-    """Batched ``SeamlessM4TFeatureExtractor``: (B, S) 16 kHz audio + lengths -> stacked features and mask."""
+class SeamlessFeatures(nn.Module):
+    """Batched ``SeamlessM4TFeatureExtractor``: (B, S) 16 kHz audio + lengths -> stacked features and mask.
+
+    The window and filters are buffers (not saved), so they follow the module to its device.
+    """
 
     def __init__(self, extractor):
-        self.window = torch.as_tensor(extractor.window, dtype=torch.float64)
-        self.mel_filters = torch.as_tensor(extractor.mel_filters, dtype=torch.float64)
+        super().__init__()
+        self.register_buffer("window", torch.as_tensor(extractor.window, dtype=torch.float64), persistent=False)
+        self.register_buffer("mel_filters", torch.as_tensor(extractor.mel_filters, dtype=torch.float64),
+                             persistent=False)
         self.stride = extractor.stride
         self.padding_value = float(extractor.padding_value)
 
@@ -46,11 +52,11 @@ class SeamlessFeatures:
         frames = (audio.double() * WAVEFORM_SCALE).unfold(1, FRAME, HOP)
         frames = frames - frames.mean(-1, keepdim=True)
         frames = torch.cat([frames[..., :1] * (1 - PREEMPHASIS), frames[..., 1:] - PREEMPHASIS * frames[..., :-1]], -1)
-        spectrum = torch.fft.rfft(frames * self.window.to(audio.device), n=FFT).to(torch.complex64)
+        spectrum = torch.fft.rfft(frames * self.window, n=FFT).to(torch.complex64)
         power = spectrum.to(torch.complex128).abs() ** 2
-        return (power @ self.mel_filters.to(audio.device)).clamp(min=MEL_FLOOR).log().float()
+        return (power @ self.mel_filters).clamp(min=MEL_FLOOR).log().float()
 
-    def __call__(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, S) zero-padded audio, (B,) sample counts -> features (B, T, 80 * stride), attention mask (B, T),
         lengths (B,): the stacked frames holding a real frame (a last half-filled one included, as the
         extractor keeps it; its mask is 0 like the extractor's)."""
