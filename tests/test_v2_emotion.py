@@ -65,6 +65,13 @@ def test_a_batch_gives_each_row_what_it_gives_alone(model_dir):
         torch.testing.assert_close(batch[i], matrices.weighted_rows(weights[i:i + 1], alone_rows)[0])
 
 
+def test_matrices_move_to_a_device_as_a_whole(model_dir):
+    matrices = load_emotion_matrices(model_dir, _config())
+    moved = matrices.to("meta")
+    assert all(r.is_meta for r in moved.speaker + moved.emotion) and moved.counts == matrices.counts
+    assert not any(r.is_meta for r in matrices.speaker + matrices.emotion)
+
+
 def test_random_rows_stay_inside_each_emotion_and_follow_the_generator(model_dir):
     matrices = load_emotion_matrices(model_dir, _config())
     rows = matrices.random_rows(50, torch.Generator().manual_seed(1))

@@ -80,6 +80,10 @@ class EmotionMatrices:
     def counts(self) -> tuple[int, ...]:
         return tuple(len(rows) for rows in self.emotion)
 
+    def to(self, device: str | torch.device) -> EmotionMatrices:
+        """The matrices on ``device`` (where the styles and weights they meet live)."""
+        return EmotionMatrices(tuple(r.to(device) for r in self.speaker), tuple(r.to(device) for r in self.emotion))
+
     def most_similar_rows(self, style: torch.Tensor) -> torch.Tensor:
         """(B, style) CAMPPlus styles -> (B, 8) index, per emotion, of the example with the closest style."""
         return torch.stack([F.cosine_similarity(style.float()[:, None], rows.float()[None], dim=-1).argmax(-1)
