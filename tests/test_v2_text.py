@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 from helpers import v2_golden_folders
@@ -76,6 +77,11 @@ def test_v2_tokenizer_uses_the_folder_bpe_model_and_the_v2_normaliser(tmp_path):
     assert tokenizer.encode("GPT-5 模型") == plain.encode("GPT-五 模型", normalize=False)
 
 
+REFERENCE_25_TIME_DEFECT = re.compile(r"\d[:：]\d")
+"""The 2.5 reference folds ':' to ',' before numbers are read, so '3:30' becomes 'three,thirty' instead of
+a time; that defect is not copied (text25 folds punctuation after reading), so such cases check ids only."""
+
+
 def _text_cases(folder, release: str) -> list[dict]:
     cases = json.loads((folder / "expected_text_v2.json").read_text(encoding="utf-8")).get(release, [])
     if not cases:
@@ -96,10 +102,11 @@ def test_text_goldens_v2(folder):
 def test_text_goldens_v25(folder):
     tokenizer, normalizer = Tokenizer25.from_file(folder / VOCAB_FILE), TextNormalizerV2()
     for case in _text_cases(folder, "v2_5"):
-        assert tokenizer.encode(case["prepared"]) == case["ids"], case["text"]
+        prefix = f"<|{case['lang'].lower()}|> "
+        assert tokenizer.encode(prefix + case["prepared"]) == case["ids"], case["text"]
         assert language_id(case["lang"]) == case["lang_id"], case["text"]
-        assert f"<|{case['lang'].lower()}|> " + prepare_text(case["text"], case["lang"], normalizer) == \
-            case["prepared"], case["text"]
+        if not REFERENCE_25_TIME_DEFECT.search(case["text"]):
+            assert prepare_text(case["text"], case["lang"], normalizer) == case["prepared"], case["text"]
 
 
 # --- IndexTTS-2.5: tiktoken vocabulary, language prefix, pronunciation annotations ---------------
@@ -188,3 +195,7 @@ def test_bad_vocabulary_is_a_text_error(tmp_path, content, problem):
     with pytest.raises(TextError, match=problem):
         Tokenizer25.from_file(path)
     assert path.read_text() == content
+
+
+def test_times_are_read_before_punctuation_is_folded(normalizer):
+    assert prepare_text("It starts at 3:30 PM.", "en", normalizer) == "it starts at three thirty pm."
