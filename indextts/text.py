@@ -198,14 +198,23 @@ class TextNormalizer:
         body = SPECIAL_TOKEN.sub(lambda m: protect(m.group(0)), _SPACES.sub(" ", segment.strip()))
         body = _IS_CONTRACTION.sub(r"\1 is", body.replace("’", "'"))
         chinese = self.use_chinese(body)
+        body = self._before_wetext(body, chinese, protect)
         if chinese:
             body = PINYIN_WITH_TONE.sub(lambda m: protect(_correct_pinyin(m.group(0))), body)
             body = _NAME.sub(lambda m: protect(_NAME_JOINER.sub("-", m.group(0))), body)
-        body = self._run_wetext(body, chinese)
+        body = self._after_wetext(self._run_wetext(body, chinese))
         body = _PLACEHOLDER.sub(lambda m: protected[_placeholder_index(m.group(1))], body)
         body = _PUNCTUATION.sub(lambda m: PUNCTUATION_MAP[m.group(0)], body)
         body = _ELLIPSIS_RUN.sub("…", body).replace("ü", "u").replace("Ü", "U")
         return leading + body + trailing
+
+    def _before_wetext(self, body: str, chinese: bool, protect) -> str:
+        """Hook for a variant's own rules before the grammar runs; ``protect(s)`` keeps ``s`` verbatim."""
+        return body
+
+    def _after_wetext(self, body: str) -> str:
+        """Hook for a variant's own rules on the grammar's output (before protected text returns)."""
+        return body
 
     def _run_wetext(self, text: str, chinese: bool) -> str:
         try:
@@ -350,10 +359,8 @@ def is_speakable(text: str, tokenizer: TextTokenizer) -> bool:
 def _check_special_token_names(tokens: Sequence[str]) -> None:
     bad = [t for t in tokens if not isinstance(t, str) or not SPECIAL_TOKEN.fullmatch(t)]
     if bad:
-        raise TextError(
-            f"Special tokens must look like <name> (letters, digits, underscore), got {bad}. "
-            "Rename them, e.g. <laugh>."
-        )
+        raise TextError(f"Special tokens must look like <name> (letters, digits, underscore), got {bad}. "
+                        "Rename them, e.g. <laugh>.")
 
 
 def _with_user_pieces(serialized: bytes, tokens: Sequence[str], source: Path) -> bytes:
@@ -368,8 +375,7 @@ def _with_user_pieces(serialized: bytes, tokens: Sequence[str], source: Path) ->
     for token in dict.fromkeys(tokens):
         if token not in known:
             piece = model.pieces.add()
-            piece.piece = token
-            piece.score = 0.0
+            piece.piece, piece.score = token, 0.0
             piece.type = sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
     return model.SerializeToString()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CONFORMANCE = REPO_ROOT.parent / "shared" / "conformance"
@@ -34,6 +35,28 @@ def conformance_folders(marker_file: str) -> list[Path]:
     if not unique and conformance_required():
         conformance_missing(f"no golden folder holds {marker_file}")
     return unique
+
+
+V2_CONFORMANCE = REPO_ROOT / "conformance" / "indextts2"
+
+
+def _is_v2_folder(folder: Path, marker_file: str) -> bool:
+    """A model golden's config.yaml says version 2.x; a text golden's marker (no config) is v2-only."""
+    config = folder / "config.yaml"
+    if not config.is_file():
+        return marker_file != "expected.safetensors"
+    return str(yaml.safe_load(config.read_text()).get("version", "")).startswith("2")
+
+
+def v2_golden_folders(marker_file: str = "expected.safetensors") -> list[Path]:
+    """IndexTTS-2 / 2.5 golden folders holding ``marker_file``: those under conformance/indextts2/ plus
+    those in INDEXTTS_CONFORMANCE_DIRS (a folder or its subfolders) that are IndexTTS-2 goldens."""
+    found = sorted(p.parent for p in V2_CONFORMANCE.glob(f"*/{marker_file}")) if V2_CONFORMANCE.is_dir() else []
+    for folder in (Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p):
+        candidates = [folder] if (folder / marker_file).is_file() else sorted(
+            p.parent for p in folder.glob(f"*/{marker_file}"))
+        found += [c for c in candidates if _is_v2_folder(c, marker_file)]
+    return list(dict.fromkeys(p.resolve() for p in found))
 
 
 CONFORMANCE_HINT = (f"place the conformance set at {SHARED_CONFORMANCE} (beside the repository) or list golden "
