@@ -26,14 +26,14 @@ def _same_padding(kernel_size: int, dilation: int = 1) -> int:
     return (kernel_size * dilation - dilation) // 2
 
 
-def _weight_normed(module: nn.Module) -> nn.Module:
-    """Mark a convolution as stored with weight norm (weight_g / weight_v) in checkpoints."""
+def weight_normed(module: nn.Module) -> nn.Module:
+    """Mark a convolution or linear layer as stored with weight norm (weight_g / weight_v) in checkpoints."""
     module.stored_with_weight_norm = True
     return module
 
 
 def _conv(channels: int, kernel_size: int, dilation: int) -> nn.Conv1d:
-    return _weight_normed(nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
+    return weight_normed(nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
                                     padding=_same_padding(kernel_size, dilation)))
 
 
@@ -97,13 +97,13 @@ class BigVGAN(nn.Module):
         self.num_kernels = len(dims.resblock_kernel_sizes)
         self.num_upsamples = len(dims.upsample_rates)
 
-        self.conv_pre = _weight_normed(
+        self.conv_pre = weight_normed(
             nn.Conv1d(dims.gpt_dim, initial, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
         self.ups = nn.ModuleList()
         for i, (rate, kernel) in enumerate(zip(dims.upsample_rates, dims.upsample_kernel_sizes)):
             up = nn.ConvTranspose1d(initial // 2**i, initial // 2 ** (i + 1), kernel, rate,
                                     padding=(kernel - rate) // 2)
-            self.ups.append(nn.ModuleList([_weight_normed(up)]))
+            self.ups.append(nn.ModuleList([weight_normed(up)]))
         self.resblocks = nn.ModuleList()
         for i in range(self.num_upsamples):
             channels = initial // 2 ** (i + 1)
@@ -112,7 +112,7 @@ class BigVGAN(nn.Module):
                                                           dims.activation, dims.snake_logscale))
         final_channels = initial // 2**self.num_upsamples
         self.activation_post = Activation1d(ACTIVATIONS[dims.activation](final_channels, dims.snake_logscale))
-        self.conv_post = _weight_normed(
+        self.conv_post = weight_normed(
             nn.Conv1d(final_channels, 1, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
 
         self.speaker_encoder = ECAPATDNN(dims.num_mels, speaker_dim)
@@ -165,11 +165,16 @@ class BigVGAN(nn.Module):
 
     def weight_norm_modules(self) -> list[str]:
         """Names of the convolutions stored with weight norm in checkpoints."""
-        return [name for name, module in self.named_modules() if getattr(module, "stored_with_weight_norm", False)]
+        return weight_norm_module_names(self)
 
     def stored_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
         """State dict in the checkpoint layout: each marked ``weight`` as ``weight_g`` / ``weight_v``."""
         return unfold_weight_norm(self.state_dict(), self.weight_norm_modules())
+
+
+def weight_norm_module_names(model: nn.Module) -> list[str]:
+    """Names of the submodules of ``model`` marked by ``weight_normed`` (stored with weight norm)."""
+    return [name for name, module in model.named_modules() if getattr(module, "stored_with_weight_norm", False)]
 
 
 def _norm_except_first(weight: torch.Tensor) -> torch.Tensor:
