@@ -74,6 +74,48 @@ class AMPBlock2(nn.Module):
 RESBLOCKS = {"1": AMPBlock1, "2": AMPBlock2}
 
 
+def check_generator_settings(resblock: str, activation: str) -> None:
+    """Raise ConfigError unless the AMP block type and activation are ones this module builds."""
+    if resblock not in RESBLOCKS or activation not in ACTIVATIONS:
+        raise ConfigError(
+            f"Unsupported bigvgan settings resblock={resblock!r}, activation={activation!r}; "
+            "use resblock '1' or '2' and activation 'snake' or 'snakebeta' (the releases use '1', snakebeta)."
+        )
+
+
+def upsampling_layers(initial_channels: int, rates, kernel_sizes) -> nn.ModuleList:
+    """Weight-normed transposed convolutions, each halving the channels; one ModuleList per stage."""
+    ups = nn.ModuleList()
+    for i, (rate, kernel) in enumerate(zip(rates, kernel_sizes)):
+        up = nn.ConvTranspose1d(initial_channels // 2**i, initial_channels // 2 ** (i + 1), kernel, rate,
+                                padding=(kernel - rate) // 2)
+        ups.append(nn.ModuleList([weight_normed(up)]))
+    return ups
+
+
+def amp_resblocks(dims, initial_channels: int) -> nn.ModuleList:
+    """The AMP blocks of every upsampling stage, ``len(resblock_kernel_sizes)`` per stage.
+
+    ``dims`` holds resblock, upsample_rates, resblock_kernel_sizes, resblock_dilation_sizes,
+    activation and snake_logscale (BigVGAN 1.5 dims or BigVGAN v2 dims).
+    """
+    blocks = nn.ModuleList()
+    for i in range(len(dims.upsample_rates)):
+        channels = initial_channels // 2 ** (i + 1)
+        for kernel, dilations in zip(dims.resblock_kernel_sizes, dims.resblock_dilation_sizes):
+            blocks.append(RESBLOCKS[str(dims.resblock)](channels, kernel, list(dilations),
+                                                        dims.activation, dims.snake_logscale))
+    return blocks
+
+
+def mean_of_blocks(blocks, x: torch.Tensor) -> torch.Tensor:
+    """The average of the parallel AMP blocks of one stage applied to x (B, C, T)."""
+    total = blocks[0](x)
+    for block in blocks[1:]:
+        total = total + block(x)
+    return total / len(blocks)
+
+
 class BigVGAN(nn.Module):
     """Generator: latents (B, N, gpt_dim) and reference mel (B, F, num_mels) -> wav (B, 1, N * hop).
 
@@ -84,12 +126,7 @@ class BigVGAN(nn.Module):
 
     def __init__(self, dims: BigVGANDims):
         super().__init__()
-        resblock = str(dims.resblock)
-        if resblock not in RESBLOCKS or dims.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"Unsupported bigvgan settings resblock={resblock!r}, activation={dims.activation!r}; "
-                "use resblock '1' or '2' and activation 'snake' or 'snakebeta' (the release uses '1', snakebeta)."
-            )
+        check_generator_settings(str(dims.resblock), dims.activation)
         initial = dims.upsample_initial_channel
         speaker_dim = dims.speaker_embedding_dim
         self.feat_upsample = bool(dims.feat_upsample)
@@ -99,17 +136,8 @@ class BigVGAN(nn.Module):
 
         self.conv_pre = weight_normed(
             nn.Conv1d(dims.gpt_dim, initial, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
-        self.ups = nn.ModuleList()
-        for i, (rate, kernel) in enumerate(zip(dims.upsample_rates, dims.upsample_kernel_sizes)):
-            up = nn.ConvTranspose1d(initial // 2**i, initial // 2 ** (i + 1), kernel, rate,
-                                    padding=(kernel - rate) // 2)
-            self.ups.append(nn.ModuleList([weight_normed(up)]))
-        self.resblocks = nn.ModuleList()
-        for i in range(self.num_upsamples):
-            channels = initial // 2 ** (i + 1)
-            for kernel, dilations in zip(dims.resblock_kernel_sizes, dims.resblock_dilation_sizes):
-                self.resblocks.append(RESBLOCKS[resblock](channels, kernel, list(dilations),
-                                                          dims.activation, dims.snake_logscale))
+        self.ups = upsampling_layers(initial, dims.upsample_rates, dims.upsample_kernel_sizes)
+        self.resblocks = amp_resblocks(dims, initial)
         final_channels = initial // 2**self.num_upsamples
         self.activation_post = Activation1d(ACTIVATIONS[dims.activation](final_channels, dims.snake_logscale))
         self.conv_post = weight_normed(
@@ -148,11 +176,7 @@ class BigVGAN(nn.Module):
                 x = up(x)
             if self.cond_in_each_up_layer:
                 x = x + self.conds[i](speaker_embedding)
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            total = blocks[0](x)
-            for block in blocks[1:]:
-                total = total + block(x)
-            x = total / self.num_kernels
+            x = mean_of_blocks(self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels], x)
         return torch.tanh(self.conv_post(self.activation_post(x)))
 
     def set_activation_mode(self, mode: str) -> None:
