@@ -15,7 +15,7 @@ from torch import nn
 
 from indextts.bigvgan.activations import ACTIVATION_MODES, ACTIVATIONS, Activation1d
 from indextts.bigvgan.ecapa_tdnn import ECAPATDNN
-from indextts.dims import BigVGANDims
+from indextts.dims import BigVGANDims, GeneratorDims
 from indextts.errors import ConfigError
 
 PRE_POST_KERNEL = 7
@@ -93,11 +93,10 @@ def upsampling_layers(initial_channels: int, rates, kernel_sizes) -> nn.ModuleLi
     return ups
 
 
-def amp_resblocks(dims, initial_channels: int) -> nn.ModuleList:
+def amp_resblocks(dims: GeneratorDims, initial_channels: int) -> nn.ModuleList:
     """The AMP blocks of every upsampling stage, ``len(resblock_kernel_sizes)`` per stage.
 
-    ``dims`` holds resblock, upsample_rates, resblock_kernel_sizes, resblock_dilation_sizes,
-    activation and snake_logscale (BigVGAN 1.5 dims or BigVGAN v2 dims).
+    ``dims``: the generator settings (``indextts.dims.GeneratorDims``, of BigVGAN 1.5 or v2).
     """
     blocks = nn.ModuleList()
     for i in range(len(dims.upsample_rates)):

@@ -30,7 +30,7 @@ from indextts.bigvgan.models import (amp_resblocks, check_generator_settings, fo
                                      unfold_weight_norm, upsampling_layers, weight_norm_module_names,
                                      weight_normed)
 from indextts.checkpoints import describe_differences, download_hint, read_weights
-from indextts.dims import SectionDims
+from indextts.dims import GeneratorDims
 from indextts.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -42,21 +42,11 @@ PRE_POST_KERNEL = 7
 
 
 @dataclass(frozen=True, kw_only=True)
-class BigVGANv2Dims(SectionDims):
+class BigVGANv2Dims(GeneratorDims):
     """The generator settings of a BigVGAN v2 ``config.json`` (its training settings are ignored)."""
 
     section: ClassVar[str] = "vocoder"
     kind: ClassVar[str] = "bigvgan_v2"
-    closed: ClassVar[bool] = False
-    resblock: str
-    upsample_rates: tuple[int, ...]
-    upsample_kernel_sizes: tuple[int, ...]
-    upsample_initial_channel: int
-    resblock_kernel_sizes: tuple[int, ...]
-    resblock_dilation_sizes: tuple[tuple[int, ...], ...]
-    activation: str
-    snake_logscale: bool
-    num_mels: int
     sampling_rate: int
     use_tanh_at_final: bool = True
     use_bias_at_final: bool = True
