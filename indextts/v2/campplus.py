@@ -228,7 +228,7 @@ def load_campplus(path: str | Path, dims: CAMPPlusDims = CAMPPlusDims(), device:
         raise CheckpointError(
             f"The CAMPPlus checkpoint {path} does not fit the campplus settings of the model config: "
             f"{'; '.join(describe_differences(found, wanted))}. Use campplus_cn_common.bin of {CAMPPLUS_REPO} "
-            "with the release sizes (remove any campplus section from config.yaml).")
+            "with the release sizes (remove any campplus section from the model config).")
     model = CAMPPlus(dims)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}, strict=True)
     logger.info("Loaded CAMPPlus weights from %s", path)

@@ -76,7 +76,7 @@ def load_s2mel(path: str | Path, dims: S2MelDims, with_gpt_layer: bool = True,
     if found != wanted:
         raise CheckpointError(
             f"The s2mel checkpoint {path} does not fit the s2mel section of the model config: "
-            f"{'; '.join(describe_differences(found, wanted))}. Check that config.yaml belongs to these "
+            f"{'; '.join(describe_differences(found, wanted))}. Check that the model config belongs to these "
             "weights (IndexTTS-2 and 2.5 differ: 2.5 has no gpt_layer).")
     model = S2Mel(dims, with_gpt_layer)
     model.load_state_dict(fold_weight_norm(state_dict, weight_norm_module_names(model)), strict=True)
