@@ -149,7 +149,7 @@ def test_golden_s2mel(folder):
     model = load_s2mel(folder / config.s2mel_checkpoint, S2MelDims.from_config(config), with_gpt_layer=is_v2)
     prompt_frames = e["mel22k_0"].shape[-1]
     with torch.inference_mode():
-        prompt_features = e["sem_quant_0"] if is_v2 else e["feat_0"]
+        prompt_features = e["sem_quant_0"] if is_v2 else e["sem_feat_0"]
         prompt_cond = model.length_regulator(prompt_features[None], torch.tensor([prompt_frames]))[0]
         torch.testing.assert_close(prompt_cond, e["s2mel_prompt_cond"], **FLOAT_TOLERANCE)
         if is_v2:  # 2.5's target features come from the semantic codec's decoder (indextts.v2.semantic)
