@@ -8,13 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from indextts.bigvgan.activations import Activation1d
 from indextts.errors import CheckpointError, ConfigError
 from indextts.v2.vocoder import BigVGANv2, BigVGANv2Dims, load_bigvgan_v2
 
 from helpers import v2_golden_folders, v2_manifest
 
 GOLDENS = v2_golden_folders()
-TINY_CONFIG = {"resblock": "1", "upsample_rates": [4, 2], "upsample_kernel_sizes": [8, 4], "upsample_initial_channel": 16,
+TINY_CONFIG = {"resblock": "1", "upsample_rates": [4, 2], "upsample_kernel_sizes": [8, 4],
+               "upsample_initial_channel": 16,
                "resblock_kernel_sizes": [3, 5], "resblock_dilation_sizes": [[1, 3], [1, 3]], "activation": "snakebeta",
                "snake_logscale": True, "num_mels": 8, "sampling_rate": 22050, "use_tanh_at_final": False,
                "use_bias_at_final": False, "lambda_melloss": 15}
@@ -74,3 +76,14 @@ def test_golden_waveform(folder):
     with torch.no_grad():
         wav = vocoder(expected["vocoder_mel"][None])[0, 0]
     torch.testing.assert_close(wav, expected["vocoder_wav"], atol=1e-3, rtol=1e-4)
+
+
+def test_activation_mode_switches_every_activation(tmp_path):
+    """The fused CPU mode of the IndexTTS-1.5 vocoder applies here too (its numerics: tests/test_bigvgan.py)."""
+    write_tiny_folder(tmp_path / "bigvgan")
+    vocoder = load_bigvgan_v2(tmp_path / "bigvgan")
+    vocoder.set_activation_mode("fused")
+    modes = {module.mode for module in vocoder.modules() if isinstance(module, Activation1d)}
+    assert modes == {"fused"}
+    with pytest.raises(ConfigError, match="Unknown BigVGAN activation mode 'fast'"):
+        vocoder.set_activation_mode("fast")

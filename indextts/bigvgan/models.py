@@ -74,6 +74,15 @@ class AMPBlock2(nn.Module):
 RESBLOCKS = {"1": AMPBlock1, "2": AMPBlock2}
 
 
+def set_activation_mode(model: nn.Module, mode: str) -> None:
+    """Run every anti-aliased activation of ``model`` ``exact`` (as the reference) or ``fused`` (see activations)."""
+    if mode not in ACTIVATION_MODES:
+        raise ConfigError(f"Unknown BigVGAN activation mode {mode!r}; use one of {', '.join(ACTIVATION_MODES)}.")
+    for module in model.modules():
+        if isinstance(module, Activation1d):
+            module.mode = mode
+
+
 def check_generator_settings(resblock: str, activation: str) -> None:
     """Raise ConfigError unless the AMP block type and activation are ones this module builds."""
     if resblock not in RESBLOCKS or activation not in ACTIVATIONS:
@@ -180,11 +189,7 @@ class BigVGAN(nn.Module):
 
     def set_activation_mode(self, mode: str) -> None:
         """Run every anti-aliased activation ``exact`` (as the reference) or ``fused`` (see activations)."""
-        if mode not in ACTIVATION_MODES:
-            raise ConfigError(f"Unknown BigVGAN activation mode {mode!r}; use one of {', '.join(ACTIVATION_MODES)}.")
-        for module in self.modules():
-            if isinstance(module, Activation1d):
-                module.mode = mode
+        set_activation_mode(self, mode)
 
     def weight_norm_modules(self) -> list[str]:
         """Names of the convolutions stored with weight norm in checkpoints."""

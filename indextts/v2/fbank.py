@@ -49,7 +49,10 @@ def kaldi_mel_banks(num_bins: int, padded_window: int, sample_rate: float) -> to
 
 
 def kaldi_fbank(waveform: torch.Tensor, sample_rate: int = 16000, num_mel_bins: int = 80) -> torch.Tensor:
-    """Log mel filter-bank energies of a mono waveform (S,): (frames, num_mel_bins), frames = 1 + (S - 400) // 160 at 16 kHz."""
+    """Log mel filter-bank energies of a mono waveform (S,): (frames, num_mel_bins).
+
+    frames = 1 + (S - 400) // 160 at 16 kHz; AudioError when S is shorter than one frame.
+    """
     window = int(sample_rate * FRAME_LENGTH_S)
     shift = int(sample_rate * FRAME_SHIFT_S)
     if waveform.shape[-1] < window:

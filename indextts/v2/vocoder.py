@@ -27,8 +27,8 @@ from torch import nn
 
 from indextts.bigvgan.activations import ACTIVATIONS, Activation1d
 from indextts.bigvgan.models import (amp_resblocks, check_generator_settings, fold_weight_norm, mean_of_blocks,
-                                     unfold_weight_norm, upsampling_layers, weight_norm_module_names,
-                                     weight_normed)
+                                     set_activation_mode, unfold_weight_norm, upsampling_layers,
+                                     weight_norm_module_names, weight_normed)
 from indextts.checkpoints import describe_differences, download_hint, read_weights
 from indextts.dims import GeneratorDims
 from indextts.errors import CheckpointError, ConfigError
@@ -91,6 +91,10 @@ class BigVGANv2(nn.Module):
             x = mean_of_blocks(self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels], x)
         x = self.conv_post(self.activation_post(x))
         return torch.tanh(x) if self.use_tanh_at_final else torch.clamp(x, min=-1.0, max=1.0)
+
+    def set_activation_mode(self, mode: str) -> None:
+        """Run every anti-aliased activation ``exact`` (as the reference) or ``fused`` (compiled, faster on CPU)."""
+        set_activation_mode(self, mode)
 
     def stored_state_dict(self) -> dict[str, torch.Tensor]:
         """State dict in the checkpoint layout (weight norm as weight_g / weight_v)."""

@@ -29,7 +29,8 @@ SLANEY_LOG_STEP = math.log(6.4) / 27.0
 
 def _hz_to_slaney_mel(hz: torch.Tensor) -> torch.Tensor:
     linear = hz / SLANEY_LINEAR_SLOPE
-    logarithmic = SLANEY_BREAK_HZ / SLANEY_LINEAR_SLOPE + torch.log(hz.clamp(min=SLANEY_BREAK_HZ) / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP
+    break_mel = SLANEY_BREAK_HZ / SLANEY_LINEAR_SLOPE
+    logarithmic = break_mel + torch.log(hz.clamp(min=SLANEY_BREAK_HZ) / SLANEY_BREAK_HZ) / SLANEY_LOG_STEP
     return torch.where(hz >= SLANEY_BREAK_HZ, logarithmic, linear)
 
 
@@ -47,7 +48,8 @@ def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: floa
     bin_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
     edges = torch.tensor([f_min, f_max], dtype=torch.float64)
     mel_edges = _hz_to_slaney_mel(edges)
-    band_hz = _slaney_mel_to_hz(torch.linspace(float(mel_edges[0]), float(mel_edges[1]), n_mels + 2, dtype=torch.float64))
+    band_mels = torch.linspace(float(mel_edges[0]), float(mel_edges[1]), n_mels + 2, dtype=torch.float64)
+    band_hz = _slaney_mel_to_hz(band_mels)
     widths = band_hz[1:] - band_hz[:-1]
     offsets = band_hz.unsqueeze(1) - bin_freqs.unsqueeze(0)  # (n_mels + 2, n_freqs)
     rising = -offsets[:-2] / widths[:-1, None]

@@ -100,7 +100,8 @@ class S2Mel(nn.Module):
         its mel, style (1, style_dim) its CAMPPlus vector; target_features (1, N, C); noise
         (1, mels, Tp + target_frames).
         """
-        prompt_condition = self.length_regulator(prompt_features, torch.tensor([prompt_mel.shape[-1]], device=noise.device))
+        prompt_frames = torch.tensor([prompt_mel.shape[-1]], device=noise.device)
+        prompt_condition = self.length_regulator(prompt_features, prompt_frames)
         target_condition = self.length_regulator(target_features, torch.tensor([target_frames], device=noise.device))
         content = torch.cat([prompt_condition, target_condition], dim=1)
         mel = self.cfm.generate(content, prompt_mel, style, noise, steps, cfg_rate)
