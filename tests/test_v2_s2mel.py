@@ -54,7 +54,7 @@ def test_meta_build_matches_release_manifest(release):
 def test_release_dims_defaults():
     without_key = {k: v for k, v in TINY_S2MEL.items() if k != "gpt_layer_input_dim"}
     release = S2MelDims.from_section(OmegaConf.create(without_key))
-    assert release.gpt_layer_input_dim == 1280 and release.style_dim == 6
+    assert release.gpt_layer_input_dim == 1280 and release.style_encoder.dim == 6
 
 
 def test_strict_round_trip_with_and_without_gpt_layer(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from indextts.dims import SectionDims
 from indextts.errors import ConfigError
@@ -74,7 +74,17 @@ class WavenetDims(SectionDims):
     style_condition: bool = True
 
 
-_NESTED = {"length_regulator": LengthRegulatorDims, "DiT": DiTDims, "wavenet": WavenetDims}
+@dataclass(frozen=True, kw_only=True)
+class StyleEncoderDims(SectionDims):
+    """The style vector the DiT is conditioned on: CAMPPlus's embedding (192 in the release)."""
+
+    section: ClassVar[str] = "s2mel.style_encoder"
+    closed: ClassVar[bool] = False
+    dim: int
+
+
+_NESTED = {"length_regulator": LengthRegulatorDims, "DiT": DiTDims, "wavenet": WavenetDims,
+           "style_encoder": StyleEncoderDims}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,8 +97,7 @@ class S2MelDims(SectionDims):
     length_regulator: LengthRegulatorDims
     DiT: DiTDims  # noqa: N815 - the release config key
     wavenet: WavenetDims
-    style_encoder: Any
-    """``{dim: 192}``: width of the CAMPPlus style vector; read it as ``style_dim``."""
+    style_encoder: StyleEncoderDims
     dit_type: str = "DiT"
     reg_loss_type: str = "l1"
     gpt_layer_input_dim: int = RELEASE_GPT_LATENT_DIM
@@ -98,12 +107,6 @@ class S2MelDims(SectionDims):
             value = getattr(self, name)
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, dims_class.from_section(value))
-        if isinstance(self.style_encoder, Mapping):
-            object.__setattr__(self, "style_encoder", tuple(sorted(dict(self.style_encoder).items())))
-
-    @property
-    def style_dim(self) -> int:
-        return dict(self.style_encoder)["dim"]
 
     def check_supported(self, source: str = "the model config") -> None:
         """Raise ConfigError naming every setting this implementation does not build."""

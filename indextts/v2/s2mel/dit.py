@@ -79,7 +79,7 @@ class DiT(nn.Module):
         self.res_projection = nn.Linear(width, wavenet.hidden_dim)
         self.content_mask_embedder = nn.Embedding(1, width)
         self.skip_linear = nn.Linear(width + mels, width)
-        self.cond_x_merge_linear = nn.Linear(width + 2 * mels + dims.style_dim, width)
+        self.cond_x_merge_linear = nn.Linear(width + 2 * mels + dims.style_encoder.dim, width)
 
     def forward(self, x: torch.Tensor, prompt: torch.Tensor, lengths: torch.Tensor, t: torch.Tensor,
                 style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
