@@ -40,31 +40,23 @@ def conformance_folders(marker_file: str) -> list[Path]:
 V2_CONFORMANCE = REPO_ROOT / "conformance" / "indextts2"
 
 
+def _is_v2_folder(folder: Path, marker_file: str) -> bool:
+    """A model golden's config.yaml says version 2.x; a text golden's marker (no config) is v2-only."""
+    config = folder / "config.yaml"
+    if not config.is_file():
+        return marker_file != "expected.safetensors"
+    return str(yaml.safe_load(config.read_text()).get("version", "")).startswith("2")
+
+
 def v2_golden_folders(marker_file: str = "expected.safetensors") -> list[Path]:
     """IndexTTS-2 / 2.5 golden folders holding ``marker_file``: those under conformance/indextts2/ plus
-    those in INDEXTTS_CONFORMANCE_DIRS (a folder or its subfolders) whose config.yaml says version 2.x."""
+    those in INDEXTTS_CONFORMANCE_DIRS (a folder or its subfolders) that are IndexTTS-2 goldens."""
     found = sorted(p.parent for p in V2_CONFORMANCE.glob(f"*/{marker_file}")) if V2_CONFORMANCE.is_dir() else []
     for folder in (Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p):
         candidates = [folder] if (folder / marker_file).is_file() else sorted(
             p.parent for p in folder.glob(f"*/{marker_file}"))
-        found += [c for c in candidates if (c / "config.yaml").is_file()
-                  and str(yaml.safe_load((c / "config.yaml").read_text()).get("version", "")).startswith("2")]
+        found += [c for c in candidates if _is_v2_folder(c, marker_file)]
     return list(dict.fromkeys(p.resolve() for p in found))
-
-
-V2_MANIFEST_FILE = V2_CONFORMANCE / "state_dict_manifest.json"
-
-
-def v2_manifest() -> dict:
-    """The IndexTTS-2 / 2.5 state-dict manifest (conformance/indextts2); skips, or fails where required, when absent."""
-    if not V2_MANIFEST_FILE.is_file():
-        conformance_missing(f"{V2_MANIFEST_FILE.relative_to(REPO_ROOT)} not found")
-    return json.loads(V2_MANIFEST_FILE.read_text())
-
-
-def v2_golden_version(folder: Path) -> str:
-    """"2" or "2.5": the family a v2 golden folder's config.yaml names."""
-    return "2.5" if str(yaml.safe_load((folder / "config.yaml").read_text())["version"]).startswith("2.5") else "2"
 
 
 CONFORMANCE_HINT = (f"place the conformance set at {SHARED_CONFORMANCE} (beside the repository) or list golden "
@@ -431,3 +423,18 @@ def write_voice_recordings(root: Path) -> Path:
         pauses = list(np.random.default_rng(index).uniform(0.6, 1.4, count - 1))
         build_long_recording(english, root / "raw" / demo_list.stem / "long.wav", pauses, SAMPLE_RATE)
     return root / "raw"
+
+
+V2_MANIFEST_FILE = V2_CONFORMANCE / "state_dict_manifest.json"
+
+
+def v2_manifest() -> dict:
+    """The IndexTTS-2 / 2.5 state-dict manifest (conformance/indextts2); skips, or fails where required, when absent."""
+    if not V2_MANIFEST_FILE.is_file():
+        conformance_missing(f"{V2_MANIFEST_FILE.relative_to(REPO_ROOT)} not found")
+    return json.loads(V2_MANIFEST_FILE.read_text())
+
+
+def v2_golden_version(folder: Path) -> str:
+    """"2" or "2.5": the family a v2 golden folder's config.yaml names."""
+    return "2.5" if str(yaml.safe_load((folder / "config.yaml").read_text())["version"]).startswith("2.5") else "2"
