@@ -158,8 +158,12 @@ def test_golden_s2mel(folder):
             codes = e["codes_0"]
             assert torch.equal(codes, e["sem_codes_0"][:len(codes)]), "codes_0 must be a prefix of sem_codes_0"
             features = model.content_features(e["sem_embed_0"][:len(codes)][None], e["s2mel_latent"][None])
-            cond = model.length_regulator(features, frames_for_codes(torch.tensor([len(codes)])))[0]
+            target_frames = frames_for_codes(torch.tensor([len(codes)]))
+            cond = model.length_regulator(features, target_frames)[0]
             torch.testing.assert_close(cond, e["s2mel_cond"], **FLOAT_TOLERANCE)
+            end_to_end = model.infer_mel(prompt_features[None], e["mel22k_0"][None], e["style_0"][None], features,
+                                         int(target_frames), e["s2mel_noise"][None])
+            torch.testing.assert_close(end_to_end[0], e["s2mel_mel"], **FLOAT_TOLERANCE)
         content = torch.cat([e["s2mel_prompt_cond"], e["s2mel_cond"]])[None]
         mel = model.cfm.generate(content, e["mel22k_0"][None], e["style_0"][None], e["s2mel_noise"][None])
     torch.testing.assert_close(mel[0, :, prompt_frames:], e["s2mel_mel"], **FLOAT_TOLERANCE)
