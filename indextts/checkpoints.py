@@ -44,15 +44,24 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def _read_weights(path: Path, kind: str):
-    """``torch.load`` with ``weights_only=True``; unreadable or unsafe files become CheckpointError."""
+def download_hint(repo_id: str, version: str, folder: str | Path) -> str:
+    """The advice for a missing release file: its hub repository and the command that fetches it."""
+    return (f"It comes from the Hugging Face repository {repo_id}; fetch the release with "
+            f"`indextts download {version} --dir {folder}`.")
+
+
+def read_weights(path: Path, kind: str, missing_hint: str | None = None):
+    """``torch.load`` with ``weights_only=True``; unreadable or unsafe files become CheckpointError.
+
+    ``missing_hint`` (e.g. from ``download_hint``) replaces the IndexTTS-1.5 download advice given
+    when the file does not exist.
+    """
     if not path.is_file():
-        raise CheckpointError(
-            f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files "
-            "(gpt.pth, dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder "
-            "(`indextts download 1.5 --dir DIR`), or write "
-            "a tiny test folder with `python -m indextts.cli.tiny DIR`."
-        )
+        hint = missing_hint or (
+            "Download the IndexTTS release files (gpt.pth, dvae.pth, bigvgan_generator.pth, bpe.model) "
+            "into the model folder (`indextts download 1.5 --dir DIR`), or write "
+            "a tiny test folder with `python -m indextts.cli.tiny DIR`.")
+        raise CheckpointError(f"The {kind} checkpoint {path} does not exist. {hint}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -76,7 +85,7 @@ def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
     """
     _check_kind(kind)
     path = Path(path)
-    content = _read_weights(path, kind)
+    content = read_weights(path, kind)
     if isinstance(content, Mapping):
         for key in WRAPPER_KEYS[kind]:
             if isinstance(content.get(key), Mapping):
@@ -124,7 +133,8 @@ def expected_shapes(dims: SectionDims) -> dict[str, tuple[int, ...]]:
     return _shapes(_stored_state_dict(_meta_model(dims)))
 
 
-def _describe_differences(found: Mapping[str, tuple], wanted: Mapping[str, tuple]) -> list[str]:
+def describe_differences(found: Mapping[str, tuple], wanted: Mapping[str, tuple]) -> list[str]:
+    """Phrases naming the tensors missing from, unexpected in, or mis-shaped in ``found`` against ``wanted``."""
     missing = [n for n in wanted if n not in found]
     unexpected = [n for n in found if n not in wanted]
     misshaped = [n for n in wanted if n in found and tuple(found[n]) != tuple(wanted[n])]
@@ -167,7 +177,7 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], dims: SectionDims, 
     wanted = expected_shapes(dims) if wanted is None else dict(wanted)
     if found == wanted:
         return
-    problems = _describe_differences(found, wanted)
+    problems = describe_differences(found, wanted)
     message = (f"The {dims.kind} checkpoint {source} does not fit the model described by {config_source}: "
                f"{'; '.join(problems)}.")
     release = _fitting_release(found, dims)

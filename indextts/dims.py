@@ -140,11 +140,9 @@ class DVAEDims(SectionDims):
 
 
 @dataclass(frozen=True, kw_only=True)
-class BigVGANDims(SectionDims):
-    """The BigVGAN generator, from the config's ``bigvgan`` section (which also holds training settings)."""
+class GeneratorDims(SectionDims):
+    """Settings every BigVGAN generator has: upsampling stages and their anti-aliased AMP blocks."""
 
-    section: ClassVar[str] = "bigvgan"
-    kind: ClassVar[str] = "bigvgan"
     closed: ClassVar[bool] = False
     resblock: str
     upsample_rates: tuple[int, ...]
@@ -152,11 +150,19 @@ class BigVGANDims(SectionDims):
     upsample_initial_channel: int
     resblock_kernel_sizes: tuple[int, ...]
     resblock_dilation_sizes: tuple[tuple[int, ...], ...]
-    speaker_embedding_dim: int
-    gpt_dim: int
     activation: str
     snake_logscale: bool
     num_mels: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class BigVGANDims(GeneratorDims):
+    """The BigVGAN generator, from the config's ``bigvgan`` section (which also holds training settings)."""
+
+    section: ClassVar[str] = "bigvgan"
+    kind: ClassVar[str] = "bigvgan"
+    speaker_embedding_dim: int
+    gpt_dim: int
     feat_upsample: bool = False
     cond_d_vector_in_each_upsampling_layer: bool = True
     """Add the speaker embedding after every upsampling layer, not only after ``conv_pre``."""

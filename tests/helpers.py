@@ -423,3 +423,18 @@ def write_voice_recordings(root: Path) -> Path:
         pauses = list(np.random.default_rng(index).uniform(0.6, 1.4, count - 1))
         build_long_recording(english, root / "raw" / demo_list.stem / "long.wav", pauses, SAMPLE_RATE)
     return root / "raw"
+
+
+V2_MANIFEST_FILE = V2_CONFORMANCE / "state_dict_manifest.json"
+
+
+def v2_manifest() -> dict:
+    """The IndexTTS-2 / 2.5 state-dict manifest (conformance/indextts2); skips, or fails where required, when absent."""
+    if not V2_MANIFEST_FILE.is_file():
+        conformance_missing(f"{V2_MANIFEST_FILE.relative_to(REPO_ROOT)} not found")
+    return json.loads(V2_MANIFEST_FILE.read_text())
+
+
+def v2_golden_version(folder: Path) -> str:
+    """"2" or "2.5": the family a v2 golden folder's config.yaml names."""
+    return "2.5" if str(yaml.safe_load((folder / "config.yaml").read_text())["version"]).startswith("2.5") else "2"

@@ -15,7 +15,7 @@ from torch import nn
 
 from indextts.bigvgan.activations import ACTIVATION_MODES, ACTIVATIONS, Activation1d
 from indextts.bigvgan.ecapa_tdnn import ECAPATDNN
-from indextts.dims import BigVGANDims
+from indextts.dims import BigVGANDims, GeneratorDims
 from indextts.errors import ConfigError
 
 PRE_POST_KERNEL = 7
@@ -26,14 +26,14 @@ def _same_padding(kernel_size: int, dilation: int = 1) -> int:
     return (kernel_size * dilation - dilation) // 2
 
 
-def _weight_normed(module: nn.Module) -> nn.Module:
-    """Mark a convolution as stored with weight norm (weight_g / weight_v) in checkpoints."""
+def weight_normed(module: nn.Module) -> nn.Module:
+    """Mark a convolution or linear layer as stored with weight norm (weight_g / weight_v) in checkpoints."""
     module.stored_with_weight_norm = True
     return module
 
 
 def _conv(channels: int, kernel_size: int, dilation: int) -> nn.Conv1d:
-    return _weight_normed(nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
+    return weight_normed(nn.Conv1d(channels, channels, kernel_size, dilation=dilation,
                                     padding=_same_padding(kernel_size, dilation)))
 
 
@@ -74,6 +74,56 @@ class AMPBlock2(nn.Module):
 RESBLOCKS = {"1": AMPBlock1, "2": AMPBlock2}
 
 
+def set_activation_mode(model: nn.Module, mode: str) -> None:
+    """Run every anti-aliased activation of ``model`` ``exact`` (as the reference) or ``fused`` (see activations)."""
+    if mode not in ACTIVATION_MODES:
+        raise ConfigError(f"Unknown BigVGAN activation mode {mode!r}; use one of {', '.join(ACTIVATION_MODES)}.")
+    for module in model.modules():
+        if isinstance(module, Activation1d):
+            module.mode = mode
+
+
+def check_generator_settings(resblock: str, activation: str) -> None:
+    """Raise ConfigError unless the AMP block type and activation are ones this module builds."""
+    if resblock not in RESBLOCKS or activation not in ACTIVATIONS:
+        raise ConfigError(
+            f"Unsupported bigvgan settings resblock={resblock!r}, activation={activation!r}; "
+            "use resblock '1' or '2' and activation 'snake' or 'snakebeta' (the releases use '1', snakebeta)."
+        )
+
+
+def upsampling_layers(initial_channels: int, rates, kernel_sizes) -> nn.ModuleList:
+    """Weight-normed transposed convolutions, each halving the channels; one ModuleList per stage."""
+    ups = nn.ModuleList()
+    for i, (rate, kernel) in enumerate(zip(rates, kernel_sizes)):
+        up = nn.ConvTranspose1d(initial_channels // 2**i, initial_channels // 2 ** (i + 1), kernel, rate,
+                                padding=(kernel - rate) // 2)
+        ups.append(nn.ModuleList([weight_normed(up)]))
+    return ups
+
+
+def amp_resblocks(dims: GeneratorDims, initial_channels: int) -> nn.ModuleList:
+    """The AMP blocks of every upsampling stage, ``len(resblock_kernel_sizes)`` per stage.
+
+    ``dims``: the generator settings (``indextts.dims.GeneratorDims``, of BigVGAN 1.5 or v2).
+    """
+    blocks = nn.ModuleList()
+    for i in range(len(dims.upsample_rates)):
+        channels = initial_channels // 2 ** (i + 1)
+        for kernel, dilations in zip(dims.resblock_kernel_sizes, dims.resblock_dilation_sizes):
+            blocks.append(RESBLOCKS[str(dims.resblock)](channels, kernel, list(dilations),
+                                                        dims.activation, dims.snake_logscale))
+    return blocks
+
+
+def mean_of_blocks(blocks, x: torch.Tensor) -> torch.Tensor:
+    """The average of the parallel AMP blocks of one stage applied to x (B, C, T)."""
+    total = blocks[0](x)
+    for block in blocks[1:]:
+        total = total + block(x)
+    return total / len(blocks)
+
+
 class BigVGAN(nn.Module):
     """Generator: latents (B, N, gpt_dim) and reference mel (B, F, num_mels) -> wav (B, 1, N * hop).
 
@@ -84,12 +134,7 @@ class BigVGAN(nn.Module):
 
     def __init__(self, dims: BigVGANDims):
         super().__init__()
-        resblock = str(dims.resblock)
-        if resblock not in RESBLOCKS or dims.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"Unsupported bigvgan settings resblock={resblock!r}, activation={dims.activation!r}; "
-                "use resblock '1' or '2' and activation 'snake' or 'snakebeta' (the release uses '1', snakebeta)."
-            )
+        check_generator_settings(str(dims.resblock), dims.activation)
         initial = dims.upsample_initial_channel
         speaker_dim = dims.speaker_embedding_dim
         self.feat_upsample = bool(dims.feat_upsample)
@@ -97,22 +142,13 @@ class BigVGAN(nn.Module):
         self.num_kernels = len(dims.resblock_kernel_sizes)
         self.num_upsamples = len(dims.upsample_rates)
 
-        self.conv_pre = _weight_normed(
+        self.conv_pre = weight_normed(
             nn.Conv1d(dims.gpt_dim, initial, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
-        self.ups = nn.ModuleList()
-        for i, (rate, kernel) in enumerate(zip(dims.upsample_rates, dims.upsample_kernel_sizes)):
-            up = nn.ConvTranspose1d(initial // 2**i, initial // 2 ** (i + 1), kernel, rate,
-                                    padding=(kernel - rate) // 2)
-            self.ups.append(nn.ModuleList([_weight_normed(up)]))
-        self.resblocks = nn.ModuleList()
-        for i in range(self.num_upsamples):
-            channels = initial // 2 ** (i + 1)
-            for kernel, dilations in zip(dims.resblock_kernel_sizes, dims.resblock_dilation_sizes):
-                self.resblocks.append(RESBLOCKS[resblock](channels, kernel, list(dilations),
-                                                          dims.activation, dims.snake_logscale))
+        self.ups = upsampling_layers(initial, dims.upsample_rates, dims.upsample_kernel_sizes)
+        self.resblocks = amp_resblocks(dims, initial)
         final_channels = initial // 2**self.num_upsamples
         self.activation_post = Activation1d(ACTIVATIONS[dims.activation](final_channels, dims.snake_logscale))
-        self.conv_post = _weight_normed(
+        self.conv_post = weight_normed(
             nn.Conv1d(final_channels, 1, PRE_POST_KERNEL, padding=PRE_POST_KERNEL // 2))
 
         self.speaker_encoder = ECAPATDNN(dims.num_mels, speaker_dim)
@@ -148,28 +184,25 @@ class BigVGAN(nn.Module):
                 x = up(x)
             if self.cond_in_each_up_layer:
                 x = x + self.conds[i](speaker_embedding)
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
-            total = blocks[0](x)
-            for block in blocks[1:]:
-                total = total + block(x)
-            x = total / self.num_kernels
+            x = mean_of_blocks(self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels], x)
         return torch.tanh(self.conv_post(self.activation_post(x)))
 
     def set_activation_mode(self, mode: str) -> None:
         """Run every anti-aliased activation ``exact`` (as the reference) or ``fused`` (see activations)."""
-        if mode not in ACTIVATION_MODES:
-            raise ConfigError(f"Unknown BigVGAN activation mode {mode!r}; use one of {', '.join(ACTIVATION_MODES)}.")
-        for module in self.modules():
-            if isinstance(module, Activation1d):
-                module.mode = mode
+        set_activation_mode(self, mode)
 
     def weight_norm_modules(self) -> list[str]:
         """Names of the convolutions stored with weight norm in checkpoints."""
-        return [name for name, module in self.named_modules() if getattr(module, "stored_with_weight_norm", False)]
+        return weight_norm_module_names(self)
 
     def stored_state_dict(self) -> "OrderedDict[str, torch.Tensor]":
         """State dict in the checkpoint layout: each marked ``weight`` as ``weight_g`` / ``weight_v``."""
         return unfold_weight_norm(self.state_dict(), self.weight_norm_modules())
+
+
+def weight_norm_module_names(model: nn.Module) -> list[str]:
+    """Names of the submodules of ``model`` marked by ``weight_normed`` (stored with weight norm)."""
+    return [name for name, module in model.named_modules() if getattr(module, "stored_with_weight_norm", False)]
 
 
 def _norm_except_first(weight: torch.Tensor) -> torch.Tensor:
