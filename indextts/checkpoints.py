@@ -30,6 +30,7 @@ from indextts.config import CONFIG_FILENAME, RELEASE_CONFIGS
 from indextts.dims import BigVGANDims, DVAEDims, GPTDims, SectionDims
 from indextts.dvae.model import DiscreteVAE
 from indextts.errors import CheckpointError, ConfigError
+from indextts.v2.gpt.dims import GPTV2Dims
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,10 @@ def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
 
 def build_model(dims: SectionDims) -> nn.Module:
     """Construct the model ``dims`` describes (on the current default device)."""
+    if isinstance(dims, GPTV2Dims):
+        from indextts.v2.gpt.model import UnifiedVoiceV2
+
+        return UnifiedVoiceV2(dims)
     if isinstance(dims, GPTDims):
         from indextts.gpt.model import UnifiedVoice
 

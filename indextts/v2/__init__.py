@@ -1,0 +1,1 @@
+"""The IndexTTS-2 / 2.5 model family."""
