@@ -149,11 +149,9 @@ def _fitting_release(found: Mapping[str, tuple], dims: SectionDims) -> str | Non
     for path in RELEASE_CONFIGS.values():
         if not path.is_file():
             continue
-        release = type(dims).from_config(OmegaConf.load(path))
-        if release == dims:
-            continue
-        try:
-            if expected_shapes(release) == dict(found):
+        try:  # a release config of another family lacks keys of this dims class
+            release = type(dims).from_config(OmegaConf.load(path))
+            if release != dims and expected_shapes(release) == dict(found):
                 return str(path)
         except (ConfigError, TypeError):
             continue

@@ -289,22 +289,25 @@ class UnifiedVoice(nn.Module):
         text_lengths: torch.Tensor,
         codes: torch.Tensor,
         code_lengths: torch.Tensor,
+        code_position_offset: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run [cond | start_text, text, stop_text | start_mel, codes] through GPT-2 + final_norm.
 
-        ``text`` (B, L+2, D) is the embedded text segment (``text_inputs``). Returns the normalised
+        ``text`` (B, L+2, D) is the embedded text segment (``text_inputs``). ``start_mel`` sits at mel
+        position 0 and code k (k = 1..N) at k + ``code_position_offset``. Returns the normalised
         states of the text segment (B, L+2, D) and of the mel segment (B, N+1, D); the mel row j
         predicts code j (row N predicts stop_mel). The stop_mel input is left out: nothing after it
         is predicted and attention is causal, so it changes nothing.
         """
         batch, num_codes = codes.shape
-        self._check_mel_length(num_codes)
+        self._check_mel_length(num_codes + code_position_offset)
         code_lengths = code_lengths.to(codes.device)
         text_valid = length_mask(text_lengths.to(text.device) + 2, text.shape[1])
         mel_valid = length_mask(code_lengths + 1, num_codes + 1)
         start = torch.full((batch, 1), self.start_mel_token, dtype=codes.dtype, device=codes.device)
         mel_ids = torch.cat([start, codes], dim=1).masked_fill(~mel_valid, self.stop_mel_token)
         positions = torch.arange(num_codes + 1, device=codes.device).unsqueeze(0)
+        positions = positions + code_position_offset * (positions > 0)
         mel = self.mel_inputs(mel_ids, positions)
         embeds = torch.cat([conditioning.to(text.dtype), text, mel.to(text.dtype)], dim=1)
         cond_valid = torch.ones(conditioning.shape[:2], dtype=torch.bool, device=text.device)
@@ -364,9 +367,11 @@ class UnifiedVoice(nn.Module):
         return self._train_output(conditioning, text, text_ids, text_lengths, codes, code_lengths)
 
     def _train_output(self, conditioning: torch.Tensor, text: torch.Tensor, text_ids: torch.Tensor,
-                      text_lengths: torch.Tensor, codes: torch.Tensor, code_lengths: torch.Tensor) -> TrainOutput:
-        """``forward_train`` for an already embedded text segment ``text`` (B, L+2, D)."""
-        text_hidden, mel_hidden = self._forward_sequence(conditioning, text, text_lengths, codes, code_lengths)
+                      text_lengths: torch.Tensor, codes: torch.Tensor, code_lengths: torch.Tensor,
+                      code_position_offset: int = 0) -> TrainOutput:
+        """``forward_train`` for an embedded text segment ``text`` (B, L+2, D); positions as ``_forward_sequence``."""
+        text_hidden, mel_hidden = self._forward_sequence(conditioning, text, text_lengths, codes, code_lengths,
+                                                         code_position_offset)
         text_targets, text_mask = self._targets(text_ids, text_lengths, self.stop_text_token)
         mel_targets, mel_mask = self._targets(codes, code_lengths, self.stop_mel_token)
         text_scores = self.text_head(text_hidden[:, : text_ids.shape[1] + 1])  # (B, L+1, V)

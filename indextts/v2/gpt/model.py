@@ -26,6 +26,7 @@ from torch import nn
 from indextts.checkpoints import load_model
 from indextts.errors import CheckpointError, InferenceError
 from indextts.gpt.conformer import length_mask
+from indextts.gpt.decode_step import GENERATED_POSITION_OFFSET
 from indextts.gpt.generation import GenerationConfig, generate_codes
 from indextts.gpt.model import TrainOutput, UnifiedVoice, build_conformer_perceiver
 from indextts.v2.gpt.dims import GPTV2Dims
@@ -148,13 +149,16 @@ class UnifiedVoiceV2(UnifiedVoice):
     def forward_train(self, prefix: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
                       codes: torch.Tensor, code_lengths: torch.Tensor,
                       languages: torch.Tensor | None = None) -> TrainOutput:
-        """Teacher-forced text and code cross-entropy over the layout ``inference_speech`` builds.
+        """Teacher-forced text and code cross-entropy over the layout ``inference_speech`` decodes with.
 
-        Sequence per row: [prefix | start_text, text..., stop_text | start_mel, codes...], padding masked,
-        positions restarting at 0 in each segment; targets and losses as 1.5's ``forward_train``.
+        Sequence per row: [prefix | start_text, text..., stop_text | start_mel, codes...], padding masked.
+        Text positions are 0..L+1; ``start_mel`` is at mel position 0 and code k at k + 1, the positions
+        generation feeds them at (``GENERATED_POSITION_OFFSET``), so the argmax of the mel logits over
+        greedy codes gives back those codes. Targets and losses as 1.5's ``forward_train``.
         """
         text = self.text_inputs(text_ids, text_lengths, languages)
-        return self._train_output(prefix, text, text_ids, text_lengths, codes, code_lengths)
+        return self._train_output(prefix, text, text_ids, text_lengths, codes, code_lengths,
+                                  GENERATED_POSITION_OFFSET)
 
     def generate(self, prefix: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
                  config: GenerationConfig | None = None,
