@@ -14,7 +14,7 @@ PACKAGE = REPO_ROOT / "indextts"
 FLOORS = [
     ("foundation", ["errors", "atomic_files", "fingerprints", "timing", "hub", "runtime", "releases", "config",
                     "audio", "text", "sentences", "dims", "gpt", "dvae", "bigvgan", "checkpoints", "checkpoint_folder",
-                    "tiny", "download", "asr"]),
+                    "tiny", "download", "asr", "v2"]),
     ("contracts", ["contracts", "run_folder"]),
     ("adaptation", ["lora"]),
     ("preparation", ["prepare"]),

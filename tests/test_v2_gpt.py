@@ -16,7 +16,8 @@ from indextts.checkpoints import expected_shapes
 from indextts.errors import CheckpointError, ConfigError, InferenceError
 from indextts.gpt.generation import GenerationConfig
 from indextts.v2.gpt.dims import GPTV2Dims
-from indextts.v2.gpt.model import UnifiedVoiceV2, load_gpt_v2
+from indextts.v2.gpt.loading import load_gpt_v2
+from indextts.v2.gpt.model import UnifiedVoiceV2
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_ROOT = REPO_ROOT / "conformance" / "indextts2"

@@ -13,18 +13,16 @@ The GPT-2 stack, the text/mel embeddings, heads and the segment layout are those
   has no speed embedding and feeds two zero rows;
 - IndexTTS-2.5 adds a language embedding to every text row (start and stop included).
 
-Build it with ``UnifiedVoiceV2(GPTV2Dims.from_config(cfg))``; load ``gpt.pth`` with ``load_gpt_v2``.
+Build it with ``UnifiedVoiceV2(GPTV2Dims.from_config(cfg))``; load ``gpt.pth`` with
+``indextts.v2.gpt.loading.load_gpt_v2``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from indextts.checkpoints import load_model
-from indextts.errors import CheckpointError, InferenceError
+from indextts.errors import InferenceError
 from indextts.gpt.conformer import length_mask
 from indextts.gpt.decode_step import GENERATED_POSITION_OFFSET
 from indextts.gpt.generation import GenerationConfig, generate_codes
@@ -35,8 +33,6 @@ DURATION_ROWS = 2
 """Rows after the speaker/emotion row(s) in the prefix: the two duration (speed) embeddings."""
 SPEED_INDEX_HALF, SPEED_INDEX_FULL = 1, 0
 """``speed_emb`` rows the reference feeds, in prefix order (its ``duration_emb_half``, then ``duration_emb``)."""
-GPT_HUB_REPOSITORY = {"conformer": "IndexTeam/IndexTTS-2", "campplus": "IndexTeam/IndexTTS-2.5"}
-DOWNLOAD_VERSION = {"conformer": "2", "campplus": "2.5"}
 
 
 class UnifiedVoiceV2(UnifiedVoice):
@@ -173,19 +169,3 @@ class UnifiedVoiceV2(UnifiedVoice):
             text = self.text_inputs(text_ids.to(prefix.device), text_lengths.to(prefix.device), languages)
         return generate_codes(self, prefix, text_ids, text_lengths, config, text_embeddings=text)
 
-
-def load_gpt_v2(path: str | Path, dims: GPTV2Dims, device: str | torch.device = "cpu",
-                config_source: str | Path = "the model config") -> UnifiedVoiceV2:
-    """Load an IndexTTS-2 / 2.5 ``gpt.pth`` (``{"model": state_dict}``) strictly; eval mode, float32.
-
-    Read with ``torch.load(weights_only=True)``; names and shapes are checked against ``dims`` first.
-    """
-    path = Path(path)
-    if not path.is_file():
-        mode = dims.spk_cond_mode
-        raise CheckpointError(
-            f"The GPT checkpoint {path} does not exist. It comes from the hub repository "
-            f"{GPT_HUB_REPOSITORY[mode]}; fetch the release into the model folder with "
-            f"`indextts download {DOWNLOAD_VERSION[mode]} --dir {path.parent}`."
-        )
-    return load_model(path, dims, device, config_source)
