@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from indextts.checkpoints import expected_shapes
-from indextts.errors import CheckpointError, ConfigError, InferenceError
+from indextts.errors import CheckpointError, ConfigError, DataError, InferenceError
 from indextts.gpt.generation import GenerationConfig
 from indextts.v2.gpt.dims import GPTV2Dims
 from indextts.v2.gpt.loading import load_gpt_v2
@@ -184,6 +184,15 @@ def test_speaker_inputs_of_the_other_mode_are_refused():
         tiny_model("conformer").campplus_conditioning(torch.randn(1, 10))
     with pytest.raises(InferenceError, match="no language embedding"):
         tiny_model("conformer").text_inputs(torch.ones(1, 3, dtype=torch.long), torch.tensor([3]), torch.tensor([0]))
+
+
+def test_too_many_codes_are_refused_in_semantic_codes():
+    model = tiny_model("conformer")
+    prefix = model.conditioning_prefix(torch.randn(1, 32, 32), torch.randn(1, 32))
+    codes = torch.zeros(1, 49, dtype=torch.long)  # start, 49 codes, stop at generation positions: 52 > 51 rows
+    with pytest.raises(DataError, match="49 semantic codes but the GPT accepts at most 48") as error:
+        model.forward_train(prefix, torch.ones(1, 3, dtype=torch.long), torch.tensor([3]), codes, torch.tensor([49]))
+    assert "s of audio" not in str(error.value)
 
 
 # ---- training loss and decoding ------------------------------------------------------------------------------

@@ -246,8 +246,9 @@ class UnifiedVoice(nn.Module):
                 "sentence. Split the text into shorter sentences."
             )
 
-    def _check_mel_length(self, length: int) -> None:
-        if length + 2 > self.mel_pos_embedding.length:
+    def _check_mel_length(self, length: int, position_offset: int = 0) -> None:
+        """Refuse more codes than mel positions (codes sitting ``position_offset`` further, see ``_forward_sequence``)."""
+        if length + position_offset + 2 > self.mel_pos_embedding.length:
             raise DataError(
                 f"A clip has {length} mel codes but the GPT accepts at most {self.max_mel_tokens} "
                 f"(gpt.max_mel_tokens, about {self.max_mel_tokens * self.mel_length_compression // 24000} s "
@@ -300,7 +301,7 @@ class UnifiedVoice(nn.Module):
         is predicted and attention is causal, so it changes nothing.
         """
         batch, num_codes = codes.shape
-        self._check_mel_length(num_codes + code_position_offset)
+        self._check_mel_length(num_codes, code_position_offset)
         code_lengths = code_lengths.to(codes.device)
         text_valid = length_mask(text_lengths.to(text.device) + 2, text.shape[1])
         mel_valid = length_mask(code_lengths + 1, num_codes + 1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from indextts.errors import InferenceError
+from indextts.errors import DataError, InferenceError
 from indextts.gpt.conformer import length_mask
 from indextts.gpt.decode_step import GENERATED_POSITION_OFFSET
 from indextts.gpt.generation import GenerationConfig, generate_codes
@@ -63,6 +63,14 @@ class UnifiedVoiceV2(UnifiedVoice):
         if not dims.uses_campplus:
             self.speed_emb = nn.Embedding(2, dims.model_dim)
             nn.init.zeros_(self.speed_emb.weight)  # the reference initialises it with std 0
+
+    def _check_mel_length(self, length: int, position_offset: int = 0) -> None:
+        """As 1.5, counted in semantic codes (1.5's estimate in seconds of 24 kHz audio does not apply)."""
+        if length + position_offset + 2 > self.mel_pos_embedding.length:
+            raise DataError(
+                f"A clip has {length} semantic codes but the GPT accepts at most {self.max_mel_tokens} "
+                "(gpt.max_mel_tokens). Leave longer clips out of the dataset or cut them."
+            )
 
     def get_conditioning(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """IndexTTS-2 speaker latents: features (B, T, 1024) w2v-BERT, lengths (B,) or None -> (B, 32, D)."""
