@@ -14,7 +14,7 @@ PACKAGE = REPO_ROOT / "indextts"
 FLOORS = [
     ("foundation", ["errors", "atomic_files", "fingerprints", "timing", "hub", "runtime", "releases", "config",
                     "audio", "text", "sentences", "dims", "gpt", "dvae", "bigvgan", "checkpoints", "checkpoint_folder",
-                    "tiny", "download", "asr", "v2"]),
+                    "tiny", "download", "asr", "families", "v2", "base_files"]),
     ("contracts", ["contracts", "run_folder"]),
     ("adaptation", ["lora"]),
     ("preparation", ["prepare"]),
