@@ -191,11 +191,30 @@ def test_too_many_codes_are_refused_in_semantic_codes():
     prefix = model.conditioning_prefix(torch.randn(1, 32, 32), torch.randn(1, 32))
     codes = torch.zeros(1, 49, dtype=torch.long)  # start, 49 codes, stop at generation positions: 52 > 51 rows
     with pytest.raises(DataError, match="49 semantic codes but the GPT accepts at most 48") as error:
-        model.forward_train(prefix, torch.ones(1, 3, dtype=torch.long), torch.tensor([3]), codes, torch.tensor([49]))
+        model.forward_train(prefix, torch.ones(1, 3, dtype=torch.long), torch.tensor([3]), codes, torch.tensor([49]),
+                            generation_positions=True)
     assert "s of audio" not in str(error.value)
 
 
 # ---- training loss and decoding ------------------------------------------------------------------------------
+
+def test_training_mel_states_are_the_latents_of_each_row():
+    """The loss runs the layout of the reference's ``forward`` (GPT latents): same states, padded or not."""
+    model = tiny_model("campplus")
+    prefix = model.conditioning_prefix(model.campplus_conditioning(torch.randn(2, 10)), torch.randn(2, 32))
+    text_ids, text_lengths = torch.randint(2, 40, (2, 6)), torch.tensor([6, 2])
+    codes, code_lengths = torch.randint(0, 50, (2, 9)), torch.tensor([9, 5])
+    languages = torch.tensor([3, 1])
+    with torch.no_grad():
+        output = model.forward_train(prefix, text_ids, text_lengths, codes, code_lengths, languages)
+        for row in range(2):
+            length, text_length = int(code_lengths[row]), int(text_lengths[row])
+            latents = model.forward_latents(prefix[row:row + 1], text_ids[row:row + 1, :text_length],
+                                            text_lengths[row:row + 1], codes[row:row + 1, :length],
+                                            code_lengths[row:row + 1], languages[row:row + 1])
+            expected = model.mel_head(latents[0]).T  # (V, N_row)
+            torch.testing.assert_close(output.mel_logits[row, :, :length], expected, **FLOAT_TOLERANCE)
+
 
 def teacher_forced_codes(model, prefix, text_ids, text_lengths, greedy, languages=None) -> list[torch.Tensor]:
     """Argmax of the teacher-forced mel logits with the greedy codes (stop code dropped) as input, per row."""
@@ -204,7 +223,8 @@ def teacher_forced_codes(model, prefix, text_ids, text_lengths, greedy, language
     lengths = torch.tensor([len(body) for body in bodies])
     padded = torch.nn.utils.rnn.pad_sequence(bodies, batch_first=True)
     with torch.no_grad():
-        output = model.forward_train(prefix, text_ids, text_lengths, padded, lengths, languages)
+        output = model.forward_train(prefix, text_ids, text_lengths, padded, lengths, languages,
+                                     generation_positions=True)
     predicted = output.mel_logits.argmax(dim=1)  # (B, N+1)
     return [predicted[row, : len(codes)] for row, codes in enumerate(greedy)]
 

@@ -151,18 +151,19 @@ class UnifiedVoiceV2(UnifiedVoice):
         return mel_hidden[:, : codes.shape[1]]
 
     def forward_train(self, prefix: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
-                      codes: torch.Tensor, code_lengths: torch.Tensor,
-                      languages: torch.Tensor | None = None) -> TrainOutput:
-        """Teacher-forced text and code cross-entropy over the layout ``inference_speech`` decodes with.
+                      codes: torch.Tensor, code_lengths: torch.Tensor, languages: torch.Tensor | None = None,
+                      generation_positions: bool = False) -> TrainOutput:
+        """Teacher-forced text and code cross-entropy over the conditioning layout of ``inference_speech``.
 
-        Sequence per row: [prefix | start_text, text..., stop_text | start_mel, codes...], padding masked.
-        Text positions are 0..L+1; ``start_mel`` is at mel position 0 and code k at k + 1, the positions
-        generation feeds them at (``GENERATED_POSITION_OFFSET``), so the argmax of the mel logits over
-        greedy codes gives back those codes. Targets and losses as 1.5's ``forward_train``.
+        Sequence per row: [prefix | start_text, text..., stop_text | start_mel, codes...], padding masked,
+        positions restarting at 0 in each segment, as the reference's ``forward``; targets and losses as
+        1.5's ``forward_train``. ``generation_positions`` puts code k at mel position k + 1 instead, where
+        decoding feeds it (the reference counts the ``start_mel`` step twice): the argmax of those mel
+        logits over greedy codes gives back the codes.
         """
         text = self.text_inputs(text_ids, text_lengths, languages)
-        return self._train_output(prefix, text, text_ids, text_lengths, codes, code_lengths,
-                                  GENERATED_POSITION_OFFSET)
+        offset = GENERATED_POSITION_OFFSET if generation_positions else 0
+        return self._train_output(prefix, text, text_ids, text_lengths, codes, code_lengths, offset)
 
     def generate(self, prefix: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
                  config: GenerationConfig | None = None,
