@@ -31,6 +31,7 @@ from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.dims import BigVGANDims, DVAEDims, GPTDims, SectionDims
 from indextts.dvae.model import DiscreteVAE
 from indextts.errors import CheckpointError, ConfigError
+from indextts.v2.gpt.dims import GPTV2Dims
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,10 @@ def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
 
 def build_model(dims: SectionDims) -> nn.Module:
     """Construct the model ``dims`` describes (on the current default device)."""
+    if isinstance(dims, GPTV2Dims):
+        from indextts.v2.gpt.model import UnifiedVoiceV2
+
+        return UnifiedVoiceV2(dims)
     if isinstance(dims, GPTDims):
         from indextts.gpt.model import UnifiedVoice
 
@@ -155,11 +160,9 @@ def _fitting_release(found: Mapping[str, tuple], dims: SectionDims) -> str | Non
     for path in RELEASE_CONFIGS.values():
         if not path.is_file():
             continue
-        release = type(dims).from_config(OmegaConf.load(path))
-        if release == dims:
-            continue
-        try:
-            if expected_shapes(release) == dict(found):
+        try:  # a release config of another family lacks keys of this dims class
+            release = type(dims).from_config(OmegaConf.load(path))
+            if release != dims and expected_shapes(release) == dict(found):
                 return str(path)
         except (ConfigError, TypeError):
             continue

@@ -63,7 +63,9 @@ def test_step_compiles_to_one_graph_without_recompiles(tiny_gpt, beams):
     step = torch.compile(decode_step, backend=backend, fullgraph=True, dynamic=False)
     conditioning, text_ids, lengths = inputs(tiny_gpt, [7, 3])
     config = GenerationConfig(max_new_tokens=STEPS + 1, num_beams=beams)
-    decoder = _Decoder(tiny_gpt, conditioning, text_ids, lengths, config)
+    with torch.no_grad():
+        text = tiny_gpt.text_inputs(text_ids, lengths)
+    decoder = _Decoder(tiny_gpt, conditioning, text, lengths, config)
     state: DecodeState = decoder.runner.state
     with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
         logits = decoder.prefill().repeat_interleave(beams, dim=0)

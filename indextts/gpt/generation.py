@@ -120,10 +120,10 @@ class GenerationConfig:
 class _Decoder:
     """Lays out a left-padded batch of prompts, then runs the prompt pass and one step per generated code."""
 
-    def __init__(self, model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
+    def __init__(self, model, conditioning: torch.Tensor, text_embeddings: torch.Tensor, text_lengths: torch.Tensor,
                  config: GenerationConfig):
+        """text_embeddings (B, L+2, D): the embedded, right-padded text segments (``model.text_inputs``)."""
         device, dtype = conditioning.device, conditioning.dtype
-        text_embeddings = model.text_inputs(text_ids, text_lengths)  # (B, L+2, D)
         full = torch.cat([conditioning, text_embeddings.to(dtype)], dim=1)  # (B, P, D), right-padded
         batch, prompt_length, dim = full.shape
         valid_lengths = conditioning.shape[1] + text_lengths.to(device) + 2  # (B,)
@@ -322,24 +322,28 @@ def _beam_search(decoder: _Decoder, config: GenerationConfig, stop_token: int, s
 
 
 def generate_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
-                   config: GenerationConfig | None = None) -> list[torch.LongTensor]:
+                   config: GenerationConfig | None = None,
+                   text_embeddings: torch.Tensor | None = None) -> list[torch.LongTensor]:
     """Generate mel codes for a batch of texts with a UnifiedVoice GPT.
 
-    conditioning (B, 32, D) speaker latents; text_ids (B, L) right-padded token ids without start/stop tokens;
-    text_lengths (B,). Returns one int64 tensor per row with at most ``config.max_new_tokens`` codes, ending
+    conditioning (B, C, D) prefix rows (C = 32 speaker latents for IndexTTS 1.x); text_ids (B, L) right-padded
+    token ids without start/stop tokens; text_lengths (B,). ``text_embeddings`` (B, L+2, D) replaces
+    ``model.text_inputs(text_ids, text_lengths)`` for models that add more to the text rows (the IndexTTS-2.5
+    language embedding). Returns one int64 tensor per row with at most ``config.max_new_tokens`` codes, ending
     with ``model.stop_mel_token`` when the model produced it. With greedy decoding and beam search each row gets
     the codes it would get alone; sampled rows are reproducible for a given seed and batch, but all rows draw
     from one random stream, so they depend on the batch they are in. The model runs in eval mode (dropout
     off) whatever its mode, which is restored afterwards.
     """
-    for codes, _ in stream_codes(model, conditioning, text_ids, text_lengths, config):
+    for codes, _ in stream_codes(model, conditioning, text_ids, text_lengths, config, text_embeddings=text_embeddings):
         pass
     return codes
 
 
 @torch.no_grad()
 def stream_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text_lengths: torch.Tensor,
-                 config: GenerationConfig | None = None, every: int | None = None) -> Iterator[StreamedCodes]:
+                 config: GenerationConfig | None = None, every: int | None = None,
+                 text_embeddings: torch.Tensor | None = None) -> Iterator[StreamedCodes]:
     """What :func:`generate_codes` returns, preceded by each row's settled codes every ``every`` steps.
 
     Yields (codes, final): one tensor per row, and whether this is the answer. A settled code is one the final answer is sure to hold at that place: every drawn code in greedy and
@@ -352,7 +356,9 @@ def stream_codes(model, conditioning: torch.Tensor, text_ids: torch.Tensor, text
     _check_inputs(model, conditioning, text_ids, text_lengths, config)
     device = conditioning.device
     with _evaluating(model):
-        decoder = _Decoder(model, conditioning, text_ids.to(device), text_lengths.to(device), config)
+        if text_embeddings is None:
+            text_embeddings = model.text_inputs(text_ids.to(device), text_lengths.to(device))
+        decoder = _Decoder(model, conditioning, text_embeddings, text_lengths.to(device), config)
         decode = _greedy_or_sample if config.num_beams == 1 else _beam_search
         yield from decode(decoder, config, model.stop_mel_token, model.start_mel_token,
                           config.make_generator(device), every)
@@ -376,7 +382,7 @@ def _check_inputs(model, conditioning: torch.Tensor, text_ids: torch.Tensor, tex
     config.validate()
     if conditioning.dim() != 3 or text_ids.dim() != 2 or text_lengths.dim() != 1:
         raise InferenceError(
-            "generate_codes expects conditioning (B, 32, D), text_ids (B, L) and text_lengths (B,); got shapes "
+            "generate_codes expects conditioning (B, C, D), text_ids (B, L) and text_lengths (B,); got shapes "
             f"{tuple(conditioning.shape)}, {tuple(text_ids.shape)} and {tuple(text_lengths.shape)}."
         )
     if not conditioning.shape[0] == text_ids.shape[0] == text_lengths.shape[0]:

@@ -118,6 +118,27 @@ def _check_supported(condition_type: str, use_mel_codes_as_input: bool, train_so
         )
 
 
+def build_conformer_perceiver(input_size: int, latent_dim: int, condition: ConditionDims,
+                              num_latents: int) -> tuple[ConformerEncoder, PerceiverResampler]:
+    """Conformer over (B, T, input_size) frames, then a perceiver resampling them to (B, num_latents, latent_dim)."""
+    encoder = ConformerEncoder(
+        input_size=input_size,
+        output_size=condition.output_size,
+        linear_units=condition.linear_units,
+        attention_heads=condition.attention_heads,
+        num_blocks=condition.num_blocks,
+        input_layer=condition.input_layer,
+    )
+    perceiver = PerceiverResampler(
+        latent_dim,
+        dim_context=condition.output_size,
+        num_latents=num_latents,
+        heads=condition.attention_heads,
+        ff_mult=condition.perceiver_mult,
+    )
+    return encoder, perceiver
+
+
 class UnifiedVoice(nn.Module):
     """The IndexTTS GPT, built from its dims: ``UnifiedVoice(GPTDims.from_config(cfg))``.
 
@@ -134,29 +155,16 @@ class UnifiedVoice(nn.Module):
         self.start_mel_token, self.stop_mel_token = dims.start_mel_token, dims.stop_mel_token
         self.max_text_tokens, self.max_mel_tokens = dims.max_text_tokens, dims.max_mel_tokens
         self.mel_length_compression = dims.mel_length_compression
-        self._build_conditioning(dims.model_dim, dims.condition_module, dims.condition_num_latent)
+        self._build_conditioning(dims)
         self._build_stack(dims.model_dim, dims.layers, dims.heads, dims.number_text_tokens * dims.types + 1,
                           dims.number_mel_codes, dims.max_mel_tokens + 2 + MAX_CONDITIONING_INPUTS,
                           dims.max_text_tokens + 2, dims.activation_function)
         self.set_gradient_checkpointing(dims.checkpointing)
 
-    def _build_conditioning(self, model_dim: int, condition: ConditionDims, num_latents: int) -> None:
-        """Conformer over the reference mel, then the perceiver resampling it to ``num_latents`` vectors."""
-        self.conditioning_encoder = ConformerEncoder(
-            input_size=MEL_CHANNELS,
-            output_size=condition.output_size,
-            linear_units=condition.linear_units,
-            attention_heads=condition.attention_heads,
-            num_blocks=condition.num_blocks,
-            input_layer=condition.input_layer,
-        )
-        self.perceiver_encoder = PerceiverResampler(
-            model_dim,
-            dim_context=condition.output_size,
-            num_latents=num_latents,
-            heads=condition.attention_heads,
-            ff_mult=condition.perceiver_mult,
-        )
+    def _build_conditioning(self, dims: GPTDims) -> None:
+        """The speaker conditioning modules (a subclass of another model family builds its own)."""
+        self.conditioning_encoder, self.perceiver_encoder = build_conformer_perceiver(
+            MEL_CHANNELS, dims.model_dim, dims.condition_module, dims.condition_num_latent)
 
     def _build_stack(self, model_dim: int, layers: int, heads: int, text_vocab: int, mel_vocab: int,
                      max_mel_positions: int, max_text_positions: int, activation_function: str) -> None:
@@ -238,8 +246,9 @@ class UnifiedVoice(nn.Module):
                 "sentence. Split the text into shorter sentences."
             )
 
-    def _check_mel_length(self, length: int) -> None:
-        if length + 2 > self.mel_pos_embedding.length:
+    def _check_mel_length(self, length: int, position_offset: int = 0) -> None:
+        """Refuse more codes than mel positions (codes sitting ``position_offset`` further, see ``_forward_sequence``)."""
+        if length + position_offset + 2 > self.mel_pos_embedding.length:
             raise DataError(
                 f"A clip has {length} mel codes but the GPT accepts at most {self.max_mel_tokens} "
                 f"(gpt.max_mel_tokens, about {self.max_mel_tokens * self.mel_length_compression // 24000} s "
@@ -277,26 +286,29 @@ class UnifiedVoice(nn.Module):
     def _forward_sequence(
         self,
         conditioning: torch.Tensor,
-        text_ids: torch.Tensor,
+        text: torch.Tensor,
         text_lengths: torch.Tensor,
         codes: torch.Tensor,
         code_lengths: torch.Tensor,
+        code_position_offset: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run [cond | start_text, text, stop_text | start_mel, codes] through GPT-2 + final_norm.
 
-        Returns the normalised states of the text segment (B, L+2, D) and of the mel segment
-        (B, N+1, D); the mel row j predicts code j (row N predicts stop_mel). The stop_mel input is
-        left out: nothing after it is predicted and attention is causal, so it changes nothing.
+        ``text`` (B, L+2, D) is the embedded text segment (``text_inputs``). ``start_mel`` sits at mel
+        position 0 and code k (k = 1..N) at k + ``code_position_offset``. Returns the normalised
+        states of the text segment (B, L+2, D) and of the mel segment (B, N+1, D); the mel row j
+        predicts code j (row N predicts stop_mel). The stop_mel input is left out: nothing after it
+        is predicted and attention is causal, so it changes nothing.
         """
         batch, num_codes = codes.shape
-        self._check_mel_length(num_codes)
+        self._check_mel_length(num_codes, code_position_offset)
         code_lengths = code_lengths.to(codes.device)
-        text = self.text_inputs(text_ids, text_lengths)
         text_valid = length_mask(text_lengths.to(text.device) + 2, text.shape[1])
         mel_valid = length_mask(code_lengths + 1, num_codes + 1)
         start = torch.full((batch, 1), self.start_mel_token, dtype=codes.dtype, device=codes.device)
         mel_ids = torch.cat([start, codes], dim=1).masked_fill(~mel_valid, self.stop_mel_token)
         positions = torch.arange(num_codes + 1, device=codes.device).unsqueeze(0)
+        positions = positions + code_position_offset * (positions > 0)
         mel = self.mel_inputs(mel_ids, positions)
         embeds = torch.cat([conditioning.to(text.dtype), text, mel.to(text.dtype)], dim=1)
         cond_valid = torch.ones(conditioning.shape[:2], dtype=torch.bool, device=text.device)
@@ -335,7 +347,8 @@ class UnifiedVoice(nn.Module):
         conditioning (B, 32, D), text_ids (B, L), text_lengths (B,), codes (B, N), code_lengths (B,)
         -> (B, N, D); row j is the state that predicts code j. Rows >= code_lengths are undefined.
         """
-        _, mel_hidden = self._forward_sequence(conditioning, text_ids, text_lengths, codes, code_lengths)
+        text = self.text_inputs(text_ids, text_lengths)
+        _, mel_hidden = self._forward_sequence(conditioning, text, text_lengths, codes, code_lengths)
         return mel_hidden[:, : codes.shape[1]]
 
     def forward_train(
@@ -351,7 +364,15 @@ class UnifiedVoice(nn.Module):
         Text targets: text..., stop_text (from start_text, text...); mel targets: codes..., stop_mel. Each loss
         is the mean over the batch's valid targets, on (B*T, V) rows: no nll_loss2d (no deterministic CUDA kernel).
         """
-        text_hidden, mel_hidden = self._forward_sequence(conditioning, text_ids, text_lengths, codes, code_lengths)
+        text = self.text_inputs(text_ids, text_lengths)
+        return self._train_output(conditioning, text, text_ids, text_lengths, codes, code_lengths)
+
+    def _train_output(self, conditioning: torch.Tensor, text: torch.Tensor, text_ids: torch.Tensor,
+                      text_lengths: torch.Tensor, codes: torch.Tensor, code_lengths: torch.Tensor,
+                      code_position_offset: int = 0) -> TrainOutput:
+        """``forward_train`` for an embedded text segment ``text`` (B, L+2, D); positions as ``_forward_sequence``."""
+        text_hidden, mel_hidden = self._forward_sequence(conditioning, text, text_lengths, codes, code_lengths,
+                                                         code_position_offset)
         text_targets, text_mask = self._targets(text_ids, text_lengths, self.stop_text_token)
         mel_targets, mel_mask = self._targets(codes, code_lengths, self.stop_mel_token)
         text_scores = self.text_head(text_hidden[:, : text_ids.shape[1] + 1])  # (B, L+1, V)
