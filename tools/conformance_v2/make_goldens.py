@@ -24,6 +24,7 @@ TOOLS = Path(__file__).resolve().parent
 REPO_ROOT = TOOLS.parents[1]
 OUTPUT = REPO_ROOT / "conformance" / "indextts2"
 FOLDERS = {"tiny2": "2.0", "tiny25": "2.5"}
+MIRROR = Path("/work/.mirror/index-tts+index-tts/repo")
 SEED = 2026
 
 
@@ -72,14 +73,21 @@ def write_expected(folder: Path, expected: dict) -> None:
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
 
 
+def reference_commit(reference: Path) -> str:
+    """The commit of a reference checkout named after its tag (from its .git or the local mirror)."""
+    for git_dir in (reference / ".git", MIRROR):
+        result = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", f"{reference.name}^{{commit}}"],
+                                capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            return result.stdout.strip()
+    return "unknown"
+
+
 def write_reference(folder: Path, reference: Path, version: str) -> None:
     import torch
     import transformers
-    tag = reference.name
-    mirror = Path("/work/.mirror/index-tts+index-tts/repo")
-    commit = subprocess.run(["git", "--git-dir", str(mirror), "rev-parse", f"{tag}^{{commit}}"],
-                            capture_output=True, text=True, check=False).stdout.strip()
-    info = {"repository": "https://github.com/index-tts/index-tts", "tag": tag, "commit": commit or "unknown",
+    info = {"repository": "https://github.com/index-tts/index-tts", "tag": reference.name,
+            "commit": reference_commit(reference),
             "version": version, "generator": "tools/conformance_v2/make_goldens.py",
             "torch": torch.__version__, "transformers": transformers.__version__}
     (folder / "reference.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -103,7 +111,8 @@ def make_folder(name: str, reference: Path, output: Path) -> None:
     print(f"wrote {output / name}")
 
 
-def run_child(task: str, reference: Path, args: argparse.Namespace) -> None:
+def run_child(task: str, reference: Path, args: argparse.Namespace) -> str:
+    """Run ``task`` in a child process with ``reference`` on its path; return its last output line."""
     command = [sys.executable, __file__, "--task", task, "--ref2", str(args.ref2), "--ref25", str(args.ref25),
                "--output", str(args.output)]
     env = {"PYTHONPATH": f"{reference}:{TOOLS}", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
@@ -111,7 +120,20 @@ def run_child(task: str, reference: Path, args: argparse.Namespace) -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"making {task} failed:\n{result.stderr[-4000:]}")
-    print(result.stdout.strip().splitlines()[-1])
+    return result.stdout.strip().splitlines()[-1]
+
+
+def make_text(args: argparse.Namespace) -> None:
+    """text/: both tokenizer files and expected_text_v2.json, one section per reference."""
+    folder = args.output / "text"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    expected = {"reference": {"repository": "https://github.com/index-tts/index-tts",
+                              "v2.0.0": reference_commit(args.ref2), "v2.5.0": reference_commit(args.ref25)},
+                "v2": json.loads(run_child("text2", args.ref2, args)),
+                "v2_5": json.loads(run_child("text25", args.ref25, args))}
+    (folder / "expected_text_v2.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {folder}")
 
 
 def main() -> None:
@@ -122,18 +144,19 @@ def main() -> None:
     parser.add_argument("--only", choices=[*FOLDERS, "text"], help="make only this folder")
     parser.add_argument("--task", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.task == "text":
-        from make_text_goldens import make_text_folder
-        make_text_folder(args.ref2, args.ref25, args.output / "text")
+    if args.task in ("text2", "text25"):
+        import make_text_goldens as text
+        section = text.section_v2 if args.task == "text2" else text.section_v25
+        print(json.dumps(section(args.output / "text"), ensure_ascii=False))
         return
     if args.task:
         make_folder(args.task, args.ref2 if FOLDERS[args.task] == "2.0" else args.ref25, args.output)
         return
     for name, version in FOLDERS.items():
         if args.only in (None, name):
-            run_child(name, args.ref2 if version == "2.0" else args.ref25, args)
+            print(run_child(name, args.ref2 if version == "2.0" else args.ref25, args))
     if args.only in (None, "text"):
-        run_child("text", args.ref2, args)
+        make_text(args)
 
 
 if __name__ == "__main__":
