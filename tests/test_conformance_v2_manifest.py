@@ -1,8 +1,9 @@
-"""The IndexTTS-2 / 2.5 state-dict manifest agrees with itself (conformance/indextts2/README.md).
+"""The IndexTTS-2 / 2.5 conformance data agrees with itself (conformance/indextts2/README.md).
 
-Only the file's own consistency: every shape follows from the config stored beside it, and every
-2.5 value that is not the IndexTTS-2 release value is documented as derived. Building the models
-from these configs is tested against the manifest by the modules' own tests.
+Only the data's own consistency: every manifest shape follows from the config stored beside it,
+every 2.5 value that is not the IndexTTS-2 release value is documented as derived, and each golden
+folder holds the README's tensors in pickle-free files. Building the models from these configs and
+reproducing the golden tensors are tested by the modules' own tests.
 """
 
 from __future__ import annotations
@@ -11,10 +12,23 @@ import json
 import re
 
 import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
 
 from helpers import REPO_ROOT
 
-MANIFEST = REPO_ROOT / "conformance" / "indextts2" / "state_dict_manifest.json"
+CONFORMANCE = REPO_ROOT / "conformance" / "indextts2"
+MANIFEST = CONFORMANCE / "state_dict_manifest.json"
+GOLDEN_FOLDERS = sorted(p.parent for p in CONFORMANCE.glob("*/expected.safetensors"))
+PER_EXAMPLE = {"audio16k", "audio22k", "w2v_input", "w2v_mask", "w2v_feat", "mel22k", "fbank", "style", "sem_feat",
+               "sem_codes", "feat", "emo_vec", "text", "codes", "greedy_codes"}
+SHARED = {"emo_merge", "emo_weights", "emo_rows", "emo_vec_weighted", "train_loss_text", "train_loss_mel",
+          "train_text_logits", "train_mel_logits", "s2mel_prompt_cond", "s2mel_cond", "s2mel_noise", "s2mel_mel",
+          "vocoder_mel", "vocoder_wav"}
+ONLY = {"2.0": ({"sem_quant", "sem_embed", "cond", "latent"}, {"s2mel_latent"}),
+        "2.5": ({"sem_decode", "campplus_cond", "lang", "lang_emb"}, set())}
+INTEGER_TENSORS = ("w2v_mask", "sem_codes", "text", "codes", "greedy_codes", "emo_rows", "lang")
 SECTIONS = {"IndexTTS-2": "2.0", "IndexTTS-2.5": "2.5"}
 W2V_FEATURE_WIDTH = 1024  # hard-coded by the reference: conformer input, emotion perceiver width
 CAMPPLUS_WIDTH = 192
@@ -147,3 +161,30 @@ def test_every_25_value_that_differs_from_the_release_is_documented(manifest):
                     and not any(key == note or key.startswith(note + ".") for note in notes)]
     assert not undocumented
     assert all(isinstance(text, str) and text for text in notes.values())
+
+
+def readme_names(version: str) -> set[str]:
+    per_example, shared = ONLY[version]
+    return {f"{name}_{i}" for name in PER_EXAMPLE | per_example for i in (0, 1)} | SHARED | shared
+
+
+@pytest.mark.parametrize("folder", GOLDEN_FOLDERS, ids=lambda p: p.name)
+def test_golden_folder_holds_the_readme_tensors(folder):
+    version = str(yaml.safe_load((folder / "config.yaml").read_text())["version"])
+    expected = load_file(folder / "expected.safetensors")
+    assert set(expected) == readme_names(version)
+    assert set(json.loads((folder / "expected_index.json").read_text())) == set(expected)
+    for name, tensor in expected.items():
+        integer = re.sub(r"_[01]$", "", name) in INTEGER_TENSORS
+        assert tensor.dtype == (torch.int64 if integer else torch.float32), name
+    reference = json.loads((folder / "reference.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{40}", reference["commit"]) and reference["version"] == version
+
+
+@pytest.mark.parametrize("folder", GOLDEN_FOLDERS, ids=lambda p: p.name)
+def test_golden_folder_files_load_without_pickle(folder):
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in (".pth", ".pt", ".bin"):
+            torch.load(path, map_location="cpu", weights_only=True)
+        elif path.suffix == ".safetensors":
+            load_file(path)

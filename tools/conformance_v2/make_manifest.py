@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from make_goldens import reference_commit
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = REPO_ROOT / "conformance" / "indextts2" / "state_dict_manifest.json"
 
@@ -150,14 +152,6 @@ def run_section(name: str, ref: Path, args: argparse.Namespace) -> dict:
     if result.returncode != 0:
         sys.exit(f"building the {name} section failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.splitlines()[-1])
-
-
-def reference_commit(ref: Path) -> str:
-    tag = ref.name
-    mirror = Path("/work/.mirror/index-tts+index-tts/repo")
-    result = subprocess.run(["git", "--git-dir", str(mirror), "rev-parse", f"{tag}^{{commit}}"],
-                            capture_output=True, text=True, check=False)
-    return result.stdout.strip() or "unknown"
 
 
 def main() -> None:
