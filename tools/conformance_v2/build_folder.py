@@ -21,7 +21,7 @@ TOKENIZER_CORPUS = [
     "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG.", "the quick brown fox jumps over the lazy dog.",
     "HELLO WORLD, IT IS A GOOD DAY.", "hello world, it is a good day. 我爱你 I LOVE YOU",
 ]
-VOCODER_OUTPUT_GAIN = 3.0
+VOCODER_OUTPUT_GAIN = 0.01
 
 
 def cjk_spaced(text: str) -> str:
@@ -112,7 +112,7 @@ def build_bigvgan(folder: Path, reference: Path, generator: torch.Generator):
     (target / "config.json").write_text(json.dumps(hparams, indent=2) + "\n")
     model = bigvgan.BigVGAN(AttrDict(hparams), use_cuda_kernel=False)
     randomize(model, generator)
-    with torch.no_grad():  # a louder output, so that the waveform tolerance (1e-3) is small beside it
+    with torch.no_grad():  # random weights overdrive the output: scale it into [-1, 1], where the reference clamps
         model.conv_post.weight_g.mul_(VOCODER_OUTPUT_GAIN)
     torch.save({"generator": model.state_dict()}, target / "bigvgan_generator.pt")
     loaded = bigvgan.BigVGAN.from_pretrained(str(target), use_cuda_kernel=False)
@@ -152,6 +152,7 @@ def write_emotion_matrices(folder: Path, cfg, generator: torch.Generator) -> tup
 def build_folder(folder: Path, version: str, reference: Path, seed: int) -> SimpleNamespace:
     """Write every file of the tiny folder and return the reference models loaded from it."""
     generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the classes' own initialisation, before ``randomize`` replaces it
     (folder / "hf_cache").mkdir(parents=True)
     text_tokens = write_tokenizer(folder, version)
     OmegaConf.save(OmegaConf.create(tiny.folder_config(version, text_tokens)), folder / "config.yaml")

@@ -26,8 +26,9 @@ def randomize(module: torch.nn.Module, generator: torch.Generator) -> None:
     """
     with torch.no_grad():
         params = dict(module.named_parameters())
-        for name, param in params.items():
-            param.copy_(random_value(name, param, params, generator))
+        magnitudes_last = sorted(params, key=lambda name: name.endswith("weight_g"))  # they follow their direction
+        for name in magnitudes_last:
+            params[name].copy_(random_value(name, params[name], params, generator))
         for name, buffer in module.named_buffers():
             if name.endswith("running_mean"):
                 buffer.copy_(0.1 * torch.randn(buffer.shape, generator=generator))
