@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.extraction import ExtractionOptions, run_extraction
 from indextts.extraction import pipeline
 from indextts.extraction.features import FeatureModels

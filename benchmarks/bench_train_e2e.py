@@ -86,7 +86,7 @@ def peak_memory_mib(run_dir: Path) -> float:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
-    from indextts.checkpoint_folder import CheckpointFolder
+    from indextts.checkpoint_folder.folder import CheckpointFolder
     from indextts.tiny import write_tiny_checkpoints
 
     model_dir = args.model_dir or write_tiny_checkpoints(work / "model", seed=0, release=args.size)

@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from indextts.inference.adapters import export_merged, load_speakers
 from indextts.audio import MelSpectrogramFeatures
 from indextts.atomic_files import write_npy_atomic
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoints import build_model
 from indextts.contracts import speaker_info
 from indextts.contracts.manifests import read_manifest

@@ -20,6 +20,7 @@ from indextts.dims import ModelDims
 from indextts.errors import ConfigError
 from indextts.families import Family
 from indextts.v2.folder import V2Files
+from indextts.v2.models import V2Models
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class OpenedBase:
     family: Family
     dims: ModelDims | None
     paths: BaseFiles | V2Files
+    v2: V2Models | None = None
+    """The loaders of an IndexTTS-2 / 2.5 folder's parts."""
 
 
 def check_sections(cfg: DictConfig, dims: ModelDims, source: str) -> None:
@@ -69,7 +72,8 @@ def open_base(root: Path, aux_paths: Mapping[str, str | Path] | None = None) -> 
     """Read and check the base folder ``root``; ``aux_paths`` (IndexTTS-2/2.5 only) names auxiliary models."""
     cfg, family = read_base_config(root)
     if family.generation == 2:
-        return OpenedBase(cfg, family, None, V2Files.resolve(root, cfg, family, aux_paths))
+        paths = V2Files.resolve(root, cfg, family, aux_paths)
+        return OpenedBase(cfg, family, None, paths, V2Models(root, cfg, family, paths))
     if aux_paths:
         raise ConfigError(f"{family} uses no auxiliary models, but {sorted(aux_paths)} were given for {root}; "
                           "give auxiliary model paths only with an IndexTTS-2 or 2.5 folder.")

@@ -68,14 +68,19 @@ def read_weights(path: Path, kind: str, missing_hint: str | None = None):
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"The {kind} checkpoint {path} holds objects other than tensors, so it is not loaded "
-            f"(only plain state dicts are read, for safety): {str(error).splitlines()[0]}. Re-save "
+            f"(only plain state dicts are read, for safety): {_first_line(error)}. Re-save "
             "it as a state dict with torch.save(model.state_dict(), path)."
         ) from error
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(
             f"Cannot read the {kind} checkpoint {path}: the file is truncated or corrupt "
-            f"({str(error).splitlines()[0]}). Download or copy it again."
+            f"({_first_line(error)}). Download or copy it again."
         ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type for an error without one (an empty file's EOFError)."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:

@@ -25,6 +25,9 @@ class Family:
 
     version: str
     generation: int
+    multilingual: bool = False
+    """IndexTTS-2.5: a tiktoken vocabulary with language ids and a language embedding, the CAMPPlus
+    speaker condition instead of the conformer, and its own semantic codec (``codec.pth``)."""
 
     @property
     def name(self) -> str:
@@ -43,7 +46,7 @@ FAMILIES: dict[str, Family] = {family.version: family for family in (
     Family("1.0", 1),
     Family("1.5", 1),
     Family("2", 2),
-    Family("2.5", 2),
+    Family("2.5", 2, multilingual=True),
 )}
 """Version as typed on the command line -> family."""
 

@@ -13,7 +13,9 @@ from indextts.config import PACKAGED_CONFIGS, RELEASE_CONFIGS
 from indextts.errors import CheckpointError, ConfigError
 from indextts.families import FAMILIES, family_of
 from indextts.releases import RELEASES
-from indextts.v2.folder import AUX_MODELS
+from indextts.v2.folder import AUX_MODELS, VOCAB_FILE_25
+
+from helpers import REPO_ROOT
 
 V2_CONFIG = PACKAGED_CONFIGS / "indextts-2.yaml"
 
@@ -57,8 +59,8 @@ def _v2_folder(root: Path, version: str = "2", skip: tuple[str, ...] = ()) -> Pa
     cfg.version = float(version)
     root.mkdir(parents=True)
     OmegaConf.save(cfg, root / "config.yaml")
-    names = ["gpt.pth", "s2mel.pth", "bpe.model", "wav2vec2bert_stats.pt", "feat1.pt", "feat2.pt"]
-    names += ["codec.pth"] if version == "2.5" else []
+    names = ["gpt.pth", "s2mel.pth", "wav2vec2bert_stats.pt", "feat1.pt", "feat2.pt"]
+    names += ["codec.pth", VOCAB_FILE_25] if version == "2.5" else ["bpe.model"]
     models = [model for key, model in AUX_MODELS.items() if key != "semantic_codec" or version == "2"]
     names += [local for model in models for local in model.local_paths.values()]
     for name in names:
@@ -83,7 +85,10 @@ def test_a_v2_folder_opens_with_its_auxiliary_models_in_hf_cache(tmp_path, versi
     assert folder.paths.bigvgan == folder.root / "hf_cache" / "bigvgan"
     assert folder.paths.semantic_codec.name == ("codec.pth" if version == "2.5" else "semantic_codec_model.safetensors")
     assert folder.paths.emotion_matrix.name == "feat2.pt" and folder.paths.qwen is None
+    assert folder.paths.bpe.name == (VOCAB_FILE_25 if version == "2.5" else "bpe.model")
     with pytest.raises(CheckpointError, match="works only on IndexTTS 1.0/1.5"):
+        folder.load_dvae()
+    with pytest.raises(CheckpointError, match="gpt.pth"):  # the placeholder is empty: unreadable, named
         folder.load_gpt()
 
 
@@ -121,3 +126,20 @@ def test_an_explicit_path_or_the_hub_cache_stands_in_for_hf_cache(tmp_path, empt
 def test_every_auxiliary_model_is_one_that_download_fetches():
     fetched = {part.repo_id for release in ("2", "2.5") for part in RELEASES[release].repos}
     assert {model.repo.repo_id for model in AUX_MODELS.values()} <= fetched
+
+
+@pytest.mark.parametrize("name", ["tiny2", "tiny25"])
+def test_a_v2_golden_folder_loads_every_part_through_the_folder(name):
+    """The golden folders are IndexTTS-2 / 2.5 folders in the release formats (conformance/indextts2)."""
+    folder = CheckpointFolder(REPO_ROOT / "conformance" / "indextts2" / name)
+    assert folder.family.version == ("2.5" if name == "tiny25" else "2")
+    models = folder.v2
+    gpt = folder.load_gpt()
+    assert type(gpt).__name__ == "UnifiedVoiceV2" and not gpt.training
+    parts = [models.load_semantic_front(), models.load_semantic_codec(), models.load_s2mel(),
+             models.load_campplus(), models.load_vocoder()]
+    assert all(not part.training for part in parts)
+    assert hasattr(parts[2], "gpt_layer") == (name == "tiny2")
+    assert len(models.load_emotion().emotion) == 8
+    tokenizer = models.tokenizer()
+    assert tokenizer is not None

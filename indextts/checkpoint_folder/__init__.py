@@ -1,7 +1,7 @@
 """The base folder (an IndexTTS release checkpoint folder): :class:`CheckpointFolder` and its layout.
 
 ``layout`` holds the names other modules refer to and imports nothing; ``folder`` holds the class,
-which imports the loaders (torch). ``from indextts.checkpoint_folder import CheckpointFolder`` loads
+which imports the loaders (torch). ``from indextts.checkpoint_folder.folder import CheckpointFolder`` loads
 ``folder`` on first use, so that the config reader below it can import ``layout`` without a cycle.
 """
 

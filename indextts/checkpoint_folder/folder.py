@@ -51,6 +51,8 @@ class CheckpointFolder:
         self.root = Path(model_dir).expanduser().resolve()
         opened = open_base(self.root, aux_paths)
         self.cfg, self.family, self.dims, self.paths = opened.cfg, opened.family, opened.dims, opened.paths
+        self.v2 = opened.v2
+        """IndexTTS-2 / 2.5: the loaders of the folder's parts (``indextts.v2.models.V2Models``); else None."""
 
     def __repr__(self) -> str:
         return f"CheckpointFolder({str(self.root)!r})"
@@ -81,8 +83,9 @@ class CheckpointFolder:
                 "(`indextts download 1.5`).")
 
     def load_gpt(self, device: str | torch.device = "cpu"):
-        """The UnifiedVoice GPT, strictly loaded, float32, eval mode."""
-        self.require_generation_1("loading the GPT")
+        """The GPT (UnifiedVoice, or UnifiedVoiceV2 for IndexTTS-2 / 2.5), strictly loaded, float32, eval mode."""
+        if self.v2 is not None:
+            return self.v2.load_gpt(device)
         return load_model(self.paths.gpt, self.dims.gpt, device, self.config_file)
 
     def load_dvae(self, device: str | torch.device = "cpu"):

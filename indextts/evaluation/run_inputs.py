@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.errors import EvaluationError, IndexTTSError
 from indextts.evaluation.metrics import language_of
 from indextts.run_folder import FINAL, SPEAKERS_INFO, RunFolder, checkpoint_name, step_of

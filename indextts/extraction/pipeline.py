@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from indextts.atomic_files import write_npy_atomic
 from indextts.audio import MelSpectrogramFeatures
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoint_folder.layout import CONFIG_FILENAME, DEFAULT_MODEL_DIR
 from indextts.contracts import speaker_info
 from indextts.contracts.paths import check_output_dir

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from indextts.atomic_files import staged_dir, write_json_atomic
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.errors import CheckpointError
 from indextts.lora import TrainedSpeaker, describe_base

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from indextts.inference.adapters import load_speakers, load_trained_run
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.errors import IndexTTSError, InferenceError, TextTooLongError
 from indextts.lora import TrainedSpeaker

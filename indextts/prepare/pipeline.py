@@ -33,7 +33,7 @@ from indextts.atomic_files import (
     write_json_atomic,
 )
 from indextts.audio import load_audio
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.errors import AudioError, PrepareError
 from indextts.contracts.paths import check_output_dir

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.contracts.manifests import ManifestRow, read_manifest
 from indextts.contracts.paths import resolve_path
 from indextts.errors import IndexTTSError, TrainingError

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from indextts.training.data import Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate
-from indextts.checkpoint_folder import CheckpointFolder
+from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.errors import TrainingError
 from indextts.run_folder import TOKENIZER_FILE
 from indextts.runtime import DistributedContext

@@ -55,6 +55,8 @@ AUX_MODELS: dict[str, AuxModel] = {model.key: model for model in (
 
 CODEC_FILE_25 = "codec.pth"
 """IndexTTS-2.5 ships its semantic codec in the release folder instead of using MaskGCT's."""
+VOCAB_FILE_25 = "multilingual_zh_ja_yue_char_del.tiktoken"
+"""IndexTTS-2.5's tokenizer vocabulary (its config names no ``bpe_model``)."""
 
 
 def _hub_cached(model: AuxModel) -> Path | None:
@@ -107,7 +109,8 @@ class V2Files:
     w2v_stats: Path
     emotion_matrix: Path
     speaker_matrix: Path
-    bpe: Path | None
+    bpe: Path
+    """The tokenizer's BPE vocabulary: ``bpe.model`` (2) or the tiktoken rank file (2.5)."""
     qwen: Path | None
     w2v_bert: Path
     semantic_codec: Path
@@ -123,13 +126,13 @@ class V2Files:
         if unknown:
             raise ConfigError(f"Unknown auxiliary model name(s) {unknown}; the names are {sorted(AUX_MODELS)}.")
         release = {name: _release_file(family, root, cfg[key]) for name, key in _RELEASE_KEYS.items()}
-        bpe_name = cfg.get("dataset", {}).get("bpe_model")
+        bpe_name = VOCAB_FILE_25 if family.multilingual else cfg["dataset"]["bpe_model"]
         qwen = root / str(cfg["qwen_emo_path"]).strip() if cfg.get("qwen_emo_path") else None
-        if family.version == "2.5":
+        if family.multilingual:
             codec = _release_file(family, root, CODEC_FILE_25)
         else:
             codec = find_aux_model(family, root, "semantic_codec", aux.get("semantic_codec"))
-        return cls(**release, bpe=_release_file(family, root, bpe_name) if bpe_name else None,
+        return cls(**release, bpe=_release_file(family, root, bpe_name),
                    qwen=qwen if qwen is not None and qwen.is_dir() else None,
                    w2v_bert=find_aux_model(family, root, "w2v_bert", aux.get("w2v_bert")),
                    semantic_codec=codec,

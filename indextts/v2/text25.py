@@ -27,10 +27,10 @@ import regex
 
 from indextts.errors import TextError
 from indextts.text import PUNCTUATION_MAP
+from indextts.v2.folder import VOCAB_FILE_25 as VOCAB_FILE
 from indextts.v2.semantic.files import missing_file_error, release_repo
 from indextts.v2.text import TextNormalizerV2
 
-VOCAB_FILE = "multilingual_zh_ja_yue_char_del.tiktoken"
 LANGUAGE_CODES = (
     "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no th ur hr bg lt "
     "la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw gl mr pa si km sn yo so af oc "

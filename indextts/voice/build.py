@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indextts.atomic_files import write_bytes_atomic
-from indextts.checkpoint_folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolder
+from indextts.checkpoint_folder.folder import FINGERPRINT_CACHE_SUFFIX, CheckpointFolder
 from indextts.errors import EXIT_INTERRUPTED, DataError, IndexTTSError
 from indextts.fingerprints import hash_json
 from indextts.prepare.review import read_approvals
