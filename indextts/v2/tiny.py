@@ -17,7 +17,6 @@ import base64
 import json
 import logging
 from collections import Counter
-from importlib.resources import files
 from pathlib import Path
 
 import sentencepiece as spm
@@ -28,7 +27,7 @@ from safetensors.torch import save_file
 from indextts.atomic_files import staged_dir
 from indextts.bigvgan.models import unfold_weight_norm
 from indextts.checkpoint_folder.layout import CONFIG_FILENAME
-from indextts.config import read_base_config
+from indextts.config import PACKAGED_CONFIGS, read_base_config
 from indextts.errors import ConfigError
 from indextts.tiny import TOKENIZER_SENTENCES, shape_random_gpt_init, train_tiny_bpe
 from indextts.v2.campplus import CAMPPlus, CAMPPlusDims
@@ -43,7 +42,7 @@ from indextts.v2.vocoder import BigVGANv2, BigVGANv2Dims
 logger = logging.getLogger(__name__)
 
 VERSIONS = ("2", "2.5")
-SIZES_FILE = files("indextts") / "configs" / "tiny-2.yaml"
+SIZES_FILE = PACKAGED_CONFIGS / "tiny-2.yaml"
 TIKTOKEN_MERGES = 200
 """BPE merges learned on top of the 256 single bytes of the 2.5 tiktoken file."""
 STATS_MEAN_STD = 0.1
@@ -53,9 +52,9 @@ EMOTION_ROW_STD = 0.1
 """Scale of the ``feat2.pt`` emotion rows, which are added to the GPT's conditioning rows."""
 
 
-def _model_config(version: str, number_text_tokens: int) -> DictConfig:
+def _model_config(sizes: DictConfig, version: str, number_text_tokens: int) -> DictConfig:
     """The folder's ``config.yaml`` for ``version``: the tiny sizes, with the 2.5 changes applied."""
-    cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.load(SIZES_FILE).config))
+    cfg = OmegaConf.create(OmegaConf.to_container(sizes.config))
     cfg.gpt.number_text_tokens = number_text_tokens
     if version == "2.5":
         cfg.version = 2.5
@@ -125,10 +124,10 @@ def _write_gpt_and_s2mel(folder: Path, cfg: DictConfig, version: str, generator:
     torch.save({"net": stored_state_dict(s2mel)}, folder / cfg.s2mel_checkpoint)
 
 
-def _write_semantic_front(folder: Path, cfg: DictConfig, version: str, seed: int,
+def _write_semantic_front(folder: Path, cfg: DictConfig, version: str, w2v: DictConfig, seed: int,
                           generator: torch.Generator) -> None:
-    """The tiny w2v-BERT, its statistics and the semantic codec (2: MaskGCT safetensors; 2.5: codec.pth)."""
-    w2v = OmegaConf.load(SIZES_FILE).w2v_bert_model
+    """The tiny w2v-BERT (sizes ``w2v``), its statistics and the semantic codec (2: MaskGCT safetensors;
+    2.5: codec.pth in the folder)."""
     save_tiny_w2v_bert(_aux_path(folder, "w2v_bert"), w2v.hidden_size, w2v.num_layers, seed)
     stats = {"mean": STATS_MEAN_STD * torch.randn(w2v.hidden_size, generator=generator),
              "var": 1.0 + STATS_VAR_SPREAD * torch.rand(w2v.hidden_size, generator=generator)}
@@ -142,14 +141,14 @@ def _write_semantic_front(folder: Path, cfg: DictConfig, version: str, seed: int
         torch.save({"model": stored}, folder / CODEC_FILE_25)
 
 
-def _write_speaker_and_vocoder(folder: Path, cfg: DictConfig, generator: torch.Generator) -> None:
+def _write_speaker_and_vocoder(folder: Path, cfg: DictConfig, settings: DictConfig,
+                               generator: torch.Generator) -> None:
     """CAMPPlus, the emotion matrices (speaker rows in its width, emotion rows in the GPT's) and BigVGAN v2."""
     campplus_dims = CAMPPlusDims.from_config(cfg)
     torch.save(CAMPPlus(campplus_dims).state_dict(), _aux_path(folder, "campplus"))
     rows = sum(cfg.emo_num)
     torch.save(torch.randn(rows, campplus_dims.embedding_size, generator=generator), folder / cfg.spk_matrix)
     torch.save(EMOTION_ROW_STD * torch.randn(rows, cfg.gpt.model_dim, generator=generator), folder / cfg.emo_matrix)
-    settings = OmegaConf.load(SIZES_FILE).bigvgan_v2
     config_json = json.dumps(OmegaConf.to_container(settings), indent=2) + "\n"
     _aux_path(folder, "bigvgan", "config.json").write_text(config_json)
     vocoder = BigVGANv2(BigVGANv2Dims.from_section(settings))
@@ -175,13 +174,14 @@ def write_tiny_v2_folder(out_dir: str | Path, version: str = "2", seed: int = 0)
     out_dir = Path(out_dir).expanduser()
     _refuse_non_empty(out_dir)
     generator = torch.Generator().manual_seed(seed)
+    sizes = OmegaConf.load(SIZES_FILE)
     with staged_dir(out_dir) as staging, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        cfg = _model_config(version, _write_tokenizer(staging, version))
+        cfg = _model_config(sizes, version, _write_tokenizer(staging, version))
         OmegaConf.save(cfg, staging / CONFIG_FILENAME)
         _write_gpt_and_s2mel(staging, cfg, version, generator)
-        _write_semantic_front(staging, cfg, version, seed, generator)
-        _write_speaker_and_vocoder(staging, cfg, generator)
+        _write_semantic_front(staging, cfg, version, sizes.w2v_bert_model, seed, generator)
+        _write_speaker_and_vocoder(staging, cfg, sizes.bigvgan_v2, generator)
         read_base_config(staging)
     logger.info("Wrote a tiny IndexTTS-%s folder %s (seed %d)", version, out_dir, seed)
     return out_dir
