@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+import soxr
 import torch
+from helpers import all_files
 
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.tiny import main as tiny_main
@@ -17,15 +21,17 @@ from indextts.v2.gpt.loading import load_gpt_v2
 from indextts.v2.s2mel import S2MelDims, frames_for_codes, load_s2mel
 from indextts.v2.s2mel.mel import S2MelSpectrogram
 from indextts.v2.semantic import SemanticCodecDims, W2VBertFront, load_semantic_codec
+from indextts.v2.semantic.features import frame_counts
 from indextts.v2.text import load_v2_tokenizer
 from indextts.v2.text25 import Tokenizer25, language_id
 from indextts.v2.tiny import write_tiny_v2_folder
 from indextts.v2.vocoder import BigVGANv2Dims, load_bigvgan_v2
-from tests.helpers import all_files
 
 VERSIONS = ("2", "2.5")
 SMOKE_STEPS = 3
 MAX_CODES = 40
+AUDIO_RATE, VOCODER_RATE = 16000, 22050
+AUDIO_16K = 2 * AUDIO_RATE
 TEXT = "hello world, 今天天气很好"
 
 
@@ -63,72 +69,86 @@ def _text_ids(folder: CheckpointFolder, text: str) -> tuple[torch.Tensor, torch.
     return torch.tensor([ids]), torch.tensor([language_id("en")])
 
 
-def _speech_codes(folder: CheckpointFolder, text: str, seed: int = 0) -> dict[str, torch.Tensor]:
+@pytest.fixture(scope="module")
+def parts(folders):
+    """Every part of each folder, loaded strictly by our loaders."""
+    loaded = {}
+    for version, root in folders.items():
+        folder = CheckpointFolder(root)
+        cfg, paths = folder.cfg, folder.paths
+        loaded[version] = SimpleNamespace(
+            folder=folder, front=W2VBertFront.from_model_dir(root, cfg),
+            codec=load_semantic_codec(paths.semantic_codec, SemanticCodecDims.from_config(cfg)),
+            campplus=load_campplus(paths.campplus, CAMPPlusDims.from_config(cfg)),
+            gpt=load_gpt_v2(paths.gpt, GPTV2Dims.from_config(cfg)), matrices=load_emotion_matrices(root, cfg),
+            s2mel=load_s2mel(paths.s2mel, S2MelDims.from_config(cfg), with_gpt_layer=version == "2"),
+            vocoder=load_bigvgan_v2(paths.bigvgan))
+    return loaded
+
+
+def _speech_codes(parts: SimpleNamespace, text: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """16 kHz speaker audio -> w2v-BERT features, codec codes, CAMPPlus style, GPT prefix, greedy codes."""
-    cfg, paths, is_v2 = folder.cfg, folder.paths, folder.family.version == "2"
-    audio = synthetic_speechlike_audio(2.0, torch.Generator().manual_seed(seed))[:32000]  # read as 16 kHz
-    front = W2VBertFront.from_model_dir(folder.root, cfg)
-    features, lengths = front.embed_waveforms([audio])
-    codec = load_semantic_codec(paths.semantic_codec, SemanticCodecDims.from_config(cfg))
-    prompt_codes, quantized, _ = codec.quantize(features, lengths)
-    style = load_campplus(paths.campplus, CAMPPlusDims.from_config(cfg))(campplus_features(audio)[None])
-    gpt = load_gpt_v2(paths.gpt, GPTV2Dims.from_config(cfg))
-    matrices = load_emotion_matrices(folder.root, cfg)
+    folder, gpt = parts.folder, parts.gpt
+    audio = synthetic_speechlike_audio(2.0, torch.Generator().manual_seed(seed))[:AUDIO_16K]  # read as 16 kHz
+    features, lengths = parts.front.embed_waveforms([audio])
+    prompt_codes, quantized, _ = parts.codec.quantize(features, lengths)
     weights = torch.tensor([[0.5, 0, 0, 0, 0, 0, 0, 0.2]])
     with torch.no_grad():
+        style = parts.campplus(campplus_features(audio)[None])
+        matrices = parts.matrices
         emotion = mix_emotion(matrices.weighted_rows(weights, matrices.most_similar_rows(style)), weights,
                               gpt.emotion_vector(features, lengths))
-        speaker = gpt.get_conditioning(features, lengths) if is_v2 else gpt.campplus_conditioning(style)
+        speaker = gpt.campplus_conditioning(style) if gpt.uses_campplus else gpt.get_conditioning(features, lengths)
         prefix = gpt.conditioning_prefix(speaker, emotion)
     text_ids, languages = _text_ids(folder, text)
     text_lengths = torch.tensor([text_ids.shape[1]])
     config = GenerationConfig(do_sample=False, num_beams=1, repetition_penalty=1.0, max_new_tokens=MAX_CODES)
     codes = gpt.generate(prefix, text_ids, text_lengths, config, languages)[0]
-    codes = codes[codes != cfg.gpt.stop_mel_token]
+    codes = codes[codes != folder.cfg.gpt.stop_mel_token]
     with torch.no_grad():
         latents = gpt.forward_latents(prefix, text_ids, text_lengths, codes[None], torch.tensor([len(codes)]), languages)
     return {"features": features, "prompt_codes": prompt_codes, "quantized": quantized, "style": style,
-            "speaker": speaker, "codes": codes, "latents": latents, "audio": audio, "codec": codec}
+            "speaker": speaker, "codes": codes, "latents": latents, "audio": audio}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_smoke_pass_through_every_part(folders, version):
-    folder = CheckpointFolder(folders[version])
-    cfg, is_v2 = folder.cfg, version == "2"
-    run = _speech_codes(folder, TEXT)
-    width = cfg.semantic_codec.hidden_size
-    assert run["features"].shape[-1] == width and torch.isfinite(run["features"]).all()
-    assert int(run["prompt_codes"].max()) < cfg.semantic_codec.codebook_size
-    assert run["prompt_codes"].unique().numel() > 1
+def test_smoke_pass_through_every_part(parts, version):
+    loaded = parts[version]
+    cfg, is_v2 = loaded.folder.cfg, version == "2"
+    run = _speech_codes(loaded, TEXT)
+    features, prompt_codes = run["features"], run["prompt_codes"]
+    assert features.shape == (1, (frame_counts(torch.tensor(AUDIO_16K)) + 1) // 2, cfg.semantic_codec.hidden_size)
+    assert torch.isfinite(features).all()
+    assert prompt_codes.shape == (1, 1, -(-features.shape[1] // (1 if is_v2 else 2)))  # 50 Hz codes, 2.5: 25 Hz
+    assert int(prompt_codes.max()) < cfg.semantic_codec.codebook_size and prompt_codes.unique().numel() > 1
     assert run["style"].shape == (1, cfg.campplus.embedding_size)
     assert run["speaker"].shape[1] == (GPTV2Dims.from_config(cfg).condition_num_latent if is_v2 else 1)
     assert 0 < len(run["codes"]) < MAX_CODES and int(run["codes"].max()) < cfg.gpt.start_mel_token
-    codec, codes = run["codec"], run["codes"][None, None]
-    s2mel = load_s2mel(folder.paths.s2mel, S2MelDims.from_config(cfg), with_gpt_layer=is_v2)
+    codec, codes = loaded.codec, run["codes"][None, None]
     with torch.no_grad():
         if is_v2:
             prompt_features = run["quantized"]
-            target = s2mel.content_features(codec.vq2emb(codes), run["latents"])
+            target = loaded.s2mel.content_features(codec.vq2emb(codes), run["latents"])
         else:
-            prompt_features = codec.decode(run["prompt_codes"])[0]
+            prompt_features = codec.decode(prompt_codes)[0]
             target = codec.decode(codes)[0]
-    prompt_mel = S2MelSpectrogram.from_config(cfg.s2mel)(run["audio"])
+    audio_22k = torch.from_numpy(soxr.resample(run["audio"].numpy(), AUDIO_RATE, VOCODER_RATE))
+    prompt_mel = S2MelSpectrogram.from_config(cfg.s2mel)(audio_22k)
+    assert prompt_mel.shape == (1, 80, len(audio_22k) // 256)
     frames = int(frames_for_codes(torch.tensor([len(run["codes"])]))[0])
     noise = torch.randn(1, 80, prompt_mel.shape[-1] + frames, generator=torch.Generator().manual_seed(0))
-    mel = s2mel.infer_mel(prompt_features, prompt_mel, run["style"], target, frames, noise, steps=SMOKE_STEPS)
+    mel = loaded.s2mel.infer_mel(prompt_features, prompt_mel, run["style"], target, frames, noise, steps=SMOKE_STEPS)
     assert mel.shape == (1, 80, frames) and torch.isfinite(mel).all()
-    vocoder = load_bigvgan_v2(folder.paths.bigvgan)
     with torch.no_grad():
-        wave = vocoder(mel)
-    assert BigVGANv2Dims.from_json(folder.paths.bigvgan / "config.json").sampling_rate == 22050
+        wave = loaded.vocoder(mel)
+    assert BigVGANv2Dims.from_json(loaded.folder.paths.bigvgan / "config.json").sampling_rate == VOCODER_RATE
     assert wave.shape == (1, 1, frames * 256) and torch.isfinite(wave).all() and wave.abs().max() <= 1
 
 
-def test_greedy_codes_depend_on_text_and_speaker(folders):
-    folder = CheckpointFolder(folders["2"])
-    first = _speech_codes(folder, TEXT)["codes"]
-    assert not torch.equal(first, _speech_codes(folder, "the quick brown fox")["codes"])
-    assert not torch.equal(first, _speech_codes(folder, TEXT, seed=1)["codes"])
+def test_greedy_codes_depend_on_text_and_speaker(parts):
+    first = _speech_codes(parts["2"], TEXT)["codes"]
+    assert not torch.equal(first, _speech_codes(parts["2"], "the quick brown fox")["codes"])
+    assert not torch.equal(first, _speech_codes(parts["2"], TEXT, seed=1)["codes"])
 
 
 def test_same_seed_same_bytes_other_seed_other_weights(folders, tmp_path):
@@ -157,5 +177,6 @@ def test_cli_writes_an_empty_target(tmp_path, capsys):
     target = tmp_path / "empty"
     target.mkdir()
     assert tiny_main([str(target), "--release", "2", "--seed", "3"]) == 0
-    assert "IndexTTS-2" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "IndexTTS-2" in printed.out and printed.err == ""  # no progress bar of transformers' save
     assert CheckpointFolder(target).family.version == "2"

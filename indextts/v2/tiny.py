@@ -17,6 +17,8 @@ import base64
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sentencepiece as spm
@@ -124,11 +126,26 @@ def _write_gpt_and_s2mel(folder: Path, cfg: DictConfig, version: str, generator:
     torch.save({"net": stored_state_dict(s2mel)}, folder / cfg.s2mel_checkpoint)
 
 
+@contextmanager
+def _without_transformers_progress_bars() -> Iterator[None]:
+    """Silence transformers' one-shard "Writing model shards" bar (library code does not print)."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def _write_semantic_front(folder: Path, cfg: DictConfig, version: str, w2v: DictConfig, seed: int,
                           generator: torch.Generator) -> None:
     """The tiny w2v-BERT (sizes ``w2v``), its statistics and the semantic codec (2: MaskGCT safetensors;
     2.5: codec.pth in the folder)."""
-    save_tiny_w2v_bert(_aux_path(folder, "w2v_bert"), w2v.hidden_size, w2v.num_layers, seed)
+    with _without_transformers_progress_bars():
+        save_tiny_w2v_bert(_aux_path(folder, "w2v_bert"), w2v.hidden_size, w2v.num_layers, seed)
     stats = {"mean": STATS_MEAN_STD * torch.randn(w2v.hidden_size, generator=generator),
              "var": 1.0 + STATS_VAR_SPREAD * torch.rand(w2v.hidden_size, generator=generator)}
     torch.save(stats, folder / cfg.w2v_stat)
