@@ -66,6 +66,7 @@ def _text_ids(folder: CheckpointFolder, text: str) -> tuple[torch.Tensor, torch.
     tokenizer = Tokenizer25.from_file(folder.root / "multilingual_zh_ja_yue_char_del.tiktoken")
     ids = tokenizer.encode("<|en|> " + text.lower())
     assert max(ids) < folder.cfg.gpt.number_text_tokens
+    assert len(tokenizer.encode(text.lower())) < len(text.lower().encode("utf-8"))  # merges were learned
     return torch.tensor([ids]), torch.tensor([language_id("en")])
 
 

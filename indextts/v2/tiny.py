@@ -67,7 +67,8 @@ def _model_config(sizes: DictConfig, version: str, number_text_tokens: int) -> D
 
 def train_tiny_tiktoken(merges: int = TIKTOKEN_MERGES) -> str:
     """A tiktoken rank file (``base64(token) rank`` per line): the 256 bytes in byte order, then BPE merges
-    learned, most frequent pair first (ties: the smaller pair), on the lower-cased built-in sentences."""
+    learned, most frequent pair first (ties: the later pair in byte order), on the lower-cased built-in
+    sentences."""
     ranks = {bytes([value]): value for value in range(256)}
     words = Counter(tuple(bytes([b]) for b in piece.encode("utf-8"))
                     for text in TOKENIZER_SENTENCES for piece in PIECE.findall(text.lower()))
