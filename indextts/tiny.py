@@ -156,7 +156,7 @@ def _fit_codebook(dvae, mel_cfg, generator: torch.Generator) -> None:
 
 @torch.no_grad()
 def shape_random_gpt_init(gpt, generator: torch.Generator) -> None:
-    """Re-initialise a random GPT (any size) so that generation is non-degenerate (see the constants above)."""
+    """Re-initialise a random GPT (any size, 1.x or 2.x) so that generation is non-degenerate (see the constants above)."""
     for embedding in (gpt.text_embedding, gpt.mel_embedding, gpt.mel_pos_embedding.emb,
                       gpt.text_pos_embedding.emb):
         embedding.weight.normal_(0.0, TOKEN_EMBEDDING_STD, generator=generator)
@@ -165,11 +165,12 @@ def shape_random_gpt_init(gpt, generator: torch.Generator) -> None:
     for weight in gpt.gpt.h.parameters():
         if weight.dim() == 2:  # GPT-2 Conv1D weights are (fan_in, fan_out)
             weight.normal_(0.0, BLOCK_WEIGHT_GAIN / weight.shape[0] ** 0.5, generator=generator)
-    perceiver = gpt.perceiver_encoder
-    perceiver.latents.normal_(0.0, 1.0, generator=generator)
-    for attention, _ in perceiver.layers:
-        for linear in (attention.to_q, attention.to_kv):
-            linear.weight.mul_(PERCEIVER_ATTENTION_GAIN)
+    perceiver = getattr(gpt, "perceiver_encoder", None)  # absent in IndexTTS-2.5 (CAMPPlus speaker row)
+    if perceiver is not None:
+        perceiver.latents.normal_(0.0, 1.0, generator=generator)
+        for attention, _ in perceiver.layers:
+            for linear in (attention.to_q, attention.to_kv):
+                linear.weight.mul_(PERCEIVER_ATTENTION_GAIN)
     stop_direction = torch.randn(gpt.model_dim, generator=generator)
     stop_direction /= stop_direction.norm()
     positions = torch.arange(gpt.mel_pos_embedding.length, dtype=torch.float32)
