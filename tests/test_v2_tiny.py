@@ -14,18 +14,15 @@ from indextts.cli.tiny import main as tiny_main
 from indextts.errors import ConfigError
 from indextts.gpt.generation import GenerationConfig
 from indextts.tiny import synthetic_speechlike_audio
-from indextts.v2.campplus import CAMPPlusDims, campplus_features, load_campplus
-from indextts.v2.emotion import load_emotion_matrices, mix_emotion
+from indextts.v2.campplus import campplus_features
+from indextts.v2.emotion import mix_emotion
 from indextts.v2.gpt.dims import GPTV2Dims
-from indextts.v2.gpt.loading import load_gpt_v2
-from indextts.v2.s2mel import S2MelDims, frames_for_codes, load_s2mel
+from indextts.v2.s2mel import frames_for_codes
 from indextts.v2.s2mel.mel import S2MelSpectrogram
-from indextts.v2.semantic import SemanticCodecDims, W2VBertFront, load_semantic_codec
 from indextts.v2.semantic.features import frame_counts
-from indextts.v2.text import load_v2_tokenizer
-from indextts.v2.text25 import Tokenizer25, language_id
+from indextts.v2.text25 import language_id
 from indextts.v2.tiny import write_tiny_v2_folder
-from indextts.v2.vocoder import BigVGANv2Dims, load_bigvgan_v2
+from indextts.v2.vocoder import BigVGANv2Dims
 
 VERSIONS = ("2", "2.5")
 SMOKE_STEPS = 3
@@ -61,9 +58,9 @@ def test_folder_opens_as_its_family_with_the_official_layout(folders):
 
 def _text_ids(folder: CheckpointFolder, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(1, L) ids of ``text`` and, for 2.5, its (1,) language id."""
-    if folder.family.version == "2":
-        return torch.tensor([load_v2_tokenizer(folder.root, folder.cfg).encode(text)]), None
-    tokenizer = Tokenizer25.from_file(folder.root / "multilingual_zh_ja_yue_char_del.tiktoken")
+    tokenizer = folder.v2.tokenizer()
+    if not folder.family.multilingual:
+        return torch.tensor([tokenizer.encode(text)]), None
     ids = tokenizer.encode("<|en|> " + text.lower())
     assert max(ids) < folder.cfg.gpt.number_text_tokens
     assert len(tokenizer.encode(text.lower())) < len(text.lower().encode("utf-8"))  # merges were learned
@@ -72,18 +69,15 @@ def _text_ids(folder: CheckpointFolder, text: str) -> tuple[torch.Tensor, torch.
 
 @pytest.fixture(scope="module")
 def parts(folders):
-    """Every part of each folder, loaded strictly by our loaders."""
+    """Every part of each folder, loaded strictly through the folder's loaders (``CheckpointFolder.v2``)."""
     loaded = {}
     for version, root in folders.items():
         folder = CheckpointFolder(root)
-        cfg, paths = folder.cfg, folder.paths
+        models = folder.v2
         loaded[version] = SimpleNamespace(
-            folder=folder, front=W2VBertFront.from_model_dir(root, cfg),
-            codec=load_semantic_codec(paths.semantic_codec, SemanticCodecDims.from_config(cfg)),
-            campplus=load_campplus(paths.campplus, CAMPPlusDims.from_config(cfg)),
-            gpt=load_gpt_v2(paths.gpt, GPTV2Dims.from_config(cfg)), matrices=load_emotion_matrices(root, cfg),
-            s2mel=load_s2mel(paths.s2mel, S2MelDims.from_config(cfg), with_gpt_layer=version == "2"),
-            vocoder=load_bigvgan_v2(paths.bigvgan))
+            folder=folder, front=models.load_semantic_front(), codec=models.load_semantic_codec(),
+            campplus=models.load_campplus(), gpt=folder.load_gpt(), matrices=models.load_emotion(),
+            s2mel=models.load_s2mel(), vocoder=models.load_vocoder())
     return loaded
 
 
