@@ -44,7 +44,8 @@ device-wheels: $(STAMP)
 # The declared dependency floors (.ci/floor-constraints.txt) with the tests that exercise them.
 FLOOR_VENV ?= .venv-floor
 FLOOR_TESTS := tests/test_gpt.py tests/test_generation.py tests/test_conformance.py tests/test_lora.py \
-	tests/test_voices.py tests/test_train.py tests/test_infer.py tests/test_decode_step.py tests/test_quantize.py
+	tests/test_voices.py tests/test_train.py tests/test_infer.py tests/test_decode_step.py tests/test_quantize.py \
+	tests/test_v2_gpt.py tests/test_v2_semantic.py tests/test_v2_tiny.py
 test-floor:
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -c "import torch" 2>/dev/null || $(FLOOR_VENV)/bin/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
