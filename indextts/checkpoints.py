@@ -45,24 +45,17 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def download_hint(repo_id: str, version: str, folder: str | Path) -> str:
-    """The advice for a missing release file: its hub repository and the command that fetches it."""
-    return (f"It comes from the Hugging Face repository {repo_id}; fetch the release with "
-            f"`indextts download {version} --dir {folder}`.")
-
-
-def read_weights(path: Path, kind: str, missing_hint: str | None = None):
+def read_weights(path: Path, kind: str):
     """``torch.load`` with ``weights_only=True``; unreadable or unsafe files become CheckpointError.
 
-    ``missing_hint`` (e.g. from ``download_hint``) replaces the IndexTTS-1.5 download advice given
-    when the file does not exist.
+    A missing file is explained for the IndexTTS 1.0/1.5 release files; the IndexTTS-2/2.5 loaders
+    check for their files first (``indextts.releases.missing_file_error``).
     """
     if not path.is_file():
-        hint = missing_hint or (
-            "Download the IndexTTS release files (gpt.pth, dvae.pth, bigvgan_generator.pth, bpe.model) "
-            "into the model folder (`indextts download 1.5 --dir DIR`), or write "
-            "a tiny test folder with `python -m indextts.cli.tiny DIR`.")
-        raise CheckpointError(f"The {kind} checkpoint {path} does not exist. {hint}")
+        raise CheckpointError(
+            f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files (gpt.pth, "
+            "dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder (`indextts download 1.5 --dir "
+            "DIR`), or write a tiny test folder with `python -m indextts.cli.tiny DIR`.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -89,16 +89,25 @@ def test_a_v2_folder_opens_with_its_auxiliary_models_in_hf_cache(tmp_path, versi
 
 def test_a_missing_auxiliary_model_names_file_repository_and_command(tmp_path, empty_hub_cache):
     root = _v2_folder(tmp_path / "base", skip=("hf_cache/campplus_cn_common.bin",))
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(CheckpointError) as caught:
         CheckpointFolder(root)
     message = str(caught.value)
     assert "campplus_cn_common.bin" in message and "funasr/campplus" in message
     assert f"indextts download 2 --dir {root.resolve()}" in message and "\n" not in message
 
 
+def test_a_model_folder_missing_one_file_names_that_file(tmp_path, empty_hub_cache):
+    root = _v2_folder(tmp_path / "base", skip=("hf_cache/w2v-bert-2.0/model.safetensors",))
+    with pytest.raises(CheckpointError) as caught:
+        CheckpointFolder(root)
+    message = str(caught.value)
+    assert f"{root.resolve() / 'hf_cache' / 'w2v-bert-2.0' / 'model.safetensors'} does not exist" in message
+    assert "facebook/w2v-bert-2.0 (model.safetensors)" in message and "auxiliary model path 'w2v_bert'" in message
+
+
 def test_a_missing_release_file_names_the_release_repository(tmp_path, empty_hub_cache):
     root = _v2_folder(tmp_path / "base", skip=("s2mel.pth",))
-    with pytest.raises(ConfigError, match=r"release file s2mel.pth.*IndexTeam/IndexTTS-2 \(s2mel.pth\)"):
+    with pytest.raises(CheckpointError, match=r"release file .*s2mel.pth.*IndexTeam/IndexTTS-2 \(s2mel.pth\)"):
         CheckpointFolder(root)
 
 

@@ -114,7 +114,7 @@ def test_missing_matrix_names_file_repository_and_command(tmp_path, version, rep
     with pytest.raises(CheckpointError) as error:
         load_emotion_matrices(tmp_path, _config(version))
     message = str(error.value)
-    assert f"{tmp_path / 'feat1.pt'} does not exist" in message and repo + ";" in message
+    assert f"{tmp_path / 'feat1.pt'} does not exist" in message and f"{repo} (feat1.pt);" in message
     assert f"`{command}--dir {tmp_path}`" in message
 
 

@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indextts.checkpoints import describe_differences, download_hint, read_weights
+from indextts.checkpoints import describe_differences, read_weights
 from indextts.dims import SectionDims
 from indextts.errors import CheckpointError
+from indextts.releases import CAMPPLUS, missing_file_error
 from indextts.v2.fbank import kaldi_fbank
 
 logger = logging.getLogger(__name__)
 
-CAMPPLUS_REPO = "funasr/campplus"
 SAMPLE_RATE = 16000
 DENSE_BLOCKS = ((12, 1), (24, 2), (16, 2))
 """(layers, dilation) of the three dense TDNN blocks (kernel 3)."""
@@ -211,23 +211,20 @@ class CAMPPlus(nn.Module):
         return self.xvector(self.head(features.transpose(1, 2)))
 
 
-def load_campplus(path: str | Path, dims: CAMPPlusDims = CAMPPlusDims(), device: str | torch.device = "cpu",
-                  missing_hint: str | None = None) -> CAMPPlus:
-    """Load ``campplus_cn_common.bin`` (a plain state dict) strictly; eval mode, float32.
-
-    ``missing_hint`` replaces the advice given when the file does not exist (default: its hub
-    repository and the IndexTTS-2 download command).
-    """
+def load_campplus(path: str | Path, dims: CAMPPlusDims = CAMPPlusDims(), device: str | torch.device = "cpu"
+                  ) -> CAMPPlus:
+    """Load ``campplus_cn_common.bin`` (a plain state dict) strictly; eval mode, float32."""
     path = Path(path)
-    hint = missing_hint or download_hint(CAMPPLUS_REPO, "2", path.parent.parent)
-    state_dict = read_weights(path, "campplus", hint)
+    if not path.is_file():
+        raise missing_file_error(path, "CAMPPlus checkpoint", "2", CAMPPLUS)
+    state_dict = read_weights(path, "campplus")
     with torch.device("meta"):
         wanted = {name: tuple(t.shape) for name, t in CAMPPlus(dims).state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state_dict.items()} if isinstance(state_dict, Mapping) else {}
     if found != wanted:
         raise CheckpointError(
             f"The CAMPPlus checkpoint {path} does not fit the campplus settings of the model config: "
-            f"{'; '.join(describe_differences(found, wanted))}. Use campplus_cn_common.bin of {CAMPPLUS_REPO} "
+            f"{'; '.join(describe_differences(found, wanted))}. Use campplus_cn_common.bin of {CAMPPLUS.repo_id} "
             "with the release sizes (remove any campplus section from the model config).")
     model = CAMPPlus(dims)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}, strict=True)
