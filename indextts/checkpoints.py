@@ -5,7 +5,9 @@ opened, its config read and its files resolved by ``indextts.checkpoint_folder.C
 
 ``gpt.pth`` is ``{"model": state_dict}`` (or a plain state dict), ``dvae.pth`` a plain state dict
 (or ``{"model": ...}``), ``bigvgan_generator.pth`` ``{"generator": state_dict}`` with weight norm
-stored as ``weight_g`` / ``weight_v``. Files are read with ``torch.load(weights_only=True)``.
+stored as ``weight_g`` / ``weight_v``. Files are read with ``torch.load(weights_only=True)`` by
+:func:`read_tensors`, the one reader of weight files (the IndexTTS-2/2.5 loaders use it too; it also
+reads safetensors).
 
 Before any weights are allocated, the file's tensor names and shapes are compared with the model
 the dims describe (built on the ``meta`` device, which costs no memory). On a mismatch the
@@ -23,6 +25,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from indextts.bigvgan import BigVGAN, fold_weight_norm
@@ -45,30 +49,27 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def read_weights(path: Path, kind: str):
-    """``torch.load`` with ``weights_only=True``; unreadable or unsafe files become CheckpointError.
+def read_tensors(path: str | Path, what: str):
+    """A safetensors file, or a ``torch.load(weights_only=True)`` object, read on the CPU.
 
-    A missing file is explained for the IndexTTS 1.0/1.5 release files; the IndexTTS-2/2.5 loaders
-    check for their files first (``indextts.releases.missing_file_error``).
+    ``what`` names the file in errors ("gpt checkpoint", "emotion matrix"). A file that holds anything
+    but tensors and plain containers, or that is truncated or corrupt, raises CheckpointError. The
+    caller checks that the file exists, so that a missing one gets its release's advice.
     """
-    if not path.is_file():
-        raise CheckpointError(
-            f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files (gpt.pth, "
-            "dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder (`indextts download 1.5 --dir "
-            "DIR`), or write a tiny test folder with `python -m indextts.cli.tiny DIR`.")
+    path = Path(path)
     try:
+        if path.suffix == ".safetensors":
+            return load_file(path)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"The {kind} checkpoint {path} holds objects other than tensors, so it is not loaded "
-            f"(only plain state dicts are read, for safety): {str(error).splitlines()[0]}. Re-save "
-            "it as a state dict with torch.save(model.state_dict(), path)."
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+            f"The {what} {path} holds objects other than tensors, so it is not loaded (only plain tensors "
+            f"are read, for safety): {str(error).splitlines()[0]}. Re-save it as a plain state dict with "
+            "torch.save(model.state_dict(), path).") from error
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(
-            f"Cannot read the {kind} checkpoint {path}: the file is truncated or corrupt "
-            f"({str(error).splitlines()[0]}). Download or copy it again."
-        ) from error
+            f"Cannot read the {what} {path}: the file is truncated or corrupt "
+            f"({str(error).splitlines()[0]}). Download or copy it again.") from error
 
 
 def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
@@ -79,7 +80,12 @@ def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
     """
     _check_kind(kind)
     path = Path(path)
-    content = read_weights(path, kind)
+    if not path.is_file():
+        raise CheckpointError(
+            f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files (gpt.pth, "
+            "dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder (`indextts download 1.5 --dir "
+            "DIR`), or write a tiny test folder with `python -m indextts.cli.tiny DIR`.")
+    content = read_tensors(path, f"{kind} checkpoint")
     if isinstance(content, Mapping):
         for key in WRAPPER_KEYS[kind]:
             if isinstance(content.get(key), Mapping):

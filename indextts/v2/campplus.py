@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indextts.checkpoints import describe_differences, read_weights
+from indextts.checkpoints import describe_differences, read_tensors
 from indextts.dims import SectionDims
 from indextts.errors import CheckpointError
 from indextts.releases import CAMPPLUS, missing_file_error
@@ -217,7 +217,7 @@ def load_campplus(path: str | Path, dims: CAMPPlusDims = CAMPPlusDims(), device:
     path = Path(path)
     if not path.is_file():
         raise missing_file_error(path, "CAMPPlus checkpoint", "2", CAMPPLUS)
-    state_dict = read_weights(path, "campplus")
+    state_dict = read_tensors(path, "CAMPPlus checkpoint")
     with torch.device("meta"):
         wanted = {name: tuple(t.shape) for name, t in CAMPPlus(dims).state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state_dict.items()} if isinstance(state_dict, Mapping) else {}

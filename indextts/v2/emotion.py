@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from indextts.checkpoints import read_tensors
 from indextts.config import CONFIG_FILENAME
 from indextts.errors import CheckpointError, ConfigError, InferenceError
 from indextts.families import Family, family_of
 from indextts.releases import missing_file_error
-from indextts.v2.semantic.files import read_tensors
 
 EMOTIONS = ("happy", "angry", "sad", "afraid", "disgusted", "melancholic", "surprised", "calm")
 EMOTION_BIAS = (0.9375, 0.875, 1.0, 1.0, 0.9375, 0.9375, 0.6875, 0.5625)

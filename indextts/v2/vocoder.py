@@ -29,7 +29,7 @@ from indextts.bigvgan.activations import ACTIVATIONS, Activation1d
 from indextts.bigvgan.models import (amp_resblocks, check_generator_settings, fold_weight_norm, mean_of_blocks,
                                      set_activation_mode, unfold_weight_norm, upsampling_layers,
                                      weight_norm_module_names, weight_normed)
-from indextts.checkpoints import describe_differences, read_weights
+from indextts.checkpoints import describe_differences, read_tensors
 from indextts.dims import GeneratorDims
 from indextts.errors import CheckpointError, ConfigError
 from indextts.releases import BIGVGAN_V2, missing_file_error
@@ -107,7 +107,7 @@ def load_bigvgan_v2(folder: str | Path, device: str | torch.device = "cpu") -> B
     path = folder / GENERATOR_FILE
     if not path.is_file():
         raise missing_file_error(path, "BigVGAN v2 checkpoint", "2", BIGVGAN_V2)
-    content = read_weights(path, "BigVGAN v2")
+    content = read_tensors(path, "BigVGAN v2 checkpoint")
     state_dict = content.get("generator") if isinstance(content, dict) else None
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"The BigVGAN v2 checkpoint {path} has no 'generator' state dict. Download "

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from indextts.bigvgan.models import fold_weight_norm, unfold_weight_norm, weight_norm_module_names
-from indextts.checkpoints import describe_differences, read_weights
+from indextts.checkpoints import describe_differences, read_tensors
 from indextts.errors import CheckpointError
 from indextts.releases import missing_file_error
 from indextts.v2.s2mel.dims import S2MelDims
@@ -70,7 +70,7 @@ def load_s2mel(path: str | Path, dims: S2MelDims, with_gpt_layer: bool = True,
     path = Path(path)
     if not path.is_file():
         raise missing_file_error(path, "s2mel checkpoint", "2" if with_gpt_layer else "2.5")
-    state_dict = _flatten_parts(read_weights(path, "s2mel"), path)
+    state_dict = _flatten_parts(read_tensors(path, "s2mel checkpoint"), path)
     found = {name: tuple(t.shape) for name, t in state_dict.items()}
     wanted = expected_shapes(dims, with_gpt_layer)
     if found != wanted:

@@ -10,16 +10,13 @@ Files are read with safetensors or ``torch.load(weights_only=True)``; nothing is
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from indextts.bigvgan.models import fold_weight_norm, unfold_weight_norm
+from indextts.checkpoints import read_tensors
 from indextts.errors import CheckpointError
 from indextts.releases import MASKGCT_CODEC, W2V_BERT, missing_file_error
 from indextts.v2.semantic.codec import SemanticCodec, SemanticCodecDims
@@ -27,23 +24,6 @@ from indextts.v2.semantic.codec import SemanticCodec, SemanticCodecDims
 logger = logging.getLogger(__name__)
 
 LISTED_NAMES = 5
-
-
-def read_tensors(path: str | Path, what: str) -> Mapping:
-    """A safetensors file or a ``torch.load(weights_only=True)`` object; unreadable files raise CheckpointError."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"The {what} {path} holds objects other than tensors, so it is not loaded (only plain tensors "
-            f"are read, for safety): {str(error).splitlines()[0]}. Re-save it as a plain state dict.") from error
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise CheckpointError(
-            f"Cannot read the {what} {path}: the file is truncated or corrupt "
-            f"({str(error).splitlines()[0]}). Download or copy it again.") from error
 
 
 def _codec_state_dict(path: Path) -> dict[str, torch.Tensor]:
