@@ -40,12 +40,19 @@ def conformance_folders(marker_file: str) -> list[Path]:
 V2_CONFORMANCE = REPO_ROOT / "conformance" / "indextts2"
 
 
-def _is_v2_folder(folder: Path, marker_file: str) -> bool:
-    """A model golden's config.yaml says version 2.x; a text golden's marker (no config) is v2-only."""
+def golden_family(folder: Path):
+    """The model family (``indextts.families.Family``) a golden folder's config.yaml describes."""
+    from indextts.families import family_of
+
     config = folder / "config.yaml"
-    if not config.is_file():
+    return family_of(yaml.safe_load(config.read_text()), str(config))
+
+
+def _is_v2_folder(folder: Path, marker_file: str) -> bool:
+    """A model golden's config.yaml is of generation 2; a text golden's marker (no config) is v2-only."""
+    if not (folder / "config.yaml").is_file():
         return marker_file != "expected.safetensors"
-    return str(yaml.safe_load(config.read_text()).get("version", "")).startswith("2")
+    return golden_family(folder).generation == 2
 
 
 def v2_golden_folders(marker_file: str = "expected.safetensors") -> list[Path]:
@@ -437,4 +444,4 @@ def v2_manifest() -> dict:
 
 def v2_golden_version(folder: Path) -> str:
     """"2" or "2.5": the family a v2 golden folder's config.yaml names."""
-    return "2.5" if str(yaml.safe_load((folder / "config.yaml").read_text())["version"]).startswith("2.5") else "2"
+    return golden_family(folder).version

@@ -14,6 +14,8 @@ from indextts.errors import CheckpointError, ConfigError
 from indextts.families import FAMILIES, family_of
 from indextts.releases import RELEASES
 from indextts.v2.folder import AUX_MODELS
+from indextts.v2.gpt.dims import GPTV2Dims
+from indextts.v2.semantic.codec import SemanticCodecDims
 
 V2_CONFIG = PACKAGED_CONFIGS / "indextts-2.yaml"
 
@@ -29,6 +31,19 @@ def test_version_spellings(version, expected):
     cfg = OmegaConf.load(V2_CONFIG if expected.startswith("2") else RELEASE_CONFIGS["IndexTTS-1.5"])
     cfg.version = version
     assert family_of(cfg, "cfg").version == expected
+
+
+@pytest.mark.parametrize(("version", "is_25"), [(2.5, True), ("2.50", True), (2.0, False), ("2", False)])
+def test_the_family_alone_picks_the_gpt_speaker_mode_and_the_codec_frame_rate(version, is_25):
+    """Every spelling of a version gives its family's GPT speaker mode and codec frame rate; no module reads
+    ``version`` on its own."""
+    cfg = OmegaConf.load(V2_CONFIG)
+    cfg.version = version
+    assert GPTV2Dims.from_config(cfg).spk_cond_mode == FAMILIES["2.5" if is_25 else "2"].speaker_mode
+    assert SemanticCodecDims.from_config(cfg).downsample_scale == (2 if is_25 else 1)
+    cfg.version = "2.55"
+    with pytest.raises(ConfigError, match="which this toolkit does not know"):
+        SemanticCodecDims.from_config(cfg)
 
 
 def test_a_version_without_a_family_or_of_the_other_generation_is_refused():

@@ -53,7 +53,7 @@ class BigVGANv2Dims(GeneratorDims):
 
     @classmethod
     def from_json(cls, path: str | Path) -> Self:
-        """Read ``config.json`` of a BigVGAN v2 hub folder; CheckpointError when missing, ConfigError when incomplete."""
+        """Read ``config.json`` of a BigVGAN v2 hub folder; CheckpointError if missing, ConfigError if incomplete."""
         path = Path(path)
         if not path.is_file():
             raise missing_file_error(path, "BigVGAN v2 config", "2", BIGVGAN_V2)

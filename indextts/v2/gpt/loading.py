@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 
 from indextts.checkpoints import load_model
+from indextts.families import FAMILIES
 from indextts.releases import missing_file_error
 from indextts.v2.gpt.dims import GPTV2Dims
 from indextts.v2.gpt.model import UnifiedVoiceV2
 
-RELEASE_OF_MODE = {"conformer": "2", "campplus": "2.5"}
+RELEASE_OF_MODE = {family.speaker_mode: family.version for family in FAMILIES.values() if family.generation == 2}
 """The release (an ``indextts download`` version) whose ``gpt.pth`` has each speaker mode."""
 
 

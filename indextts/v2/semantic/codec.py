@@ -25,17 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from indextts.dims import SectionDims
+from indextts.families import family_of
 
 CONVNEXT_KERNEL = 7
 LAYER_NORM_EPS = 1e-6
-RELEASE_25_DOWNSAMPLE = 2
-"""IndexTTS-2.5's ``EnhancedCodec`` halves the frame rate unless its config says otherwise."""
-VERSION_25 = "2.5"
-
-
-def is_version_25(cfg) -> bool:
-    """Whether a model config's ``version`` is IndexTTS-2.5."""
-    return str(cfg.get("version", "")).startswith(VERSION_25)
+SHIPPED_CODEC_DOWNSAMPLE = 2
+"""A codec a release ships itself (IndexTTS-2.5's ``EnhancedCodec``) halves the frame rate unless its
+config says otherwise."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,11 +56,12 @@ class SemanticCodecDims(SectionDims):
 
     @classmethod
     def from_config(cls, cfg) -> SemanticCodecDims:
-        """The dims of a whole model config; a 2.5 config without ``downsample_scale`` gets 2, as 2.5 does."""
+        """The dims of a whole model config; without ``downsample_scale``, the codec a release ships
+        itself (IndexTTS-2.5's, see ``Family.ships_codec``) gets 2, as it does in that release."""
         section = cfg.get(cls.section) or {}
         dims = cls.from_section(section)
-        if "downsample_scale" not in section and is_version_25(cfg):
-            dims = replace(dims, downsample_scale=RELEASE_25_DOWNSAMPLE)
+        if "downsample_scale" not in section and family_of(cfg, "the model config").ships_codec:
+            dims = replace(dims, downsample_scale=SHIPPED_CODEC_DOWNSAMPLE)
         return dims
 
 
