@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -44,15 +44,12 @@ class CAMPPlusDims(SectionDims):
 
     section: ClassVar[str] = "campplus"
     kind: ClassVar[str] = "campplus"
+    optional: ClassVar[bool] = True
     feat_dim: int = 80
     embedding_size: int = 192
     growth_rate: int = 32
     bn_size: int = 4
     init_channels: int = 128
-
-    @classmethod
-    def from_config(cls, cfg: Mapping) -> Self:
-        return cls.from_section(cfg.get(cls.section) or {})
 
 
 def campplus_features(audio_16k: torch.Tensor, num_mel_bins: int = 80) -> torch.Tensor:

@@ -45,6 +45,7 @@ class SemanticCodecDims(SectionDims):
     section: ClassVar[str] = "semantic_codec"
     kind: ClassVar[str] = "semantic_codec"
     closed: ClassVar[bool] = False
+    optional: ClassVar[bool] = True
     codebook_size: int = 8192
     hidden_size: int = 1024
     codebook_dim: int = 8
@@ -58,9 +59,9 @@ class SemanticCodecDims(SectionDims):
     def from_config(cls, cfg) -> SemanticCodecDims:
         """The dims of a whole model config; without ``downsample_scale``, the codec a release ships
         itself (IndexTTS-2.5's, see ``Family.ships_codec``) gets 2, as it does in that release."""
-        section = cfg.get(cls.section) or {}
-        dims = cls.from_section(section)
-        if "downsample_scale" not in section and family_of(cfg, "the model config").ships_codec:
+        dims = super().from_config(cfg)
+        stated = "downsample_scale" in (cfg.get(cls.section) or {})
+        if not stated and family_of(cfg, "the model config").ships_codec:
             dims = replace(dims, downsample_scale=SHIPPED_CODEC_DOWNSAMPLE)
         return dims
 

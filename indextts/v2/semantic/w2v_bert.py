@@ -41,13 +41,9 @@ class W2VBertDims(SectionDims):
     """The config's ``w2v_bert`` section (absent in the release config, whose values are the defaults)."""
 
     section: ClassVar[str] = "w2v_bert"
+    optional: ClassVar[bool] = True
     hidden_state: int = 17
     """Index into ``hidden_states`` (0 = the projected input features, i = the output of layer i)."""
-
-    @classmethod
-    def from_config(cls, cfg) -> W2VBertDims:
-        """The dims of a whole model config; the release defaults where the section is absent."""
-        return cls.from_section(cfg.get(cls.section) or {})
 
 
 def _load_model(folder: Path):
