@@ -128,13 +128,20 @@ def _meta_model(dims: SectionDims) -> nn.Module:
         return build_model(dims)
 
 
-def _shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+def tensor_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in ``state_dict``."""
     return {name: tuple(t.shape) for name, t in state_dict.items()}
+
+
+def shape_mismatch(state_dict: Mapping[str, torch.Tensor], wanted: Mapping[str, tuple[int, ...]]) -> str:
+    """Why ``state_dict`` does not hold exactly the names and shapes ``wanted`` (``describe_differences``,
+    joined by "; "); "" when it does."""
+    return "; ".join(describe_differences(tensor_shapes(state_dict), wanted))
 
 
 def expected_shapes(dims: SectionDims) -> dict[str, tuple[int, ...]]:
     """Names and shapes a checkpoint of the model ``dims`` describes must hold, in the on-disk layout."""
-    return _shapes(_stored_state_dict(_meta_model(dims)))
+    return tensor_shapes(_stored_state_dict(_meta_model(dims)))
 
 
 def describe_differences(found: Mapping[str, tuple], wanted: Mapping[str, tuple]) -> list[str]:
@@ -175,7 +182,7 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], dims: SectionDims, 
 
     ``wanted`` (the expected names and shapes) is computed from ``dims`` when not given.
     """
-    found = _shapes(state_dict)
+    found = tensor_shapes(state_dict)
     wanted = expected_shapes(dims) if wanted is None else dict(wanted)
     if found == wanted:
         return
@@ -192,7 +199,8 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], dims: SectionDims, 
     raise CheckpointError(message)
 
 
-def _to_float32(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def to_float32(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict with its floating-point tensors in float32 (integer buffers kept)."""
     return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
 
 
@@ -212,10 +220,10 @@ def load_model(path: str | Path, dims: SectionDims, device: str | torch.device =
 
     ``config_source`` names where ``dims`` were read, for the error on a mismatch.
     """
-    state_dict = _to_float32(load_state_dict(path, dims.kind))
+    state_dict = to_float32(load_state_dict(path, dims.kind))
     # Build without allocating random weights, check the names and shapes, adopt the loaded tensors.
     model = _meta_model(dims)
-    check_state_dict(state_dict, dims, path, config_source, _shapes(_stored_state_dict(model)))
+    check_state_dict(state_dict, dims, path, config_source, tensor_shapes(_stored_state_dict(model)))
     if isinstance(model, BigVGAN):
         state_dict = fold_weight_norm(state_dict, model.weight_norm_modules())
     model.load_state_dict(state_dict, strict=True, assign=True)

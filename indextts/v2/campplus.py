@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indextts.checkpoints import describe_differences, read_tensors
+from indextts.checkpoints import read_tensors, shape_mismatch, tensor_shapes, to_float32
 from indextts.dims import SectionDims
 from indextts.errors import CheckpointError
 from indextts.releases import CAMPPLUS, missing_file_error
@@ -216,14 +216,14 @@ def load_campplus(path: str | Path, dims: CAMPPlusDims = CAMPPlusDims(), device:
         raise missing_file_error(path, "CAMPPlus checkpoint", "2", CAMPPLUS)
     state_dict = read_tensors(path, "CAMPPlus checkpoint")
     with torch.device("meta"):
-        wanted = {name: tuple(t.shape) for name, t in CAMPPlus(dims).state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state_dict.items()} if isinstance(state_dict, Mapping) else {}
-    if found != wanted:
+        wanted = tensor_shapes(CAMPPlus(dims).state_dict())
+    problems = shape_mismatch(state_dict if isinstance(state_dict, Mapping) else {}, wanted)
+    if problems:
         raise CheckpointError(
             f"The CAMPPlus checkpoint {path} does not fit the campplus settings of the model config: "
-            f"{'; '.join(describe_differences(found, wanted))}. Use campplus_cn_common.bin of {CAMPPLUS.repo_id} "
+            f"{problems}. Use campplus_cn_common.bin of {CAMPPLUS.repo_id} "
             "with the release sizes (remove any campplus section from the model config).")
     model = CAMPPlus(dims)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}, strict=True)
+    model.load_state_dict(to_float32(state_dict), strict=True)
     logger.info("Loaded CAMPPlus weights from %s", path)
     return model.to(device).eval()

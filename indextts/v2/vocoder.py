@@ -29,7 +29,7 @@ from indextts.bigvgan.activations import ACTIVATIONS, Activation1d
 from indextts.bigvgan.models import (amp_resblocks, check_generator_settings, fold_weight_norm, mean_of_blocks,
                                      set_activation_mode, unfold_weight_norm, upsampling_layers,
                                      weight_norm_module_names, weight_normed)
-from indextts.checkpoints import describe_differences, read_tensors
+from indextts.checkpoints import read_tensors, shape_mismatch, tensor_shapes, to_float32
 from indextts.dims import GeneratorDims
 from indextts.errors import CheckpointError, ConfigError
 from indextts.releases import BIGVGAN_V2, missing_file_error
@@ -113,14 +113,12 @@ def load_bigvgan_v2(folder: str | Path, device: str | torch.device = "cpu") -> B
         raise CheckpointError(f"The BigVGAN v2 checkpoint {path} has no 'generator' state dict. Download "
                               f"{GENERATOR_FILE} again from {BIGVGAN_V2.repo_id}.")
     with torch.device("meta"):
-        wanted = {name: tuple(t.shape) for name, t in BigVGANv2(dims).stored_state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state_dict.items()}
-    if found != wanted:
+        problems = shape_mismatch(state_dict, tensor_shapes(BigVGANv2(dims).stored_state_dict()))
+    if problems:
         raise CheckpointError(
             f"The BigVGAN v2 checkpoint {path} does not fit {folder / CONFIG_FILE}: "
-            f"{'; '.join(describe_differences(found, wanted))}. Keep the two files of {BIGVGAN_V2.repo_id} together.")
+            f"{problems}. Keep the two files of {BIGVGAN_V2.repo_id} together.")
     model = BigVGANv2(dims)
-    state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
-    model.load_state_dict(fold_weight_norm(state_dict, weight_norm_module_names(model)), strict=True)
+    model.load_state_dict(fold_weight_norm(to_float32(state_dict), weight_norm_module_names(model)), strict=True)
     logger.info("Loaded BigVGAN v2 weights from %s", path)
     return model.to(device).eval()

@@ -16,15 +16,12 @@ from pathlib import Path
 import torch
 
 from indextts.bigvgan.models import fold_weight_norm, unfold_weight_norm
-from indextts.checkpoints import read_tensors
+from indextts.checkpoints import read_tensors, shape_mismatch, tensor_shapes
 from indextts.errors import CheckpointError
 from indextts.releases import MASKGCT_CODEC, W2V_BERT, missing_file_error
 from indextts.v2.semantic.codec import SemanticCodec, SemanticCodecDims
 
 logger = logging.getLogger(__name__)
-
-LISTED_NAMES = 5
-
 
 def _codec_state_dict(path: Path) -> dict[str, torch.Tensor]:
     content = read_tensors(path, "semantic codec")
@@ -41,25 +38,16 @@ def stored_codec_shapes(dims: SemanticCodecDims) -> dict[str, tuple[int, ...]]:
     """Names and shapes a codec checkpoint of ``dims`` holds (weight norm as ``weight_g`` / ``weight_v``)."""
     with torch.device("meta"):
         model = SemanticCodec(dims)
-    stored = unfold_weight_norm(model.state_dict(), model.weight_norm_modules())
-    return {name: tuple(tensor.shape) for name, tensor in stored.items()}
+    return tensor_shapes(unfold_weight_norm(model.state_dict(), model.weight_norm_modules()))
 
 
 def _check_codec_names(found: Mapping[str, torch.Tensor], dims: SemanticCodecDims, path: Path) -> None:
-    wanted = stored_codec_shapes(dims)
-    shapes = {name: tuple(tensor.shape) for name, tensor in found.items()}
-    if shapes == wanted:
+    problems = shape_mismatch(found, stored_codec_shapes(dims))
+    if not problems:
         return
-    missing = [n for n in wanted if n not in shapes]
-    unexpected = [n for n in shapes if n not in wanted]
-    misshaped = [f"{n} is {list(shapes[n])} in the file but {list(wanted[n])} in the config"
-                 for n in wanted if n in shapes and shapes[n] != wanted[n]]
-    problems = [f"{len(items)} {label} ({', '.join(items[:LISTED_NAMES])})" for label, items in
-                (("tensors missing", missing), ("unexpected tensors", unexpected),
-                 ("tensors with another shape", misshaped)) if items]
     raise CheckpointError(
         f"The semantic codec {path} does not fit the config's semantic_codec section {dims}: "
-        f"{'; '.join(problems)}. Check that the config belongs to this codec (IndexTTS-2 uses the MaskGCT "
+        f"{problems}. Check that the config belongs to this codec (IndexTTS-2 uses the MaskGCT "
         "codec with downsample_scale 1, IndexTTS-2.5 its codec.pth with downsample_scale 2).")
 
 
