@@ -21,17 +21,13 @@ VERSION_KEY = "version"
 
 @dataclass(frozen=True)
 class Family:
-    """One IndexTTS release family: its version as users type it, its model generation, and the
-    traits that set a release apart within its generation."""
+    """One IndexTTS release family: its version as users type it and its model generation."""
 
     version: str
     generation: int
-    speaker_mode: str = "conformer"
-    """How the GPT conditions on the speaker: "conformer" (a conformer + perceiver over the reference's
-    features) or "campplus" (IndexTTS-2.5: one projected CAMPPlus speaker embedding)."""
-    ships_codec: bool = False
-    """The release folder holds its own semantic codec (IndexTTS-2.5's ``codec.pth``, which halves the
-    frame rate) instead of using MaskGCT's, an auxiliary model."""
+    multilingual: bool = False
+    """IndexTTS-2.5: a tiktoken vocabulary with language ids and a language embedding, the CAMPPlus
+    speaker condition instead of the conformer, and its own semantic codec (``codec.pth``)."""
 
     @property
     def name(self) -> str:
@@ -50,7 +46,7 @@ FAMILIES: dict[str, Family] = {family.version: family for family in (
     Family("1.0", 1),
     Family("1.5", 1),
     Family("2", 2),
-    Family("2.5", 2, speaker_mode="campplus", ships_codec=True),
+    Family("2.5", 2, multilingual=True),
 )}
 """Version as typed on the command line -> family."""
 

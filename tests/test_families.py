@@ -39,7 +39,7 @@ def test_the_family_alone_picks_the_gpt_speaker_mode_and_the_codec_frame_rate(ve
     ``version`` on its own."""
     cfg = OmegaConf.load(V2_CONFIG)
     cfg.version = version
-    assert GPTV2Dims.from_config(cfg).spk_cond_mode == FAMILIES["2.5" if is_25 else "2"].speaker_mode
+    assert GPTV2Dims.from_config(cfg).spk_cond_mode == ("campplus" if is_25 else "conformer")
     assert SemanticCodecDims.from_config(cfg).downsample_scale == (2 if is_25 else 1)
     cfg.version = "2.55"
     with pytest.raises(ConfigError, match="which this toolkit does not know"):

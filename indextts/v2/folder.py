@@ -116,7 +116,7 @@ class V2Files:
         release = {name: _release_file(family, root, cfg[key]) for name, key in _RELEASE_KEYS.items()}
         bpe_name = cfg.get("dataset", {}).get("bpe_model")
         qwen = root / str(cfg["qwen_emo_path"]).strip() if cfg.get("qwen_emo_path") else None
-        if family.ships_codec:
+        if family.multilingual:
             codec = _release_file(family, root, CODEC_FILE_25)
         else:
             codec = find_aux_model(family, root, "semantic_codec", aux.get("semantic_codec"))

@@ -25,9 +25,14 @@ from typing import ClassVar, Self
 
 from indextts.dims import ConditionDims, GPTDims
 from indextts.errors import ConfigError
-from indextts.families import family_of
+from indextts.families import Family, family_of
 
 SPEAKER_MODES = ("conformer", "campplus")
+
+
+def speaker_mode_of(family: Family) -> str:
+    """The speaker conditioning of a family's GPT: "campplus" for IndexTTS-2.5 (multilingual), else "conformer"."""
+    return "campplus" if family.multilingual else "conformer"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,8 +71,8 @@ class GPTV2Dims(GPTDims):
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> Self:
-        """The dims of a whole config; without ``gpt.spk_cond_mode``, the mode is ``Family.speaker_mode``."""
+        """The dims of a whole config; without ``gpt.spk_cond_mode``, the mode is its family's (``speaker_mode_of``)."""
         dims = super().from_config(cfg)
         if "spk_cond_mode" not in cfg["gpt"]:
-            dims = dataclasses.replace(dims, spk_cond_mode=family_of(cfg, "the model config").speaker_mode)
+            dims = dataclasses.replace(dims, spk_cond_mode=speaker_mode_of(family_of(cfg, "the model config")))
         return dims

@@ -13,10 +13,10 @@ import torch
 from indextts.checkpoints import load_model
 from indextts.families import FAMILIES
 from indextts.releases import missing_file_error
-from indextts.v2.gpt.dims import GPTV2Dims
+from indextts.v2.gpt.dims import GPTV2Dims, speaker_mode_of
 from indextts.v2.gpt.model import UnifiedVoiceV2
 
-RELEASE_OF_MODE = {family.speaker_mode: family.version for family in FAMILIES.values() if family.generation == 2}
+RELEASE_OF_MODE = {speaker_mode_of(family): family.version for family in FAMILIES.values() if family.generation == 2}
 """The release (an ``indextts download`` version) whose ``gpt.pth`` has each speaker mode."""
 
 

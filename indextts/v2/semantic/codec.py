@@ -29,9 +29,8 @@ from indextts.families import family_of
 
 CONVNEXT_KERNEL = 7
 LAYER_NORM_EPS = 1e-6
-SHIPPED_CODEC_DOWNSAMPLE = 2
-"""A codec a release ships itself (IndexTTS-2.5's ``EnhancedCodec``) halves the frame rate unless its
-config says otherwise."""
+RELEASE_25_DOWNSAMPLE = 2
+"""IndexTTS-2.5's ``EnhancedCodec`` halves the frame rate unless its config says otherwise."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,12 +56,12 @@ class SemanticCodecDims(SectionDims):
 
     @classmethod
     def from_config(cls, cfg) -> SemanticCodecDims:
-        """The dims of a whole model config; without ``downsample_scale``, the codec a release ships
-        itself (IndexTTS-2.5's, see ``Family.ships_codec``) gets 2, as it does in that release."""
+        """The dims of a whole model config; without ``downsample_scale``, an IndexTTS-2.5 config
+        (``Family.multilingual``) gets 2, as 2.5 does."""
         dims = super().from_config(cfg)
         stated = "downsample_scale" in (cfg.get(cls.section) or {})
-        if not stated and family_of(cfg, "the model config").ships_codec:
-            dims = replace(dims, downsample_scale=SHIPPED_CODEC_DOWNSAMPLE)
+        if not stated and family_of(cfg, "the model config").multilingual:
+            dims = replace(dims, downsample_scale=RELEASE_25_DOWNSAMPLE)
         return dims
 
 
