@@ -64,12 +64,17 @@ def read_tensors(path: str | Path, what: str):
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"The {what} {path} holds objects other than tensors, so it is not loaded (only plain tensors "
-            f"are read, for safety): {str(error).splitlines()[0]}. Re-save it as a plain state dict with "
+            f"are read, for safety): {_first_line(error)}. Re-save it as a plain state dict with "
             "torch.save(model.state_dict(), path).") from error
     except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(
             f"Cannot read the {what} {path}: the file is truncated or corrupt "
-            f"({str(error).splitlines()[0]}). Download or copy it again.") from error
+            f"({_first_line(error)}). Download or copy it again.") from error
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type for an error without one (an empty file's EOFError)."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:

@@ -77,6 +77,13 @@ def test_truncated_file(model_dir):
         CheckpointFolder(model_dir).load_gpt()
 
 
+def test_empty_file(model_dir):
+    """An empty file (an interrupted copy) raises EOFError without a message: still one clear error."""
+    (model_dir / "gpt.pth").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"gpt\.pth: the file is truncated or corrupt \(EOFError\)"):
+        load_state_dict(model_dir / "gpt.pth", "gpt")
+
+
 def test_pickled_objects_are_refused(model_dir):
     torch.save({"model": {"weight": torch.zeros(1)}, "optimizer": object()}, model_dir / "gpt.pth")
     with pytest.raises(CheckpointError, match="objects other than tensors"):

@@ -118,6 +118,13 @@ def test_missing_matrix_names_file_repository_and_command(tmp_path, version, rep
     assert f"`{command}--dir {tmp_path}`" in message
 
 
+def test_an_empty_matrix_file_is_one_clear_error(model_dir):
+    """An interrupted copy leaves an empty file, whose EOFError has no message."""
+    (model_dir / "feat2.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"feat2\.pt: the file is truncated or corrupt \(EOFError\)"):
+        load_emotion_matrices(model_dir, _config())
+
+
 def test_matrix_with_other_row_count_is_refused(model_dir):
     with pytest.raises(CheckpointError, match=r"with 19 rows \(the sum of emo_num.*holds \(18, 6\)"):
         load_emotion_matrices(model_dir, _config(counts=[*COUNTS[:-1], 3]))
