@@ -5,7 +5,9 @@ opened, its config read and its files resolved by ``indextts.checkpoint_folder.C
 
 ``gpt.pth`` is ``{"model": state_dict}`` (or a plain state dict), ``dvae.pth`` a plain state dict
 (or ``{"model": ...}``), ``bigvgan_generator.pth`` ``{"generator": state_dict}`` with weight norm
-stored as ``weight_g`` / ``weight_v``. Files are read with ``torch.load(weights_only=True)``.
+stored as ``weight_g`` / ``weight_v``. Files are read with ``torch.load(weights_only=True)`` by
+:func:`read_tensors`, the one reader of weight files (the IndexTTS-2/2.5 loaders use it too; it also
+reads safetensors).
 
 Before any weights are allocated, the file's tensor names and shapes are compared with the model
 the dims describe (built on the ``meta`` device, which costs no memory). On a mismatch the
@@ -23,6 +25,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from indextts.bigvgan import BigVGAN, fold_weight_norm
@@ -45,37 +49,27 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def download_hint(repo_id: str, version: str, folder: str | Path) -> str:
-    """The advice for a missing release file: its hub repository and the command that fetches it."""
-    return (f"It comes from the Hugging Face repository {repo_id}; fetch the release with "
-            f"`indextts download {version} --dir {folder}`.")
+def read_tensors(path: str | Path, what: str):
+    """A safetensors file, or a ``torch.load(weights_only=True)`` object, read on the CPU.
 
-
-def read_weights(path: Path, kind: str, missing_hint: str | None = None):
-    """``torch.load`` with ``weights_only=True``; unreadable or unsafe files become CheckpointError.
-
-    ``missing_hint`` (e.g. from ``download_hint``) replaces the IndexTTS-1.5 download advice given
-    when the file does not exist.
+    ``what`` names the file in errors ("gpt checkpoint", "emotion matrix"). A file that holds anything
+    but tensors and plain containers, or that is truncated or corrupt, raises CheckpointError. The
+    caller checks that the file exists, so that a missing one gets its release's advice.
     """
-    if not path.is_file():
-        hint = missing_hint or (
-            "Download the IndexTTS release files (gpt.pth, dvae.pth, bigvgan_generator.pth, bpe.model) "
-            "into the model folder (`indextts download 1.5 --dir DIR`), or write "
-            "a tiny test folder with `python -m indextts.cli.tiny DIR`.")
-        raise CheckpointError(f"The {kind} checkpoint {path} does not exist. {hint}")
+    path = Path(path)
     try:
+        if path.suffix == ".safetensors":
+            return load_file(path)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"The {kind} checkpoint {path} holds objects other than tensors, so it is not loaded "
-            f"(only plain state dicts are read, for safety): {_first_line(error)}. Re-save "
-            "it as a state dict with torch.save(model.state_dict(), path)."
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+            f"The {what} {path} holds objects other than tensors, so it is not loaded (only plain tensors "
+            f"are read, for safety): {_first_line(error)}. Re-save it as a plain state dict with "
+            "torch.save(model.state_dict(), path).") from error
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(
-            f"Cannot read the {kind} checkpoint {path}: the file is truncated or corrupt "
-            f"({_first_line(error)}). Download or copy it again."
-        ) from error
+            f"Cannot read the {what} {path}: the file is truncated or corrupt "
+            f"({_first_line(error)}). Download or copy it again.") from error
 
 
 def _first_line(error: BaseException) -> str:
@@ -91,7 +85,12 @@ def load_state_dict(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
     """
     _check_kind(kind)
     path = Path(path)
-    content = read_weights(path, kind)
+    if not path.is_file():
+        raise CheckpointError(
+            f"The {kind} checkpoint {path} does not exist. Download the IndexTTS release files (gpt.pth, "
+            "dvae.pth, bigvgan_generator.pth, bpe.model) into the model folder (`indextts download 1.5 --dir "
+            "DIR`), or write a tiny test folder with `python -m indextts.cli.tiny DIR`.")
+    content = read_tensors(path, f"{kind} checkpoint")
     if isinstance(content, Mapping):
         for key in WRAPPER_KEYS[kind]:
             if isinstance(content.get(key), Mapping):
@@ -134,13 +133,20 @@ def _meta_model(dims: SectionDims) -> nn.Module:
         return build_model(dims)
 
 
-def _shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+def tensor_shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in ``state_dict``."""
     return {name: tuple(t.shape) for name, t in state_dict.items()}
+
+
+def shape_mismatch(state_dict: Mapping[str, torch.Tensor], wanted: Mapping[str, tuple[int, ...]]) -> str:
+    """Why ``state_dict`` does not hold exactly the names and shapes ``wanted`` (``describe_differences``,
+    joined by "; "); "" when it does."""
+    return "; ".join(describe_differences(tensor_shapes(state_dict), wanted))
 
 
 def expected_shapes(dims: SectionDims) -> dict[str, tuple[int, ...]]:
     """Names and shapes a checkpoint of the model ``dims`` describes must hold, in the on-disk layout."""
-    return _shapes(_stored_state_dict(_meta_model(dims)))
+    return tensor_shapes(_stored_state_dict(_meta_model(dims)))
 
 
 def describe_differences(found: Mapping[str, tuple], wanted: Mapping[str, tuple]) -> list[str]:
@@ -181,7 +187,7 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], dims: SectionDims, 
 
     ``wanted`` (the expected names and shapes) is computed from ``dims`` when not given.
     """
-    found = _shapes(state_dict)
+    found = tensor_shapes(state_dict)
     wanted = expected_shapes(dims) if wanted is None else dict(wanted)
     if found == wanted:
         return
@@ -198,7 +204,8 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], dims: SectionDims, 
     raise CheckpointError(message)
 
 
-def _to_float32(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def to_float32(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict with its floating-point tensors in float32 (integer buffers kept)."""
     return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
 
 
@@ -218,10 +225,10 @@ def load_model(path: str | Path, dims: SectionDims, device: str | torch.device =
 
     ``config_source`` names where ``dims`` were read, for the error on a mismatch.
     """
-    state_dict = _to_float32(load_state_dict(path, dims.kind))
+    state_dict = to_float32(load_state_dict(path, dims.kind))
     # Build without allocating random weights, check the names and shapes, adopt the loaded tensors.
     model = _meta_model(dims)
-    check_state_dict(state_dict, dims, path, config_source, _shapes(_stored_state_dict(model)))
+    check_state_dict(state_dict, dims, path, config_source, tensor_shapes(_stored_state_dict(model)))
     if isinstance(model, BigVGAN):
         state_dict = fold_weight_norm(state_dict, model.weight_norm_modules())
     model.load_state_dict(state_dict, strict=True, assign=True)

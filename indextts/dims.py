@@ -35,6 +35,9 @@ class SectionDims:
     kind: ClassVar[str] = ""
     closed: ClassVar[bool] = True
     """Whether the config may hold no other keys in this section (a typo would otherwise be ignored)."""
+    optional: ClassVar[bool] = False
+    """Whether a model config may lack the section (the release configs do); every field then takes
+    its default, the release value."""
 
     @classmethod
     def from_section(cls, section: Mapping) -> Self:
@@ -47,7 +50,7 @@ class SectionDims:
         """The dims in the section ``cls.section`` (dotted) of a whole model config."""
         section = cfg
         for key in cls.section.split("."):
-            section = section[key]
+            section = (section.get(key) or {}) if cls.optional else section[key]
         return cls.from_section(section)
 
     @classmethod

@@ -14,13 +14,18 @@ One folder per release, ``DIR``::
 
 ``hf_cache/`` is the layout the IndexTTS-2.5 reference reads (``<model_dir>/hf_cache/...``), so one
 folder serves both. IndexTTS-2.5 ships its semantic codec as ``codec.pth`` in the release itself.
+
+A file of a release that is not on disk is reported by :func:`missing_file_error`, the one message
+that names the file, where it comes from and the command that fetches it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from indextts.checkpoint_folder.layout import CONFIG_FILENAME, DEFAULT_MODEL_DIR
+from indextts.errors import CheckpointError
 
 AUX_DIR = "hf_cache"
 
@@ -77,3 +82,35 @@ RELEASES: dict[str, Release] = {
         follows_revision=True), W2V_BERT, CAMPPLUS, BIGVGAN_V2)),
 }
 """version as typed on the command line -> release."""
+
+
+def _model_dir_of(path: Path) -> Path:
+    """The release folder ``path`` belongs in: the folder above ``hf_cache/``, else the file's own folder."""
+    parts = path.parts[:-1]
+    return Path(*parts[:parts.index(AUX_DIR)]) if AUX_DIR in parts else path.parent
+
+
+def _repo_files(source: RepoFiles, path: Path) -> str:
+    """The file of ``source`` that ``path`` is (matched by name), else all the files it takes from there."""
+    for repo_file, local in source.files.items():
+        if Path(local).name == path.name:
+            return repo_file
+    return path.name if source.whole_repo else ", ".join(source.files)
+
+
+def missing_file_error(path: str | Path, what: str, version: str, source: RepoFiles | None = None,
+                       model_dir: str | Path | None = None, remedy: str = "") -> CheckpointError:
+    """The error for a release file that does not exist: the file, the hub repository and the file in
+    it that it comes from, and the ``indextts download`` command that fetches it.
+
+    ``version`` is the release (a ``RELEASES`` key) to download; ``source`` the repository (default:
+    that release's own); ``model_dir`` the folder to download into (default: the one ``path`` belongs
+    in); ``remedy`` a further way out, appended as ", or ...".
+    """
+    path = Path(path)
+    source = source or RELEASES[version].repos[0]
+    folder = _model_dir_of(path) if model_dir is None else Path(model_dir)
+    return CheckpointError(
+        f"The {what} {path} does not exist. It comes from the Hugging Face repository {source.repo_id} "
+        f"({_repo_files(source, path)}); fetch it with `indextts download {version} --dir {folder}` "
+        f"(nothing is downloaded otherwise){', or ' + remedy if remedy else ''}.")

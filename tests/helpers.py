@@ -18,45 +18,42 @@ MANIFEST_FILE = SHARED_CONFORMANCE / "state_dict_manifest.json"
 RELEASES = ("IndexTTS-1.5", "IndexTTS-1.0")
 
 
-def conformance_folders(marker_file: str) -> list[Path]:
-    """Every golden folder holding ``marker_file``: those in ../shared/conformance plus the ones
-    listed in INDEXTTS_CONFORMANCE_DIRS (os.pathsep-separated)."""
-    roots = [SHARED_CONFORMANCE] if SHARED_CONFORMANCE.is_dir() else []
-    extra = [Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p]
-    found: list[Path] = []
-    for root in roots:
-        found += sorted(p.parent for p in root.glob(f"*/{marker_file}"))
-    for folder in extra:
-        if (folder / marker_file).is_file():
-            found.append(folder)
-        else:
-            found += sorted(p.parent for p in folder.glob(f"*/{marker_file}"))
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    if not unique and conformance_required():
-        conformance_missing(f"no golden folder holds {marker_file}")
-    return unique
-
-
 V2_CONFORMANCE = REPO_ROOT / "conformance" / "indextts2"
 
 
-def _is_v2_folder(folder: Path, marker_file: str) -> bool:
-    """A model golden's config.yaml says version 2.x; a text golden's marker (no config) is v2-only."""
+def golden_family(folder: Path):
+    """The model family (``indextts.families.Family``) a golden folder's config.yaml describes."""
+    from indextts.families import family_of
+
     config = folder / "config.yaml"
-    if not config.is_file():
-        return marker_file != "expected.safetensors"
-    return str(yaml.safe_load(config.read_text()).get("version", "")).startswith("2")
+    return family_of(yaml.safe_load(config.read_text()), str(config))
+
+
+def _golden_folders(marker_file: str, root: Path, generation: int) -> list[Path]:
+    """The folders under ``root`` holding ``marker_file``, plus those INDEXTTS_CONFORMANCE_DIRS lists
+    (os.pathsep-separated; a golden folder or a folder of them) that are of model ``generation``: by
+    their config.yaml; a folder without one (a text golden) is told apart by its marker alone."""
+    found = sorted(p.parent for p in root.glob(f"*/{marker_file}"))
+    for folder in (Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p):
+        listed = [folder] if (folder / marker_file).is_file() else sorted(
+            p.parent for p in folder.glob(f"*/{marker_file}"))
+        found += [f for f in listed if not (f / "config.yaml").is_file() or golden_family(f).generation == generation]
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def conformance_folders(marker_file: str) -> list[Path]:
+    """Every IndexTTS 1.0/1.5 golden folder holding ``marker_file``: those in ../shared/conformance plus
+    the ones listed in INDEXTTS_CONFORMANCE_DIRS (IndexTTS-2 folders listed there are left out)."""
+    found = _golden_folders(marker_file, SHARED_CONFORMANCE, 1)
+    if not found and conformance_required():
+        conformance_missing(f"no golden folder holds {marker_file}")
+    return found
 
 
 def v2_golden_folders(marker_file: str = "expected.safetensors") -> list[Path]:
     """IndexTTS-2 / 2.5 golden folders holding ``marker_file``: those under conformance/indextts2/ plus
     those in INDEXTTS_CONFORMANCE_DIRS (a folder or its subfolders) that are IndexTTS-2 goldens."""
-    found = sorted(p.parent for p in V2_CONFORMANCE.glob(f"*/{marker_file}")) if V2_CONFORMANCE.is_dir() else []
-    for folder in (Path(p) for p in os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep) if p):
-        candidates = [folder] if (folder / marker_file).is_file() else sorted(
-            p.parent for p in folder.glob(f"*/{marker_file}"))
-        found += [c for c in candidates if _is_v2_folder(c, marker_file)]
-    return list(dict.fromkeys(p.resolve() for p in found))
+    return _golden_folders(marker_file, V2_CONFORMANCE, 2)
 
 
 CONFORMANCE_HINT = (f"place the conformance set at {SHARED_CONFORMANCE} (beside the repository) or list golden "
@@ -437,4 +434,4 @@ def v2_manifest() -> dict:
 
 def v2_golden_version(folder: Path) -> str:
     """"2" or "2.5": the family a v2 golden folder's config.yaml names."""
-    return "2.5" if str(yaml.safe_load((folder / "config.yaml").read_text())["version"]).startswith("2.5") else "2"
+    return golden_family(folder).version

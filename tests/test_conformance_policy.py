@@ -1,7 +1,8 @@
-"""Missing conformance data: one clear skip reason on a standalone clone, a failure where it is required.
+"""Which golden folders the conformance tests run over, and missing conformance data: one clear skip
+reason on a standalone clone, a failure where it is required.
 
-The test copies the test suite into a folder with no ``../shared`` beside it and runs pytest there,
-as a user's clone of the repository alone would.
+The standalone tests copy the test suite into a folder with no ``../shared`` beside it and run pytest
+there, as a user's clone of the repository alone would.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, conformance_folders, v2_golden_folders
 
 MODULES = ["tests/test_conformance.py", "tests/test_config.py"]
 
@@ -50,3 +52,22 @@ def test_required_conformance_data_fails_when_absent(standalone_clone, switch):
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "conformance data absent" in output and "It is required here" in output
+
+
+def _golden(folder, config: dict):
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "expected.safetensors").write_bytes(b"")
+    return folder.resolve()
+
+
+def test_listed_golden_folders_are_run_by_the_tests_of_their_generation(tmp_path, monkeypatch):
+    """A folder of goldens listed in INDEXTTS_CONFORMANCE_DIRS holds both generations: each folder goes
+    to its own generation's tests only (a listed IndexTTS-2 folder broke the 1.5 tests)."""
+    v15 = _golden(tmp_path / "listed" / "v15", {"version": 1.5, "dvae_checkpoint": "dvae.pth"})
+    v2 = _golden(tmp_path / "listed" / "v2", {"version": 2.0, "s2mel_checkpoint": "s2mel.pth"})
+    v25 = _golden(tmp_path / "alone" / "v25", {"version": 2.5, "s2mel_checkpoint": "s2mel.pth"})
+    monkeypatch.setenv("INDEXTTS_CONFORMANCE_DIRS", os.pathsep.join([str(tmp_path / "listed"), str(v25)]))
+    generation_1, generation_2 = set(conformance_folders("expected.safetensors")), set(v2_golden_folders())
+    assert v15 in generation_1 and not {v2, v25} & generation_1
+    assert {v2, v25} <= generation_2 and v15 not in generation_2

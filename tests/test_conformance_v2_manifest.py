@@ -16,11 +16,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from helpers import REPO_ROOT
+from helpers import v2_golden_folders, v2_manifest
 
-CONFORMANCE = REPO_ROOT / "conformance" / "indextts2"
-MANIFEST = CONFORMANCE / "state_dict_manifest.json"
-GOLDEN_FOLDERS = sorted(p.parent for p in CONFORMANCE.glob("*/expected.safetensors"))
+GOLDEN_FOLDERS = v2_golden_folders()
 PER_EXAMPLE = {"audio16k", "audio22k", "w2v_input", "w2v_mask", "w2v_feat", "mel22k", "fbank", "style", "sem_feat",
                "sem_codes", "feat", "emo_vec", "text", "codes", "greedy_codes"}
 SHARED = {"emo_merge", "emo_weights", "emo_rows", "emo_vec_weighted", "train_loss_text", "train_loss_mel",
@@ -37,7 +35,7 @@ LANGUAGE_COUNT = 107  # len(LANGUAGE_DICT) + 1 in the v2.5.0 tokenizer module
 
 @pytest.fixture(scope="module")
 def manifest() -> dict:
-    return json.loads(MANIFEST.read_text())
+    return v2_manifest()
 
 
 def count_layers(names, prefix: str) -> int:

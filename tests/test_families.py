@@ -14,6 +14,8 @@ from indextts.errors import CheckpointError, ConfigError
 from indextts.families import FAMILIES, family_of
 from indextts.releases import RELEASES
 from indextts.v2.folder import AUX_MODELS, VOCAB_FILE_25
+from indextts.v2.gpt.dims import GPTV2Dims
+from indextts.v2.semantic.codec import SemanticCodecDims
 
 from helpers import REPO_ROOT
 
@@ -31,6 +33,19 @@ def test_version_spellings(version, expected):
     cfg = OmegaConf.load(V2_CONFIG if expected.startswith("2") else RELEASE_CONFIGS["IndexTTS-1.5"])
     cfg.version = version
     assert family_of(cfg, "cfg").version == expected
+
+
+@pytest.mark.parametrize(("version", "is_25"), [(2.5, True), ("2.50", True), (2.0, False), ("2", False)])
+def test_the_family_alone_picks_the_gpt_speaker_mode_and_the_codec_frame_rate(version, is_25):
+    """Every spelling of a version gives its family's GPT speaker mode and codec frame rate; no module reads
+    ``version`` on its own."""
+    cfg = OmegaConf.load(V2_CONFIG)
+    cfg.version = version
+    assert GPTV2Dims.from_config(cfg).spk_cond_mode == ("campplus" if is_25 else "conformer")
+    assert SemanticCodecDims.from_config(cfg).downsample_scale == (2 if is_25 else 1)
+    cfg.version = "2.55"
+    with pytest.raises(ConfigError, match="which this toolkit does not know"):
+        SemanticCodecDims.from_config(cfg)
 
 
 def test_a_version_without_a_family_or_of_the_other_generation_is_refused():
@@ -94,16 +109,25 @@ def test_a_v2_folder_opens_with_its_auxiliary_models_in_hf_cache(tmp_path, versi
 
 def test_a_missing_auxiliary_model_names_file_repository_and_command(tmp_path, empty_hub_cache):
     root = _v2_folder(tmp_path / "base", skip=("hf_cache/campplus_cn_common.bin",))
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(CheckpointError) as caught:
         CheckpointFolder(root)
     message = str(caught.value)
     assert "campplus_cn_common.bin" in message and "funasr/campplus" in message
     assert f"indextts download 2 --dir {root.resolve()}" in message and "\n" not in message
 
 
+def test_a_model_folder_missing_one_file_names_that_file(tmp_path, empty_hub_cache):
+    root = _v2_folder(tmp_path / "base", skip=("hf_cache/w2v-bert-2.0/model.safetensors",))
+    with pytest.raises(CheckpointError) as caught:
+        CheckpointFolder(root)
+    message = str(caught.value)
+    assert f"{root.resolve() / 'hf_cache' / 'w2v-bert-2.0' / 'model.safetensors'} does not exist" in message
+    assert "facebook/w2v-bert-2.0 (model.safetensors)" in message and "auxiliary model path 'w2v_bert'" in message
+
+
 def test_a_missing_release_file_names_the_release_repository(tmp_path, empty_hub_cache):
     root = _v2_folder(tmp_path / "base", skip=("s2mel.pth",))
-    with pytest.raises(ConfigError, match=r"release file s2mel.pth.*IndexTeam/IndexTTS-2 \(s2mel.pth\)"):
+    with pytest.raises(CheckpointError, match=r"release file .*s2mel.pth.*IndexTeam/IndexTTS-2 \(s2mel.pth\)"):
         CheckpointFolder(root)
 
 

@@ -114,8 +114,15 @@ def test_missing_matrix_names_file_repository_and_command(tmp_path, version, rep
     with pytest.raises(CheckpointError) as error:
         load_emotion_matrices(tmp_path, _config(version))
     message = str(error.value)
-    assert f"{tmp_path / 'feat1.pt'} does not exist" in message and repo + ";" in message
+    assert f"{tmp_path / 'feat1.pt'} does not exist" in message and f"{repo} (feat1.pt);" in message
     assert f"`{command}--dir {tmp_path}`" in message
+
+
+def test_an_empty_matrix_file_is_one_clear_error(model_dir):
+    """An interrupted copy leaves an empty file, whose EOFError has no message."""
+    (model_dir / "feat2.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"feat2\.pt: the file is truncated or corrupt \(EOFError\)"):
+        load_emotion_matrices(model_dir, _config())
 
 
 def test_matrix_with_other_row_count_is_refused(model_dir):

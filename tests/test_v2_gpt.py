@@ -3,8 +3,6 @@ loss against greedy decoding, and the golden tensors of conformance/indextts2 (R
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -19,9 +17,8 @@ from indextts.v2.gpt.dims import GPTV2Dims
 from indextts.v2.gpt.loading import load_gpt_v2
 from indextts.v2.gpt.model import UnifiedVoiceV2
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-GOLDEN_ROOT = REPO_ROOT / "conformance" / "indextts2"
-MANIFEST = GOLDEN_ROOT / "state_dict_manifest.json"
+from helpers import V2_CONFORMANCE, V2_MANIFEST_FILE, v2_golden_folders, v2_manifest
+
 FLOAT_TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
 GREEDY_MAX_CODES = 30
 EMOTION_ALPHA = 0.6
@@ -62,11 +59,9 @@ def release_dims(version: float) -> GPTV2Dims:
 # ---- structure ---------------------------------------------------------------------------------------------
 
 def test_release_gpt_shapes_match_the_manifest():
-    if not MANIFEST.is_file():
-        pytest.skip(f"{MANIFEST} is absent (the IndexTTS-2 state-dict manifest, from the v2 conformance set)")
-    manifest = json.loads(MANIFEST.read_text())
+    manifest = v2_manifest()
     releases = [name for name, entry in manifest.items() if isinstance(entry, dict) and "gpt.pth" in entry]
-    assert releases, f"no release in {MANIFEST} lists gpt.pth"
+    assert releases, f"no release in {V2_MANIFEST_FILE} lists gpt.pth"
     for name in releases:
         dims = GPTV2Dims.from_config(manifest[name]["config"])
         shapes = {key: list(shape) for key, shape in expected_shapes(dims).items()}
@@ -247,22 +242,9 @@ def test_teacher_forced_argmax_gives_back_the_greedy_codes(mode):
 
 # ---- golden tensors ------------------------------------------------------------------------------------------
 
-def golden_folders() -> list[Path]:
-    """Folders under conformance/indextts2 holding expected.safetensors, plus those listed in
-    INDEXTTS_CONFORMANCE_DIRS whose config.yaml says version 2.x."""
-    found = sorted(path.parent for path in GOLDEN_ROOT.glob("*/expected.safetensors"))
-    for entry in filter(None, os.environ.get("INDEXTTS_CONFORMANCE_DIRS", "").split(os.pathsep)):
-        root = Path(entry)
-        candidates = [root] if (root / "expected.safetensors").is_file() else sorted(
-            path.parent for path in root.glob("*/expected.safetensors"))
-        found += [folder for folder in candidates
-                  if str(OmegaConf.load(folder / "config.yaml").get("version", "")).startswith("2")]
-    return list(dict.fromkeys(path.resolve() for path in found))
-
-
-FOLDERS = golden_folders()
+FOLDERS = v2_golden_folders()
 NO_FOLDER = pytest.param(None, id="no-golden-folder", marks=pytest.mark.skip(
-    reason=f"no IndexTTS-2 golden folder under {GOLDEN_ROOT} or in INDEXTTS_CONFORMANCE_DIRS"))
+    reason=f"no IndexTTS-2 golden folder under {V2_CONFORMANCE} or in INDEXTTS_CONFORMANCE_DIRS"))
 
 
 class Golden:

@@ -74,6 +74,8 @@ def test_loading_refuses_a_file_that_does_not_fit(tmp_path):
         load_s2mel(path, tiny_dims(), with_gpt_layer=True)
     with pytest.raises(CheckpointError, match="IndexTeam/IndexTTS-2.*indextts download 2"):
         load_s2mel(tmp_path / "absent.pth", tiny_dims())
+    with pytest.raises(CheckpointError, match=r"IndexTeam/IndexTTS-2\.5 .*indextts download 2\.5 "):
+        load_s2mel(tmp_path / "absent.pth", tiny_dims(), with_gpt_layer=False)  # 2.5: no gpt_layer
     torch.save({"model": {}}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="'net'"):
         load_s2mel(tmp_path / "other.pth", tiny_dims())

@@ -205,14 +205,14 @@ def test_missing_w2v_files_name_the_repository(tmp_path):
     (model_dir / "hf_cache" / "w2v-bert-2.0").mkdir(parents=True)
     torch.save({"mean": torch.zeros(2), "var": torch.ones(2)}, model_dir / "wav2vec2bert_stats.pt")
     with pytest.raises(CheckpointError) as error:
-        W2VBertFront.from_model_dir(model_dir, OmegaConf.create({"w2v_stat": "wav2vec2bert_stats.pt"}))
+        W2VBertFront.from_model_dir(model_dir, OmegaConf.create({"w2v_stat": "wav2vec2bert_stats.pt", "version": 2}))
     message = str(error.value)
     assert "hf_cache/w2v-bert-2.0/config.json does not exist" in message and "facebook/w2v-bert-2.0" in message
     assert f"`indextts download 2 --dir {model_dir}`" in message
 
 
 def test_missing_stats_file_names_the_release(tmp_path):
-    with pytest.raises(CheckpointError, match="IndexTeam/IndexTTS-2;.*indextts download 2"):
+    with pytest.raises(CheckpointError, match=r"IndexTeam/IndexTTS-2 \(wav2vec2bert_stats.pt\);.*indextts download 2"):
         W2VBertFront.from_files(tmp_path, tmp_path / "wav2vec2bert_stats.pt")
 
 

@@ -62,7 +62,7 @@ def test_refusals_name_the_file_and_where_it_comes_from(tmp_path):
     (tmp_path / "bigvgan" / "config.json").write_text(json.dumps(changed))
     with pytest.raises(CheckpointError, match="does not fit .*config.json: .*another shape"):
         load_bigvgan_v2(tmp_path / "bigvgan")
-    with pytest.raises(ConfigError, match="nvidia/bigvgan_v2_22khz_80band_256x.*indextts download 2"):
+    with pytest.raises(CheckpointError, match="nvidia/bigvgan_v2_22khz_80band_256x.*indextts download 2"):
         load_bigvgan_v2(tmp_path / "absent")
     (tmp_path / "bigvgan" / "config.json").write_text(json.dumps({"resblock": "1"}))
     with pytest.raises(ConfigError, match="not a complete BigVGAN config.json"):

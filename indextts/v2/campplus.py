@@ -15,20 +15,20 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from indextts.checkpoints import describe_differences, download_hint, read_weights
+from indextts.checkpoints import read_tensors, shape_mismatch, tensor_shapes, to_float32
 from indextts.dims import SectionDims
 from indextts.errors import CheckpointError
+from indextts.releases import CAMPPLUS, missing_file_error
 from indextts.v2.fbank import kaldi_fbank
 
 logger = logging.getLogger(__name__)
 
-CAMPPLUS_REPO = "funasr/campplus"
 SAMPLE_RATE = 16000
 DENSE_BLOCKS = ((12, 1), (24, 2), (16, 2))
 """(layers, dilation) of the three dense TDNN blocks (kernel 3)."""
@@ -44,15 +44,12 @@ class CAMPPlusDims(SectionDims):
 
     section: ClassVar[str] = "campplus"
     kind: ClassVar[str] = "campplus"
+    optional: ClassVar[bool] = True
     feat_dim: int = 80
     embedding_size: int = 192
     growth_rate: int = 32
     bn_size: int = 4
     init_channels: int = 128
-
-    @classmethod
-    def from_config(cls, cfg: Mapping) -> Self:
-        return cls.from_section(cfg.get(cls.section) or {})
 
 
 def campplus_features(audio_16k: torch.Tensor, num_mel_bins: int = 80) -> torch.Tensor:
@@ -211,25 +208,22 @@ class CAMPPlus(nn.Module):
         return self.xvector(self.head(features.transpose(1, 2)))
 
 
-def load_campplus(path: str | Path, dims: CAMPPlusDims = CAMPPlusDims(), device: str | torch.device = "cpu",
-                  missing_hint: str | None = None) -> CAMPPlus:
-    """Load ``campplus_cn_common.bin`` (a plain state dict) strictly; eval mode, float32.
-
-    ``missing_hint`` replaces the advice given when the file does not exist (default: its hub
-    repository and the IndexTTS-2 download command).
-    """
+def load_campplus(path: str | Path, dims: CAMPPlusDims = CAMPPlusDims(), device: str | torch.device = "cpu"
+                  ) -> CAMPPlus:
+    """Load ``campplus_cn_common.bin`` (a plain state dict) strictly; eval mode, float32."""
     path = Path(path)
-    hint = missing_hint or download_hint(CAMPPLUS_REPO, "2", path.parent.parent)
-    state_dict = read_weights(path, "campplus", hint)
+    if not path.is_file():
+        raise missing_file_error(path, "CAMPPlus checkpoint", "2", CAMPPLUS)
+    state_dict = read_tensors(path, "CAMPPlus checkpoint")
     with torch.device("meta"):
-        wanted = {name: tuple(t.shape) for name, t in CAMPPlus(dims).state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state_dict.items()} if isinstance(state_dict, Mapping) else {}
-    if found != wanted:
+        wanted = tensor_shapes(CAMPPlus(dims).state_dict())
+    problems = shape_mismatch(state_dict if isinstance(state_dict, Mapping) else {}, wanted)
+    if problems:
         raise CheckpointError(
             f"The CAMPPlus checkpoint {path} does not fit the campplus settings of the model config: "
-            f"{'; '.join(describe_differences(found, wanted))}. Use campplus_cn_common.bin of {CAMPPLUS_REPO} "
+            f"{problems}. Use campplus_cn_common.bin of {CAMPPLUS.repo_id} "
             "with the release sizes (remove any campplus section from the model config).")
     model = CAMPPlus(dims)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}, strict=True)
+    model.load_state_dict(to_float32(state_dict), strict=True)
     logger.info("Loaded CAMPPlus weights from %s", path)
     return model.to(device).eval()

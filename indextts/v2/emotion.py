@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from indextts.checkpoints import read_tensors
 from indextts.config import CONFIG_FILENAME
 from indextts.errors import CheckpointError, ConfigError, InferenceError
-from indextts.v2.semantic.files import missing_file_error, read_tensors, release_source
+from indextts.families import Family, family_of
+from indextts.releases import missing_file_error
 
 EMOTIONS = ("happy", "angry", "sad", "afraid", "disgusted", "melancholic", "surprised", "calm")
 EMOTION_BIAS = (0.9375, 0.875, 1.0, 1.0, 0.9375, 0.9375, 0.6875, 0.5625)
@@ -104,9 +106,9 @@ def mix_emotion(matrix_vector: torch.Tensor, weights: torch.Tensor, reference_ve
     return matrix_vector + (1 - weights.sum(-1, keepdim=True)) * reference_vector
 
 
-def _read_matrix(path: Path, cfg, rows: int) -> torch.Tensor:
+def _read_matrix(path: Path, family: Family, rows: int) -> torch.Tensor:
     if not path.is_file():
-        raise missing_file_error(path, "emotion matrix", *release_source(cfg))
+        raise missing_file_error(path, "emotion matrix", family.version)
     matrix = read_tensors(path, "emotion matrix")
     if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2 or matrix.shape[0] != rows:
         shape = tuple(matrix.shape) if isinstance(matrix, torch.Tensor) else type(matrix).__name__
@@ -125,6 +127,7 @@ def load_emotion_matrices(model_dir: str | Path, cfg) -> EmotionMatrices:
             f"emo_num in {CONFIG_FILENAME} must give {len(EMOTIONS)} positive row counts, one per emotion "
             f"({', '.join(EMOTIONS)}), but it is {counts}. Restore it from the release config.")
     model_dir = Path(model_dir)
-    speaker = _read_matrix(model_dir / str(cfg.spk_matrix).strip(), cfg, sum(counts))
-    emotion = _read_matrix(model_dir / str(cfg.emo_matrix).strip(), cfg, sum(counts))
+    family = family_of(cfg, str(model_dir / CONFIG_FILENAME))
+    speaker = _read_matrix(model_dir / str(cfg.spk_matrix).strip(), family, sum(counts))
+    emotion = _read_matrix(model_dir / str(cfg.emo_matrix).strip(), family, sum(counts))
     return EmotionMatrices(torch.split(speaker, counts), torch.split(emotion, counts))

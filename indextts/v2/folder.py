@@ -18,7 +18,7 @@ from pathlib import Path
 
 from indextts.errors import ConfigError
 from indextts.families import Family
-from indextts.releases import BIGVGAN_V2, CAMPPLUS, MASKGCT_CODEC, RELEASES, W2V_BERT, RepoFiles
+from indextts.releases import BIGVGAN_V2, CAMPPLUS, MASKGCT_CODEC, W2V_BERT, RepoFiles, missing_file_error
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,10 @@ class AuxModel:
 
 
 AUX_MODELS: dict[str, AuxModel] = {model.key: model for model in (
-    AuxModel("w2v_bert", "the w2v-BERT 2.0 speech encoder", W2V_BERT),
-    AuxModel("semantic_codec", "the MaskGCT semantic codec", MASKGCT_CODEC),
-    AuxModel("campplus", "the CAMPPlus speaker encoder", CAMPPLUS),
-    AuxModel("bigvgan", "the BigVGAN v2 vocoder (22.05 kHz, 80 bands)", BIGVGAN_V2),
+    AuxModel("w2v_bert", "w2v-BERT 2.0 speech encoder", W2V_BERT),
+    AuxModel("semantic_codec", "MaskGCT semantic codec", MASKGCT_CODEC),
+    AuxModel("campplus", "CAMPPlus speaker encoder", CAMPPLUS),
+    AuxModel("bigvgan", "BigVGAN v2 vocoder (22.05 kHz, 80 bands)", BIGVGAN_V2),
 )}
 """``aux_paths`` key -> auxiliary model."""
 
@@ -69,35 +69,26 @@ def _hub_cached(model: AuxModel) -> Path | None:
     return Path(found[0]).parent if model.is_folder else Path(found[0])
 
 
-def _complete(model: AuxModel, path: Path) -> bool:
-    """Whether ``path`` holds the model: its file, or a folder holding every one of its files."""
-    if not model.is_folder:
-        return path.is_file()
-    return all((path / Path(local).name).is_file() for local in model.local_paths.values())
-
-
-def _missing(family: Family, root: Path, what: str, looked: list[Path], repo: str, repo_file: str,
-             option: str) -> ConfigError:
-    places = ", ".join(str(path) for path in looked)
-    return ConfigError(
-        f"{family} needs {what}, which is not here: looked at {places}. It comes from the hub repository "
-        f"{repo} ({repo_file}). Fetch it with `indextts download {family.version} --dir {root}` "
-        f"(nothing is downloaded otherwise){option}.")
+def _absent_file(model: AuxModel, path: Path) -> Path | None:
+    """The first file of ``model`` missing at ``path`` (its file, or the folder of its files); None if complete."""
+    files = [path / Path(local).name for local in model.local_paths.values()] if model.is_folder else [path]
+    return next((file for file in files if not file.is_file()), None)
 
 
 def find_aux_model(family: Family, root: Path, key: str, explicit: str | Path | None = None) -> Path:
-    """The local path of auxiliary model ``key``; ConfigError naming the file, repository and command."""
+    """The local path of auxiliary model ``key``; CheckpointError naming the file, repository and command."""
     model = AUX_MODELS[key]
-    candidates = [Path(explicit).expanduser()] if explicit is not None else [model.in_folder(root)]
-    for path in candidates:
-        if _complete(model, path):
-            return path.resolve()
+    path = Path(explicit).expanduser() if explicit is not None else model.in_folder(root)
+    absent = _absent_file(model, path)
+    if absent is None:
+        return path.resolve()
     cached = _hub_cached(model) if explicit is None else None
     if cached is not None:
         return cached
-    files = ", ".join(model.local_paths)
-    option = f", or give its {'folder' if model.is_folder else 'file'} as auxiliary model path '{key}'"
-    raise _missing(family, root, f"{model.description} ({files})", candidates, model.repo.repo_id, files, option)
+    searched = "" if explicit is not None else " (the local Hugging Face cache does not hold it either)"
+    raise missing_file_error(absent, f"{model.description} file", family.version, model.repo, root,
+                             f"give its {'folder' if model.is_folder else 'file'} as auxiliary model path "
+                             f"'{key}'{searched}")
 
 
 @dataclass(frozen=True)
@@ -148,6 +139,5 @@ _RELEASE_KEYS = {"gpt": "gpt_checkpoint", "s2mel": "s2mel_checkpoint", "w2v_stat
 def _release_file(family: Family, root: Path, name: str) -> Path:
     path = root / str(name).strip()
     if not path.is_file():
-        repo = RELEASES[family.version].repos[0].repo_id
-        raise _missing(family, root, f"its release file {path.name}", [path], repo, path.name, "")
+        raise missing_file_error(path, f"{family} release file", family.version, model_dir=root)
     return path

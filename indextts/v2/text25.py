@@ -26,9 +26,9 @@ from pathlib import Path
 import regex
 
 from indextts.errors import TextError
+from indextts.releases import missing_file_error
 from indextts.text import PUNCTUATION_MAP
 from indextts.v2.folder import VOCAB_FILE_25 as VOCAB_FILE
-from indextts.v2.semantic.files import missing_file_error, release_repo
 from indextts.v2.text import TextNormalizerV2
 
 LANGUAGE_CODES = (
@@ -103,7 +103,7 @@ class Tokenizer25:
         """Read a ``.tiktoken`` file (``base64(token) rank`` per line)."""
         path = Path(path)
         if not path.is_file():
-            raise missing_file_error(path, "IndexTTS-2.5 vocabulary", *release_repo("2.5"))
+            raise missing_file_error(path, "IndexTTS-2.5 vocabulary", "2.5")
         try:
             lines = [line.split() for line in path.read_text(encoding="ascii").splitlines() if line.strip()]
             return cls({base64.b64decode(token, validate=True): int(rank) for token, rank in lines}, str(path))

@@ -29,13 +29,13 @@ from indextts.bigvgan.activations import ACTIVATIONS, Activation1d
 from indextts.bigvgan.models import (amp_resblocks, check_generator_settings, fold_weight_norm, mean_of_blocks,
                                      set_activation_mode, unfold_weight_norm, upsampling_layers,
                                      weight_norm_module_names, weight_normed)
-from indextts.checkpoints import describe_differences, download_hint, read_weights
+from indextts.checkpoints import read_tensors, shape_mismatch, tensor_shapes, to_float32
 from indextts.dims import GeneratorDims
 from indextts.errors import CheckpointError, ConfigError
+from indextts.releases import BIGVGAN_V2, missing_file_error
 
 logger = logging.getLogger(__name__)
 
-BIGVGAN_V2_REPO = "nvidia/bigvgan_v2_22khz_80band_256x"
 CONFIG_FILE = "config.json"
 GENERATOR_FILE = "bigvgan_generator.pt"
 PRE_POST_KERNEL = 7
@@ -53,17 +53,16 @@ class BigVGANv2Dims(GeneratorDims):
 
     @classmethod
     def from_json(cls, path: str | Path) -> Self:
-        """Read ``config.json`` of a BigVGAN v2 hub folder; ConfigError when missing or incomplete."""
+        """Read ``config.json`` of a BigVGAN v2 hub folder; CheckpointError if missing, ConfigError if incomplete."""
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"The BigVGAN v2 config {path} does not exist. "
-                              f"{download_hint(BIGVGAN_V2_REPO, '2', path.parent.parent.parent)}")
+            raise missing_file_error(path, "BigVGAN v2 config", "2", BIGVGAN_V2)
         try:
             settings = json.loads(path.read_text())
             return cls.from_section(settings)
         except (json.JSONDecodeError, TypeError, AttributeError) as error:
             raise ConfigError(f"The BigVGAN v2 config {path} is not a complete BigVGAN config.json ({error}). "
-                              f"Download it again from {BIGVGAN_V2_REPO}.") from error
+                              f"Download it again from {BIGVGAN_V2.repo_id}.") from error
 
 
 class BigVGANv2(nn.Module):
@@ -106,20 +105,20 @@ def load_bigvgan_v2(folder: str | Path, device: str | torch.device = "cpu") -> B
     folder = Path(folder)
     dims = BigVGANv2Dims.from_json(folder / CONFIG_FILE)
     path = folder / GENERATOR_FILE
-    content = read_weights(path, "BigVGAN v2", download_hint(BIGVGAN_V2_REPO, "2", folder.parent.parent))
+    if not path.is_file():
+        raise missing_file_error(path, "BigVGAN v2 checkpoint", "2", BIGVGAN_V2)
+    content = read_tensors(path, "BigVGAN v2 checkpoint")
     state_dict = content.get("generator") if isinstance(content, dict) else None
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"The BigVGAN v2 checkpoint {path} has no 'generator' state dict. Download "
-                              f"{GENERATOR_FILE} again from {BIGVGAN_V2_REPO}.")
+                              f"{GENERATOR_FILE} again from {BIGVGAN_V2.repo_id}.")
     with torch.device("meta"):
-        wanted = {name: tuple(t.shape) for name, t in BigVGANv2(dims).stored_state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state_dict.items()}
-    if found != wanted:
+        problems = shape_mismatch(state_dict, tensor_shapes(BigVGANv2(dims).stored_state_dict()))
+    if problems:
         raise CheckpointError(
             f"The BigVGAN v2 checkpoint {path} does not fit {folder / CONFIG_FILE}: "
-            f"{'; '.join(describe_differences(found, wanted))}. Keep the two files of {BIGVGAN_V2_REPO} together.")
+            f"{problems}. Keep the two files of {BIGVGAN_V2.repo_id} together.")
     model = BigVGANv2(dims)
-    state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
-    model.load_state_dict(fold_weight_norm(state_dict, weight_norm_module_names(model)), strict=True)
+    model.load_state_dict(fold_weight_norm(to_float32(state_dict), weight_norm_module_names(model)), strict=True)
     logger.info("Loaded BigVGAN v2 weights from %s", path)
     return model.to(device).eval()

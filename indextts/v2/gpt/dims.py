@@ -12,7 +12,8 @@ models can be small:
 ``spk_cond_mode`` chooses the speaker conditioning: "conformer" (IndexTTS-2: conformer + perceiver over
 w2v-BERT features, 32 latents) or "campplus" (IndexTTS-2.5: one projected CAMPPlus embedding, plus the
 language embedding). The reference passes it as a constructor argument, not a config key; when the key is
-absent it follows the config's top-level ``version`` (2.5 -> "campplus"). This module imports no torch.
+absent it is the config's family's (``indextts.families``: IndexTTS-2.5 -> "campplus"). This module imports
+no torch.
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from typing import ClassVar, Self
 
 from indextts.dims import ConditionDims, GPTDims
 from indextts.errors import ConfigError
+from indextts.families import Family, family_of
 
 SPEAKER_MODES = ("conformer", "campplus")
-CAMPPLUS_VERSIONS = ("2.5",)
-"""Config ``version`` values whose GPT uses the CAMPPlus speaker mode unless ``spk_cond_mode`` says otherwise."""
+
+
+def speaker_mode_of(family: Family) -> str:
+    """The speaker conditioning of a family's GPT: "campplus" for IndexTTS-2.5 (multilingual), else "conformer"."""
+    return "campplus" if family.multilingual else "conformer"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,9 +71,8 @@ class GPTV2Dims(GPTDims):
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> Self:
-        """The dims of a whole config; without ``gpt.spk_cond_mode`` the mode follows ``version``."""
+        """The dims of a whole config; without ``gpt.spk_cond_mode``, the mode is its family's (``speaker_mode_of``)."""
         dims = super().from_config(cfg)
-        version = str(cfg.get("version", ""))
-        if "spk_cond_mode" not in cfg["gpt"] and version in CAMPPLUS_VERSIONS:
-            dims = dataclasses.replace(dims, spk_cond_mode="campplus")
+        if "spk_cond_mode" not in cfg["gpt"]:
+            dims = dataclasses.replace(dims, spk_cond_mode=speaker_mode_of(family_of(cfg, "the model config")))
         return dims

@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 
 from indextts.checkpoints import load_model
-from indextts.errors import CheckpointError
-from indextts.releases import RELEASES
-from indextts.v2.gpt.dims import GPTV2Dims
+from indextts.families import FAMILIES
+from indextts.releases import missing_file_error
+from indextts.v2.gpt.dims import GPTV2Dims, speaker_mode_of
 from indextts.v2.gpt.model import UnifiedVoiceV2
 
-RELEASE_OF_MODE = {"conformer": "2", "campplus": "2.5"}
+RELEASE_OF_MODE = {speaker_mode_of(family): family.version for family in FAMILIES.values() if family.generation == 2}
 """The release (an ``indextts download`` version) whose ``gpt.pth`` has each speaker mode."""
 
 
@@ -28,10 +28,5 @@ def load_gpt_v2(path: str | Path, dims: GPTV2Dims, device: str | torch.device = 
     """
     path = Path(path)
     if not path.is_file():
-        version = RELEASE_OF_MODE[dims.spk_cond_mode]
-        raise CheckpointError(
-            f"The GPT checkpoint {path} does not exist. It comes from the hub repository "
-            f"{RELEASES[version].repos[0].repo_id}; fetch the release into the model folder with "
-            f"`indextts download {version} --dir {path.parent}`."
-        )
+        raise missing_file_error(path, "GPT checkpoint", RELEASE_OF_MODE[dims.spk_cond_mode])
     return load_model(path, dims, device, config_source)

@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 
 from indextts.bigvgan.models import fold_weight_norm, unfold_weight_norm, weight_norm_module_names
-from indextts.checkpoints import describe_differences, download_hint, read_weights
+from indextts.checkpoints import read_tensors, shape_mismatch, tensor_shapes, to_float32
 from indextts.errors import CheckpointError
+from indextts.releases import missing_file_error
 from indextts.v2.s2mel.dims import S2MelDims
 from indextts.v2.s2mel.model import S2Mel
 
 logger = logging.getLogger(__name__)
 
-RELEASE_REPO = "IndexTeam/IndexTTS-2"
 NET_KEY = "net"
 DDP_PREFIX = "module."
 
@@ -44,39 +44,34 @@ def _flatten_parts(content, path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"The s2mel checkpoint {path} is not in the IndexTTS-2 layout (a dict whose 'net' entry maps "
             "'cfm', 'length_regulator' and 'gpt_layer' to state dicts). Check that the file is the "
-            f"release s2mel.pth of {RELEASE_REPO}.")
-    flat = {}
-    for part, state in net.items():
-        for name, tensor in state.items():
-            name = name.removeprefix(DDP_PREFIX)
-            flat[f"{part}.{name}"] = tensor.float() if tensor.is_floating_point() else tensor
-    return flat
+            "s2mel.pth of an IndexTTS-2 or 2.5 release.")
+    return to_float32({f"{part}.{name.removeprefix(DDP_PREFIX)}": tensor
+                       for part, state in net.items() for name, tensor in state.items()})
 
 
 def expected_shapes(dims: S2MelDims, with_gpt_layer: bool = True) -> dict[str, tuple[int, ...]]:
     """Names ("part.name") and shapes an s2mel.pth for ``dims`` holds, from a model built on ``meta``."""
     with torch.device("meta"):
         model = S2Mel(dims, with_gpt_layer)
-    return {f"{part}.{name}": tuple(t.shape) for part, state in stored_state_dict(model).items()
-            for name, t in state.items()}
+    return tensor_shapes({f"{part}.{name}": t for part, state in stored_state_dict(model).items()
+                          for name, t in state.items()})
 
 
 def load_s2mel(path: str | Path, dims: S2MelDims, with_gpt_layer: bool = True,
-               device: str | torch.device = "cpu", missing_hint: str | None = None) -> S2Mel:
+               device: str | torch.device = "cpu") -> S2Mel:
     """Load ``s2mel.pth`` strictly into the S2Mel ``dims`` describes; eval mode, float32.
 
-    ``with_gpt_layer``: IndexTTS-2 has a gpt_layer, 2.5 none. ``missing_hint`` replaces the advice
-    given when the file does not exist (default: the IndexTTS-2 release and its download command).
+    ``with_gpt_layer``: IndexTTS-2 has a gpt_layer, 2.5 none.
     """
     path = Path(path)
-    hint = missing_hint or download_hint(RELEASE_REPO, "2", path.parent)
-    state_dict = _flatten_parts(read_weights(path, "s2mel", hint), path)
-    found = {name: tuple(t.shape) for name, t in state_dict.items()}
-    wanted = expected_shapes(dims, with_gpt_layer)
-    if found != wanted:
+    if not path.is_file():
+        raise missing_file_error(path, "s2mel checkpoint", "2" if with_gpt_layer else "2.5")
+    state_dict = _flatten_parts(read_tensors(path, "s2mel checkpoint"), path)
+    problems = shape_mismatch(state_dict, expected_shapes(dims, with_gpt_layer))
+    if problems:
         raise CheckpointError(
             f"The s2mel checkpoint {path} does not fit the s2mel section of the model config: "
-            f"{'; '.join(describe_differences(found, wanted))}. Check that the model config belongs to these "
+            f"{problems}. Check that the model config belongs to these "
             "weights (IndexTTS-2 and 2.5 differ: 2.5 has no gpt_layer).")
     model = S2Mel(dims, with_gpt_layer)
     model.load_state_dict(fold_weight_norm(state_dict, weight_norm_module_names(model)), strict=True)

@@ -25,17 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from indextts.dims import SectionDims
+from indextts.families import family_of
 
 CONVNEXT_KERNEL = 7
 LAYER_NORM_EPS = 1e-6
 RELEASE_25_DOWNSAMPLE = 2
 """IndexTTS-2.5's ``EnhancedCodec`` halves the frame rate unless its config says otherwise."""
-VERSION_25 = "2.5"
-
-
-def is_version_25(cfg) -> bool:
-    """Whether a model config's ``version`` is IndexTTS-2.5."""
-    return str(cfg.get("version", "")).startswith(VERSION_25)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +44,7 @@ class SemanticCodecDims(SectionDims):
     section: ClassVar[str] = "semantic_codec"
     kind: ClassVar[str] = "semantic_codec"
     closed: ClassVar[bool] = False
+    optional: ClassVar[bool] = True
     codebook_size: int = 8192
     hidden_size: int = 1024
     codebook_dim: int = 8
@@ -60,10 +56,11 @@ class SemanticCodecDims(SectionDims):
 
     @classmethod
     def from_config(cls, cfg) -> SemanticCodecDims:
-        """The dims of a whole model config; a 2.5 config without ``downsample_scale`` gets 2, as 2.5 does."""
-        section = cfg.get(cls.section) or {}
-        dims = cls.from_section(section)
-        if "downsample_scale" not in section and is_version_25(cfg):
+        """The dims of a whole model config; without ``downsample_scale``, an IndexTTS-2.5 config
+        (``Family.multilingual``) gets 2, as 2.5 does."""
+        dims = super().from_config(cfg)
+        stated = "downsample_scale" in (cfg.get(cls.section) or {})
+        if not stated and family_of(cfg, "the model config").multilingual:
             dims = replace(dims, downsample_scale=RELEASE_25_DOWNSAMPLE)
         return dims
 

@@ -10,67 +10,18 @@ Files are read with safetensors or ``torch.load(weights_only=True)``; nothing is
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from indextts.bigvgan.models import fold_weight_norm, unfold_weight_norm
+from indextts.checkpoints import read_tensors, shape_mismatch, tensor_shapes
 from indextts.errors import CheckpointError
-from indextts.releases import AUX_DIR, MASKGCT_CODEC, RELEASES, W2V_BERT
-from indextts.v2.semantic.codec import VERSION_25, SemanticCodec, SemanticCodecDims, is_version_25
+from indextts.releases import MASKGCT_CODEC, W2V_BERT, missing_file_error
+from indextts.v2.semantic.codec import SemanticCodec, SemanticCodecDims
 
 logger = logging.getLogger(__name__)
-
-LISTED_NAMES = 5
-
-
-def missing_file_error(path: str | Path, what: str, repo_id: str, version: str) -> CheckpointError:
-    """The error for a missing file: which file, the hub repository it comes from, the fetch command."""
-    path = Path(path)
-    parts = path.parts[:-1]
-    folder = Path(*parts[:parts.index(AUX_DIR)]) if AUX_DIR in parts else path.parent
-    return CheckpointError(
-        f"The {what} {path} does not exist. It comes from the Hugging Face repository {repo_id}; "
-        f"fetch the release with `indextts download {version} --dir {folder}` (which places the auxiliary "
-        "models under hf_cache/), or pass the file's path explicitly.")
-
-
-def release_repo(version: str) -> tuple[str, str]:
-    """(hub repository, ``indextts download`` version) of the release ``version`` ("2" or "2.5")."""
-    return RELEASES[version].repos[0].repo_id, version
-
-
-def release_source(cfg) -> tuple[str, str]:
-    """``release_repo`` of the release a model config belongs to (by its ``version``)."""
-    return release_repo(VERSION_25 if is_version_25(cfg) else "2")
-
-
-def _codec_source(path: Path) -> tuple[str, str]:
-    """(hub repository, release) that a codec file of this name comes from."""
-    return (MASKGCT_CODEC.repo_id, "2") if path.suffix == ".safetensors" else release_repo(VERSION_25)
-
-
-def read_tensors(path: str | Path, what: str) -> Mapping:
-    """A safetensors file or a ``torch.load(weights_only=True)`` object; unreadable files raise CheckpointError."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"The {what} {path} holds objects other than tensors, so it is not loaded (only plain tensors "
-            f"are read, for safety): {str(error).splitlines()[0]}. Re-save it as a plain state dict.") from error
-    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-        raise CheckpointError(
-            f"Cannot read the {what} {path}: the file is truncated or corrupt "
-            f"({str(error).splitlines()[0]}). Download or copy it again.") from error
-
 
 def _codec_state_dict(path: Path) -> dict[str, torch.Tensor]:
     content = read_tensors(path, "semantic codec")
@@ -87,25 +38,16 @@ def stored_codec_shapes(dims: SemanticCodecDims) -> dict[str, tuple[int, ...]]:
     """Names and shapes a codec checkpoint of ``dims`` holds (weight norm as ``weight_g`` / ``weight_v``)."""
     with torch.device("meta"):
         model = SemanticCodec(dims)
-    stored = unfold_weight_norm(model.state_dict(), model.weight_norm_modules())
-    return {name: tuple(tensor.shape) for name, tensor in stored.items()}
+    return tensor_shapes(unfold_weight_norm(model.state_dict(), model.weight_norm_modules()))
 
 
 def _check_codec_names(found: Mapping[str, torch.Tensor], dims: SemanticCodecDims, path: Path) -> None:
-    wanted = stored_codec_shapes(dims)
-    shapes = {name: tuple(tensor.shape) for name, tensor in found.items()}
-    if shapes == wanted:
+    problems = shape_mismatch(found, stored_codec_shapes(dims))
+    if not problems:
         return
-    missing = [n for n in wanted if n not in shapes]
-    unexpected = [n for n in shapes if n not in wanted]
-    misshaped = [f"{n} is {list(shapes[n])} in the file but {list(wanted[n])} in the config"
-                 for n in wanted if n in shapes and shapes[n] != wanted[n]]
-    problems = [f"{len(items)} {label} ({', '.join(items[:LISTED_NAMES])})" for label, items in
-                (("tensors missing", missing), ("unexpected tensors", unexpected),
-                 ("tensors with another shape", misshaped)) if items]
     raise CheckpointError(
         f"The semantic codec {path} does not fit the config's semantic_codec section {dims}: "
-        f"{'; '.join(problems)}. Check that the config belongs to this codec (IndexTTS-2 uses the MaskGCT "
+        f"{problems}. Check that the config belongs to this codec (IndexTTS-2 uses the MaskGCT "
         "codec with downsample_scale 1, IndexTTS-2.5 its codec.pth with downsample_scale 2).")
 
 
@@ -114,8 +56,9 @@ def load_semantic_codec(path: str | Path, dims: SemanticCodecDims, device: str |
     """Load a codec file strictly into the codec ``dims`` describes; weight norm folded; eval mode."""
     path = Path(path)
     if not path.is_file():
-        repo_id, version = _codec_source(path)
-        raise missing_file_error(path, "semantic codec", repo_id, version)
+        if path.suffix == ".safetensors":  # MaskGCT's codec, which IndexTTS-2 uses
+            raise missing_file_error(path, "semantic codec", "2", MASKGCT_CODEC)
+        raise missing_file_error(path, "semantic codec", "2.5")
     state_dict = _codec_state_dict(path)
     _check_codec_names(state_dict, dims, path)
     with torch.device("meta"):
@@ -125,14 +68,14 @@ def load_semantic_codec(path: str | Path, dims: SemanticCodecDims, device: str |
     return model.to(device).eval()
 
 
-def load_w2v_stats(path: str | Path, source: tuple[str, str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_w2v_stats(path: str | Path, version: str = "2") -> tuple[torch.Tensor, torch.Tensor]:
     """``wav2vec2bert_stats.pt`` -> (mean (C,), std (C,)), std = sqrt(var) as the reference takes it.
 
-    ``source`` (hub repository, release) names where a missing file comes from (default IndexTTS-2).
+    ``version``: the release a missing file is fetched with (``indextts download <version>``).
     """
     path = Path(path)
     if not path.is_file():
-        raise missing_file_error(path, "w2v-BERT statistics file", *(source or release_repo("2")))
+        raise missing_file_error(path, "w2v-BERT statistics file", version)
     stats = read_tensors(path, "w2v-BERT statistics file")
     if not (isinstance(stats, Mapping) and all(isinstance(stats.get(k), torch.Tensor) for k in ("mean", "var"))):
         raise CheckpointError(
@@ -146,5 +89,5 @@ def w2v_bert_files(folder: str | Path) -> Path:
     folder = Path(folder)
     for name in ("config.json", "preprocessor_config.json", "model.safetensors"):
         if not (folder / name).is_file():
-            raise missing_file_error(folder / name, "w2v-BERT file", W2V_BERT.repo_id, "2")
+            raise missing_file_error(folder / name, "w2v-BERT file", "2", W2V_BERT)
     return folder

@@ -23,9 +23,10 @@ from torch.nn.utils.rnn import pad_sequence
 from indextts.config import CONFIG_FILENAME
 from indextts.dims import SectionDims
 from indextts.errors import AudioError, CheckpointError, ConfigError
+from indextts.families import family_of
 from indextts.releases import W2V_BERT
 from indextts.v2.semantic.features import FRAME, HOP, MIN_FRAMES, SeamlessFeatures
-from indextts.v2.semantic.files import load_w2v_stats, release_source, w2v_bert_files
+from indextts.v2.semantic.files import load_w2v_stats, w2v_bert_files
 
 SAMPLE_RATE = 16000
 MIN_SAMPLES = FRAME + HOP * (MIN_FRAMES - 1)
@@ -40,13 +41,9 @@ class W2VBertDims(SectionDims):
     """The config's ``w2v_bert`` section (absent in the release config, whose values are the defaults)."""
 
     section: ClassVar[str] = "w2v_bert"
+    optional: ClassVar[bool] = True
     hidden_state: int = 17
     """Index into ``hidden_states`` (0 = the projected input features, i = the output of layer i)."""
-
-    @classmethod
-    def from_config(cls, cfg) -> W2VBertDims:
-        """The dims of a whole model config; the release defaults where the section is absent."""
-        return cls.from_section(cfg.get(cls.section) or {})
 
 
 def _load_model(folder: Path):
@@ -88,12 +85,12 @@ class W2VBertFront(nn.Module):
 
     @classmethod
     def from_files(cls, w2v_dir: str | Path, stats_path: str | Path, hidden_state: int = 17,
-                   source: tuple[str, str] | None = None) -> W2VBertFront:
+                   version: str = "2") -> W2VBertFront:
         """Load from an explicit w2v-BERT folder and statistics file (local files only).
 
-        ``source`` (hub repository, release) is named if the statistics file is missing.
+        ``version``: the release a missing statistics file is fetched with.
         """
-        mean, std = load_w2v_stats(stats_path, source)
+        mean, std = load_w2v_stats(stats_path, version)
         extractor, model = _load_model(w2v_bert_files(w2v_dir))
         return cls(extractor, model, mean, std, hidden_state)
 
@@ -102,8 +99,9 @@ class W2VBertFront(nn.Module):
         """Load as the release folder lays it out: ``hf_cache/w2v-bert-2.0/`` and ``cfg.w2v_stat``."""
         model_dir = Path(model_dir)
         stats = model_dir / cfg.get("w2v_stat", STATS_FILE)
+        family = family_of(cfg, str(model_dir / CONFIG_FILENAME))
         return cls.from_files(w2v_dir or model_dir / W2V_BERT_DIR, stats, W2VBertDims.from_config(cfg).hidden_state,
-                              release_source(cfg))
+                              family.version)
 
     def input_features(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, S) zero-padded 16 kHz audio, (B,) sample counts -> features (B, T, 160), attention mask (B, T),
