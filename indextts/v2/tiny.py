@@ -31,6 +31,7 @@ from indextts.bigvgan.models import unfold_weight_norm
 from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.config import PACKAGED_CONFIGS, read_base_config
 from indextts.errors import ConfigError
+from indextts.families import FAMILIES, Family
 from indextts.tiny import TOKENIZER_SENTENCES, shape_random_gpt_init, train_tiny_bpe
 from indextts.v2.campplus import CAMPPlus, CAMPPlusDims
 from indextts.v2.folder import AUX_MODELS, CODEC_FILE_25
@@ -43,7 +44,7 @@ from indextts.v2.vocoder import BigVGANv2, BigVGANv2Dims
 
 logger = logging.getLogger(__name__)
 
-VERSIONS = ("2", "2.5")
+VERSIONS = tuple(version for version, family in FAMILIES.items() if family.generation == 2)
 SIZES_FILE = PACKAGED_CONFIGS / "tiny-2.yaml"
 TIKTOKEN_MERGES = 200
 """BPE merges learned on top of the 256 single bytes of the 2.5 tiktoken file."""
@@ -54,12 +55,12 @@ EMOTION_ROW_STD = 0.1
 """Scale of the ``feat2.pt`` emotion rows, which are added to the GPT's conditioning rows."""
 
 
-def _model_config(sizes: DictConfig, version: str, number_text_tokens: int) -> DictConfig:
-    """The folder's ``config.yaml`` for ``version``: the tiny sizes, with the 2.5 changes applied."""
+def _model_config(sizes: DictConfig, family: Family, number_text_tokens: int) -> DictConfig:
+    """The folder's ``config.yaml`` for ``family``: the tiny sizes, with the 2.5 changes applied."""
     cfg = OmegaConf.create(OmegaConf.to_container(sizes.config))
     cfg.gpt.number_text_tokens = number_text_tokens
-    if version == "2.5":
-        cfg.version = 2.5
+    if family.multilingual:
+        cfg.version = float(family.version)
         del cfg.dataset["bpe_model"]
         cfg.semantic_codec.downsample_scale = 2
     return cfg
@@ -101,9 +102,9 @@ def _merge_pair(word: tuple[bytes, ...], left: bytes, right: bytes) -> tuple[byt
     return tuple(out)
 
 
-def _write_tokenizer(folder: Path, version: str) -> int:
-    """Write the tokenizer file of ``version``; return its vocabulary size (``gpt.number_text_tokens``)."""
-    if version == "2":
+def _write_tokenizer(folder: Path, family: Family) -> int:
+    """Write the tokenizer file of ``family``; return its vocabulary size (``gpt.number_text_tokens``)."""
+    if not family.multilingual:
         bpe_bytes = train_tiny_bpe()
         (folder / "bpe.model").write_bytes(bpe_bytes)
         return spm.SentencePieceProcessor(model_proto=bpe_bytes).get_piece_size()
@@ -119,11 +120,11 @@ def _aux_path(folder: Path, key: str, name: str | None = None) -> Path:
     return path
 
 
-def _write_gpt_and_s2mel(folder: Path, cfg: DictConfig, version: str, generator: torch.Generator) -> None:
+def _write_gpt_and_s2mel(folder: Path, cfg: DictConfig, family: Family, generator: torch.Generator) -> None:
     gpt = UnifiedVoiceV2(GPTV2Dims.from_config(cfg))
     shape_random_gpt_init(gpt, generator)
     torch.save({"model": gpt.state_dict()}, folder / cfg.gpt_checkpoint)
-    s2mel = S2Mel(S2MelDims.from_config(cfg), with_gpt_layer=version == "2")
+    s2mel = S2Mel(S2MelDims.from_config(cfg), with_gpt_layer=not family.multilingual)
     torch.save({"net": stored_state_dict(s2mel)}, folder / cfg.s2mel_checkpoint)
 
 
@@ -141,7 +142,7 @@ def _without_transformers_progress_bars() -> Iterator[None]:
             transformers_logging.enable_progress_bar()
 
 
-def _write_semantic_front(folder: Path, cfg: DictConfig, version: str, w2v: DictConfig, seed: int,
+def _write_semantic_front(folder: Path, cfg: DictConfig, family: Family, w2v: DictConfig, seed: int,
                           generator: torch.Generator) -> None:
     """The tiny w2v-BERT (sizes ``w2v``), its statistics and the semantic codec (2: MaskGCT safetensors;
     2.5: codec.pth in the folder)."""
@@ -153,7 +154,7 @@ def _write_semantic_front(folder: Path, cfg: DictConfig, version: str, w2v: Dict
     codec = SemanticCodec(SemanticCodecDims.from_config(cfg))
     stored = {name: tensor.contiguous() for name, tensor in
               unfold_weight_norm(codec.state_dict(), codec.weight_norm_modules()).items()}
-    if version == "2":
+    if not family.multilingual:
         save_file(stored, _aux_path(folder, "semantic_codec"))
     else:
         torch.save({"model": stored}, folder / CODEC_FILE_25)
@@ -189,16 +190,17 @@ def write_tiny_v2_folder(out_dir: str | Path, version: str = "2", seed: int = 0)
     version = str(version)
     if version not in VERSIONS:
         raise ConfigError(f"Unknown version {version!r} for the tiny IndexTTS-2 folder writer; use one of {VERSIONS}.")
+    family = FAMILIES[version]
     out_dir = Path(out_dir).expanduser()
     _refuse_non_empty(out_dir)
     generator = torch.Generator().manual_seed(seed)
     sizes = OmegaConf.load(SIZES_FILE)
     with staged_dir(out_dir) as staging, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        cfg = _model_config(sizes, version, _write_tokenizer(staging, version))
+        cfg = _model_config(sizes, family, _write_tokenizer(staging, family))
         OmegaConf.save(cfg, staging / CONFIG_FILENAME)
-        _write_gpt_and_s2mel(staging, cfg, version, generator)
-        _write_semantic_front(staging, cfg, version, sizes.w2v_bert_model, seed, generator)
+        _write_gpt_and_s2mel(staging, cfg, family, generator)
+        _write_semantic_front(staging, cfg, family, sizes.w2v_bert_model, seed, generator)
         _write_speaker_and_vocoder(staging, cfg, sizes.bigvgan_v2, generator)
         read_base_config(staging)
     logger.info("Wrote a tiny IndexTTS-%s folder %s (seed %d)", version, out_dir, seed)
