@@ -1,0 +1,165 @@
+"""What extraction asks of a base folder's model family: one implementation per model generation.
+
+``extraction_family(folder)`` is the one place that chooses: ``MelCodeExtraction`` for IndexTTS
+1.0/1.5 (generation 1) and ``SemanticExtraction`` for IndexTTS-2/2.5 (generation 2). Each says
+
+- at which rate a worker reads the audio (``sample_rate``; resampled once from the file's rate)
+  and which rate each part uses (``audio_rates``, recorded in speaker_info.json for generation 2),
+  and turns the waveform into the models' input (``model_input``);
+- how a transcript is counted (``text_counter``: 2.5 adds the language of the transcript);
+- which files the outputs depend on (``required_files``, part of every utterance's fingerprint);
+- the models (``load_models``: codes, conditions and, for generation 2, emotion vectors), the
+  condition's shape and the emotion vector's width;
+- what the speaker entry and the manifest rows add (``speaker_fields``; nothing for generation 1,
+  whose files stay as they were).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from indextts.audio import MelSpectrogramFeatures
+from indextts.checkpoint_folder.folder import CheckpointFolder
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
+from indextts.errors import CheckpointError, TextError
+from indextts.extraction.features import BpeTextCounter, FeatureModels, MelInput, TextCount
+
+SEMANTIC_CODE_KIND = "semantic"
+MEL_CODE_KIND = "mel"
+
+
+def _check_files(folder: CheckpointFolder, files: list[Path], needs: str) -> list[Path]:
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise CheckpointError(
+            f"The checkpoint folder {folder.root} lacks {', '.join(missing)}. Extraction needs {needs}: "
+            "download the IndexTTS release files into it or pass --model_dir.")
+    return files
+
+
+class MelCodeExtraction:
+    """Generation 1: DVAE codes over the 24 kHz log-mel; conformer + perceiver latents (32, D)."""
+
+    code_kind = MEL_CODE_KIND
+    emotion_dim: int | None = None
+
+    def __init__(self, folder: CheckpointFolder):
+        self.folder = folder
+        self.sample_rate = folder.sample_rate
+        self.audio_rates = {"mel": self.sample_rate}
+
+    def required_files(self, with_conditions: bool) -> list[Path]:
+        paths = self.folder.paths
+        files = [self.folder.config_file, paths.dvae, paths.bpe] + ([paths.gpt] if with_conditions else [])
+        return _check_files(self.folder, files, f"{CONFIG_FILENAME}, dvae.pth, bpe.model and (with "
+                                                "--extract_condition) gpt.pth")
+
+    def condition_shape(self) -> tuple[int, int]:
+        return self.folder.condition_latents, int(self.folder.cfg.gpt.model_dim)
+
+    def model_input(self) -> MelInput:
+        return MelInput(MelSpectrogramFeatures.from_config(self.folder.cfg.dataset.mel))
+
+    def text_counter(self) -> BpeTextCounter:
+        from indextts.text import TextTokenizer
+
+        return BpeTextCounter(partial(TextTokenizer, self.folder.paths.bpe))
+
+    def load_models(self, device: torch.device, with_conditions: bool, **settings) -> FeatureModels:
+        gpt = self.folder.load_gpt(device) if with_conditions else None
+        return FeatureModels(self.folder.load_dvae(device), gpt, device, **settings)
+
+    def speaker_fields(self) -> dict:
+        return {}
+
+
+class Text25Counter:
+    """IndexTTS-2.5's count: the language read from the script, then its prefix and prepared text."""
+
+    def __init__(self, vocabulary: Path, model_dir: Path):
+        self.vocabulary, self.model_dir = vocabulary, model_dir
+        self._loaded = None
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _loaded=None)
+
+    def load(self):
+        if self._loaded is None:
+            from indextts.v2.text import TextNormalizerV2
+            from indextts.v2.text25 import Tokenizer25
+
+            self._loaded = Tokenizer25.from_file(self.vocabulary), TextNormalizerV2.for_model_dir(self.model_dir)
+        return self._loaded
+
+    def count(self, text: str) -> TextCount:
+        from indextts.v2.text25 import detect_language, encode_text, language_id, prepare_text
+
+        tokenizer, normalizer = self.load()
+        language = detect_language(text)
+        if not prepare_text(text, language, normalizer).strip():
+            raise TextError("the transcript has no token after normalisation")
+        ids, _ = encode_text(tokenizer, text, language, normalizer)
+        return TextCount(len(ids), [], language, language_id(language))
+
+
+class SemanticExtraction:
+    """Generation 2: w2v-BERT -> semantic codec codes; speaker latents (32, D) or 2.5's CAMPPlus row (1, D);
+    the emotion vector (D,). Every part reads 16 kHz audio."""
+
+    code_kind = SEMANTIC_CODE_KIND
+
+    def __init__(self, folder: CheckpointFolder):
+        from indextts.extraction.semantic_features import SEMANTIC_SAMPLE_RATE
+
+        self.folder, self.models = folder, folder.v2
+        self.multilingual = folder.family.multilingual
+        self.sample_rate = SEMANTIC_SAMPLE_RATE
+        self.audio_rates = {"w2v_bert": SEMANTIC_SAMPLE_RATE}
+        if self.multilingual:
+            self.audio_rates["campplus_fbank"] = SEMANTIC_SAMPLE_RATE
+        self.emotion_dim = int(folder.cfg.gpt.model_dim)
+
+    def required_files(self, with_conditions: bool) -> list[Path]:
+        paths = self.models.paths
+        files = [self.folder.config_file, paths.bpe, paths.w2v_stats, paths.semantic_codec,
+                 *sorted(p for p in paths.w2v_bert.iterdir() if p.is_file())]
+        if with_conditions:
+            files += [paths.gpt] + ([paths.campplus] if self.multilingual else [])
+        return _check_files(self.folder, files, f"its {self.folder.family} release and auxiliary files")
+
+    def condition_shape(self) -> tuple[int, int]:
+        latents = 1 if self.multilingual else int(self.models.gpt_dims.condition_num_latent)
+        return latents, int(self.folder.cfg.gpt.model_dim)
+
+    def model_input(self):
+        from indextts.extraction.semantic_features import WaveformInput
+
+        return WaveformInput()
+
+    def text_counter(self):
+        if self.multilingual:
+            return Text25Counter(self.models.paths.bpe, self.folder.root)
+        from indextts.v2.text import load_v2_tokenizer
+
+        return BpeTextCounter(partial(load_v2_tokenizer, self.folder.root, self.folder.cfg))
+
+    def load_models(self, device: torch.device, with_conditions: bool, **settings):
+        from indextts.extraction.semantic_features import SemanticFeatureModels
+
+        models = self.models
+        gpt = models.load_gpt(device) if with_conditions else None
+        campplus = models.load_campplus(device) if with_conditions and self.multilingual else None
+        return SemanticFeatureModels(models.load_semantic_front(device), models.load_semantic_codec(device), gpt,
+                                     campplus, device, **settings)
+
+    def speaker_fields(self) -> dict:
+        """What training checks before it uses the data: the family, the code kind and the audio rates."""
+        return {"family": self.folder.family.version, "code_kind": self.code_kind, "audio_rates": self.audio_rates}
+
+
+def extraction_family(folder: CheckpointFolder) -> MelCodeExtraction | SemanticExtraction:
+    """The extraction of ``folder``'s model generation."""
+    return MelCodeExtraction(folder) if folder.family.generation == 1 else SemanticExtraction(folder)
