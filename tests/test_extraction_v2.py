@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +22,12 @@ from indextts.contracts.audio_list import SkipReason
 from indextts.contracts.manifests import read_manifest
 from indextts.contracts.speaker_info import read_speaker_info
 from indextts.extraction import ExtractionOptions, find_medoid, run_extraction
+from indextts.extraction.semantic_features import SemanticFeatureModels
 from indextts.v2.campplus import campplus_features
-from indextts.v2.text25 import language_id
+from indextts.v2.text25 import detect_language, language_id
 
-from helpers import EXTRACT_CLI, REPO_ROOT, all_files, jsonl, run_extract_cli, run_process_group, tone
+from helpers import (EXTRACT_CLI, REPO_ROOT, all_files, jsonl, kill_extraction_after, run_extract_cli,
+                     run_process_group, tone)
 
 VERSIONS = ("2", "2.5")
 CLIPS = [  # file name, seconds, sample rate, transcript
@@ -136,25 +135,46 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(extracted):
     assert all_files(output) == all_files(extracted["output"])
 
 
-def cli_args(extracted, output: Path, batch_size: int) -> list[str]:
+def cli_args(extracted, output: Path, batch_size: int, model_dir: Path | None = None) -> list[str]:
+    """indextts-extract's arguments for the fixture's two lists (its model folder unless ``model_dir``)."""
     lists = [arg for path in extracted["lists"] for arg in ("--audio_list", str(path))]
-    return [*lists, "--model_dir", str(extracted["model_dir"]), "--output_dir", str(output), "--extract_condition",
-            "--device", "cpu", "--batch_size", str(batch_size), "--num_workers", "0", "--no_progress"]
+    return [*lists, "--model_dir", str(model_dir or extracted["model_dir"]), "--output_dir", str(output),
+            "--extract_condition", "--device", "cpu", "--batch_size", str(batch_size), "--num_workers", "0",
+            "--no_progress"]
+
+
+def test_data_of_another_family_in_the_output_folder_is_refused(extracted, tiny_v2_dirs):
+    other = tiny_v2_dirs["2.5" if extracted["version"] == "2" else "2"]
+    before = all_files(extracted["output"])
+    result = run_extract_cli(*cli_args(extracted, extracted["output"], batch_size=2, model_dir=other), check_rc=2)
+    assert "another model family" in result.stderr and "--output_dir" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert all_files(extracted["output"]) == before
+
+
+@pytest.mark.parametrize("text, language", [("hello there", "en"), ("你好", "zh"), ("こんにちは世界", "ja"),
+                                            ("안녕하세요", "ko"), ("Mixed 中文 text", "zh")])
+def test_the_language_of_a_transcript_is_read_from_its_script(text, language):
+    assert detect_language(text) == language
+
+
+def test_half_precision_codes_equal_fp32_codes_and_conditions_stay_fp32(tiny_v2_dirs):
+    models = CheckpointFolder(tiny_v2_dirs["2.5"]).v2
+    parts = (models.load_semantic_front(), models.load_semantic_codec(), models.load_gpt(), models.load_campplus())
+    waves = [torch.from_numpy(tone(seconds, 16000, 130, seed=index)) for index, seconds in enumerate((1.2, 0.7, 0.9))]
+    full = SemanticFeatureModels(*parts, torch.device("cpu"), precision="fp32")(waves)
+    checked = SemanticFeatureModels(*parts, torch.device("cpu"), precision="bf16")
+    half = checked(waves)
+    assert checked.batches == 1 and half.codes_precision == ("fp32" if checked.fallback_batches else "bf16")
+    for left, right in zip(half.codes + half.conditions + half.emotions, full.codes + full.conditions + full.emotions):
+        np.testing.assert_array_equal(left, right)
 
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(extracted):
     output = extracted["work"] / "killed"
     args = cli_args(extracted, output, batch_size=1)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen([sys.executable, str(EXTRACT_CLI), *args], env=env, cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    records = output / "alice" / ".extraction"
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline and len(list(records.glob("*.json"))) < 2:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_extraction_after(args, output / "alice" / ".extraction")
     assert not (output / "speaker_info.json").exists(), "the run finished before it could be killed"
     run_extract_cli(*args)
     assert all_files(output) == all_files(extracted["output"])

@@ -24,7 +24,8 @@ import torch
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoint_folder.layout import CONFIG_FILENAME
-from indextts.errors import CheckpointError, TextError
+from indextts.contracts import speaker_info
+from indextts.errors import CheckpointError, DataError, TextError
 from indextts.extraction.features import BpeTextCounter, FeatureModels, MelInput, TextCount
 
 SEMANTIC_CODE_KIND = "semantic"
@@ -45,6 +46,8 @@ class MelCodeExtraction:
 
     code_kind = MEL_CODE_KIND
     emotion_dim: int | None = None
+    family_version: str | None = None
+    """speaker_info.json entries of generation 1 name no family."""
 
     def __init__(self, folder: CheckpointFolder):
         self.folder = folder
@@ -115,6 +118,7 @@ class SemanticExtraction:
         from indextts.extraction.semantic_features import SEMANTIC_SAMPLE_RATE
 
         self.folder, self.models = folder, folder.v2
+        self.family_version = folder.family.version
         self.multilingual = folder.family.multilingual
         self.sample_rate = SEMANTIC_SAMPLE_RATE
         self.audio_rates = {"w2v_bert": SEMANTIC_SAMPLE_RATE}
@@ -157,9 +161,30 @@ class SemanticExtraction:
 
     def speaker_fields(self) -> dict:
         """What training checks before it uses the data: the family, the code kind and the audio rates."""
-        return {"family": self.folder.family.version, "code_kind": self.code_kind, "audio_rates": self.audio_rates}
+        return {"family": self.family_version, "code_kind": self.code_kind, "audio_rates": self.audio_rates}
 
 
 def extraction_family(folder: CheckpointFolder) -> MelCodeExtraction | SemanticExtraction:
     """The extraction of ``folder``'s model generation."""
     return MelCodeExtraction(folder) if folder.family.generation == 1 else SemanticExtraction(folder)
+
+
+def check_output_family(root: Path, family: MelCodeExtraction | SemanticExtraction) -> None:
+    """Refuse an output folder whose speaker_info.json holds speakers of another model family.
+
+    Training reads one family's codes and conditions, so one output folder holds one family's data
+    (IndexTTS 1.0 and 1.5 count as one: their entries name no family).
+    """
+    entries = speaker_info.read_speaker_entries(root / speaker_info.SPEAKER_INFO)
+    others = [entry for entry in entries if entry.get("family") != family.family_version]
+    if others:
+        names = ", ".join(f"{e['speaker']} ({_family_name(e.get('family'))})" for e in others[:5])
+        raise DataError(
+            f"{root / speaker_info.SPEAKER_INFO} already holds speakers extracted with another model family "
+            f"({names}), and {family.folder.root} is {family.folder.family}. One output folder holds the data of "
+            "one family, because training uses only data of its own base's family. Pass another --output_dir "
+            "(nothing was written).")
+
+
+def _family_name(version: str | None) -> str:
+    return "IndexTTS 1.0/1.5" if version is None else f"IndexTTS-{version}"

@@ -30,7 +30,7 @@ from indextts.fingerprints import file_stamp, hash_json
 from indextts.extraction import outputs
 from indextts.contracts.audio_list import SkipReason, SpeakerList, Utterance, parse_audio_lists
 from indextts.extraction.features import BatchFeatures, DecodedUtterance, Limits, UtteranceDataset, collate_decoded, plan_batches
-from indextts.extraction.generations import extraction_family
+from indextts.extraction.generations import check_output_family, extraction_family
 from indextts.extraction.speaker_files import SECONDS_PER_HOUR, SpeakerAssembler, SpeakerSettings, SpeakerSummary
 from indextts.extraction.speaker_stats import DISTANCE_METRICS
 from indextts.runtime import PRECISIONS, DistributedContext, init_distributed, resolve_precision
@@ -134,6 +134,7 @@ class _Run:
         self.root = Path(options.output_dir).expanduser().resolve()
         self.folder = CheckpointFolder(options.model_dir)
         self.family = extraction_family(self.folder)
+        check_output_family(self.root, self.family)
         self.condition_shape = self.family.condition_shape() if options.extract_condition else None
         self.emotion_dim = self.family.emotion_dim if options.extract_condition else None
         self.utterances: list[Utterance] = [u for s in speaker_lists for u in s.utterances]
