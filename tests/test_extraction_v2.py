@@ -158,10 +158,29 @@ def test_the_language_of_a_transcript_is_read_from_its_script(text, language):
     assert detect_language(text) == language
 
 
+def feature_parts(model_dir: Path) -> tuple:
+    """(front, codec, GPT, CAMPPlus or None) of a tiny folder, as ``SemanticFeatureModels`` takes them."""
+    models = CheckpointFolder(model_dir).v2
+    campplus = models.load_campplus() if models.family.multilingual else None
+    return models.load_semantic_front(), models.load_semantic_codec(), models.load_gpt(), campplus
+
+
+def waves_16k(seconds=(1.2, 0.7, 0.9)) -> list[torch.Tensor]:
+    return [torch.from_numpy(tone(length, 16000, 130, seed=index)) for index, length in enumerate(seconds)]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_batched_conditions_equal_those_of_each_clip_alone(tiny_v2_dirs, version):
+    parts, waves = feature_parts(tiny_v2_dirs[version]), waves_16k()
+    batched = SemanticFeatureModels(*parts, torch.device("cpu"), batch_conditions=True)(waves)
+    single = SemanticFeatureModels(*parts, torch.device("cpu"), batch_conditions=False)(waves)
+    for left, right in zip(batched.conditions + batched.emotions, single.conditions + single.emotions):
+        np.testing.assert_allclose(left, right, atol=1e-5, rtol=1e-5)
+    assert all(np.array_equal(left, right) for left, right in zip(batched.codes, single.codes))
+
+
 def test_half_precision_codes_equal_fp32_codes_and_conditions_stay_fp32(tiny_v2_dirs):
-    models = CheckpointFolder(tiny_v2_dirs["2.5"]).v2
-    parts = (models.load_semantic_front(), models.load_semantic_codec(), models.load_gpt(), models.load_campplus())
-    waves = [torch.from_numpy(tone(seconds, 16000, 130, seed=index)) for index, seconds in enumerate((1.2, 0.7, 0.9))]
+    parts, waves = feature_parts(tiny_v2_dirs["2.5"]), waves_16k()
     full = SemanticFeatureModels(*parts, torch.device("cpu"), precision="fp32")(waves)
     checked = SemanticFeatureModels(*parts, torch.device("cpu"), precision="bf16")
     half = checked(waves)
