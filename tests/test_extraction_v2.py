@@ -37,11 +37,13 @@ CLIPS = [  # file name, seconds, sample rate, transcript
 ]
 FLOAT_ARRAYS = ("/conditions/", "/emotions/", "/medoid_condition.npy", "/medoid_emotion.npy")
 BAD = {"corrupt.wav": SkipReason.UNREADABLE_AUDIO, "silent.wav": SkipReason.SILENT_AUDIO,
-       "short.wav": SkipReason.TOO_SHORT}
+       "short.wav": SkipReason.TOO_SHORT, "unspeakable.wav": SkipReason.UNSPEAKABLE_TRANSCRIPT}
+UNSPEAKABLE = "!!!"
+"""Nothing speakable after normalisation, for the IndexTTS-2 tokenizer and the 2.5 preparation alike."""
 
 
 def write_speaker(folder: Path, name: str, seed: int) -> Path:
-    """Three good clips at other rates than 16 kHz (and one at 16 kHz) plus three bad lines; the list path."""
+    """Three good clips (two at other rates than 16 kHz) plus a bad line of each kind in ``BAD``; the list path."""
     folder.mkdir(parents=True)
     lines = []
     for index, (file_name, seconds, rate, text) in enumerate(CLIPS):
@@ -50,7 +52,8 @@ def write_speaker(folder: Path, name: str, seed: int) -> Path:
     sf.write(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
     sf.write(folder / "short.wav", tone(0.2, 22050, 150), 22050)
     (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
-    lines += [f"{bad}\tbad line" for bad in BAD]
+    sf.write(folder / "unspeakable.wav", tone(1.0, 16000, 150), 16000)
+    lines += [f"{bad}\t{UNSPEAKABLE if bad == 'unspeakable.wav' else 'bad line'}" for bad in BAD]
     list_path = folder / f"{name}.lst"
     list_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return list_path

@@ -98,14 +98,14 @@ class Text25Counter:
         return self._loaded
 
     def count(self, text: str) -> TextCount:
-        from indextts.v2.text25 import detect_language, encode_text, language_id, prepare_text
+        from indextts.v2.text25 import detect_language, encode_prepared, language_id, prepare_text
 
         tokenizer, normalizer = self.load()
         language = detect_language(text)
-        if not prepare_text(text, language, normalizer).strip():
+        prepared = prepare_text(text, language, normalizer)
+        if not prepared.strip():
             raise TextError("the transcript has no token after normalisation")
-        ids, _ = encode_text(tokenizer, text, language, normalizer)
-        return TextCount(len(ids), [], language, language_id(language))
+        return TextCount(len(encode_prepared(tokenizer, prepared, language)), [], language, language_id(language))
 
 
 class SemanticExtraction:

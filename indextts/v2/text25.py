@@ -178,6 +178,11 @@ def prepare_text(text: str, lang: str, normalizer: TextNormalizerV2) -> str:
     return SPECIAL_MARK.sub(lambda m: f"<|{m.group(1).upper()}|>", text)
 
 
+def encode_prepared(tokenizer: Tokenizer25, prepared: str, lang: str) -> list[int]:
+    """Token ids of ``<|lang|> `` + a text already through ``prepare_text``."""
+    return tokenizer.encode(f"<|{lang.lower()}|> " + prepared)
+
+
 def encode_text(tokenizer: Tokenizer25, text: str, lang: str, normalizer: TextNormalizerV2) -> tuple[list[int], int]:
     """Text of language ``lang`` -> (token ids of ``<|lang|> `` + the prepared text, language id)."""
-    return tokenizer.encode(f"<|{lang.lower()}|> " + prepare_text(text, lang, normalizer)), language_id(lang)
+    return encode_prepared(tokenizer, prepare_text(text, lang, normalizer), lang), language_id(lang)
