@@ -127,9 +127,13 @@ class SemanticExtraction:
         self.emotion_dim = int(folder.cfg.gpt.model_dim)
 
     def required_files(self, with_conditions: bool) -> list[Path]:
-        paths = self.models.paths
+        """Config, tokenizer (and glossary), w2v-BERT and its statistics, codec; with conditions the GPT
+        and 2.5's CAMPPlus: each checked to exist."""
+        from indextts.v2.text import GLOSSARY_FILE
+
+        paths, glossary = self.models.paths, self.folder.root / GLOSSARY_FILE
         files = [self.folder.config_file, paths.bpe, paths.w2v_stats, paths.semantic_codec,
-                 *sorted(p for p in paths.w2v_bert.iterdir() if p.is_file())]
+                 *sorted(p for p in paths.w2v_bert.iterdir() if p.is_file()), *([glossary] if glossary.is_file() else [])]
         if with_conditions:
             files += [paths.gpt] + ([paths.campplus] if self.multilingual else [])
         return _check_files(self.folder, files, f"its {self.folder.family} release and auxiliary files")
