@@ -42,6 +42,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_v2_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny IndexTTS-2 and 2.5 folders (seed 0), by version ("2", "2.5"); written once per session."""
+    from indextts.v2.tiny import VERSIONS, write_tiny_v2_folder
+
+    root = tmp_path_factory.mktemp("tiny_v2_dirs")
+    return {version: write_tiny_v2_folder(root / version, version) for version in VERSIONS}
+
+
+@pytest.fixture(scope="session")
 def voice_recordings(tmp_path_factory) -> Path:
     """Long English recordings of the two demo speakers, one folder each (see helpers.write_voice_recordings)."""
     from helpers import write_voice_recordings

@@ -237,6 +237,25 @@ def run_extract_cli(*args, check_rc: int | None = 0):
     return result
 
 
+def kill_extraction_after(args: list, records: Path, count: int = 2, timeout: float = 300) -> None:
+    """Start tools/extract_codec.py with ``args`` and SIGKILL it once ``records`` holds ``count`` progress
+    records (a kill -9 in the middle of a run); assert that it had not finished."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, str(EXTRACT_CLI), *map(str, args)], env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline and len(list(records.glob("*.json"))) < count:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
 def tone(seconds: float, sample_rate: int, frequency: float, channels: int = 1, seed: int = 0) -> np.ndarray:
     """A voiced-ish test signal: a harmonic tone plus a little noise, (S,) or (S, channels)."""
     t = np.arange(int(seconds * sample_rate)) / sample_rate

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +22,8 @@ from indextts.contracts.speaker_info import merge_speaker_info, read_speaker_inf
 from indextts.extraction import find_medoid, split_train_valid
 from indextts.extraction.speaker_stats import pairwise_distances
 
-from helpers import (EXTRACT_CLI, REPO_ROOT, all_files, jsonl, run_extract_cli as run_cli, run_process_group,
-                     tone)
+from helpers import (EXTRACT_CLI, REPO_ROOT, all_files, jsonl, kill_extraction_after, run_extract_cli as run_cli,
+                     run_process_group, tone)
 
 CLI = EXTRACT_CLI
 ROW_KEYS = {"uid", "speaker", "audio", "text", "codes", "condition", "duration", "num_codes", "num_text_tokens",
@@ -311,15 +308,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(extracted, tiny_model_di
     output = extracted["work"] / "killed"
     args = ["--audio_list", extracted["list"], "--model_dir", tiny_model_dir, "--output_dir", output,
             "--extract_condition", "--device", "cpu", "--batch_size", "1", "--num_workers", "0", "--no_progress"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen([sys.executable, str(CLI), *map(str, args)], env=env, cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    records = output / "spk" / ".extraction"
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline and len(list(records.glob("*.json"))) < 2:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_extraction_after(args, output / "spk" / ".extraction")
     assert not (output / "speaker_info.json").exists(), "the run finished before it could be killed"
     run_cli(*args)
     assert all_files(output) == all_files(extracted["output"])

@@ -1,4 +1,7 @@
-"""``indextts-extract``: turn audio lists into the fine-tuning features (DVAE codes, speaker conditions).
+"""``indextts-extract``: turn audio lists into the fine-tuning features (codes, speaker conditions).
+
+IndexTTS 1.0/1.5 folders give DVAE codes and conformer latents; IndexTTS-2/2.5 folders semantic codes,
+speaker conditions and emotion vectors (the folder decides; see docs/extraction.md).
 
     indextts-extract --audio_list finetune_data/kaishu_30min.lst --extract_condition
     torchrun --nproc_per_node=4 -m indextts.cli.extract --audio_list a.lst --audio_list b.lst --extract_condition
@@ -41,10 +44,12 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speaker name for the matching --audio_list (default: the list file's stem); "
                              "give it once per list, in the same order")
     parser.add_argument("--extract_condition", action="store_true",
-                        help="also save each utterance's conditioning latents (32, model_dim) and the "
-                             "speaker's medoid condition (needed for training)")
+                        help="also save each utterance's condition (32 latents, or one CAMPPlus row for "
+                             "IndexTTS-2.5) and, for IndexTTS-2/2.5, its emotion vector, and the speaker's "
+                             "medoids (needed for training)")
     parser.add_argument("--model_dir", type=Path, default=DEFAULT_MODEL_DIR,
-                        help=f"base folder with {CONFIG_FILENAME}, dvae.pth, gpt.pth, bpe.model (default: %(default)s)")
+                        help=f"base folder: IndexTTS 1.0/1.5 ({CONFIG_FILENAME}, dvae.pth, gpt.pth, bpe.model) or "
+                             "IndexTTS-2/2.5 (its release and auxiliary files) (default: %(default)s)")
     parser.add_argument("--output_dir", type=Path, default=DEFAULT_OUTPUT_DIR,
                         help="root of the extracted data; one folder per speaker plus speaker_info.json "
                              "(default: %(default)s)")
@@ -55,7 +60,7 @@ def _add_compute_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto, cpu, cuda or cuda:N; under torchrun the local rank is added to the GPU "
                              "index (default: %(default)s = cuda when available)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="DVAE precision; bf16/fp16 (CUDA) are checked against fp32 on every batch and a "
+                        help="code model precision (DVAE, or w2v-BERT + semantic codec); bf16/fp16 (CUDA) are checked against fp32 on every batch and a "
                              "batch with any differing code keeps its fp32 codes. auto = fp16 on CUDA, fp32 "
                              "on the CPU. Conditions are always fp32 (default: %(default)s)")
     parser.add_argument("--precision_check_batches", type=int, default=None, metavar="N",

@@ -35,6 +35,9 @@ class ManifestRow:
     audio: Path | None = None
     condition: Path | None = None
     special_tokens: tuple[str, ...] = ()  # the <...> tokens of the text that the base bpe.model lacks
+    code_kind: str = "mel"  # "semantic" for IndexTTS-2 / 2.5 data
+    emotion: Path | None = None  # IndexTTS-2 / 2.5: the utterance's emotion vector (D,)
+    language_id: int | None = None  # IndexTTS-2.5: the language embedding's index for the text
 
     REQUIRED_KEYS = ("uid", "text", "codes", "duration", "num_codes")
 
@@ -69,7 +72,8 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             codes=resolve_path(entry["codes"], path.parent), duration=float(entry["duration"]),
             num_codes=int(entry["num_codes"]), source=where, audio=resolve_path(entry.get("audio"), path.parent),
             condition=resolve_path(entry.get("condition"), path.parent),
-            special_tokens=tuple(entry.get("special_tokens") or ()),
+            special_tokens=tuple(entry.get("special_tokens") or ()), code_kind=str(entry.get("code_kind", "mel")),
+            emotion=resolve_path(entry.get("emotion"), path.parent), language_id=entry.get("language_id"),
         ))
     return rows
 

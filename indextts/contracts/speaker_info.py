@@ -19,6 +19,8 @@ from indextts.errors import DataError
 SPEAKER_INFO = "speaker_info.json"
 MEDOID_CONDITION = "medoid_condition.npy"
 MEDOID_INFO = "medoid_info.json"
+MEDOID_EMOTION = "medoid_emotion.npy"
+MEDOID_EMOTION_INFO = "medoid_emotion.json"
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,11 @@ class SpeakerInfo:
 
     ``base`` is the ``CheckpointFolder.identity()`` of the checkpoint the data was extracted with
     (None for extractions older than that field); ``special_tokens`` lists the ``<name>`` tokens
-    of the speaker's transcripts that the base ``bpe.model`` lacks.
+    of the speaker's transcripts that the base ``bpe.model`` lacks. ``family`` is the version of the
+    IndexTTS-2 / 2.5 folder the data comes from (None: generation 1, whose entries do not name it),
+    ``code_kind`` what its codes are ("mel" DVAE codes or "semantic" codes), ``medoid_emotion`` the
+    speaker's medoid emotion vector (generation 2 with conditions), ``audio_rates`` the rate each
+    part read the audio at; training refuses data whose family is not its base's.
     """
 
     speaker: str
@@ -41,6 +47,10 @@ class SpeakerInfo:
     medoid_condition: Path | None
     base: dict | None = None
     special_tokens: tuple[str, ...] = ()
+    family: str | None = None
+    code_kind: str = "mel"
+    medoid_emotion: Path | None = None
+    audio_rates: dict | None = None
 
 
 SPEAKER_INFO_FIELDS = ("speaker", "avg_duration", "sample_num", "total_duration_in_seconds",
@@ -87,6 +97,8 @@ def read_speaker_info(path: str | Path) -> list[SpeakerInfo]:
             valid_jsonl=resolve_path(entry["valid_jsonl"], base),
             medoid_condition=resolve_path(entry["medoid_condition"], base),
             base=entry.get("base"), special_tokens=tuple(entry.get("special_tokens", ())),
+            family=entry.get("family"), code_kind=entry.get("code_kind", "mel"),
+            medoid_emotion=resolve_path(entry.get("medoid_emotion"), base), audio_rates=entry.get("audio_rates"),
         ))
     return infos
 

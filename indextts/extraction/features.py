@@ -1,14 +1,19 @@
-"""Feature computation: parallel audio decoding, length-sorted batches, DVAE codes and conditions.
+"""Feature computation: parallel audio decoding, length-sorted batches, codes and conditions.
 
-DataLoader workers read, resample and tokenise utterances and compute their log-mels on the CPU
-(each unpadded, so a mel never depends on its batch); the main process pads a batch of mels for
-the DVAE and the conditioning encoder, which both mask padding so every row equals its clip alone.
-A transcript or audio file that cannot be used becomes a skip reason here, never an exception.
+DataLoader workers read, resample (once, from the file's rate to the rate the models need) and
+tokenise utterances and compute each clip's model input on the CPU (generation 1: its log-mel;
+generation 2: the 16 kHz waveform itself), unpadded, so an input never depends on its batch. The
+main process pads a batch of inputs for the code model and the conditioning encoder, which both
+mask padding so every row equals its clip alone. ``CheckedCodes`` holds the half-precision rule
+both generations share; ``FeatureModels`` is generation 1's (DVAE) and
+``indextts.extraction.semantic_features`` generation 2's. A transcript or audio file that cannot be
+used becomes a skip reason here, never an exception.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,23 +41,75 @@ class Limits:
 
 
 @dataclass
-class DecodedUtterance:
-    """A worker's result for one utterance: its log-mel (n_mels, F), or why it is skipped.
+class TextCount:
+    """What the GPT will see of a transcript: its token count, the new ``<name>`` tokens (counted as
+    one each, as training will add them) and, for IndexTTS-2.5, its language code and id."""
 
-    ``special_tokens`` lists the ``<name>`` tokens of the transcript that the base ``bpe.model``
-    lacks (counted as one token each, as training will add them).
-    """
+    num_tokens: int
+    special_tokens: list[str] = field(default_factory=list)
+    language: str | None = None
+    language_id: int | None = None
+
+
+class BpeTextCounter:
+    """Counts tokens with a SentencePiece ``TextTokenizer`` (IndexTTS 1.x and 2), made by ``load``."""
+
+    def __init__(self, load: Callable[[], object]):
+        self._load = load
+        self._tokenizers: dict[tuple[str, ...], object] = {}
+
+    def __getstate__(self) -> dict:
+        # Workers started with "spawn" build their own tokenizer; "fork" workers inherit a loaded one.
+        return dict(self.__dict__, _tokenizers={})
+
+    def load(self):
+        """The base tokenizer (loaded now, before workers fork, so each need not load it again)."""
+        if () not in self._tokenizers:
+            self._tokenizers[()] = self._load()
+        return self._tokenizers[()]
+
+    def count(self, text: str) -> TextCount:
+        """Token count of ``text``; raises TextError when it cannot be tokenised."""
+        base = self.load()
+        special = [t for t in base.special_tokens_in(text) if t not in base.special_tokens]
+        key = tuple(special)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = base.with_special_tokens(key)
+        return TextCount(len(self._tokenizers[key].encode(text)), special)
+
+
+class MelInput:
+    """Generation 1's model input: the log-mel (n_mels, F) of the clip at the model's rate."""
+
+    def __init__(self, mel: MelSpectrogramFeatures):
+        self.mel = mel
+
+    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.mel(audio)[0]
+
+
+@dataclass
+class DecodedUtterance:
+    """A worker's result for one utterance: its model input (log-mel (n_mels, F) or waveform (S,)),
+    or why it is skipped; ``text`` is its ``TextCount``."""
 
     index: int
-    mel: torch.Tensor | None = None
+    model_input: torch.Tensor | None = None
     duration: float = 0.0
-    num_text_tokens: int = 0
-    special_tokens: list[str] = field(default_factory=list)
+    text: TextCount = field(default_factory=lambda: TextCount(0))
     skip_reason: str | None = None
     skip_detail: str = ""
 
+    @property
+    def num_text_tokens(self) -> int:
+        return self.text.num_tokens
+
+    @property
+    def special_tokens(self) -> list[str]:
+        return self.text.special_tokens
+
     def skip(self, reason: str, detail: str) -> "DecodedUtterance":
-        self.skip_reason, self.skip_detail, self.mel = reason, detail, None
+        self.skip_reason, self.skip_detail, self.model_input = reason, detail, None
         return self
 
 
@@ -78,43 +135,27 @@ def plan_batches(utterances: list[Utterance], batch_size: int, first_index: int 
 
 
 class UtteranceDataset(Dataset):
-    """Decodes utterance ``i`` into a ``DecodedUtterance`` (runs inside DataLoader workers)."""
+    """Decodes utterance ``i`` into a ``DecodedUtterance`` (runs inside DataLoader workers).
 
-    def __init__(self, utterances: list[Utterance], mel: MelSpectrogramFeatures, sample_rate: int,
-                 bpe_path: Path, limits: Limits):
+    ``model_input`` turns the mono waveform at ``sample_rate`` into the clip's model input;
+    ``text_counter`` (``BpeTextCounter`` or the IndexTTS-2.5 counter) counts its transcript.
+    """
+
+    def __init__(self, utterances: list[Utterance], model_input: Callable[[torch.Tensor], torch.Tensor],
+                 sample_rate: int, text_counter, limits: Limits):
         self.utterances = utterances
-        self.mel = mel
+        self.model_input = model_input
         self.sample_rate = sample_rate
-        self.bpe_path = bpe_path
+        self.text_counter = text_counter
         self.limits = limits
-        self._tokenizers: dict[tuple[str, ...], object] = {}
 
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def __getstate__(self) -> dict:
-        # Workers started with "spawn" build their own tokenizer; "fork" workers inherit a loaded one.
-        return dict(self.__dict__, _tokenizers={})
-
-    def load_tokenizer(self):
-        """The base text tokenizer (loaded now, before workers fork, so each need not load it again)."""
-        if () not in self._tokenizers:
-            from indextts.text import TextTokenizer
-
-            self._tokenizers[()] = TextTokenizer(self.bpe_path)
-        return self._tokenizers[()]
-
-    def _tokenizer_with(self, new_tokens: tuple[str, ...]):
-        if new_tokens not in self._tokenizers:
-            self._tokenizers[new_tokens] = self.load_tokenizer().with_special_tokens(new_tokens)
-        return self._tokenizers[new_tokens]
-
     def _read_text(self, text: str, result: DecodedUtterance) -> DecodedUtterance:
         """Count the transcript's tokens (new special tokens included), or mark it unusable."""
-        base = self.load_tokenizer()
-        result.special_tokens = [t for t in base.special_tokens_in(text) if t not in base.special_tokens]
         try:
-            result.num_text_tokens = len(self._tokenizer_with(tuple(result.special_tokens)).encode(text))
+            result.text = self.text_counter.count(text)
         except TextError as error:
             return result.skip(SkipReason.UNSPEAKABLE_TRANSCRIPT, str(error))
         if result.num_text_tokens == 0:
@@ -139,9 +180,9 @@ class UtteranceDataset(Dataset):
             return result.skip(SkipReason.SILENT_AUDIO,
                                f"peak level {peak_dbfs(audio):.1f} dBFS < {SILENCE_PEAK_DBFS} dBFS")
         try:
-            result.mel = self.mel(audio)[0]
-        except RuntimeError as error:  # e.g. fewer samples than the STFT's reflect padding needs
-            return result.skip(SkipReason.UNREADABLE_AUDIO, f"no log-mel could be computed: {error}")
+            result.model_input = self.model_input(audio)
+        except (RuntimeError, AudioError) as error:  # e.g. fewer samples than the STFT's reflect padding needs
+            return result.skip(SkipReason.UNREADABLE_AUDIO, f"no model input could be computed: {error}")
         return result
 
     def __getitem__(self, index: int) -> DecodedUtterance:
@@ -155,56 +196,57 @@ def collate_decoded(items: list[DecodedUtterance]) -> list[DecodedUtterance]:
 
 
 def pad_mels(mels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad mels (n_mels, F_i) into (B, n_mels, F_max) with their lengths (B,)."""
+    """Zero-pad inputs along their last axis: mels (n_mels, F_i) into (B, n_mels, F_max), waveforms
+    (S_i,) into (B, S_max); with their lengths (B,)."""
     lengths = torch.tensor([m.shape[-1] for m in mels], dtype=torch.long)
-    batch = mels[0].new_zeros(len(mels), mels[0].shape[0], int(lengths.max()))
+    batch = mels[0].new_zeros(len(mels), *mels[0].shape[:-1], int(lengths.max()))
     for row, mel in enumerate(mels):
-        batch[row, :, :mel.shape[-1]] = mel
+        batch[row, ..., :mel.shape[-1]] = mel
     return batch, lengths
 
 
 @dataclass
 class BatchFeatures:
-    """One batch's results: codes int32 (N_i,) and conditions float32 (32, D) per utterance."""
+    """One batch's results per utterance: codes int32 (N_i,), conditions float32 (S, D) (32 latents, or
+    2.5's one CAMPPlus row) and, for generation 2, emotion vectors float32 (D,)."""
 
     codes: list[np.ndarray]
     conditions: list[np.ndarray] | None
     codes_precision: str
+    emotions: list[np.ndarray] | None = None
 
 
-class FeatureModels:
-    """The DVAE and (optionally) the conditioning encoder on one device.
+def host_arrays(tensors) -> list[np.ndarray]:
+    """float32 numpy copies of tensors (one host transfer each, after the batch is done)."""
+    return [np.ascontiguousarray(t.float().cpu().numpy(), dtype=np.float32) for t in tensors]
 
-    Codes come from one padded batch: the DVAE masks padding, so each row equals its unpadded codes
-    exactly. ``precision`` bf16/fp16 (CUDA) runs the DVAE under autocast and checks every batch
-    against fp32: a batch with any differing code keeps its fp32 codes instead (counted in
+
+class CheckedCodes:
+    """The half-precision rule for a code model (each generation's feature models build on it).
+
+    Codes come from one padded batch: the code model masks padding, so each row equals its unpadded
+    codes exactly. ``precision`` bf16/fp16 (CUDA) runs the code model under autocast and checks every
+    batch against fp32: a batch with any differing code keeps its fp32 codes instead (counted in
     ``fallback_batches``), so the codes written always equal fp32 codes. With ``check_batches=N``
     only the first N batches pay for the second (fp32) pass: when they all agree, later batches run
     once in ``precision`` unchecked (``unchecked_batches``); after a disagreement every later batch
     runs once in fp32. Faster, but the equality with fp32 is then sampled, not guaranteed.
-
-    Conditions are always computed in fp32. ``batch_conditions`` runs the conditioning encoder on
-    the padded batch (its conformer zeroes padding, so each row equals the clip alone up to float
-    summation order, ~1e-6); otherwise one clip at a time, whose bytes do not depend on the batch
-    size (the CPU default, so runs with different ``--batch_size`` write identical files).
+    Subclasses give ``code_lengths`` (input lengths -> code counts) and ``_codes`` ((B, T) codes).
     """
 
-    def __init__(self, dvae, gpt, device: torch.device, precision: str = "fp32", batch_conditions: bool = False,
-                 check_batches: int | None = None):
-        self.dvae, self.gpt, self.device = dvae, gpt, device
+    def __init__(self, device: torch.device, precision: str = "fp32", check_batches: int | None = None):
+        self.device = device
         self.precision = precision
-        self.batch_conditions = batch_conditions
         self.check_batches = check_batches
         self.batches = 0
         self.fallback_batches = 0
         self.unchecked_batches = 0
 
-    def code_lengths(self, mel_lengths: torch.Tensor) -> torch.Tensor:
-        return self.dvae.code_lengths(mel_lengths)
+    def code_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
-    def _codes(self, mel: torch.Tensor, lengths: torch.Tensor, precision: str) -> torch.Tensor:
-        with torch.inference_mode(), autocast(self.device, precision):
-            return self.dvae.get_codebook_indices(mel, lengths)
+    def _codes(self, batch: torch.Tensor, lengths: torch.Tensor, precision: str) -> torch.Tensor:
+        raise NotImplementedError
 
     def _checked_codes(self, batch: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, str]:
         """Codes (B, T_max) in ``precision`` when they equal fp32 codes on every valid position, else fp32."""
@@ -225,6 +267,37 @@ class FeatureModels:
         logger.debug("%s codes differ from fp32 codes in batch %d; keeping fp32 codes.", self.precision, self.batches)
         return reference, "fp32"
 
+    def code_rows(self, inputs: list[torch.Tensor]) -> tuple[list[np.ndarray], str]:
+        """Each input's codes int32 (N_i,) from one padded batch, and the precision they were kept in."""
+        batch, lengths = pad_mels(inputs)
+        codes, precision = self._checked_codes(batch.to(self.device), lengths.to(self.device))
+        codes = codes.cpu().numpy()
+        return [codes[row, :n].astype(np.int32) for row, n in enumerate(self.code_lengths(lengths).tolist())], precision
+
+
+class FeatureModels(CheckedCodes):
+    """Generation 1: the DVAE and (optionally) the conditioning encoder on one device.
+
+    Codes follow ``CheckedCodes``. Conditions are always computed in fp32. ``batch_conditions`` runs
+    the conditioning encoder on the padded batch (its conformer zeroes padding, so each row equals the
+    clip alone up to float summation order, ~1e-6); otherwise one clip at a time, whose bytes do not
+    depend on the batch size (the CPU default, so runs with different ``--batch_size`` write identical
+    files).
+    """
+
+    def __init__(self, dvae, gpt, device: torch.device, precision: str = "fp32", batch_conditions: bool = False,
+                 check_batches: int | None = None):
+        super().__init__(device, precision, check_batches)
+        self.dvae, self.gpt = dvae, gpt
+        self.batch_conditions = batch_conditions
+
+    def code_lengths(self, mel_lengths: torch.Tensor) -> torch.Tensor:
+        return self.dvae.code_lengths(mel_lengths)
+
+    def _codes(self, mel: torch.Tensor, lengths: torch.Tensor, precision: str) -> torch.Tensor:
+        with torch.inference_mode(), autocast(self.device, precision):
+            return self.dvae.get_codebook_indices(mel, lengths)
+
     def _conditions(self, mels: list[torch.Tensor]) -> list[np.ndarray]:
         with torch.inference_mode():
             if self.batch_conditions:
@@ -233,12 +306,9 @@ class FeatureModels:
             else:
                 conditions = [self.gpt.get_conditioning(m.to(self.device)[None], torch.tensor([m.shape[-1]],
                               device=self.device))[0] for m in mels]
-            return [np.ascontiguousarray(c.float().cpu().numpy(), dtype=np.float32) for c in conditions]
+            return host_arrays(conditions)
 
     def __call__(self, mels: list[torch.Tensor]) -> BatchFeatures:
         """Codes and (with a GPT) conditions for each mel (n_mels, F_i)."""
-        batch, lengths = pad_mels(mels)
-        codes, precision = self._checked_codes(batch.to(self.device), lengths.to(self.device))
-        codes = codes.cpu().numpy()
-        rows = [codes[row, :n].astype(np.int32) for row, n in enumerate(self.code_lengths(lengths).tolist())]
+        rows, precision = self.code_rows(mels)
         return BatchFeatures(rows, None if self.gpt is None else self._conditions(mels), precision)

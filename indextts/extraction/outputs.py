@@ -19,6 +19,7 @@ from indextts.atomic_files import write_json_atomic
 
 CODES_DIR = "codes"
 CONDITIONS_DIR = "conditions"
+EMOTIONS_DIR = "emotions"
 PROGRESS_DIR = ".extraction"
 SKIPPED = "skipped.jsonl"
 
@@ -40,6 +41,9 @@ class SpeakerPaths:
     def condition(self, uid: str) -> Path:
         return self.folder / CONDITIONS_DIR / f"{uid}.npy"
 
+    def emotion(self, uid: str) -> Path:
+        return self.folder / EMOTIONS_DIR / f"{uid}.npy"
+
     def record(self, uid: str) -> Path:
         return self.folder / PROGRESS_DIR / f"{uid}.json"
 
@@ -49,12 +53,18 @@ def write_record(path: Path, record: dict) -> None:
     write_json_atomic(path, record, sync=False)
 
 
+def _holds_floats(path: Path, shape: tuple[int, ...]) -> bool:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    return array.dtype == np.float32 and array.shape == tuple(shape)
+
+
 def read_valid_record(paths: SpeakerPaths, uid: str, fingerprint: str,
-                      condition_shape: tuple[int, int] | None) -> dict | None:
+                      condition_shape: tuple[int, int] | None, emotion_dim: int | None = None) -> dict | None:
     """The utterance's progress record when it proves the utterance finished for these inputs, else None.
 
     A "done" record needs its codes (int32 (N,)) and, when ``condition_shape`` (latents, D) is
-    given, its condition (float32 of that shape) to load; a "skipped" record needs nothing else.
+    given, its condition (float32 of that shape) to load, and when ``emotion_dim`` is given its
+    emotion vector (float32 (D,)); a "skipped" record needs nothing else.
     """
     try:
         record = json.loads(paths.record(uid).read_text(encoding="utf-8"))
@@ -70,10 +80,10 @@ def read_valid_record(paths: SpeakerPaths, uid: str, fingerprint: str,
         codes = np.load(paths.codes(uid), mmap_mode="r", allow_pickle=False)
         if codes.dtype != np.int32 or codes.shape != (record["num_codes"],):
             return None
-        if condition_shape is not None:
-            condition = np.load(paths.condition(uid), mmap_mode="r", allow_pickle=False)
-            if condition.dtype != np.float32 or condition.shape != tuple(condition_shape):
-                return None
+        if condition_shape is not None and not _holds_floats(paths.condition(uid), condition_shape):
+            return None
+        if emotion_dim is not None and not _holds_floats(paths.emotion(uid), (emotion_dim,)):
+            return None
     except (OSError, ValueError, KeyError):
         return None
     return record

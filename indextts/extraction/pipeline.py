@@ -21,16 +21,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from indextts.atomic_files import write_npy_atomic
-from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder.folder import CheckpointFolder
-from indextts.checkpoint_folder.layout import CONFIG_FILENAME, DEFAULT_MODEL_DIR
+from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.contracts import speaker_info
 from indextts.contracts.paths import check_output_dir
-from indextts.errors import CheckpointError, DataError
+from indextts.errors import DataError
 from indextts.fingerprints import file_stamp, hash_json
 from indextts.extraction import outputs
 from indextts.contracts.audio_list import SkipReason, SpeakerList, Utterance, parse_audio_lists
-from indextts.extraction.features import DecodedUtterance, FeatureModels, Limits, UtteranceDataset, collate_decoded, plan_batches
+from indextts.extraction.features import BatchFeatures, DecodedUtterance, Limits, UtteranceDataset, collate_decoded, plan_batches
+from indextts.extraction.generations import check_output_family, extraction_family
 from indextts.extraction.speaker_files import SECONDS_PER_HOUR, SpeakerAssembler, SpeakerSettings, SpeakerSummary
 from indextts.extraction.speaker_stats import DISTANCE_METRICS
 from indextts.runtime import PRECISIONS, DistributedContext, init_distributed, resolve_precision
@@ -133,13 +133,14 @@ class _Run:
         self.lists = speaker_lists
         self.root = Path(options.output_dir).expanduser().resolve()
         self.folder = CheckpointFolder(options.model_dir)
-        self.folder.require_generation_1("extraction")
-        self.condition_shape = ((self.folder.condition_latents, int(self.folder.cfg.gpt.model_dim))
-                                if options.extract_condition else None)
+        self.family = extraction_family(self.folder)
+        check_output_family(self.root, self.family)
+        self.condition_shape = self.family.condition_shape() if options.extract_condition else None
+        self.emotion_dim = self.family.emotion_dim if options.extract_condition else None
         self.utterances: list[Utterance] = [u for s in speaker_lists for u in s.utterances]
         self.offsets = np.cumsum([0] + [len(s.utterances) for s in speaker_lists]).tolist()
         self.speaker_paths = {s.speaker: outputs.SpeakerPaths(self.root, s.speaker) for s in speaker_lists}
-        model_files = [file_stamp(p) for p in self._required_files()]
+        model_files = [file_stamp(p) for p in self.family.required_files(options.extract_condition)]
         self.fingerprints = [
             hash_json(file_stamp(u.audio), u.text, model_files,
                                       options.extract_condition, options.min_duration, options.max_duration)
@@ -149,22 +150,10 @@ class _Run:
         self.batches = 0
         self.fallback_batches = 0
 
-    def _required_files(self) -> list[Path]:
-        paths = self.folder.paths
-        files = [self.folder.config_file, paths.dvae, paths.bpe] + ([paths.gpt] if self.options.extract_condition else [])
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise CheckpointError(
-                f"The checkpoint folder {self.folder.root} lacks {', '.join(missing)}. Extraction needs "
-                f"{CONFIG_FILENAME}, dvae.pth, bpe.model and (with --extract_condition) gpt.pth: download the "
-                "IndexTTS release files into it or pass --model_dir."
-            )
-        return files
-
     def finished(self, index: int) -> dict | None:
         utterance = self.utterances[index]
         return outputs.read_valid_record(self.speaker_paths[utterance.speaker], utterance.uid,
-                                         self.fingerprints[index], self.condition_shape)
+                                         self.fingerprints[index], self.condition_shape, self.emotion_dim)
 
     def plan(self) -> list[list[int]]:
         """This rank's batches that hold at least one unfinished utterance."""
@@ -180,18 +169,22 @@ class _Run:
             "status": "skipped", "fingerprint": self.fingerprints[index], "reason": reason, "detail": detail,
         })
 
-    def _write_done(self, item: DecodedUtterance, codes: np.ndarray, condition: np.ndarray | None,
-                    precision: str, batch_key: str | None) -> None:
+    def _write_done(self, item: DecodedUtterance, features: BatchFeatures, row: int, batch_key: str | None) -> None:
         utterance = self.utterances[item.index]
         paths = self.speaker_paths[utterance.speaker]
+        codes = features.codes[row]
         write_npy_atomic(paths.codes(utterance.uid), codes)
-        if condition is not None:
-            write_npy_atomic(paths.condition(utterance.uid), condition)
+        if features.conditions is not None:
+            write_npy_atomic(paths.condition(utterance.uid), features.conditions[row])
+        if features.emotions is not None:
+            write_npy_atomic(paths.emotion(utterance.uid), features.emotions[row])
         record = {
             "status": "done", "fingerprint": self.fingerprints[item.index], "duration": item.duration,
             "num_codes": int(codes.shape[0]), "num_text_tokens": item.num_text_tokens,
-            "special_tokens": item.special_tokens, "codes_precision": precision,
+            "special_tokens": item.special_tokens, "codes_precision": features.codes_precision,
         }
+        if item.text.language is not None:
+            record.update(language=item.text.language, language_id=item.text.language_id)
         outputs.write_record(paths.record(utterance.uid), record if batch_key is None else {**record, "codes_batch": batch_key})
 
     def _precision(self) -> str:
@@ -202,24 +195,21 @@ class _Run:
             precision = "fp32"
         return precision
 
-    def _load_models(self) -> FeatureModels:
+    def _load_models(self):
         device = self.context.device
-        dvae = self.folder.load_dvae(device)
-        gpt = self.folder.load_gpt(device) if self.options.extract_condition else None
         batching = self.options.condition_batching
         batched = batching == "batched" or (batching == "auto" and device.type == "cuda")
-        return FeatureModels(dvae, gpt, device, self.precision, batch_conditions=batched,
-                             check_batches=self.options.precision_check_batches)
+        return self.family.load_models(device, self.options.extract_condition, precision=self.precision,
+                                       batch_conditions=batched, check_batches=self.options.precision_check_batches)
 
     def _dataset(self) -> UtteranceDataset:
         cfg = self.folder.cfg
-        dataset = UtteranceDataset(
-            self.utterances, MelSpectrogramFeatures.from_config(cfg.dataset.mel), self.folder.sample_rate,
-            self.folder.paths.bpe,
+        text_counter = self.family.text_counter()
+        text_counter.load()
+        return UtteranceDataset(
+            self.utterances, self.family.model_input(), self.family.sample_rate, text_counter,
             Limits(self.options.min_duration, self.options.max_duration, int(cfg.gpt.max_text_tokens)),
         )
-        dataset.load_tokenizer()
-        return dataset
 
     def compute(self, batches: list[list[int]]) -> int:
         """Decode and run the models over ``batches``, writing each utterance's outputs; returns the count."""
@@ -238,12 +228,12 @@ class _Run:
         self.batches, self.fallback_batches = models.batches, models.fallback_batches
         return total
 
-    def _process_batch(self, decoded: list[DecodedUtterance], models: FeatureModels) -> float:
+    def _process_batch(self, decoded: list[DecodedUtterance], models) -> float:
         """Record skips, run the models on the usable utterances, write outputs; returns their seconds."""
         max_codes = int(self.folder.cfg.gpt.max_mel_tokens)
-        mel_lengths = torch.tensor([0 if item.mel is None else item.mel.shape[-1] for item in decoded])
+        input_lengths = torch.tensor([0 if item.model_input is None else item.model_input.shape[-1] for item in decoded])
         usable = []
-        for item, num_codes in zip(decoded, models.code_lengths(mel_lengths).tolist()):
+        for item, num_codes in zip(decoded, models.code_lengths(input_lengths).tolist()):
             if item.skip_reason is not None:
                 self._write_skip(item.index, item.skip_reason, item.skip_detail)
             elif num_codes > max_codes:
@@ -254,12 +244,11 @@ class _Run:
                 usable.append(item)
         if not usable:
             return 0.0
-        features = models([item.mel for item in usable])
+        features = models([item.model_input for item in usable])
         # Half precision names the batch in each record, so fallback batches can be counted per speaker.
         batch_key = None if self.precision == "fp32" else self.utterances[usable[0].index].uid
         for row, item in enumerate(usable):
-            condition = None if features.conditions is None else features.conditions[row]
-            self._write_done(item, features.codes[row], condition, features.codes_precision, batch_key)
+            self._write_done(item, features, row, batch_key)
         return sum(item.duration for item in usable)
 
     def records(self, speaker_list: SpeakerList, offset: int) -> list[dict]:
@@ -298,7 +287,8 @@ def _finish(run: _Run, computed: int, started: float) -> ExtractionSummary:
     info_path = run.root / speaker_info.SPEAKER_INFO
     previous = {entry["speaker"] for entry in speaker_info.read_speaker_entries(info_path)}
     settings = SpeakerSettings(run.root, run.options.valid_ratio, run.options.seed, run.options.distance_metric,
-                               run.condition_shape is not None, run.base_identity(), run.precision)
+                               run.condition_shape is not None, run.base_identity(), run.precision,
+                               run.emotion_dim is not None, run.family.speaker_fields())
     assembler = SpeakerAssembler(settings, previous)
     results = [assembler.assemble(s, run.records(s, offset)) for s, offset in zip(run.lists, run.offsets)]
     speaker_info.merge_speaker_info(info_path, {summary.speaker: entry for summary, entry in results if entry is not None})

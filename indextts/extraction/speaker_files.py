@@ -51,19 +51,33 @@ class SpeakerSettings:
     with_conditions: bool
     base: dict
     precision: str = "fp32"
+    with_emotions: bool = False
+    family_fields: dict = field(default_factory=dict)
+    """Generation 2: ``family``, ``code_kind`` and ``audio_rates`` for the speaker entry (``code_kind``
+    also in each manifest row); empty for generation 1, whose files keep their 1.5 form."""
 
 
-def manifest_row(utterance: Utterance, record: dict, paths: outputs.SpeakerPaths, with_conditions: bool) -> dict:
-    """One metadata*.jsonl row; paths relative to the speaker folder, the transcript verbatim."""
+def manifest_row(utterance: Utterance, record: dict, paths: outputs.SpeakerPaths, settings: SpeakerSettings) -> dict:
+    """One metadata*.jsonl row; paths relative to the speaker folder, the transcript verbatim.
+
+    Generation 2 adds ``code_kind`` and the ``emotion`` vector's path; 2.5 the ``language`` and
+    ``language_id`` of the transcript.
+    """
     folder = paths.folder
-    return {
+    row = {
         "uid": utterance.uid, "speaker": utterance.speaker,
         "audio": relative_path(utterance.audio, folder), "text": utterance.text,
         "codes": relative_path(paths.codes(utterance.uid), folder),
-        "condition": relative_path(paths.condition(utterance.uid), folder) if with_conditions else None,
+        "condition": relative_path(paths.condition(utterance.uid), folder) if settings.with_conditions else None,
         "duration": record["duration"], "num_codes": record["num_codes"],
         "num_text_tokens": record["num_text_tokens"], "special_tokens": record.get("special_tokens", []),
     }
+    if settings.family_fields:
+        row["code_kind"] = settings.family_fields["code_kind"]
+        row["emotion"] = relative_path(paths.emotion(utterance.uid), folder) if settings.with_emotions else None
+    if "language" in record:
+        row.update(language=record["language"], language_id=record["language_id"])
+    return row
 
 
 def _failure_message(speaker_list: SpeakerList, skipped: list[SkippedLine], kept_previous: bool) -> str:
@@ -94,7 +108,7 @@ class SpeakerAssembler:
                 skipped.append(SkippedLine(utterance.list_path, utterance.line_number, utterance.line,
                                            record["reason"], record["detail"], str(utterance.audio), utterance.text))
             else:
-                rows.append(manifest_row(utterance, record, paths, self.settings.with_conditions))
+                rows.append(manifest_row(utterance, record, paths, self.settings))
         skipped.sort(key=lambda s: s.line_number)
         summary.skipped.update(s.reason for s in skipped)
         if not rows:
@@ -125,6 +139,7 @@ class SpeakerAssembler:
         summary.kept = len(rows)
         summary.total_seconds = float(sum(row["duration"] for row in rows))
         medoid_path = self._write_medoid(paths, rows) if settings.with_conditions else None
+        emotion_path = self._write_medoid_emotion(paths, rows) if settings.with_emotions else None
         done = [r for r in records if r["status"] == "done"]
         precisions = Counter(r.get("codes_precision", "fp32") for r in done)
         fallbacks = {r.get("codes_batch") for r in done if r.get("codes_precision", "fp32") == "fp32"}
@@ -142,7 +157,21 @@ class SpeakerAssembler:
             "special_tokens": sorted({t for row in rows for t in row["special_tokens"]}),
             "codes_precision": dict(sorted(precisions.items())),
             "half_precision_fallback_batches": len(fallbacks) if settings.precision != "fp32" else 0,
+            **settings.family_fields,
+            **({"medoid_emotion": relative_path(emotion_path, settings.root)} if emotion_path is not None else {}),
         }
+
+    def _write_medoid_emotion(self, paths: outputs.SpeakerPaths, rows: list[dict]) -> Path:
+        """The speaker's medoid emotion vector (D,) among its utterances' (its own ``medoid_emotion.json``)."""
+        emotions = np.stack([np.load(paths.emotion(row["uid"]), allow_pickle=False) for row in rows])
+        medoid = find_medoid(emotions, self.settings.distance_metric)
+        path = paths.folder / speaker_info.MEDOID_EMOTION
+        write_npy_atomic(path, emotions[medoid.index])
+        write_json_atomic(paths.folder / speaker_info.MEDOID_EMOTION_INFO, {
+            "uid": rows[medoid.index]["uid"], "emotion": rows[medoid.index]["emotion"], "metric": medoid.metric,
+            **medoid.stats(),
+        })
+        return path
 
     def _write_medoid(self, paths: outputs.SpeakerPaths, rows: list[dict]) -> Path:
         conditions = np.stack([np.load(paths.condition(row["uid"]), allow_pickle=False) for row in rows])

@@ -58,6 +58,24 @@ LOWER_CASED_LANGUAGES = ("ja", "zh", "zhen", "en")
 _PUNCTUATION = re.compile("|".join(re.escape(k) for k in sorted(PUNCTUATION_MAP, key=len, reverse=True)))
 
 
+HANGUL = re.compile(r"[\uAC00-\uD7AF\u1100-\u11FF\u3130-\u318F]")
+SCRIPT_LANGUAGES = ((KANA, "ja"), (HANGUL, "ko"), (HANZI, "zh"))
+"""Scripts that name a language, in the order they are looked for (kana before Han: Japanese uses both)."""
+DEFAULT_LANGUAGE = "en"
+
+
+def detect_language(text: str) -> str:
+    """The language code of a transcript from its script: kana -> ja, Hangul -> ko, Han -> zh, else en.
+
+    The 2.5 reference takes the language from its caller (``--lang``, default ZH) and detects
+    nothing; extraction has no language column in its audio lists, so it reads the script instead.
+    """
+    for pattern, language in SCRIPT_LANGUAGES:
+        if pattern.search(text):
+            return language
+    return DEFAULT_LANGUAGE
+
+
 def language_id(lang: str) -> int:
     """The reference's ``lang_to_token``: the code's position in ``LANGUAGE_CODES`` (else ``common``)."""
     lang = lang.lower()
@@ -160,6 +178,11 @@ def prepare_text(text: str, lang: str, normalizer: TextNormalizerV2) -> str:
     return SPECIAL_MARK.sub(lambda m: f"<|{m.group(1).upper()}|>", text)
 
 
+def encode_prepared(tokenizer: Tokenizer25, prepared: str, lang: str) -> list[int]:
+    """Token ids of ``<|lang|> `` + a text already through ``prepare_text``."""
+    return tokenizer.encode(f"<|{lang.lower()}|> " + prepared)
+
+
 def encode_text(tokenizer: Tokenizer25, text: str, lang: str, normalizer: TextNormalizerV2) -> tuple[list[int], int]:
     """Text of language ``lang`` -> (token ids of ``<|lang|> `` + the prepared text, language id)."""
-    return tokenizer.encode(f"<|{lang.lower()}|> " + prepare_text(text, lang, normalizer)), language_id(lang)
+    return encode_prepared(tokenizer, prepare_text(text, lang, normalizer), lang), language_id(lang)
