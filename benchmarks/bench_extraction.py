@@ -33,7 +33,7 @@ import torch
 
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.extraction import ExtractionOptions, run_extraction
-from indextts.extraction import pipeline
+from indextts.extraction import generations
 from indextts.extraction.features import FeatureModels
 from indextts.runtime import PRECISIONS, resolve_device
 from indextts.tiny import write_tiny_checkpoints
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
-    pipeline.FeatureModels = TimedFeatureModels  # the real extraction, with a clock after each batch
+    generations.FeatureModels = TimedFeatureModels  # the real extraction, with a clock after each batch
     with tempfile.TemporaryDirectory(prefix="bench_extraction_") as work:
         result = bench(args, Path(work))
     print(f"{result['size']:>4} {result['device']} {result['precision']} | {result['utterances']} utt, "
