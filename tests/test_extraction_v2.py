@@ -192,7 +192,10 @@ def test_half_precision_codes_equal_fp32_codes_and_conditions_stay_fp32(tiny_v2_
         np.testing.assert_array_equal(left, right)
 
 
+# The resume and sharding machinery is the same for both generation-2 families (and is checked for
+# 1.5 in test_extraction.py): the slow process tests run on IndexTTS-2 only, to keep `make test` short.
 @pytest.mark.slow
+@pytest.mark.parametrize("extracted", ["2"], indirect=True)
 def test_a_killed_run_resumes_to_the_uninterrupted_result(extracted):
     output = extracted["work"] / "killed"
     args = cli_args(extracted, output, batch_size=1)
@@ -203,6 +206,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(extracted):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("extracted", ["2"], indirect=True)
 def test_torchrun_two_cpu_ranks_equal_one_process(extracted):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")
