@@ -150,7 +150,8 @@ def side_figures(group: str, rows: list[tuple[float, float]]) -> dict:
 
 def speed_ratios(group: str, ours: list, reference: list) -> dict:
     """Per-round speed of ours over the reference's (> 1: ours faster)."""
-    ratios = [rate(group, *own) / rate(group, *ref) if UNIT[group] == "codes/s" else rate(group, *ref) / rate(group, *own)
+    higher_is_faster = UNIT[group] == "codes/s"
+    ratios = [rate(group, *own) / rate(group, *ref) if higher_is_faster else rate(group, *ref) / rate(group, *own)
               for own, ref in zip(ours, reference)]
     return spread(ratios, 3)
 
@@ -229,7 +230,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny size, tiny inputs, one round, ours only")
     parser.add_argument("--size", choices=("release", "tiny"), help="model size (default: release; tiny with --quick)")
-    parser.add_argument("--folder", type=Path, help="the random folder (made there once; default .cache/bench_v2_<size>)")
+    parser.add_argument("--folder", type=Path, help="the random folder (made there once; default .cache/bench_v2_SIZE)")
     parser.add_argument("--stages", nargs="+", choices=tuple(UNIT), default=list(UNIT), help="stage groups to time")
     parser.add_argument("--gpt_batch_sizes", nargs="+", type=int, default=[1], help="GPT rows (the reference: 1)")
     parser.add_argument("--vocoder_modes", nargs="+", choices=("exact", "fused"), help="our BigVGAN activation modes")

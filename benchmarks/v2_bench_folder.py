@@ -39,7 +39,8 @@ TINY_FEATURE_WIDTH = 16
 """The tiny folder's w2v-BERT width, used for every feature width that follows it."""
 TINY_GPT_LATENT = 32
 MARKER = "made.json"
-W2V_DIR, CODEC_FILE, BIGVGAN_DIR = "hf_cache/w2v-bert-2.0", "hf_cache/semantic_codec_model.safetensors", "hf_cache/bigvgan"
+W2V_DIR, BIGVGAN_DIR = "hf_cache/w2v-bert-2.0", "hf_cache/bigvgan"
+CODEC_FILE = "hf_cache/semantic_codec_model.safetensors"
 
 
 def folder_settings(size: str) -> tuple[dict, dict, dict]:

@@ -97,7 +97,8 @@ def s2mel(models, inputs: dict) -> tuple[float, torch.Tensor]:
     cond = regulator(target, ylens=target_frames, n_quantizers=3, f0=None)[0]
     mu = torch.cat([prompt, cond], dim=1)
     torch.manual_seed(NOISE_SEED)
-    mel = cfm.inference(mu, torch.LongTensor([mu.size(1)]), ref_mel, style, None, CFM_STEPS, inference_cfg_rate=CFG_RATE)
+    mel = cfm.inference(mu, torch.LongTensor([mu.size(1)]), ref_mel, style, None, CFM_STEPS,
+                        inference_cfg_rate=CFG_RATE)
     return int(target_frames) * 256 / 22050, mel[0, :, ref_mel.size(-1):]
 
 
