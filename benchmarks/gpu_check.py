@@ -15,7 +15,9 @@ Steps, in order of value, each bounded by its budget (``STEPS``) and by what is 
 5. bench_train.py: LoRA training tokens/s and MFU;
 6. bench_learning.py: the teacher-student learning check;
 7. bench_extraction.py: steady-state utterances/s;
-8. bench_train_e2e.py: 30 min x 10 epochs through train.py.
+8. bench_train_e2e.py: 30 min x 10 epochs through train.py;
+9. bench_v2_reference.py, this project only: IndexTTS-2 at release size with random weights, GPT greedy
+   codes/s at batch 1 and 16, S2Mel (25 steps) and BigVGAN v2 real-time factors.
 
 Every child runs in its own process session with its output streamed to the console and to
 ``OUT/steps/NN_name.log``; ``OUT/steps/NN_name.json`` and ``OUT/gpu_check.json``/``.md`` are written
@@ -59,6 +61,8 @@ class Step:
     """Seconds it is expected to take there (an estimate until a GPU run measures it)."""
     cpu_args: tuple[str, ...] = ()
     cuda_args: tuple[str, ...] = ()
+    release_size: str = "1.5"
+    """The script's ``--size`` for the check's ``--size 1.5`` (its release size)."""
 
 
 STEPS = (
@@ -70,10 +74,13 @@ STEPS = (
     Step("bench_extraction", 7, 40, 25, ("--utterances", "8", "--batch_size", "4", "--mean_seconds", "2",
                                       "--num_workers", "0"), ("--utterances", "1000", "--precision_check_batches", "2")),
     Step("bench_train_e2e", 8, 60, 45, ("--minutes", "1", "--epochs", "1")),
+    Step("bench_v2_reference", 9, 55, 45, ("--quick", "--no_reference"),
+         ("--no_reference", "--stages", "gpt", "s2mel", "vocoder", "--gpt_batch_sizes", "1", "16", "--repeats", "3"),
+         release_size="release"),
 )
 """The steps after the preflight, in order of value (the last is the one a short budget cuts)."""
 PARTS = {"all": [step.name for step in STEPS], "short": ["tests", "bench_infer", "bench_train"],
-         "long": ["bench_learning", "bench_extraction", "bench_train_e2e"]}
+         "long": ["bench_learning", "bench_extraction", "bench_train_e2e", "bench_v2_reference"]}
 PREFLIGHT_EXPECTED_S = 25
 """Imports and writing the shared 1.5-size random checkpoint folder (about 3 GB)."""
 CPU_BUDGET_SCALE = 4.0
@@ -110,7 +117,8 @@ def step_command(step: Step, args, files: Path, model_dir: Path | None, timeout:
     script = REPO_ROOT / "benchmarks" / f"{step.name}.py"
     if not script.is_file():
         return None
-    command = [sys.executable, str(script), "--device", args.device, "--size", args.size,
+    size = step.release_size if args.size == "1.5" else args.size
+    command = [sys.executable, str(script), "--device", args.device, "--size", size,
                "--json", str(files / f"{step.name}.result.json"),
                *(step.cpu_args if args.device == "cpu" else step.cuda_args)]
     source = script.read_text(encoding="utf-8")

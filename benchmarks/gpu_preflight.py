@@ -1,7 +1,8 @@
 """The preflight of ``benchmarks/gpu_check.py``: what must be installed and importable before any step.
 
 Every dependency of pyproject.toml in a fitting version, every module of ``indextts`` the steps
-import (a missing protobuf or an old peft shows here, not halfway through the check), pytest, and
+import and the benchmarks' own helper modules (a missing protobuf or an old peft shows here, not
+halfway through the check), pytest, and
 CUDA with ``--device cuda``. Names the versions of what it found.
 """
 
@@ -20,6 +21,8 @@ IMPORT_NAMES = {"pyyaml": "yaml"}
 OPTIONAL_PACKAGES = ("indextts.cli", "indextts.evaluation", "indextts.evaluation", "indextts.prepare", "indextts.serving",
                      "indextts.serving", "indextts.webui")
 """Modules behind optional extras (serving, web UI, evaluation, preparation): no step imports them."""
+BENCHMARK_MODULES = ("v2_bench_folder", "v2_bench_stages")
+"""Sibling modules of the benchmarks that the steps import (bench_v2_reference.py's folder and stages)."""
 NAMED_VERSIONS = ("transformers", "peft", "numpy", "sentencepiece", "protobuf", "omegaconf", "safetensors",
                   "soundfile", "soxr", "wetext", "pytest")
 WHEELS_HINT = (
@@ -110,7 +113,7 @@ def preflight(device: str) -> tuple[dict, list[str]]:
     problems = [problem for requirement in project_requirements() if (problem := requirement_problem(requirement))]
     if any(problem.startswith("torch:") for problem in problems):
         return {}, problems
-    problems += module_problems(["pytest", *step_modules()])
+    problems += module_problems(["pytest", *step_modules(), *BENCHMARK_MODULES])
     if problems:
         return versions(), problems
     facts, problems = device_problems(device)

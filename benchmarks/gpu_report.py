@@ -164,10 +164,22 @@ def _learning_lines(result: dict) -> list[str]:
     return ["| figure | value |", "|---|---|"] + [f"| {key} | {value} |" for key, value in figures.items()]
 
 
+def _v2_lines(result: dict) -> list[str]:
+    """bench_v2_reference.py: our medians per IndexTTS-2 stage (no target yet: the figures are recorded)."""
+    lines = [f"Release size {result.get('size')}, random weights, device {result.get('device')}, "
+             f"{result.get('repeats')} timed rounds; {result.get('note')}", "",
+             "| stage | figure | median | min | max |", "|---|---|---|---|---|"]
+    for stage, row in result.get("stages", {}).items():
+        figure = row["ours"][row["unit"]]
+        lines.append(f"| {stage} | {row['unit']} | {figure['median']} | {figure['min']} | {figure['max']} |")
+    return lines
+
+
 OTHER_STEPS = {"bench_train": ("Training (bench_train.py)", _train_lines),
                "bench_learning": ("Learning check (bench_learning.py)", _learning_lines),
                "bench_extraction": ("Extraction (bench_extraction.py)", _extraction_lines),
-               "bench_train_e2e": ("Training end to end (bench_train_e2e.py)", _train_e2e_lines)}
+               "bench_train_e2e": ("Training end to end (bench_train_e2e.py)", _train_e2e_lines),
+               "bench_v2_reference": ("IndexTTS-2 stages (bench_v2_reference.py)", _v2_lines)}
 
 
 def _other_lines(name: str, step: dict) -> list[str]:

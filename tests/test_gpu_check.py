@@ -45,9 +45,12 @@ def test_preflight_imports_every_module_the_steps_use_and_names_versions(monkeyp
             "indextts.bigvgan.models", "indextts.infer"} <= set(modules)
     assert not [name for name in modules if name.startswith(("indextts.webui", "indextts.serving"))]
     monkeypatch.setattr(gpu_preflight, "step_modules", lambda: ["indextts.text", "indextts.surely_missing_module"])
+    monkeypatch.setattr(gpu_preflight, "BENCHMARK_MODULES", ("v2_bench_stages", "surely_missing_bench_helper"))
     facts, problems = gpu_preflight.preflight("cpu")
     assert problems == ["`import indextts.surely_missing_module` fails: ModuleNotFoundError: "
-                        "No module named 'indextts.surely_missing_module'"]
+                        "No module named 'indextts.surely_missing_module'",
+                        "`import surely_missing_bench_helper` fails: ModuleNotFoundError: "
+                        "No module named 'surely_missing_bench_helper'"]
     assert facts["peft"] and facts["transformers"] and facts["protobuf"] and facts["torch"]
 
 
@@ -150,6 +153,30 @@ def test_killed_check_keeps_finished_steps_and_leaves_no_process(tmp_path, signu
             "interrupted by SIGTERM"
 
 
+def test_v2_step_runs_release_size_on_the_gpu_and_the_quick_smoke_on_the_cpu(tmp_path):
+    step = next(step for step in gpu_check.STEPS if step.name == "bench_v2_reference")
+    assert step.number == 9 and step.name in gpu_check.PARTS["long"]
+    cuda = gpu_check.parse_args(["--device", "cuda", "--size", "1.5"])
+    command = gpu_check.step_command(step, cuda, tmp_path, None, 60)
+    assert command[command.index("--size") + 1] == "release"
+    assert "--no_reference" in command and command[command.index("--gpt_batch_sizes") + 1:][:2] == ["1", "16"]
+    cpu = gpu_check.parse_args(["--device", "cpu", "--size", "tiny"])
+    command = gpu_check.step_command(step, cpu, tmp_path, None, 60)
+    assert command[command.index("--size") + 1] == "tiny" and "--quick" in command
+
+
+@pytest.mark.slow
+def test_v2_step_writes_its_figures_when_it_ends(tmp_path):
+    result = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--size", "tiny",
+                             "--out", str(tmp_path), "--only", "bench_v2_reference"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    record = json.loads((tmp_path / "steps" / "09_bench_v2_reference.json").read_text())
+    assert record["status"] == "ok"
+    assert set(record["result"]["stages"]) == {"semantic", "gpt_b1", "s2mel", "vocoder_exact"}
+    assert "## IndexTTS-2 stages (bench_v2_reference.py)" in (tmp_path / "gpu_check.md").read_text()
+
+
 def test_cuda_test_modules_are_found():
     assert "tests/test_cuda_decode.py" in gpu_check.cuda_test_files()
 
@@ -172,7 +199,11 @@ def _synthetic_report(device: str, size: str) -> dict:
     extraction = {"device": device, "size": size, "precision": "fp16", "batch_size": 64, "steady_utterances": 1000,
                   "steady_utterances_per_second": 120.0, "utterances_per_second": 80.0, "batches": 10,
                   "fallback_batches": 1, "precision_check_batches": 2, "model_loading_seconds": 4.0}
-    results = {"bench_infer": infer, "bench_train": train, "bench_train_e2e": e2e, "bench_extraction": extraction}
+    v2 = {"device": device, "size": "release" if size == "1.5" else size, "repeats": 3, "note": "short inputs",
+          "stages": {"gpt_b16": {"unit": "codes/s", "ours": {"codes/s": {"median": 900.0, "min": 850.0, "max": 950.0}}},
+                     "s2mel": {"unit": "RTF", "ours": {"RTF": {"median": 0.05, "min": 0.04, "max": 0.06}}}}}
+    results = {"bench_infer": infer, "bench_train": train, "bench_train_e2e": e2e, "bench_extraction": extraction,
+               "bench_v2_reference": v2}
     steps = {name: {"status": "ok", "result": result} for name, result in results.items()}
     return {"device": device, "size": size, "steps": steps}
 
@@ -189,6 +220,7 @@ def test_report_judges_every_target_on_the_target_machine():
     assert "| 30 min x 10 epochs, 400 steps, wall (s) | 28.5 | <= 30 s: met |" in table
     assert "| 120.0 | >= 100: met |" in table and "| first 2, 1 of 10 fell back |" in table
     assert "| weights loading (s), timed apart | 4.0 |" in table
+    assert "| gpt_b16 | codes/s | 900.0 | 850.0 | 950.0 |" in table and "| s2mel | RTF | 0.05 | 0.04 | 0.06 |" in table
 
 
 def test_report_does_not_judge_a_cpu_or_tiny_run_against_the_h100_targets():
