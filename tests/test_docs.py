@@ -9,7 +9,6 @@ in a fresh namespace, in a temporary working folder (files it writes, e.g. out.w
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from helpers import REPO_ROOT, train_tiny_eval_run, write_lora_run, write_tiny_wavlm, write_tiny_whisper

@@ -13,7 +13,6 @@ from helpers import tone
 from indextts.errors import InferenceError
 from indextts.gpt.generation import GenerationConfig
 from indextts.inference import IndexTTS, SynthesisOptions
-from indextts.inference.streaming import STREAM_OVERLAP_FRAMES
 from indextts.inference.synthesis import CrossfadeStitcher, settled_speech_codes, silence_min_total, trim_silence_runs
 
 SILENCE = 52

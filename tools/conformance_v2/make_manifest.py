@@ -75,7 +75,6 @@ def release2_config(ref: Path):
 
 def derived25_config(ref2: Path):
     """The IndexTTS-2 release config with the 2.5 changes of DERIVED_25."""
-    from omegaconf import OmegaConf
     cfg = release2_config(ref2)
     cfg.gpt.number_text_tokens = 51930
     cfg.semantic_codec.num_quantizers = 1
