@@ -17,6 +17,15 @@ import v2_bench_folder  # noqa: E402
 from v2_bench_stages import QUICK  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def suite_thread_count():
+    """``bench.main`` sets torch's thread count for its run (``--threads``); the suite's process keeps its
+    own, or later tests that compare in-process results with subprocesses differ in the last bits."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     return v2_bench_folder.ensure_folder(tmp_path_factory.mktemp("v2") / "tiny", "tiny", seed=0)
