@@ -88,16 +88,30 @@ class LearnedConditions(nn.Module):
 class TrainedSpeaker:
     """What inference needs to speak as a trained speaker."""
 
-    condition: torch.Tensor  # (32, D) GPT conditioning latents
-    reference_mel: torch.Tensor  # (100, F) log-mel of the speaker's medoid utterance (BigVGAN speaker embedding)
+    condition: torch.Tensor  # (32, D) GPT conditioning latents (IndexTTS-2.5: the (1, D) CAMPPlus row)
+    reference_mel: torch.Tensor  # (100, F) log-mel of the medoid utterance (1.x: BigVGAN's speaker embedding;
+    # IndexTTS-2/2.5: the (80, F) S2Mel prompt mel, ``prompt.mel``)
+    emotion: torch.Tensor | None = None  # IndexTTS-2/2.5: (D,) emotion vector of the medoid utterance
+    prompt_semantic: torch.Tensor | None = None  # IndexTTS-2/2.5: (Tp, C) S2Mel prompt content features
+    style: torch.Tensor | None = None  # IndexTTS-2/2.5: (192,) CAMPPlus style of the medoid utterance
+
+    V2_KEYS = ("emotion", "prompt_semantic", "style")
+
+    @property
+    def is_v2(self) -> bool:
+        """Whether this speaker was trained on an IndexTTS-2 / 2.5 base (it carries an emotion and a prompt)."""
+        return self.emotion is not None
 
 
 def save_speakers(folder: Path, speakers: dict[str, TrainedSpeaker], info: dict) -> None:
-    """Write ``speakers.safetensors`` ("<name>.condition", "<name>.reference_mel") and ``speakers.json``."""
+    """Write ``speakers.safetensors`` ("<name>.condition", "<name>.reference_mel" and, for IndexTTS-2/2.5,
+    "<name>.emotion", "<name>.prompt_semantic", "<name>.style") and ``speakers.json``."""
     tensors = {}
     for name, speaker in speakers.items():
-        tensors[f"{name}.condition"] = speaker.condition.detach().float().cpu().contiguous()
-        tensors[f"{name}.reference_mel"] = speaker.reference_mel.detach().float().cpu().contiguous()
+        for key in ("condition", "reference_mel", *TrainedSpeaker.V2_KEYS):
+            value = getattr(speaker, key)
+            if value is not None:
+                tensors[f"{name}.{key}"] = value.detach().float().cpu().contiguous()
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / SPEAKERS_FILE), metadata={"format": "indextts-speakers"})
     write_json_atomic(folder / SPEAKERS_INFO, info, sync=False)

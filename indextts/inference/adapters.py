@@ -165,7 +165,8 @@ def load_speakers(path: Path) -> dict[str, TrainedSpeaker]:
     if broken or not names:
         raise CheckpointError(f"{path} must hold '<name>.condition' and '<name>.reference_mel' for every "
                               f"speaker; incomplete: {broken or 'no speakers at all'}. Re-run or re-export the training run.")
-    return {n: TrainedSpeaker(tensors[f"{n}.condition"], tensors[f"{n}.reference_mel"]) for n in names}
+    return {n: TrainedSpeaker(tensors[f"{n}.condition"], tensors[f"{n}.reference_mel"],
+                              **{key: tensors.get(f"{n}.{key}") for key in TrainedSpeaker.V2_KEYS}) for n in names}
 
 
 def read_run_model(run_dir: Path) -> dict:
