@@ -149,3 +149,18 @@ def test_write_wav_follows_the_umask(tmp_path):
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_emotion_options_are_checked_with_clear_messages():
+    from indextts.inference.synthesis import parse_emotion_vector
+
+    SynthesisOptions(emotion_vector=(0.0,) * 8, emotion_alpha=0.5, duration_factor=1.5).validate()
+    cases = [({"emotion_vector": (0.1,) * 7}, "needs 8 values"), ({"emotion_vector": (1.5,) + (0,) * 7}, "happy=1.5"),
+             ({"emotion_alpha": 1.5}, "emotion_alpha"), ({"duration_factor": 0.1}, "duration_factor"),
+             ({"emotion_audio": "a.wav", "emotion_vector": (0,) * 8}, "one emotion source")]
+    for settings, expected in cases:
+        with pytest.raises(InferenceError, match=expected):
+            SynthesisOptions(**settings).validate()
+    assert parse_emotion_vector("0, 0.5,0,0 0,0,0,0.25") == (0, 0.5, 0, 0, 0, 0, 0, 0.25)
+    with pytest.raises(InferenceError, match="separated by commas"):
+        parse_emotion_vector("happy,0,0,0,0,0,0,0")

@@ -19,8 +19,35 @@ import torch
 from indextts.atomic_files import write_bytes_atomic
 from indextts.errors import InferenceError
 from indextts.gpt.generation import GenerationConfig, option
+from indextts.v2.emotion import EMOTIONS, check_emotion_vector
 
 PCM16_MAX = 32767
+MIN_DURATION_FACTOR, MAX_DURATION_FACTOR = 0.5, 2.0
+
+
+def parse_emotion_vector(text: str | Sequence[float]) -> tuple[float, ...]:
+    """"0,0.3,0,0,0,0,0,0.2" (or a sequence of numbers) -> a tuple of weights, checked by ``check_emotion_vector``."""
+    values = text.replace(",", " ").split() if isinstance(text, str) else list(text)
+    try:
+        return tuple(float(v) for v in check_emotion_vector([float(v) for v in values]).tolist())
+    except ValueError as error:
+        raise InferenceError(f"An emotion vector is {len(EMOTIONS)} numbers separated by commas ({error}).") from error
+
+
+def _emotion_problems(options: SynthesisOptions) -> list[str]:
+    """The IndexTTS-2 options' problems; an 8-value vector out of range raises at once (its own message)."""
+    if options.emotion_vector is not None:
+        check_emotion_vector(options.emotion_vector)
+    problems = []
+    if not (0.0 <= options.emotion_alpha <= 1.0):
+        problems.append(f"emotion_alpha must lie in [0, 1] (got {options.emotion_alpha})")
+    if not (MIN_DURATION_FACTOR <= options.duration_factor <= MAX_DURATION_FACTOR):
+        problems.append(f"duration_factor must lie in [{MIN_DURATION_FACTOR}, {MAX_DURATION_FACTOR}] "
+                        f"(got {options.duration_factor})")
+    chosen = [name for name in ("emotion_vector", "emotion_audio", "emotion_text") if getattr(options, name)]
+    if len(chosen) > 1:
+        problems.append(f"choose one emotion source, not {' and '.join(chosen)}")
+    return problems
 
 
 @dataclass
@@ -38,6 +65,8 @@ class SynthesisOptions:
             release models) are shortened to ``max_silence_codes``: "reference" only in sentences
             holding more than 30 silence codes (the reference rule), "strict" always, "off" never.
         max_text_length: most characters of text accepted (None: no limit); longer is TextTooLongError.
+        emotion_vector, emotion_audio, emotion_alpha, emotion_text, duration_factor: IndexTTS-2/2.5 only
+            (docs/emotion.md); at most one emotion source. A 1.x voice refuses them.
     """
 
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -52,10 +81,22 @@ class SynthesisOptions:
     silence_trimming: str = field(default="reference", metadata=option(
         "reference: only in sentences with more than 30 silence codes; strict: always; off"))
     max_text_length: int | None = None
+    emotion_vector: tuple[float, ...] | None = field(default=None, metadata=option(
+        "IndexTTS-2/2.5: eight emotion weights in [0, 1.2], comma-separated, in the order " + ",".join(EMOTIONS),
+        parse_emotion_vector))
+    emotion_audio: str | None = field(default=None, metadata=option(
+        "IndexTTS-2/2.5: a clip whose emotion to speak with (the voice's own emotion when unset)", str))
+    emotion_alpha: float = field(default=1.0, metadata=option(
+        "IndexTTS-2/2.5: strength in [0, 1] of emotion_audio or emotion_vector (emo_alpha)"))
+    emotion_text: str | None = field(default=None, metadata=option(
+        "IndexTTS-2/2.5: a description of the emotion, read by the Qwen emotion model when the base folder "
+        "has it", str))
+    duration_factor: float = field(default=1.0, metadata=option(
+        "IndexTTS-2.5: speaking duration relative to the model's choice (0.5 to 2; 1 = unchanged)"))
 
     def validate(self) -> None:
         """Raise InferenceError naming every invalid sentence or audio option, then check generation."""
-        problems = []
+        problems = _emotion_problems(self)
         if self.sentence_batch_size < 1:
             problems.append(f"sentence_batch_size must be >= 1 (got {self.sentence_batch_size})")
         if self.pause_seconds < 0:
