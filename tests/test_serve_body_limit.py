@@ -4,6 +4,7 @@ counted while it is read and refused with 413 as soon as it passes the limit, th
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import httpx
 import pytest
@@ -59,7 +60,7 @@ def _post_chunked(app, chunks) -> tuple[httpx.Response, dict]:
 
 def test_a_chunked_body_over_the_limit_is_refused_without_reading_the_rest(app):
     asgi, settings = app
-    limit = BODY_BYTES_PER_CHAR * settings.max_input_chars + BODY_OVERHEAD_BYTES
+    limit = settings.max_body_bytes
     response, pulled = _post_chunked(asgi, _hundred_megabytes({"bytes": 0}))
     sent_headers = response.request.headers
     assert sent_headers["transfer-encoding"] == "chunked" and "content-length" not in sent_headers
@@ -67,6 +68,14 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_the_rest(app):
     error = response.json()["error"]
     assert error["code"] == "input_too_long" and f"at most {limit}" in error["message"]
     assert limit < pulled["bytes"] <= limit + CHUNK_BYTES, pulled
+
+
+def test_the_limit_covers_the_longest_input_and_the_largest_emotion_clip_in_base64():
+    without_clips = ServerSettings(max_input_chars=100, max_emotion_audio_bytes=0)
+    assert without_clips.max_body_bytes == BODY_BYTES_PER_CHAR * 100 + BODY_OVERHEAD_BYTES
+    clip = b"\xff" * 1000
+    with_clips = ServerSettings(max_input_chars=100, max_emotion_audio_bytes=len(clip))
+    assert with_clips.max_body_bytes - without_clips.max_body_bytes == len(base64.b64encode(clip))
 
 
 def test_a_chunked_body_under_the_limit_is_read_whole(app):

@@ -43,5 +43,5 @@ def test_module_entry_is_the_same_command():
 
 def test_vocoder_mode_reaches_the_served_model(tiny_model_dir):
     args = build_parser().parse_args(["--model_dir", str(tiny_model_dir), "--device", "cpu", "--vocoder_mode", "exact"])
-    assert load_tts(args).models.vocoder_mode == "exact"
+    assert load_tts(args).bases[0].models.vocoder_mode == "exact"
     assert build_parser().parse_args([]).vocoder_mode == "auto"

@@ -1,6 +1,8 @@
-"""``indextts-serve``: serve one base model and its fine-tuned voices over an OpenAI-compatible HTTP API.
+"""``indextts-serve``: serve base models (one per family) and their fine-tuned voices over an
+OpenAI-compatible HTTP API.
 
     indextts-serve --model_dir checkpoints --adapter runs/a --adapter narrator=runs/b --port 8000
+    indextts-serve --model_dir checkpoints --model_dir checkpoints/v2 --adapter runs/a --adapter runs/v2_voice
 
 See docs/serving.md for the endpoints, the request fields and examples.
 """
@@ -37,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indextts-serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description="Serve IndexTTS voices over an OpenAI-compatible speech API.")
     model = parser.add_argument_group("model and voices")
-    model.add_argument("--model_dir", type=Path, default=DEFAULT_MODEL_DIR, help="base checkpoint folder")
+    model.add_argument("--model_dir", type=Path, action="append", default=[],
+                       help=f"a base checkpoint folder; repeat for one base per family (each run speaks on its own "
+                            f"base: docs/serving.md). Default: {DEFAULT_MODEL_DIR} when no run is given")
     model.add_argument("--run_dir", "--adapter", dest="adapter", action="append", default=[], metavar="[NAME=]RUN_DIR",
                        help="a training run whose speakers become voices NAME:speaker (NAME defaults to the "
                             "run folder's name); repeat for more runs")
@@ -62,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="seconds before a request answers 504")
     queueing.add_argument("--max_input_chars", type=int, default=settings.max_input_chars,
                           help="longest input accepted; longer answers 413")
+    queueing.add_argument("--max_emotion_audio_bytes", type=int, default=settings.max_emotion_audio_bytes,
+                          help="largest emotion clip (emotion_audio_base64, decoded) accepted; 0 refuses clips")
     parser.add_argument("--quiet", action="store_true", help="log warnings only")
     return parser
 
@@ -86,8 +92,8 @@ def _check_settings(args: argparse.Namespace) -> None:
                 for flag in ("max_queue", "max_batch", "max_input_chars", "num_beams") if getattr(args, flag) < 1]
     problems += [f"--{flag} must be > 0 (got {getattr(args, flag)})"
                  for flag in ("request_timeout",) if getattr(args, flag) <= 0]
-    if args.batch_wait_ms < 0:
-        problems.append(f"--batch_wait_ms must be >= 0 (got {args.batch_wait_ms})")
+    problems += [f"--{flag} must be >= 0 (got {getattr(args, flag)})"
+                 for flag in ("batch_wait_ms", "max_emotion_audio_bytes") if getattr(args, flag) < 0]
     if problems:
         raise ConfigError("Invalid server settings: " + "; ".join(problems) + ". Fix them and start again.")
 
@@ -103,11 +109,13 @@ def _warn_if_exposed(host: str, api_key: str | None) -> None:
 
 
 def load_tts(args: argparse.Namespace):
-    """The IndexTTS the arguments describe: the base, its runs, device, precision and vocoder mode."""
-    from indextts.inference import IndexTTS
+    """The VoiceRouter the arguments describe: each base once with its runs, device, precision and vocoder mode."""
+    from indextts.serving.bases import load_router, plan_bases
 
-    return IndexTTS.from_pretrained(args.model_dir, adapters=adapters_from_args(args.adapter) or None,
-                                    allow_base_mismatch=args.allow_base_mismatch, **runtime_kwargs(args))
+    plans = plan_bases(args.model_dir, adapters_from_args(args.adapter))
+    for plan in plans:
+        logger.info("Base %s (%s) with runs: %s", plan.model_dir, plan.family, ", ".join(plan.runs) or "none")
+    return load_router(plans, allow_base_mismatch=args.allow_base_mismatch, **runtime_kwargs(args))
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -121,7 +129,8 @@ def serve(args: argparse.Namespace) -> None:
     options = synthesis_options_from_args(args)
     settings = ServerSettings(api_key=args.api_key, max_queue=args.max_queue, max_batch=args.max_batch,
                               batch_wait=args.batch_wait_ms / 1000, request_timeout=args.request_timeout,
-                              max_input_chars=args.max_input_chars, options=options)
+                              max_input_chars=args.max_input_chars, options=options,
+                              max_emotion_audio_bytes=args.max_emotion_audio_bytes)
     _warn_if_exposed(args.host, args.api_key)
     logger.info("Serving %d voice(s) on http://%s:%d", len(tts.voices), args.host, args.port)
     uvicorn.run(create_app(tts, settings), host=args.host, port=args.port,

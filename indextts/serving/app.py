@@ -40,6 +40,8 @@ from indextts.serving.http_errors import (
     error_response,
     validation_response,
 )
+from indextts.serving.emotion_fields import EmotionClip, check_family, decode_clip, request_options
+from indextts.serving.router import VoiceRouter
 from indextts.serving.worker import Job, SynthesisWorker
 
 CODES_HEADER = "X-IndexTTS-Codes-SHA256"
@@ -59,6 +61,7 @@ class ServerSettings:
         max_input_chars: longest ``input`` accepted (OpenAI's limit is 4096); longer answers 413.
         options: synthesis settings for every request (None: the library defaults).
         expose_codes: add the SHA-256 of the generated codes as a response header (tests, benchmarks).
+        max_emotion_audio_bytes: largest emotion clip (decoded ``emotion_audio_base64``) accepted.
     """
 
     api_key: str | None = None
@@ -69,11 +72,18 @@ class ServerSettings:
     max_input_chars: int = 4096
     options: SynthesisOptions | None = None
     expose_codes: bool = False
+    max_emotion_audio_bytes: int = 4 * 1024 * 1024
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The longest request body read: the longest input, the largest emotion clip in base64, the rest."""
+        return (BODY_BYTES_PER_CHAR * self.max_input_chars + 4 * -(-self.max_emotion_audio_bytes // 3)
+                + BODY_OVERHEAD_BYTES)
 
 
 class SpeechBody(BaseModel):
-    """The JSON body of ``POST /v1/audio/speech``: OpenAI's fields (and its default, mp3) plus ``stream``;
-    others are ignored."""
+    """The JSON body of ``POST /v1/audio/speech``: OpenAI's fields (and its default, mp3) plus ``stream``
+    and the IndexTTS-2/2.5 extensions (:mod:`indextts.serving.emotion_fields`); others are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -83,6 +93,11 @@ class SpeechBody(BaseModel):
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, ge=MIN_SPEED, le=MAX_SPEED)
     stream: bool = False
+    emotion_vector: list[float] | None = None
+    emotion_alpha: float | None = None
+    emotion_text: str | None = None
+    emotion_audio_base64: str | None = None
+    duration_factor: float | None = None
 
 
 def codes_digest(codes) -> str:
@@ -95,8 +110,11 @@ def codes_digest(codes) -> str:
 
 
 def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
-    """The server for ``synthesizer`` (an IndexTTS, or anything with its inference API)."""
+    """The server for ``synthesizer``: a VoiceRouter over several bases, or one IndexTTS (or anything with
+    its inference API)."""
     settings = settings or ServerSettings()
+    if not isinstance(synthesizer, VoiceRouter):
+        synthesizer = VoiceRouter([synthesizer])
     worker = SynthesisWorker(synthesizer, settings.max_queue, settings.max_batch, settings.batch_wait)
 
     @contextlib.asynccontextmanager
@@ -115,14 +133,15 @@ def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
 
     app.add_exception_handler(IndexTTSError, lambda _request, error: error_response(error, voice_ids()))
     app.add_exception_handler(RequestValidationError, lambda _request, error: validation_response(error))
-    app.add_middleware(_BodyLimit, max_bytes=BODY_BYTES_PER_CHAR * settings.max_input_chars + BODY_OVERHEAD_BYTES)
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.api_key is not None:
         app.add_middleware(_BearerAuth, api_key=settings.api_key)
     app.post("/v1/audio/speech")(_SpeechHandler(synthesizer, worker, settings).handle)
 
     @app.get("/v1/voices")
     async def voices() -> dict:
-        data = [{"id": voice.id, "run": voice.run, "speaker": voice.speaker} for voice in synthesizer.voices]
+        data = [{"id": voice.id, "run": voice.run, "speaker": voice.speaker,
+                 "family": voice.family.version if voice.family else None} for voice in synthesizer.voices]
         return {"object": "list", "data": data}
 
     @app.get("/health")
@@ -149,7 +168,7 @@ class _BodyLimit:
 
     def _too_large(self, size: str) -> JSONResponse:
         response = error_body(413, f"The request body has {size} bytes; this server reads at most {self.max_bytes}. "
-                              "Send shorter input.", "input_too_long", "input")
+                              "Send shorter input (or a smaller emotion clip).", "input_too_long", "input")
         response.headers["connection"] = "close"  # the server then closes instead of draining the unread rest
         return response
 
@@ -216,16 +235,34 @@ class _SpeechHandler:
     async def handle(self, body: SpeechBody) -> Response:
         """Whole audio, or (``stream``) each sentence's audio as soon as it is ready."""
         self._check(body)
-        job = Job(SpeechRequest(body.input, body.voice, self.options), body.stream,
+        check_family(body, body.voice, self.synthesizer.family_of(body.voice))
+        clip = None
+        if body.emotion_audio_base64 is not None:
+            clip = await asyncio.to_thread(decode_clip, body.emotion_audio_base64,
+                                           self.settings.max_emotion_audio_bytes)
+        try:
+            return await self._answer(body, request_options(self.options, body, clip), clip)
+        except BaseException:
+            if clip is not None:
+                clip.remove()
+            raise
+
+    async def _answer(self, body: SpeechBody, options: SynthesisOptions, clip: EmotionClip | None) -> Response:
+        """Admit the request and answer its first event; the emotion clip is removed once synthesis has it
+        (whole audio, error), or when the stream ends."""
+        job = Job(SpeechRequest(body.input, body.voice, options), body.stream,
                   time.monotonic() + self.settings.request_timeout, asyncio.get_running_loop())
         self.worker.submit(job)
         kind, payload = await self._next_event(job)
+        if clip is not None and kind != "chunk":
+            clip.remove()
         if kind == "error":
             return error_response(payload, [voice.id for voice in self.synthesizer.voices])
         if kind == "end":
             raise BadRequestError("The input produced no audio. Give text with something to say.", "input")
         if body.stream:
-            return StreamingResponse(self._stream_body(job, payload, body), media_type=MEDIA_TYPES[body.response_format],
+            return StreamingResponse(self._stream_body(job, payload, body, clip),
+                                     media_type=MEDIA_TYPES[body.response_format],
                                      headers={"X-Sample-Rate": str(payload.sample_rate)})
         return await self._whole(payload, body)
 
@@ -258,8 +295,9 @@ class _SpeechHandler:
         return Response(await asyncio.to_thread(encode), media_type=MEDIA_TYPES[body.response_format],
                         headers=headers)
 
-    async def _stream_body(self, job: Job, first_chunk, body: SpeechBody):
-        """The streamed bytes: each sentence's audio in ``response_format`` as it comes, then the end."""
+    async def _stream_body(self, job: Job, first_chunk, body: SpeechBody, clip: EmotionClip | None):
+        """The streamed bytes: each sentence's audio in ``response_format`` as it comes, then the end; the
+        emotion clip is removed when the stream ends, early or not."""
         encoder = stream_encoder(body.response_format, first_chunk.sample_rate)
         try:
             chunk = first_chunk
@@ -278,3 +316,5 @@ class _SpeechHandler:
             pass  # the status line is long gone; the body just ends early
         finally:
             job.cancelled.set()
+            if clip is not None:
+                clip.remove()

@@ -1,8 +1,8 @@
 """JSON error answers in OpenAI's shape: ``{"error": {"message", "type", "code", "param"}}``.
 
-Every failure a client can cause maps to one status: unknown voice 404 (the body lists the loaded
-voices), unspeakable or malformed input 422, input over the limit 413, missing or wrong API key
-401, full queue or stopped worker 503, request timeout 504. Anything else is a server bug: 500
+Every failure a client can cause maps to one status: a refused emotion or duration field 400, unknown
+voice 404 (the body lists the loaded voices), unspeakable or malformed input 422, input over the limit
+413, missing or wrong API key 401, full queue or stopped worker 503, request timeout 504. Anything else is a server bug: 500
 with a generic message, its traceback only in the server log.
 """
 
@@ -36,12 +36,17 @@ class BadRequestError(IndexTTSError):
         self.param = param
 
 
+class InvalidFieldError(BadRequestError):
+    """A request field has a value the server refuses before queueing (emotion fields); answers 400."""
+
+
 # (error class, HTTP status, error code, request field it concerns); subclasses before their bases.
 _ERROR_TABLE = (
     (VoiceNotFoundError, 404, "voice_not_found", "voice"),
     (InputTooLongError, 413, "input_too_long", "input"),
     (TextTooLongError, 413, "input_too_long", "input"),
     (TextError, 422, "unspeakable_input", "input"),
+    (InvalidFieldError, 400, "invalid_value", None),
     (BadRequestError, 422, "invalid_request", None),
     (QueueFullError, 503, "server_busy", None),
     (WorkerStoppedError, 503, "server_stopping", None),
