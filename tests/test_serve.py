@@ -70,7 +70,8 @@ def served_tts(served_runs, tiny_model_dir) -> IndexTTS:
 
 @pytest.fixture(scope="module")
 def server(served_tts):
-    settings = ServerSettings(options=GREEDY, expose_codes=True, max_batch=16, batch_wait=0.05, max_input_chars=400)
+    settings = ServerSettings(options=GREEDY, expose_codes=True, max_batch=16, batch_wait=0.05, max_input_chars=400,
+                              max_emotion_audio_bytes=0)  # the body limit of a server without emotion clips
     with serve_in_background(create_app(served_tts, settings)) as url:
         yield url
 

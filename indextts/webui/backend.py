@@ -374,6 +374,11 @@ class VoiceBank:
     def voices(self) -> list[str]:
         return [info.id for info in self.tts.voices]
 
+    @property
+    def family(self):
+        """The base's model family (indextts.families.Family): which controls the voices have."""
+        return self.tts.base.family
+
     def stream(self, text: str, voice: str, reference: str | None, options) -> Iterator[tuple[int, np.ndarray]]:
         """(sample rate, float32 (S,) waveform) per sentence, as soon as each is ready."""
         if voice == ZERO_SHOT or not voice:

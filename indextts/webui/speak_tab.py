@@ -1,4 +1,5 @@
-"""The "Listen" tab: load trained voices on one base, hear text streamed, compare two voices (A/B)."""
+"""The "Listen" tab: load trained voices on one base, hear text streamed, compare two voices (A/B); emotion
+and duration controls while the base is IndexTTS-2/2.5 (:mod:`indextts.webui.emotion_controls`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import gradio as gr
 import numpy as np
 
 from indextts.errors import IndexTTSError, WebUIError
-from indextts.webui import backend
+from indextts.webui import backend, emotion_controls
+from indextts.webui.emotion_controls import CLIP_INDEX, EmotionControls
 from indextts.webui.workspace import Workspace, error_text, reporting_errors
 
 STREAMING = shutil.which("ffmpeg") is not None
@@ -37,6 +39,10 @@ def _advanced_options() -> list:
     return [temperature, top_p, top_k, beams, seed, sentence_tokens]
 
 
+ADVANCED_COUNT = 6
+"""How many values ``_advanced_options`` gives (backend.synthesis_options's arguments)."""
+
+
 def _voice_loader(workspace: Workspace) -> list:
     """Base folder, run folders and the Load button; returns the voice dropdowns to fill."""
     settings = workspace.settings
@@ -51,7 +57,7 @@ def _voice_loader(workspace: Workspace) -> list:
         reference = gr.Audio(sources=["upload"], type="filepath", label="Reference recording (zero-shot)",
                              elem_id="speak-reference")
 
-    @reporting_errors(outputs=4)
+    @reporting_errors(outputs=6)
     def load_voices(folder: str, run_folders: str):
         paths = workspace.paths
         workspace.voices = backend.load_voices(paths.check(folder, "The base checkpoint folder"),
@@ -59,9 +65,11 @@ def _voice_loader(workspace: Workspace) -> list:
         trained = workspace.voices.voices
         choices = trained + [backend.ZERO_SHOT]
         second = trained[1] if len(trained) > 1 else choices[0]
+        family = workspace.voices.family
         return (gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=choices, value=choices[0]),
-                gr.Dropdown(choices=choices, value=second),
-                f"Loaded {len(trained)} trained voices: {', '.join(trained) or 'none (zero-shot only)'}.")
+                gr.Dropdown(choices=choices, value=second), *EmotionControls.visibility(family),
+                f"Loaded {len(trained)} trained voices on an {family} base: "
+                f"{', '.join(trained) or 'none (zero-shot only)'}.")
 
     return [load, model_dir, runs, voice, reference, message, load_voices]
 
@@ -77,7 +85,15 @@ def _whole(sample_rate: int, pieces: list[np.ndarray]) -> tuple[int, np.ndarray]
     return sample_rate, backend.pcm16(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
 
 
-def _speak_section(workspace: Workspace, voice, reference, advanced: list) -> None:
+def _options(workspace: Workspace, values: tuple):
+    """SynthesisOptions from the advanced fields then the emotion controls (the emotion clip checked like
+    every path a request names)."""
+    advanced, emotion = values[:ADVANCED_COUNT], list(values[ADVANCED_COUNT:])
+    emotion[CLIP_INDEX] = workspace.paths.check(emotion[CLIP_INDEX], "The emotion clip") or None
+    return emotion_controls.apply(backend.synthesis_options(*advanced), _bank(workspace).family, *emotion)
+
+
+def _speak_section(workspace: Workspace, voice, reference, controls: list) -> None:
     text = gr.Textbox(label="Text", lines=3, elem_id="speak-text", value="Hello, this is my new voice.")
     button = gr.Button("Speak", variant="primary", elem_id="speak-button")
     streamed = gr.Audio(label="Streaming", streaming=True, autoplay=True, elem_id="speak-stream", visible=STREAMING)
@@ -90,7 +106,7 @@ def _speak_section(workspace: Workspace, voice, reference, advanced: list) -> No
 
     def speak(words: str, chosen: str, reference_path, *options):
         try:
-            settings = backend.synthesis_options(*options)
+            settings = _options(workspace, options)
             reference_path = workspace.paths.check(reference_path, "The reference recording") or None
             pieces, sample_rate = [], None
             for sample_rate, piece in _bank(workspace).stream(words, chosen, reference_path, settings):
@@ -106,11 +122,11 @@ def _speak_section(workspace: Workspace, voice, reference, advanced: list) -> No
 
     # A click while the last request is still finishing (its "Done" is shown a moment before the event ends)
     # runs once that one ends, instead of being dropped as Gradio's default trigger mode would.
-    button.click(speak, [text, voice, reference, *advanced], [streamed, whole, status], concurrency_id=SPEECH_QUEUE,
+    button.click(speak, [text, voice, reference, *controls], [streamed, whole, status], concurrency_id=SPEECH_QUEUE,
                  trigger_mode="always_last")
 
 
-def _compare_section(workspace: Workspace, reference, advanced: list) -> list:
+def _compare_section(workspace: Workspace, reference, controls: list) -> list:
     """A/B: the same text in two voices (or two checkpoints of one run), one player each."""
     with gr.Accordion("A/B comparison", open=False, elem_id="speak-ab"):
         text = gr.Textbox(label="Text for both", lines=2, value="The same sentence in two voices.")
@@ -125,7 +141,7 @@ def _compare_section(workspace: Workspace, reference, advanced: list) -> list:
 
     @reporting_errors(outputs=3)
     def compare(words: str, first: str, second: str, reference_path, *options):
-        bank, settings = _bank(workspace), backend.synthesis_options(*options)
+        bank, settings = _bank(workspace), _options(workspace, options)
         reference_path = workspace.paths.check(reference_path, "The reference recording") or None
         takes = []
         for chosen in (first, second):
@@ -133,7 +149,7 @@ def _compare_section(workspace: Workspace, reference, advanced: list) -> list:
             takes.append(_whole(pieces[0][0], [p for _, p in pieces]))
         return takes[0], takes[1], f"A: {first} · B: {second}"
 
-    button.click(compare, [text, voice_a, voice_b, reference, *advanced], [audio_a, audio_b, status],
+    button.click(compare, [text, voice_a, voice_b, reference, *controls], [audio_a, audio_b, status],
                  concurrency_id=SPEECH_QUEUE)
     return [voice_a, voice_b]
 
@@ -141,7 +157,9 @@ def _compare_section(workspace: Workspace, reference, advanced: list) -> list:
 def build(workspace: Workspace) -> None:
     """Lay out the tab's components and wire their events (inside an open gr.Blocks)."""
     load, model_dir, runs, voice, reference, message, load_voices = _voice_loader(workspace)
-    advanced = _advanced_options()
-    _speak_section(workspace, voice, reference, advanced)
-    voice_a, voice_b = _compare_section(workspace, reference, advanced)
-    load.click(load_voices, [model_dir, runs], [voice, voice_a, voice_b, message], concurrency_id=SPEECH_QUEUE)
+    emotion = EmotionControls().build()
+    controls = _advanced_options() + emotion.inputs
+    _speak_section(workspace, voice, reference, controls)
+    voice_a, voice_b = _compare_section(workspace, reference, controls)
+    load.click(load_voices, [model_dir, runs], [voice, voice_a, voice_b, emotion.box, emotion.duration, message],
+               concurrency_id=SPEECH_QUEUE)
