@@ -131,3 +131,23 @@ def test_sim_auto_is_wavlm_when_loadable_else_the_offline_resemblyzer(monkeypatc
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real_find_spec(name, *a))
     with pytest.raises(EvaluationError, match=r"No speaker encoder is available here.*pip install --no-deps resemblyzer"):
         choose_speaker_encoder("auto")
+
+
+@pytest.mark.parametrize("rate", [22050, 24000])  # IndexTTS-2/2.5 output, IndexTTS 1.x output
+def test_a_synthesis_is_resampled_once_for_asr_and_sim(tmp_path, monkeypatch, rate):
+    from helpers import write_tiny_whisper
+
+    from indextts.asr import backends
+
+    reference = tmp_path / "reference.wav"
+    clip = np.random.default_rng(0).normal(0.0, 0.1, rate).astype(np.float32)
+    sf.write(reference, clip, rate)
+    scorer = Scorer({"*": f"whisper:{write_tiny_whisper(tmp_path / 'whisper')}"},
+                    f"wavlm:{write_tiny_wavlm(tmp_path / 'wavlm')}", {"a": reference})
+    calls = []
+    resample = backends.soxr.resample
+    monkeypatch.setattr(backends.soxr, "resample", lambda *args, **kwargs: calls.append(args[1:3]) or
+                        resample(*args, **kwargs))
+    row = scorer.score(EvalItem("a", "u1", "Hello there.", None, seed=0), clip, rate)
+    assert calls == [(rate, 16000)]
+    assert row["sim"] == pytest.approx(1.0, abs=1e-5) and row["transcript"] is not None

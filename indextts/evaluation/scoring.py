@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 
 from indextts.errors import AudioError, EvaluationError
-from indextts.asr.backends import ASRBackend, ASRError, load_asr
+from indextts.asr.backends import ASR_SAMPLE_RATE, ASRBackend, ASRError, load_asr, to_mono_16k
 from indextts.asr.choice import AUTO, choose_asr
 from indextts.evaluation.metrics import SCRIPTS, score
 from indextts.evaluation.run_inputs import EvalItem
@@ -99,9 +99,15 @@ class Scorer:
         return f"{language}: {backend.name} recognises {', '.join(sorted(backend.languages))} only, SIM only"
 
     def score(self, item: EvalItem, audio: np.ndarray, sample_rate: int) -> dict:
-        """Row fields for one clip: transcript, edit counts per script (``errors_mixed`` ...) and ``sim``."""
+        """Row fields for one clip: transcript, edit counts per script (``errors_mixed`` ...) and ``sim``.
+
+        The clip, at any rate (24 kHz from IndexTTS 1.x, 22.05 kHz from IndexTTS-2/2.5, a recording's
+        own), is resampled once to the 16 kHz mono that ASR and the speaker encoder both take.
+        """
         backend = self.backend_for(item.language)
         silent = len(audio) < MIN_SCORED_SECONDS * sample_rate
+        if not silent:
+            audio, sample_rate = to_mono_16k(audio, sample_rate), ASR_SAMPLE_RATE
         fields: dict = {"asr": None if backend is None else backend.name, "transcript": None,
                         "asr_confidence": None, "asr_skipped": self.skip_reason(item.language), "sim": None}
         if backend is not None:
