@@ -12,10 +12,12 @@ from indextts.errors import ConfigError
 from indextts.serving.bases import plan_bases
 
 
-def _run(root: Path, name: str, model_dir: Path) -> Path:
+def _run(root: Path, name: str, model_dir: Path, family: str | None = None) -> Path:
+    """A run folder holding only its config.yaml (``model.family`` as training records it, when given)."""
     folder = root / name
     folder.mkdir()
-    (folder / "config.yaml").write_text(f"model_dir: {model_dir}\n", encoding="utf-8")
+    recorded = "" if family is None else f"model:\n  family: '{family}'\n"
+    (folder / "config.yaml").write_text(f"model_dir: {model_dir}\n{recorded}", encoding="utf-8")
     return folder
 
 
@@ -48,11 +50,21 @@ def test_a_given_base_of_the_family_takes_runs_trained_on_another_copy(tmp_path,
     assert _layout(plans) == [("2", "2", ["v2"]), (tiny_model_dir.name, "1.5", ["old"])]
 
 
-def test_a_run_whose_base_is_missing_needs_exactly_one_given_base(tmp_path, tiny_model_dir, tiny_v2_dirs, copies):
+def test_a_run_whose_base_is_missing_speaks_on_the_given_base_of_its_recorded_family(tmp_path, tiny_model_dir,
+                                                                                     tiny_v2_dirs, copies):
+    runs = {"moved": _run(tmp_path, "moved", copies["missing"], family="2")}
+    plans = plan_bases([tiny_model_dir, tiny_v2_dirs["2"]], runs)
+    assert _layout(plans) == [(tiny_model_dir.name, "1.5", []), ("2", "2", ["moved"])]
+    with pytest.raises(ConfigError, match="no single --model_dir given is an IndexTTS-2 base"):
+        plan_bases([tiny_model_dir], runs)
+
+
+def test_an_older_run_whose_base_is_missing_needs_exactly_one_given_base(tmp_path, tiny_model_dir, tiny_v2_dirs,
+                                                                         copies):
     runs = {"moved": _run(tmp_path, "moved", copies["missing"])}
     assert _layout(plan_bases([tiny_model_dir], runs)) == [(tiny_model_dir.name, "1.5", ["moved"])]
     for given in ([], [tiny_model_dir, tiny_v2_dirs["2"]]):
-        with pytest.raises(ConfigError, match="not on this machine.*--model_dir"):
+        with pytest.raises(ConfigError, match="not on this machine.*is its base"):
             plan_bases(given, runs)
 
 

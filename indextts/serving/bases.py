@@ -3,10 +3,11 @@
 The server is given base folders (``--model_dir``, any number) and runs (``--adapter``). A run
 attaches to
 1. the given base that is the run's own base (``model_dir`` in its config.yaml), else
-2. the one given base of the run's family (the family read from the run's own base folder), else
+2. the one given base of the run's family (read from the run's own base folder, or when that is not
+   on this machine from ``model.family`` in its config.yaml), else
 3. its own base folder, loaded as one more base (shared by every run naming it), else
-4. when its own base folder is missing here, the only given base (the run's recorded base
-   fingerprint is still checked when it loads).
+4. for an older run that records no family and whose base folder is missing here, the only given
+   base (the run's recorded base fingerprint is still checked when it loads).
 Without ``--model_dir`` and without runs, ``checkpoints`` is the base.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.errors import ConfigError
-from indextts.families import Family
+from indextts.families import FAMILIES, Family
 from indextts.run_folder import RunFolder
 from indextts.serving.router import VoiceRouter
 
@@ -42,24 +43,32 @@ def _given_base(plans: list[BasePlan], family: Family) -> BasePlan | None:
     return same[0] if same else None
 
 
+def _recorded_family(run: RunFolder) -> Family | None:
+    """The family a run's config.yaml records (``model.family``, written by training); None in older runs."""
+    version = (run.config().get("model") or {}).get("family")
+    return None if version is None else FAMILIES.get(str(version))
+
+
 def _base_for_run(name: str, run_dir: Path, plans: list[BasePlan], given: int) -> BasePlan:
     """Where the run ``name`` speaks (the module docstring's rules); appends a new base to ``plans``."""
-    own = RunFolder(run_dir).model_dir()
+    run = RunFolder(run_dir)
+    own = run.model_dir()
     for plan in plans:
         if plan.model_dir == own:
             return plan
-    if own.is_dir():
-        family = CheckpointFolder(own).family
-        plan = _given_base(plans[:given], family)
-        if plan is None:
-            plan = BasePlan(own, family)
-            plans.append(plan)
-        return plan
-    if given == 1:
-        return plans[0]
-    raise ConfigError(f"The run '{name}' ({run_dir}) was trained on {own}, which is not on this machine, and "
-                      f"{'no' if given == 0 else 'more than one'} --model_dir is given to speak it on. Pass its "
-                      "base folder with --model_dir.")
+    family = CheckpointFolder(own).family if own.is_dir() else _recorded_family(run)
+    plan = None if family is None else _given_base(plans[:given], family)
+    if plan is None and own.is_dir():
+        plan = BasePlan(own, family)
+        plans.append(plan)
+    if plan is None and family is None and given == 1:
+        plan = plans[0]
+    if plan is None:
+        wanted = f"an {family} base" if family else "its base"
+        raise ConfigError(f"The run '{name}' ({run_dir}) was trained on {own}, which is not on this machine, and "
+                          f"no single --model_dir given is {wanted} to speak it on. Pass its base folder with "
+                          "--model_dir.")
+    return plan
 
 
 def plan_bases(model_dirs: list[Path], runs: dict[str, Path]) -> list[BasePlan]:
