@@ -8,6 +8,7 @@ screenshot. Nothing downloads a browser: without /usr/bin/chromium and chromedri
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -76,14 +77,16 @@ def demo_lists(tmp_path_factory) -> list[Path]:
     return make_demo_dataset(tmp_path_factory.mktemp("demo_speech"), sentences_per_speaker=4)
 
 
-@pytest.fixture
-def webui(tiny_model_dir, tmp_path, demo_lists):
-    """``python -m indextts.webui`` serving on a free loopback port (the demo lists' folder allowed); yields
-    (url, workdir)."""
+@contextlib.contextmanager
+def served_page(model_dir: Path, tmp_path: Path, *allowed: Path):
+    """``python -m indextts.webui`` on ``model_dir`` serving on a free loopback port (``allowed`` folders too);
+    yields (url, workdir)."""
     port, workdir, log = free_port(), tmp_path / "work", tmp_path / "server.log"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-m", "indextts.webui", "--model_dir", str(tiny_model_dir), "--workdir", str(workdir),
-               "--device", "cpu", "--port", str(port), "--allow_dir", str(demo_lists[0].parent)]
+    command = [sys.executable, "-m", "indextts.webui", "--model_dir", str(model_dir), "--workdir", str(workdir),
+               "--device", "cpu", "--port", str(port)]
+    for folder in allowed:
+        command += ["--allow_dir", str(folder)]
     with open(log, "wb") as output:
         server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:
@@ -93,6 +96,13 @@ def webui(tiny_model_dir, tmp_path, demo_lists):
     finally:
         server.terminate()
         server.wait(60)
+
+
+@pytest.fixture
+def webui(tiny_model_dir, tmp_path, demo_lists):
+    """The page on the tiny 1.5 checkpoints, the demo lists' folder allowed; yields (url, workdir)."""
+    with served_page(tiny_model_dir, tmp_path, demo_lists[0].parent) as page:
+        yield page
 
 
 @pytest.fixture
@@ -191,7 +201,8 @@ def test_page_extracts_trains_and_speaks_the_trained_voice(webui, browser, demo_
 
     open_tab(browser, "Listen")
     click(browser, "speak-load")
-    wait_for_text(browser, "speak-load-message", "Loaded 2 trained voices", seconds=120)
+    wait_for_text(browser, "speak-load-message", "Loaded 2 trained voices on an IndexTTS-1.5 base", seconds=120)
+    assert not browser.find_element(By.ID, "speak-emotion").is_displayed()  # 1.5 has no emotion control
     set_field(browser, "speak-text", "Hello there, how are you today?")
     click(browser, "speak-button")
     wait_for_text(browser, "speak-status", "Done", seconds=120)
@@ -205,3 +216,44 @@ def test_page_extracts_trains_and_speaks_the_trained_voice(webui, browser, demo_
     assert "Traceback" not in message and "Traceback" not in browser.page_source
 
     save_screenshot(browser, tmp_path / "webui-speak.png")
+
+
+def _exported_v2_folder(tiny_v2_dirs, root: Path) -> Path:
+    """A copy of the tiny IndexTTS-2.5 folder with one speaker by name in its speakers.safetensors (as an
+    exported voice folder has), made from a clip."""
+    from indextts.inference import IndexTTS
+    from indextts.lora import TrainedSpeaker, save_speakers
+
+    folder = shutil.copytree(tiny_v2_dirs["2.5"], root / "v25")
+    clip = root / "voice.wav"
+    t = np.arange(36000) / 24000
+    soundfile.write(clip, (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(7 * t))).astype(np.float32), 24000)
+    voice = IndexTTS.from_pretrained(folder, device="cpu").voice(reference_audio=clip)
+    speaker = TrainedSpeaker(voice.condition.float(), voice.prompt.mel, emotion=voice.emotion.float(),
+                             prompt_semantic=voice.prompt.semantic, style=voice.prompt.style)
+    save_speakers(folder, {"dana": speaker}, {})
+    return folder
+
+
+def test_page_speaks_an_indextts25_voice_with_its_emotion_controls(browser, tiny_v2_dirs, tmp_path):
+    folder = _exported_v2_folder(tiny_v2_dirs, tmp_path)
+    with served_page(folder, tmp_path) as (url, _):
+        browser.get(url)
+        open_tab(browser, "Listen")
+        set_field(browser, "speak-runs", "")
+        click(browser, "speak-load")
+        wait_for_text(browser, "speak-load-message", "Loaded 1 trained voices on an IndexTTS-2.5 base: v25:dana",
+                      seconds=120)
+        assert browser.find_element(By.ID, "speak-emotion").is_displayed()
+        browser.find_element(By.CSS_SELECTOR, "#speak-emotion button").click()  # unfold the section
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "speak-duration").is_displayed())
+        set_field(browser, "speak-text", "Hello there.")
+        set_field(browser, "speak-emotion-text", "cheerful")  # reaches the options: the tiny folder has no Qwen
+        click(browser, "speak-button")
+        wait_for_text(browser, "speak-status", "needs the Qwen emotion model", seconds=120)
+        set_field(browser, "speak-emotion-text", "")
+        click(browser, "speak-button")
+        wait_for_text(browser, "speak-status", "Done", seconds=120)
+        waveform, sample_rate = fetch_audio(browser, "speak-output")
+        assert sample_rate == 22050 and len(waveform) > 0 and np.isfinite(waveform).all()
+        save_screenshot(browser, tmp_path / "webui-speak-v2.png")

@@ -40,9 +40,11 @@ class EmotionControls:
 
         with gr.Accordion("Emotion (IndexTTS-2/2.5)", open=False, visible=False, elem_id="speak-emotion") as box:
             gr.Markdown(EMOTION_HELP)
-            with gr.Row():
-                self.weights = [gr.Slider(0.0, MAX_EMOTION_VALUE, 0.0, step=0.05, label=name.capitalize(),
-                                          elem_id=f"speak-emotion-{name}") for name in EMOTIONS]
+            half = len(EMOTIONS) // 2
+            for names in (EMOTIONS[:half], EMOTIONS[half:]):  # two rows of four sliders
+                with gr.Row():
+                    self.weights += [gr.Slider(0.0, MAX_EMOTION_VALUE, 0.0, step=0.05, label=name.capitalize(),
+                                               elem_id=f"speak-emotion-{name}") for name in names]
             with gr.Row():
                 self.clip = gr.Audio(sources=["upload"], type="filepath", label="Emotion clip",
                                      elem_id="speak-emotion-clip")
