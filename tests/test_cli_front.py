@@ -41,14 +41,14 @@ def test_infer_and_serve_offer_the_same_synthesis_and_runtime_options():
     assert {"vocoder_precision", "cpu_quantization", "temperature", "pause_seconds"} <= set(served)
 
 
-def test_serve_passes_the_vocoder_precision_and_cpu_quantization_to_the_model(monkeypatch, tmp_path):
+def test_serve_passes_the_vocoder_precision_and_cpu_quantization_to_the_model(monkeypatch, tiny_model_dir):
     from indextts.cli import serve
-    from indextts.inference import IndexTTS
+    from indextts.serving import bases
 
     seen = {}
-    monkeypatch.setattr(IndexTTS, "from_pretrained", classmethod(lambda cls, *a, **k: seen.update(k)))
-    args = serve.build_parser().parse_args(["--vocoder_precision", "bf16", "--cpu_quantization", "int8",
-                                            "--temperature", "0.7"])
+    monkeypatch.setattr(bases, "load_router", lambda plans, **k: seen.update(k))
+    args = serve.build_parser().parse_args(["--model_dir", str(tiny_model_dir), "--vocoder_precision", "bf16",
+                                            "--cpu_quantization", "int8", "--temperature", "0.7"])
     serve.load_tts(args)
     assert seen["vocoder_precision"] == "bf16" and seen["cpu_quantization"] == "int8"
     from indextts.cli.options import synthesis_options_from_args

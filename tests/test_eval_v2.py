@@ -30,7 +30,8 @@ def v2_run(tmp_path_factory, tiny_v2_dirs) -> Path:
 @pytest.fixture(scope="module")
 def tiny_backends(tmp_path_factory) -> list[str]:
     root = tmp_path_factory.mktemp("eval_v2_backends")
-    return ["--asr", f"whisper:{write_tiny_whisper(root / 'whisper')}", "--sim", f"wavlm:{write_tiny_wavlm(root / 'wavlm')}"]
+    return ["--asr", f"whisper:{write_tiny_whisper(root / 'whisper')}",
+            "--sim", f"wavlm:{write_tiny_wavlm(root / 'wavlm')}"]
 
 
 def test_an_indextts2_run_is_scored_and_its_chosen_checkpoint_promoted(v2_run, tiny_backends, tmp_path):

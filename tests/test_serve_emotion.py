@@ -21,8 +21,7 @@ from indextts.errors import VoiceNotFoundError
 from indextts.families import FAMILIES
 from indextts.inference.api import AudioChunk, SynthesisResult
 from indextts.inference.voices import VoiceInfo
-from indextts.serving import ServerSettings, create_app, serve_in_background
-from indextts.serving.router import VoiceRouter
+from indextts.serving import ServerSettings, VoiceRouter, create_app, serve_in_background
 
 SPEECH = "/v1/audio/speech"
 RATE = 22050

@@ -16,8 +16,7 @@ from indextts.gpt.generation import GenerationConfig
 from indextts.inference import IndexTTS, SynthesisOptions
 from indextts.inference.synthesis import to_pcm16
 from indextts.lora import TrainedSpeaker
-from indextts.serving import CODES_HEADER, ServerSettings, codes_digest, create_app, serve_in_background
-from indextts.serving.router import VoiceRouter
+from indextts.serving import CODES_HEADER, ServerSettings, VoiceRouter, codes_digest, create_app, serve_in_background
 
 pytestmark = pytest.mark.slow
 

@@ -2,8 +2,8 @@
 
 Every failure a client can cause maps to one status: a refused emotion or duration field 400, unknown
 voice 404 (the body lists the loaded voices), unspeakable or malformed input 422, input over the limit
-413, missing or wrong API key 401, full queue or stopped worker 503, request timeout 504. Anything else is a server bug: 500
-with a generic message, its traceback only in the server log.
+413, missing or wrong API key 401, full queue or stopped worker 503, request timeout 504. Anything
+else is a server bug: 500 with a generic message, its traceback only in the server log.
 """
 
 from __future__ import annotations
