@@ -119,3 +119,13 @@ def test_emotion_on_a_15_voice_and_duration_on_indextts2_answer_400(server):
         answer = _speak(server, voice, **fields)
         assert answer.status_code == 400 and answer.json()["error"]["param"] == next(iter(fields))
     assert httpx.get(f"{server}/health", timeout=10).json()["status"] == "ok"
+
+
+def test_the_command_line_loads_one_base_per_family_with_its_runs(tiny_model_dir, tiny_v2_dirs):
+    from indextts.cli.serve import build_parser, load_tts
+
+    args = build_parser().parse_args(["--model_dir", str(tiny_model_dir), "--model_dir", str(tiny_v2_dirs["2.5"]),
+                                      "--device", "cpu"])
+    router = load_tts(args)
+    assert [base.family.version for base in router.bases] == ["1.5", "2.5"]
+    assert [base.base.root for base in router.bases] == [tiny_model_dir.resolve(), tiny_v2_dirs["2.5"].resolve()]
