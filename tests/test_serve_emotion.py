@@ -5,6 +5,7 @@ and the base64 emotion clip written to a private temporary file that is gone onc
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import stat
@@ -125,10 +126,12 @@ def test_emotion_fields_reach_the_synthesis_options(server, bases):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_emotion_clip_is_a_private_file_removed_after_the_request(server, bases, stream):
-    answer = _speak(server, "carol", emotion_audio_base64=_wav_base64(), emotion_alpha=0.5, stream=stream)
+    clip = _wav_base64()
+    answer = _speak(server, "carol", emotion_audio_base64=clip, emotion_alpha=0.5, stream=stream)
     assert answer.status_code == 200, answer.text
     (path, mode), = bases["2"].clip_modes
     assert mode == 0o700 and not path.exists() and not path.parent.exists()
+    assert path.name == hashlib.sha256(base64.b64decode(clip)).hexdigest()  # a path names one content only
 
 
 @pytest.mark.parametrize(("voice", "fields", "param", "words"), [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import shutil
 import tempfile
 from dataclasses import replace
@@ -30,11 +31,15 @@ EXTENSION_FIELDS = (*OPTION_FIELDS, CLIP_FIELD)
 
 
 class EmotionClip:
-    """A request's emotion clip in its own private temporary folder; ``remove()`` deletes both."""
+    """A request's emotion clip in its own private temporary folder; ``remove()`` deletes both.
+
+    The file is named by the SHA-256 of its bytes: synthesis caches a clip's emotion by path, so a
+    path that ever comes back (a reused temporary name) always holds the same audio.
+    """
 
     def __init__(self, data: bytes):
         self.folder = Path(tempfile.mkdtemp(prefix="indextts-emotion-"))
-        self.path = self.folder / "emotion_clip"
+        self.path = self.folder / hashlib.sha256(data).hexdigest()
         self.path.write_bytes(data)
 
     def remove(self) -> None:
