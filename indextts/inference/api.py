@@ -28,15 +28,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from indextts.audio import resample
 from indextts.inference.adapters import load_speakers, load_trained_run
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.errors import IndexTTSError, InferenceError, TextTooLongError
 from indextts.lora import TrainedSpeaker
 from indextts.run_folder import SPEAKERS_FILE, RunFolder
+from indextts.families import Family, family_of
 from indextts.inference.speech import SpeechModels
+from indextts.inference.speech_v2 import load_v2_speech
 from indextts.inference.streaming import stream_sentence
 from indextts.inference.synthesis import (
+    SentenceBatch,
     SpeechRequest,
     SynthesisOptions,
     check_writable,
@@ -46,6 +50,7 @@ from indextts.inference.synthesis import (
 )
 from indextts.text import TextTokenizer
 from indextts.timing import StageTimings, Stopwatch
+from indextts.v2.sentences25 import SentenceSplitter25
 from indextts.inference.voices import PatchedWeights, Voice, VoiceInfo, VoiceLibrary, VoiceSource
 
 __all__ = ["AudioChunk", "IndexTTS", "SpeechRequest", "SynthesisOptions", "SynthesisResult", "Voice", "VoiceInfo"]
@@ -95,6 +100,7 @@ class _Job:
     timings: StageTimings
     codes: list[torch.Tensor] = field(default_factory=list)
     waveforms: list[np.ndarray] = field(default_factory=list)
+    languages: list[int] | None = None  # IndexTTS-2.5: each sentence's language id
 
 
 class IndexTTS:
@@ -114,12 +120,14 @@ class IndexTTS:
     def __init__(self, cfg, gpt, bigvgan, tokenizer: TextTokenizer, *, base: CheckpointFolder | None = None,
                  device: str | torch.device = "auto", precision: str = "auto", vocoder_precision: str = "fp32",
                  allow_base_mismatch: bool = False, cpu_quantization: str | None = None, vocoder_mode: str = "auto"):
-        self.cfg = cfg
-        self.base = base
-        self.models = SpeechModels(cfg, gpt, bigvgan, device, precision, vocoder_precision, cpu_quantization,
-                                   vocoder_mode)
+        self._attach(cfg, SpeechModels(cfg, gpt, bigvgan, device, precision, vocoder_precision, cpu_quantization,
+                                       vocoder_mode), tokenizer, base, allow_base_mismatch)
+
+    def _attach(self, cfg, models, tokenizer, base: CheckpointFolder | None, allow_base_mismatch: bool) -> None:
+        """Hold the models on their device (SpeechModels or SpeechModelsV2) and an empty voice library."""
+        self.cfg, self.base, self.models = cfg, base, models
         self.device, self.sample_rate = self.models.device, self.models.sample_rate
-        self.samples_per_code = self.models.samples_per_code
+        self.samples_per_code = getattr(self.models, "samples_per_code", None)  # None: IndexTTS-2 (no fixed rate)
         self.tokenizer = tokenizer
         self.allow_base_mismatch = allow_base_mismatch
         self.library = VoiceLibrary()
@@ -138,7 +146,11 @@ class IndexTTS:
         (see the class).
         """
         base = CheckpointFolder(model_dir)
-        tts = cls(base.cfg, *base.load_speech_models(), base=base, **kwargs)
+        if base.family.generation == 2:
+            tts = cls.__new__(cls)
+            tts._attach(base.cfg, *load_v2_speech(base, **kwargs))
+        else:
+            tts = cls(base.cfg, *base.load_speech_models(), base=base, **kwargs)
         if (base.root / SPEAKERS_FILE).is_file():
             tts.add_speakers(base.root.name, load_speakers(base.root / SPEAKERS_FILE))
         runs = dict(adapters or {})
@@ -176,6 +188,11 @@ class IndexTTS:
         return [info for info in self.library.voices if info.run == name]
 
     @property
+    def family(self) -> Family:
+        """The model family of the base (version "1.0" | "1.5" | "2" | "2.5")."""
+        return self.base.family if self.base is not None else family_of(self.cfg, "the base config")
+
+    @property
     def voices(self) -> list[VoiceInfo]:
         """Every loaded voice (id "run:speaker", its run and speaker)."""
         return self.library.voices
@@ -195,15 +212,8 @@ class IndexTTS:
         key = (source.name if source else None, speaker,
                None if reference_audio is None else Path(reference_audio).resolve())
         if key not in self._voice_cache:
-            models = self.models
-            mel = None if reference_audio is None else models.reference_mel(reference_audio)  # (100, F)
-            if source is None:
-                condition = models.conditioning(mel)
-            else:
-                condition = source.speakers[speaker].condition.to(self.device, models.dtype)
-            reference = (source.speakers[speaker].reference_mel if mel is None else mel).transpose(0, 1)
-            embedding = models.speaker_embedding(reference)
-            self._voice_cache[key] = Voice(condition, reference.to(self.device), embedding, key[0])
+            trained = source.speakers[speaker] if source is not None else None
+            self._voice_cache[key] = self.models.make_voice(trained, reference_audio, key[0])
         return self._voice_cache[key]
 
     def _tokenizer_of(self, voice: str | None, reference_audio: str | Path | None) -> TextTokenizer:
@@ -219,19 +229,27 @@ class IndexTTS:
 
         Raises TextError for empty text or text with nothing speakable.
         """
+        return self._sentences(text, max_tokens, tokenizer)[0]
+
+    def _sentences(self, text: str, max_tokens: int, tokenizer=None) -> tuple[list[tuple[str, list[int]]], list[int] | None]:
+        """:meth:`split_text`'s sentences and, for IndexTTS-2.5, each one's language id (else None)."""
         tokenizer = tokenizer or self.tokenizer
         if max_tokens > self.models.max_text_tokens:
             raise InferenceError(
                 f"max_text_tokens_per_sentence={max_tokens} exceeds the model's limit of {self.models.max_text_tokens} "
                 "(gpt.max_text_tokens in the base config). Choose a smaller value; 120 is a good default.")
+        if isinstance(tokenizer, SentenceSplitter25):
+            sentences = tokenizer.split(text, max_tokens)
+            return [(s.text, s.ids) for s in sentences], [s.language_id for s in sentences]
         sentences = tokenizer.split_sentences(tokenizer.tokenize(text), max_tokens)
         id_lists = [tokenizer.convert_tokens_to_ids(tokens) for tokens in sentences]
-        return [(tokenizer.decode(ids), ids) for ids in id_lists]
+        return [(tokenizer.decode(ids), ids) for ids in id_lists], None
 
     def _prepare(self, request: SpeechRequest) -> _Job:
         """Resolve the voice, check the options and split the text of one request."""
         options = request.options or SynthesisOptions()
         options.validate()
+        self.models.check_options(options)
         if options.max_text_length is not None and len(request.text) > options.max_text_length:
             raise TextTooLongError(f"The text has {len(request.text)} characters, more than the limit of "
                                    f"{options.max_text_length}. Send it in shorter parts.")
@@ -240,12 +258,12 @@ class IndexTTS:
         timings = StageTimings()
         stopwatch = Stopwatch([timings], self.device)
         with stopwatch("text"):  # text errors come before voice errors, so find the tokenizer quietly
-            sentences = self.split_text(request.text, options.max_text_tokens_per_sentence,
-                                        self._tokenizer_of(request.voice, request.reference_audio))
+            sentences, languages = self._sentences(request.text, options.max_text_tokens_per_sentence,
+                                                   self._tokenizer_of(request.voice, request.reference_audio))
         with stopwatch("conditioning"):
-            voice = self.voice(request.voice, request.reference_audio)
+            voice = self.models.spoken_voice(self.voice(request.voice, request.reference_audio), options)
         return _Job(voice, options, sentences, timings, [torch.zeros(0, dtype=torch.long)] * len(sentences),
-                    [np.zeros(0, dtype=np.float32)] * len(sentences))
+                    [np.zeros(0, dtype=np.float32)] * len(sentences), languages)
 
     def _activate(self, voice: Voice) -> None:
         """Put the voice's run adapter on the shared GPT (the base alone for zero-shot voices)."""
@@ -273,21 +291,14 @@ class IndexTTS:
         """Synthesise sentences (job, sentence index) of one run and one set of options, in one batch each stage."""
         jobs = list({id(job): job for job, _ in items}.values())
         stopwatch = Stopwatch([job.timings for job in jobs], self.device)
-        voices = [job.voice for job, _ in items]
-        self._activate(voices[0])
+        self._activate(items[0][0].voice)
         options = items[0][0].options
-        models = self.models
-        text_ids, text_lengths = models.pad_text([job.sentences[i][1] for job, i in items])
-        conditions = torch.stack([voice.condition for voice in voices])  # (B, 32, D)
-        with stopwatch("generation"):
-            generated = models.generate(conditions, text_ids, text_lengths, options.batch_generation(batch_number))
-        codes = [models.spoken_codes(row, options) for row in generated]
-        with stopwatch("latents"):
-            latents = models.latents(conditions, text_ids, text_lengths, codes)
-        with stopwatch("vocoder"):
-            waveforms = models.vocode(latents, [voice.speaker_embedding for voice in voices])
+        languages = None if items[0][0].languages is None else [job.languages[i] for job, i in items]
+        batch = SentenceBatch([job.voice for job, _ in items], [job.sentences[i][1] for job, i in items],
+                              [i for _, i in items], options, options.batch_generation(batch_number), languages)
+        codes, waveforms = self.models.speak(batch, stopwatch)
         for (job, index), row_codes, waveform in zip(items, codes, waveforms):
-            job.codes[index], job.waveforms[index] = row_codes.cpu(), waveform
+            job.codes[index], job.waveforms[index] = row_codes, waveform
 
     def _result(self, job: _Job) -> SynthesisResult:
         """Join a finished job's sentences; InferenceError when no sentence produced audio."""
@@ -354,9 +365,10 @@ class IndexTTS:
         into the next (:mod:`indextts.inference.streaming`). Raises InferenceError at the end when no sentence
         produced audio, or at once for ``chunk_codes`` below 1.
         """
-        if chunk_codes is not None and chunk_codes < 1:
-            raise InferenceError(f"chunk_codes must be at least 1 (got {chunk_codes}); leave it unset to stream "
-                                 "whole sentences.")
+        if chunk_codes is not None and (chunk_codes < 1 or self.family.generation == 2):
+            raise InferenceError(f"chunk_codes={chunk_codes} is not usable: it must be at least 1, and {self.family} "
+                                 "streams whole sentences only (S2Mel draws a sentence's mel as a whole). Leave it "
+                                 "unset to stream sentence by sentence.")
         job = self._prepare(SpeechRequest(text, voice, options, reference_audio))
         size, count = job.options.sentence_batch_size, len(job.sentences)
         batches = [[0]] + [list(range(start, min(start + size, count))) for start in range(1, count, size)]
@@ -372,14 +384,17 @@ class IndexTTS:
         self._result(job)
 
     def synthesize_to_file(self, text: str, output_path: str | Path, voice: str | None = None,
-                           reference_audio: str | Path | None = None,
-                           options: SynthesisOptions | None = None) -> SynthesisResult:
+                           reference_audio: str | Path | None = None, options: SynthesisOptions | None = None,
+                           sample_rate: int | None = None) -> SynthesisResult:
         """Like :meth:`synthesize`, then write the audio as a 16-bit PCM WAV at ``output_path``.
 
-        The path is checked for writability before the (slow) synthesis starts; nothing is written
-        when synthesis fails.
+        ``sample_rate``: the file's rate (None: the model's); the audio is resampled once (soxr) and the
+        result holds what was written. The path is checked for writability before the (slow) synthesis
+        starts; nothing is written when synthesis fails.
         """
         check_writable(output_path)
         result = self.synthesize(text, voice, reference_audio, options)
+        rate = sample_rate or result.sample_rate
+        result = replace(result, waveform=resample(result.waveform, result.sample_rate, rate), sample_rate=rate)
         write_wav(output_path, result.waveform, result.sample_rate)
         return result

@@ -45,7 +45,17 @@ from indextts.gpt.generation import GenerationConfig, StreamedCodes, generate_co
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.gpt.quantize import quantize_for_cpu
 from indextts.runtime import dtype_of, resolve_device, resolve_precision
-from indextts.inference.synthesis import SynthesisOptions, silence_min_total, strip_stop_code, trim_silence_runs
+from indextts.inference.synthesis import (
+    SentenceBatch,
+    SynthesisOptions,
+    refuse_v2_options,
+    silence_min_total,
+    strip_stop_code,
+    trim_silence_runs,
+)
+from indextts.inference.voices import Voice
+from indextts.lora import TrainedSpeaker
+from indextts.timing import Stopwatch
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +180,40 @@ class SpeechModels:
     def speaker_embedding(self, reference_mel: torch.Tensor) -> torch.Tensor:
         """BigVGAN's speaker embedding (1, E, 1) of a reference mel (F, 100), computed in fp32."""
         return self.bigvgan.embed_speaker(reference_mel.to(self.device, torch.float32).unsqueeze(0))
+
+    @torch.inference_mode()
+    def make_voice(self, speaker: TrainedSpeaker | None, reference_audio: str | Path | None, run: str | None) -> Voice:
+        """A trained speaker's conditioning and reference mel, or a recording's (zero-shot); with both, the
+        recording replaces only the vocoder's reference."""
+        if speaker is not None and speaker.is_v2:
+            raise InferenceError(f"The voice of run '{run}' was trained on IndexTTS-2/2.5, but this base is IndexTTS "
+                                 "1.x. Load it on its own IndexTTS-2/2.5 base folder.")
+        mel = None if reference_audio is None else self.reference_mel(reference_audio)  # (100, F)
+        condition = self.conditioning(mel) if speaker is None else speaker.condition.to(self.device, self.dtype)
+        reference = (speaker.reference_mel if mel is None else mel).transpose(0, 1)
+        return Voice(condition, reference.to(self.device), self.speaker_embedding(reference), run)
+
+    def check_options(self, options: SynthesisOptions) -> None:
+        """InferenceError for the IndexTTS-2/2.5 options (emotion, duration), which a 1.x GPT cannot follow."""
+        refuse_v2_options(options, "IndexTTS 1.x")
+
+    def spoken_voice(self, voice: Voice, options: SynthesisOptions) -> Voice:
+        """The voice as spoken: a 1.x voice has no per-request emotion."""
+        return voice
+
+    @torch.inference_mode()
+    def speak(self, batch: SentenceBatch, stopwatch: Stopwatch) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+        """Codes (N_i,) and waveforms (N_i * samples_per_code,) of a batch: one pass per stage."""
+        text_ids, text_lengths = self.pad_text(batch.id_lists)
+        conditions = torch.stack([voice.condition for voice in batch.voices])  # (B, 32, D)
+        with stopwatch("generation"):
+            generated = self.generate(conditions, text_ids, text_lengths, batch.generation)
+        codes = [self.spoken_codes(row, batch.options) for row in generated]
+        with stopwatch("latents"):
+            latents = self.latents(conditions, text_ids, text_lengths, codes)
+        with stopwatch("vocoder"):
+            waveforms = self.vocode(latents, [voice.speaker_embedding for voice in batch.voices])
+        return [c.cpu() for c in codes], waveforms
 
     def pad_text(self, id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad token id lists into (B, L) ids and (B,) lengths on the device."""
