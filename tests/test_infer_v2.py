@@ -19,7 +19,8 @@ from indextts.lora import TrainedSpeaker, save_speakers
 from indextts.v2.emotion import EMOTIONS, mix_emotion, scale_emotion_vector
 from indextts.v2.prompt import ClipEncoder
 from indextts.v2.text import TextNormalizerV2
-from indextts.v2.text25 import detect_language, encode_text
+from indextts.v2.qwen_emotion import parse_scores
+from indextts.v2.text25 import detect_language, encode_text, language_id
 
 VERSIONS = ("2", "2.5")
 TEXT = "Hello world, this is a test."
@@ -186,3 +187,19 @@ def test_duration_factor_is_refused_on_2_and_used_on_25(engines, clips):
     plain = engines["2.5"].synthesize(TEXT, reference_audio=clips[0], options=GREEDY)
     slower = engines["2.5"].synthesize(TEXT, reference_audio=clips[0], options=replace(GREEDY, duration_factor=2.0))
     assert torch.equal(plain.codes[0], slower.codes[0]) and len(slower.waveform) > 1.8 * len(plain.waveform)
+
+
+def test_25_sentences_carry_their_own_language(engines):
+    tts = engines["2.5"]
+    sentences, languages = tts._sentences("你好，今天天气很好。Hello world, how are you today?", 60)
+    assert len(sentences) == 2 and languages == [language_id("zh"), language_id("en")]
+    assert sentences[1][0] == "hello world, how are you today?"
+    short = tts.split_text("Hello world, how are you today? I am fine, thanks.", 12)
+    assert len(short) > 2 and all(len(ids) <= 12 for _, ids in short)
+
+
+def test_qwen_answers_become_eight_weights():
+    # The model's answer format (JSON keyed by the Chinese emotion names) as in the reference's QwenEmotion.
+    assert parse_scores('{"高兴": 0.5, "愤怒": 2.0}', "so happy") == (0.5, 1.2, 0, 0, 0, 0, 0, 0)
+    assert parse_scores('悲伤: 0.7, 低落: 0.1', "a gloomy day") == (0, 0, 0.1, 0, 0, 0.7, 0, 0)
+    assert parse_scores("nothing", "flat") == (0, 0, 0, 0, 0, 0, 0, 1.0)

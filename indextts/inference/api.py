@@ -12,11 +12,10 @@ Command line: ``indextts-infer``, ``python -m indextts.infer`` or ``python index
 (see :mod:`indextts.cli.infer` and docs/inference.md). ``indextts.infer`` is the upstream entry path,
 a thin wrapper that re-exports this module's API.
 
-The pipeline: normalise and tokenise the text, split it into sentences of at most
-``max_text_tokens_per_sentence`` tokens, group sentences of similar length (and the same run)
-into batches, and per batch: put the run's adapter on the shared base GPT, generate DVAE codes,
-shorten long silences, compute GPT latents and vocode with BigVGAN conditioned on each speaker's
-reference mel. The sentences are joined with a short pause.
+The pipeline: split the text into sentences of at most ``max_text_tokens_per_sentence`` tokens,
+batch sentences of similar length (one run, one option set), put the run's adapter on the shared
+GPT and let the base's models speak each batch (1.x: :class:`SpeechModels`; IndexTTS-2/2.5:
+:class:`SpeechModelsV2`, chosen once by the base's generation); join the sentences with a pause.
 """
 
 from __future__ import annotations
@@ -106,7 +105,7 @@ class _Job:
 class IndexTTS:
     """An IndexTTS synthesiser: one base model in memory and any number of fine-tuned voices on it.
 
-    Build it with :meth:`from_pretrained` or :meth:`from_run`; the constructor takes models that
+    Build it with :meth:`from_pretrained` or :meth:`from_run` (any family); the constructor takes 1.x models that
     are already in memory (``cfg`` = the checkpoint config, ``gpt`` a UnifiedVoice, ``bigvgan``
     the vocoder, ``tokenizer`` the base TextTokenizer; ``base`` the folder they came from, used
     to check that runs fit it). ``device``: auto | cpu | cuda | cuda:N; ``precision`` of the GPT:
@@ -128,8 +127,7 @@ class IndexTTS:
         self.cfg, self.base, self.models = cfg, base, models
         self.device, self.sample_rate = self.models.device, self.models.sample_rate
         self.samples_per_code = getattr(self.models, "samples_per_code", None)  # None: IndexTTS-2 (no fixed rate)
-        self.tokenizer = tokenizer
-        self.allow_base_mismatch = allow_base_mismatch
+        self.tokenizer, self.allow_base_mismatch = tokenizer, allow_base_mismatch
         self.library = VoiceLibrary()
         self.weights = PatchedWeights(self.models.gpt)
         self._base_text_rows = int(self.models.gpt.text_vocab_size)
@@ -176,8 +174,7 @@ class IndexTTS:
         self.weights.forget_originals()  # the base must be itself while PEFT reads the adapter (and may grow it)
         run = load_trained_run(run_dir, self.models.gpt, base=self.base, allow_base_mismatch=allow,
                                patch_only=True, base_text_rows=self._base_text_rows)
-        self.models.gpt = run.gpt
-        self.weights.model = run.gpt
+        self.models.gpt = self.weights.model = run.gpt
         tokenizer = TextTokenizer(run.tokenizer_path) if run.tokenizer_path else self.tokenizer
         self.library.add(VoiceSource(name, Path(run_dir).expanduser().resolve(), run.speakers, tokenizer, run.patch))
         return [info for info in self.library.voices if info.run == name]
@@ -202,7 +199,8 @@ class IndexTTS:
         """The voice to speak with, cached by (voice, reference path).
 
         With ``voice`` ("run:speaker" or a unique speaker name), the run's learned conditioning and
-        reference mel; ``reference_audio`` then replaces only the vocoder's reference. Without
+        reference mel; ``reference_audio`` then replaces only the vocoder's reference (IndexTTS-2: the S2Mel
+        prompt). Without
         ``voice``, both come from ``reference_audio`` (zero-shot), or from the only loaded voice.
         Raises VoiceNotFoundError / InferenceError for an unknown or missing voice, AudioError for an
         unusable reference (unreadable, shorter than 0.5 s, or silent).
@@ -365,10 +363,12 @@ class IndexTTS:
         into the next (:mod:`indextts.inference.streaming`). Raises InferenceError at the end when no sentence
         produced audio, or at once for ``chunk_codes`` below 1.
         """
-        if chunk_codes is not None and (chunk_codes < 1 or self.family.generation == 2):
-            raise InferenceError(f"chunk_codes={chunk_codes} is not usable: it must be at least 1, and {self.family} "
-                                 "streams whole sentences only (S2Mel draws a sentence's mel as a whole). Leave it "
-                                 "unset to stream sentence by sentence.")
+        if chunk_codes is not None and chunk_codes < 1:
+            raise InferenceError(f"chunk_codes must be at least 1 (got {chunk_codes}); leave it unset to stream "
+                                 "whole sentences.")
+        if chunk_codes and self.family.generation == 2:
+            raise InferenceError(f"{self.family} streams whole sentences only (S2Mel draws a sentence's mel as a "
+                                 "whole); leave chunk_codes unset.")
         job = self._prepare(SpeechRequest(text, voice, options, reference_audio))
         size, count = job.options.sentence_batch_size, len(job.sentences)
         batches = [[0]] + [list(range(start, min(start + size, count))) for start in range(1, count, size)]
