@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import write_lora_run
 
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.cli.infer import main
@@ -203,3 +204,21 @@ def test_qwen_answers_become_eight_weights():
     assert parse_scores('{"高兴": 0.5, "愤怒": 2.0}', "so happy") == (0.5, 1.2, 0, 0, 0, 0, 0, 0)
     assert parse_scores('悲伤: 0.7, 低落: 0.1', "a gloomy day") == (0, 0, 0.1, 0, 0, 0.7, 0, 0)
     assert parse_scores("nothing", "flat") == (0, 0, 0, 0, 0, 0, 0, 1.0)
+
+
+def test_a_v2_run_adds_voices_on_the_shared_base(tiny_v2_dirs, clips, tmp_path):
+    folder = tiny_v2_dirs["2"]
+    tts = IndexTTS.from_pretrained(folder, device="cpu", vocoder_mode="exact")
+    base = CheckpointFolder(folder)
+    run = write_lora_run(tmp_path / "run", base.v2.load_gpt(), torch.zeros(80, 10), ("narrator",), 0,
+                         base.identity(), folder)
+    voice = tts.voice(reference_audio=clips[0])
+    speaker = TrainedSpeaker(voice.condition.float(), voice.prompt.mel, emotion=voice.emotion.float(),
+                             prompt_semantic=voice.prompt.semantic, style=voice.prompt.style)
+    save_speakers(run, {"narrator": speaker}, {"speakers": ["narrator"]})
+    before = tts.synthesize(TEXT, reference_audio=clips[0], options=GREEDY)
+    assert [info.id for info in tts.add_voice("run", run)] == ["run:narrator"]
+    adapted = tts.synthesize(TEXT, voice="narrator", options=GREEDY)
+    after = tts.synthesize(TEXT, reference_audio=clips[0], options=GREEDY)
+    assert not torch.equal(adapted.codes[0], before.codes[0])  # the same voice, spoken through the run's adapter
+    assert torch.equal(after.codes[0], before.codes[0])  # and the base is itself again for zero-shot
