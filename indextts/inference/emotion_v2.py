@@ -12,12 +12,16 @@ As infer_v2 (docs/emotion.md), with ``e`` the voice's emotion vector (D,) and al
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from indextts.errors import InferenceError
 from indextts.inference.synthesis import SynthesisOptions
 from indextts.v2.emotion import EmotionMatrices, mix_emotion, scale_emotion_vector
 
+CACHED_CLIPS = 16
+"""Emotion clips whose vectors are kept (by resolved path), as voices are kept by their reference path."""
 QWEN_SOURCE = "IndexTeam/IndexTTS-2"
 """The release that ships the Qwen emotion model folder (``qwen_emo_path`` in config.yaml)."""
 
@@ -28,6 +32,7 @@ class EmotionControl:
     def __init__(self, models, gpt, clips):
         self.models, self.gpt, self.clips = models, gpt, clips
         self._matrices: EmotionMatrices | None = None
+        self._clips: dict[Path, torch.Tensor] = {}
         self._qwen = None
 
     @property
@@ -54,10 +59,15 @@ class EmotionControl:
         return mix_emotion(self.matrices.weighted_rows(scaled, rows), scaled, base[None])[0]
 
     def clip_emotion(self, path: str) -> torch.Tensor:
-        """The GPT emotion vector (D,) float32 of the clip at ``path`` (AudioError when unreadable)."""
-        features = self.clips.features(self.clips.read(path)[0])[None]
-        dtype = next(self.gpt.parameters()).dtype
-        return self.gpt.emotion_vector(features.to(dtype))[0].float()
+        """The GPT emotion vector (D,) float32 of the clip at ``path`` (AudioError when unreadable), cached."""
+        key = Path(path).resolve()
+        if key not in self._clips:
+            features = self.clips.features(self.clips.read(path)[0])[None]
+            dtype = next(self.gpt.parameters()).dtype
+            if len(self._clips) >= CACHED_CLIPS:
+                self._clips.pop(next(iter(self._clips)))
+            self._clips[key] = self.gpt.emotion_vector(features.to(dtype))[0].float()
+        return self._clips[key]
 
     def text_weights(self, text: str) -> tuple[float, ...]:
         """Eight emotion weights for a description, by the base folder's Qwen emotion model."""
