@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from indextts.audio import load_audio
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.v2.campplus import campplus_features
 from indextts.v2.s2mel.mel import S2MelSpectrogram
 
@@ -75,7 +76,7 @@ class ClipEncoder(nn.Module):
     @classmethod
     def from_models(cls, models, device: str | torch.device = "cpu") -> ClipEncoder:
         """Load the parts from ``models`` (a :class:`indextts.v2.models.V2Models`)."""
-        mel = S2MelSpectrogram.from_config(models.cfg.s2mel, str(models.root / "config.yaml"))
+        mel = S2MelSpectrogram.from_config(models.cfg.s2mel, str(models.root / CONFIG_FILENAME))
         return cls(models.load_semantic_front(device), models.load_semantic_codec(device),
                    models.load_campplus(device), mel.to(device), models.uses_gpt_layer)
 
