@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from indextts.inference.adapters import export_merged
+from indextts.inference.export import export_merged
 from indextts.run_folder import RunFolder
 from indextts.cli import configure_logging, run_command
 
