@@ -194,7 +194,7 @@ def check_family(run_dir: Path, run_model: dict, gpt: nn.Module, base: Checkpoin
     raise CheckpointError(
         f"The run {run_dir} was trained on an IndexTTS-{trained} base (model.family in {run_dir / RUN_CONFIG}), "
         f"but {where} holds IndexTTS-{actual}: an adapter fits only the model family it was trained on. Load it "
-        f"with the base it was trained on (model_dir in its config.yaml: {recorded}), or pass that folder as "
+        f"with the base it was trained on (model_dir in its {RUN_CONFIG}: {recorded}), or pass that folder as "
         "--model_dir.")
 
 
