@@ -28,6 +28,7 @@ from indextts.inference.adapters import load_speakers, load_trained_run
 from indextts.inference.export import EXPORT_INFO, export_merged
 from indextts.run_folder import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, SPEAKERS_FILE, SPEAKERS_INFO
 from indextts.v2.gpt.loading import load_gpt_v2
+from indextts.v2.text import GLOSSARY_FILE
 
 VERSIONS = ("2", "2.5")
 PEFT_PREFIX = "base_model.model."
@@ -95,9 +96,12 @@ def test_15_runs_still_load_on_their_base(runs_15, tiny_model_dir):
 
 @pytest.fixture(scope="module", params=VERSIONS)
 def exported(request, v2_runs, tiny_v2_dirs, tmp_path_factory):
-    version = request.param
-    out = export_merged(v2_runs[version], tiny_v2_dirs[version], tmp_path_factory.mktemp("export") / "out")
-    return {"version": version, "out": out, "run": v2_runs[version], "base": Path(tiny_v2_dirs[version])}
+    """The export of each family's run, from a copy of its base that also holds the optional glossary."""
+    version, work = request.param, tmp_path_factory.mktemp("export")
+    base = shutil.copytree(tiny_v2_dirs[version], work / "base")
+    (base / GLOSSARY_FILE).write_text("TTS: {zh: 语音合成, en: text to speech}\n", encoding="utf-8")
+    out = export_merged(v2_runs[version], base, work / "out")
+    return {"version": version, "out": out, "run": v2_runs[version], "base": base}
 
 
 def _files(root: Path) -> set[str]:
@@ -107,6 +111,7 @@ def _files(root: Path) -> set[str]:
 
 def test_the_export_is_a_complete_folder_of_the_base_family(exported):
     out, base = exported["out"], exported["base"]
+    assert GLOSSARY_FILE in _files(base) and "hf_cache/campplus_cn_common.bin" in _files(base)
     assert _files(out) == _files(base) | {SPEAKERS_FILE, SPEAKERS_INFO, EXPORT_INFO}
     for name in _files(base) - {"gpt.pth", "config.yaml"}:
         assert (out / name).read_bytes() == (base / name).read_bytes(), name
