@@ -190,3 +190,14 @@ def test_export_on_the_other_family_is_refused_before_writing(v2_runs, tiny_v2_d
     _export_refused(capsys, v2_runs["2"], tiny_v2_dirs["2.5"], tmp_path / "out", v2_runs["2"],
                     "trained on an IndexTTS-2 base", "holds IndexTTS-2.5")
     assert not (tmp_path / "out").exists()
+
+
+def test_auxiliary_models_linked_into_the_base_are_copied_as_files(v2_runs, tiny_v2_dirs, tmp_path):
+    """A base whose hf_cache/ is a link to a shared folder: the export holds real copies, not the link."""
+    base = shutil.copytree(tiny_v2_dirs["2"], tmp_path / "base")
+    shutil.move(base / "hf_cache", tmp_path / "shared_hf_cache")
+    (base / "hf_cache").symlink_to(tmp_path / "shared_hf_cache", target_is_directory=True)
+    out = export_merged(v2_runs["2"], base, tmp_path / "out")
+    copied = [p for p in (out / "hf_cache").rglob("*") if p.is_file()]
+    assert not (out / "hf_cache").is_symlink() and not any(p.is_symlink() for p in copied)
+    assert _files(out / "hf_cache") == _files(tmp_path / "shared_hf_cache") and copied

@@ -7,6 +7,9 @@ whose ``model`` section describes the base (shapes, and since the identity contr
 ``model.base = {"gpt_sha256", "bpe_sha256"}`` of :meth:`CheckpointFolder.identity`), and
 ``tokenizer/bpe.model`` when training added special tokens.
 
+Family: ``model.family`` names the base's release ("1.0", "1.5", "2", "2.5"; runs without it are
+1.x runs); a run is refused on a base of another family before its shapes are compared.
+
 Identity: a run trained on a base of the same shapes but other weights, or with another
 ``bpe.model``, is refused (both fingerprints named) unless ``allow_base_mismatch`` is set;
 runs written before the fingerprint existed load with a one-line notice.

@@ -99,15 +99,16 @@ def base_model_files(base: CheckpointFolder) -> list[Path]:
     """
     if base.v2 is None:
         return [base.paths.dvae, base.paths.bigvgan]
+    from indextts.v2.folder import AUX_MODELS
     from indextts.v2.text import GLOSSARY_FILE
 
     paths = base.v2.paths
-    candidates = [paths.s2mel, paths.w2v_stats, paths.emotion_matrix, paths.speaker_matrix, paths.qwen,
-                  base.root / GLOSSARY_FILE, paths.semantic_codec, paths.w2v_bert, paths.campplus, paths.bigvgan]
-    inside = [p for p in candidates if p is not None and p.exists() and p.is_relative_to(base.root)]
-    for path in sorted({p for p in candidates if p is not None and p.exists()} - set(inside)):
-        logger.info("%s is not inside %s; the exported folder finds it where the base does.", path, base.root)
-    return inside
+    release = [paths.s2mel, paths.w2v_stats, paths.emotion_matrix, paths.speaker_matrix, paths.qwen,
+               base.root / GLOSSARY_FILE, paths.semantic_codec if base.family.multilingual else None]
+    in_folder = {model.description: model.in_folder(base.root) for model in AUX_MODELS.values()}
+    for description in sorted(name for name, path in in_folder.items() if not path.exists()):
+        logger.info("The %s is not in %s; the exported folder finds it where the base does.", description, base.root)
+    return [p for p in release + list(in_folder.values()) if p is not None and p.exists()]
 
 
 def _copy_into(folder: Path, source: Path, root: Path) -> None:
