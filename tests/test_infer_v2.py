@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import write_lora_run
+from helpers_v2 import write_v2_run
 
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.cli.infer import main
@@ -209,9 +209,7 @@ def test_qwen_answers_become_eight_weights():
 def test_a_v2_run_adds_voices_on_the_shared_base(tiny_v2_dirs, clips, tmp_path):
     folder = tiny_v2_dirs["2"]
     tts = IndexTTS.from_pretrained(folder, device="cpu", vocoder_mode="exact")
-    base = CheckpointFolder(folder)
-    run = write_lora_run(tmp_path / "run", base.v2.load_gpt(), torch.zeros(80, 10), ("narrator",), 0,
-                         base.identity(), folder)
+    run = write_v2_run(tmp_path / "run", folder, speakers=("narrator",))
     voice = tts.voice(reference_audio=clips[0])
     speaker = TrainedSpeaker(voice.condition.float(), voice.prompt.mel, emotion=voice.emotion.float(),
                              prompt_semantic=voice.prompt.semantic, style=voice.prompt.style)
