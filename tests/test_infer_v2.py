@@ -12,7 +12,7 @@ from helpers_v2 import write_v2_run
 
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.cli.infer import main
-from indextts.errors import InferenceError
+from indextts.errors import AudioError, InferenceError
 from indextts.gpt.generation import GenerationConfig
 from indextts.inference import IndexTTS, SynthesisOptions
 from indextts.inference.adapters import load_speakers
@@ -220,3 +220,12 @@ def test_a_v2_run_adds_voices_on_the_shared_base(tiny_v2_dirs, clips, tmp_path):
     after = tts.synthesize(TEXT, reference_audio=clips[0], options=GREEDY)
     assert not torch.equal(adapted.codes[0], before.codes[0])  # the same voice, spoken through the run's adapter
     assert torch.equal(after.codes[0], before.codes[0])  # and the base is itself again for zero-shot
+
+
+def test_a_short_or_silent_reference_is_refused(engines, tmp_path):
+    short = _clip(tmp_path / "short.wav", 0.3, 16000, 220.0)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(24000, dtype=np.float32), 24000)
+    for path, reason in ((short, "too short"), (silent, "silent")):
+        with pytest.raises(AudioError, match=reason):
+            engines["2.5"].synthesize(TEXT, reference_audio=path, options=GREEDY)

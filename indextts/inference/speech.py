@@ -31,16 +31,9 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from indextts.audio import (
-    MIN_SPEECH_SECONDS,
-    SILENCE_PEAK_DBFS,
-    MelSpectrogramFeatures,
-    is_silent,
-    load_audio,
-    peak_dbfs,
-)
+from indextts.audio import MelSpectrogramFeatures, load_audio, require_speech
 from indextts.bigvgan.activations import ACTIVATION_MODES
-from indextts.errors import AudioError, InferenceError
+from indextts.errors import InferenceError
 from indextts.gpt.generation import GenerationConfig, StreamedCodes, generate_codes, stream_codes
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.gpt.quantize import quantize_for_cpu
@@ -159,17 +152,10 @@ class SpeechModels:
     def reference_mel(self, audio_path: str | Path) -> torch.Tensor:
         """Log-mel (100, F) of a reference recording, on the device.
 
-        The recording must hold speech by extraction's rule: at least ``MIN_SPEECH_SECONDS`` long
-        and a peak above ``SILENCE_PEAK_DBFS``; otherwise AudioError.
+        The recording must hold speech (``require_speech``: long enough, not silent); otherwise AudioError.
         """
         audio = load_audio(audio_path, self.sample_rate)
-        seconds = audio.numel() / self.sample_rate
-        if seconds < MIN_SPEECH_SECONDS:
-            raise AudioError(f"The reference audio {audio_path} is too short ({seconds:.2f} s < {MIN_SPEECH_SECONDS} s). "
-                             "Use a recording of a few seconds of clear speech.")
-        if is_silent(audio):
-            raise AudioError(f"The reference audio {audio_path} is silent (peak {peak_dbfs(audio):.1f} dBFS < "
-                             f"{SILENCE_PEAK_DBFS} dBFS). Use a recording of clear speech at a normal level.")
+        require_speech(audio, self.sample_rate, audio_path)
         return self.mel(audio.to(self.device))[0]
 
     def conditioning(self, mel: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from indextts.audio import require_speech
 from indextts.errors import InferenceError
 from indextts.families import Family
 from indextts.gpt.generation import GenerationConfig
@@ -39,13 +40,15 @@ from indextts.lora import TrainedSpeaker
 from indextts.runtime import dtype_of, resolve_device, resolve_precision
 from indextts.timing import Stopwatch
 from indextts.v2.models import V2Models
-from indextts.v2.prompt import ClipEncoder, SpeakerPrompt
+from indextts.v2.prompt import ClipEncoder, EncodedClip, SpeakerPrompt
 from indextts.v2.s2mel.model import frames_for_codes
 from indextts.v2.sentences25 import SentenceSplitter25
 from indextts.v2.text import TextNormalizerV2
 
 logger = logging.getLogger(__name__)
 
+SEMANTIC_RATE = 16000
+"""The rate w2v-BERT and CAMPPlus read a clip at (``ClipEncoder.read``'s first copy)."""
 S2MEL_FRAMES_PER_CODE = 1.72
 """Mel frames per decoded codec frame in infer_v2_5's target length (before ``duration_factor``)."""
 
@@ -95,7 +98,7 @@ class SpeechModelsV2:
             raise InferenceError(
                 f"The voice of run '{run}' was trained on IndexTTS 1.x, but the base is {self.family}: its "
                 "conditioning does not fit this GPT. Load it on its own IndexTTS 1.x base folder.")
-        clip = None if reference_audio is None else self.clips.encode(reference_audio)
+        clip = None if reference_audio is None else self.encode_reference(reference_audio)
         if speaker is None:
             features = clip.features[None].to(self.dtype)
             if self.gpt.uses_campplus:
@@ -107,6 +110,12 @@ class SpeechModelsV2:
             speaker.prompt_semantic, speaker.reference_mel, speaker.style).to(self.device)
         return VoiceV2(speaker.condition.to(self.device, self.dtype), speaker.emotion.to(self.device, self.dtype),
                        prompt, run)
+
+    def encode_reference(self, path: str | Path) -> EncodedClip:
+        """The clip at ``path`` encoded; AudioError when it is unreadable, shorter than 0.5 s or silent."""
+        audio_16k, audio_22k = self.clips.read(path)
+        require_speech(audio_16k, SEMANTIC_RATE, path)
+        return self.clips.encode_audio(audio_16k, audio_22k)
 
     def check_options(self, options: SynthesisOptions) -> None:
         """InferenceError for ``duration_factor`` on IndexTTS-2 (only 2.5 scales durations)."""

@@ -98,7 +98,11 @@ class ClipEncoder(nn.Module):
     @torch.inference_mode()
     def encode(self, path: str | Path) -> EncodedClip:
         """Features and S2Mel prompt of the clip at ``path`` (AudioError when it cannot be read)."""
-        audio_16k, audio_22k = self.read(path)
+        return self.encode_audio(*self.read(path))
+
+    @torch.inference_mode()
+    def encode_audio(self, audio_16k: torch.Tensor, audio_22k: torch.Tensor) -> EncodedClip:
+        """Features and S2Mel prompt of a clip already read (:meth:`read`): (S16,) and (S22,)."""
         features = self.features(audio_16k)
         semantic = self.codec.quantize(features[None])[1][0] if self.quantize_prompt else features
         style = self.campplus(campplus_features(audio_16k)[None])[0]
