@@ -165,6 +165,9 @@ def test_cli_writes_a_wav_at_the_asked_rate(tiny_v2_dirs, clips, tmp_path):
                    "--emotion_vector", "0,0.5,0,0,0,0,0,0"])
     audio, rate = sf.read(output)
     assert status == 0 and rate == 16000 and len(audio) > 0
+    refused = main(["--model_dir", str(tiny_v2_dirs["2.5"]), "--reference_audio", str(clips[0]), "--text", TEXT,
+                    "--output", str(tmp_path / "never.wav"), "--sample_rate", "0"])
+    assert refused == 2 and not (tmp_path / "never.wav").exists()
 
 
 def test_emotion_options_are_refused_on_a_15_voice(tiny_model_dir, clips):
