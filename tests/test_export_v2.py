@@ -24,6 +24,8 @@ from indextts.checkpoint_folder.folder import FINGERPRINT_CACHE_SUFFIX
 from indextts.checkpoints import expected_shapes, tensor_shapes
 from indextts.cli.export import main as export_main
 from indextts.errors import CheckpointError
+from indextts.gpt.generation import GenerationConfig
+from indextts.inference import IndexTTS, SynthesisOptions
 from indextts.inference.adapters import load_speakers, load_trained_run
 from indextts.inference.export import EXPORT_INFO, export_merged
 from indextts.run_folder import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, SPEAKERS_FILE, SPEAKERS_INFO
@@ -201,3 +203,18 @@ def test_auxiliary_models_linked_into_the_base_are_copied_as_files(v2_runs, tiny
     copied = [p for p in (out / "hf_cache").rglob("*") if p.is_file()]
     assert not (out / "hf_cache").is_symlink() and not any(p.is_symlink() for p in copied)
     assert _files(out / "hf_cache") == _files(tmp_path / "shared_hf_cache") and copied
+
+
+def test_the_exported_folder_speaks_by_name_with_the_runs_codes(exported):
+    """Issue 24: the merged folder alone speaks each speaker with the codes the run gives on its base."""
+    greedy = SynthesisOptions(generation=GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=20, seed=0))
+    text = "Hello there, 你好。"
+    with_run = IndexTTS.from_pretrained(exported["base"], adapter=exported["run"], device="cpu")
+    merged = IndexTTS.from_pretrained(exported["out"], device="cpu")
+    assert merged.family.version == exported["version"]
+    for speaker in ("alice", "bob"):
+        from_run = with_run.synthesize(text, voice=speaker, options=greedy)
+        from_export = merged.synthesize(text, voice=speaker, options=greedy)
+        assert len(from_run.codes) == len(from_export.codes) and sum(map(len, from_run.codes)) > 0
+        for run_codes, export_codes in zip(from_run.codes, from_export.codes):
+            torch.testing.assert_close(export_codes, run_codes, rtol=0, atol=0)
