@@ -29,7 +29,8 @@ import soundfile
 import torch
 from omegaconf import OmegaConf
 
-from indextts.inference.adapters import export_merged, load_speakers
+from indextts.inference.adapters import load_speakers
+from indextts.inference.export import export_merged
 from indextts.audio import MelSpectrogramFeatures
 from indextts.atomic_files import write_npy_atomic
 from indextts.checkpoint_folder.folder import CheckpointFolder

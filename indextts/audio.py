@@ -40,10 +40,27 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
                          "(for example with ffmpeg) and try again.") from error
     if samples.shape[0] == 0:
         raise AudioError(f"The audio file {path} holds no samples. Use a recording with speech in it.")
-    mono = samples.mean(axis=1)
-    if file_rate != sample_rate:
-        mono = soxr.resample(mono, file_rate, sample_rate, quality="HQ").astype(np.float32)
+    mono = resample(samples.mean(axis=1), file_rate, sample_rate)
     return torch.from_numpy(np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False))
+
+
+def require_speech(audio: torch.Tensor, sample_rate: int, path: str | Path) -> None:
+    """AudioError unless a reference recording (S,) holds speech by extraction's rule: at least
+    ``MIN_SPEECH_SECONDS`` long and a peak above ``SILENCE_PEAK_DBFS``."""
+    seconds = audio.numel() / sample_rate
+    if seconds < MIN_SPEECH_SECONDS:
+        raise AudioError(f"The reference audio {path} is too short ({seconds:.2f} s < {MIN_SPEECH_SECONDS} s). "
+                         "Use a recording of a few seconds of clear speech.")
+    if is_silent(audio):
+        raise AudioError(f"The reference audio {path} is silent (peak {peak_dbfs(audio):.1f} dBFS < "
+                         f"{SILENCE_PEAK_DBFS} dBFS). Use a recording of clear speech at a normal level.")
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Mono audio (S,) at ``from_rate`` as float32 at ``to_rate`` (soxr, HQ); the same samples when the rates match."""
+    if from_rate == to_rate:
+        return audio
+    return soxr.resample(audio, from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
 def _hz_to_mel(frequency: float) -> float:

@@ -32,6 +32,9 @@ DOC_NAMES = {
     "paraformer": "doc_eval_backends",
     "wavlm:microsoft/wavlm-base-plus-sv": "doc_eval_backends",
     "http://127.0.0.1:8000/v1": "doc_server",
+    "checkpoints/IndexTTS-2": "doc_v2",
+    "speaker.wav": "doc_v2",
+    "sad.wav": "doc_v2",
 }
 DOC_SPEAKERS = {"runs/kaishu": ("kaishu", "kaishu_30min"), "runs/narrator": ("narrator",), "runs/extra": ("extra",),
                 "voices/alice/run": ("alice",), "runs/bob": ("bob",)}
@@ -89,6 +92,19 @@ def doc_server(doc_runs, tiny_model_dir):
     tts = IndexTTS.from_pretrained(tiny_model_dir, adapters={"kaishu": doc_runs["runs/kaishu"]}, device="cpu")
     with serve_in_background(create_app(tts, ServerSettings())) as url:
         yield {"http://127.0.0.1:8000/v1": f"{url}/v1"}
+
+
+@pytest.fixture(scope="module")
+def doc_v2(tiny_v2_dirs, tmp_path_factory) -> dict[str, str]:
+    """The tiny IndexTTS-2 folder and two tone clips (the voice's and an emotion's)."""
+    import numpy as np
+    import soundfile as sf
+
+    root, t = tmp_path_factory.mktemp("doc_v2"), np.arange(24000 * 3 // 2) / 24000
+    for name, frequency in (("speaker.wav", 220), ("sad.wav", 330)):
+        sf.write(root / name, (0.3 * np.sin(2 * np.pi * frequency * t) * (1 + np.sin(7 * t))).astype(np.float32), 24000)
+    return {"checkpoints/IndexTTS-2": str(tiny_v2_dirs["2"]), "speaker.wav": str(root / "speaker.wav"),
+            "sad.wav": str(root / "sad.wav")}
 
 
 def with_stand_ins(code: str, request: pytest.FixtureRequest) -> str:

@@ -11,7 +11,8 @@ import torch
 from helpers import file_digests, tiny_overrides, write_extracted_data
 from peft import PeftModel
 
-from indextts.inference.adapters import export_merged, load_trained_run
+from indextts.inference.adapters import load_trained_run
+from indextts.inference.export import export_merged
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.export import main as export_main
 from indextts.config import load_config
@@ -144,7 +145,7 @@ def test_an_interrupted_export_leaves_no_folder(trained_runs, tiny_model_dir, tm
             raise KeyboardInterrupt
         return copyfile(source, target)
 
-    monkeypatch.setattr("indextts.inference.adapters.shutil.copyfile", interrupted_copy)
+    monkeypatch.setattr("indextts.inference.export.shutil.copyfile", interrupted_copy)
     with pytest.raises(KeyboardInterrupt):
         export_merged(trained_runs["plain"], tiny_model_dir, tmp_path / "merged")
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -10,7 +10,8 @@ import pytest
 import torch
 from helpers import write_lora_run
 
-from indextts.inference.adapters import export_merged, load_trained_run
+from indextts.inference.adapters import load_trained_run
+from indextts.inference.export import export_merged
 from indextts.audio import MelSpectrogramFeatures
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.cli.infer import main

@@ -4,9 +4,11 @@ checkpoint folder that speaks the run's voices by name.
     indextts-export runs/my_voice OUTPUT_DIR [--model_dir checkpoints]
     indextts-infer --model_dir OUTPUT_DIR --speaker <name> --text "..." --output out.wav
 
-OUTPUT_DIR gets gpt.pth ({"model": state_dict}, the official format the reference IndexTTS loads
-unchanged), config.yaml, bpe.model, dvae.pth, bigvgan_generator.pth, the run's
-speakers.safetensors + speakers.json (learned conditions and vocoder reference mels) and export.json.
+OUTPUT_DIR becomes a base folder of the run's family: gpt.pth ({"model": state_dict}, the official
+format the reference IndexTTS of that family loads unchanged), config.yaml, the tokenizer, the
+base's other model files (1.0/1.5: dvae.pth, bigvgan_generator.pth; IndexTTS-2/2.5: s2mel.pth,
+the w2v-BERT statistics, feat1.pt/feat2.pt, 2.5's codec.pth and the hf_cache/ models), the run's
+speakers.safetensors + speakers.json (learned conditions and reference prompts) and export.json.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from indextts.inference.adapters import export_merged
+from indextts.inference.export import export_merged
 from indextts.run_folder import RunFolder
 from indextts.cli import configure_logging, run_command
 

@@ -65,6 +65,8 @@ def _add_text_arguments(parser: argparse.ArgumentParser) -> None:
                         help="file of 'uid|prompt_text|prompt_wav|target_text' lines; --output is a "
                              "folder of <uid>.wav files; prompt_wav is the voice when no --speaker is given")
     group.add_argument("--output", type=Path, required=True, help="output .wav file, or folder for --text_file/--list")
+    group.add_argument("--sample_rate", type=int, help="sample rate of the written wavs, resampled once "
+                       "(default: the model's, 24000 for IndexTTS 1.x, 22050 for IndexTTS-2/2.5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +116,8 @@ def _synthesize_lines(args: argparse.Namespace, options: SynthesisOptions) -> in
         # --reference_audio wins.
         reference = args.reference_audio or (None if args.speaker else utterance.reference_audio)
         try:
-            result = tts.synthesize_to_file(utterance.text, utterance.output, args.speaker, reference, options)
+            result = tts.synthesize_to_file(utterance.text, utterance.output, args.speaker, reference, options,
+                                            args.sample_rate)
         except IndexTTSError as error:
             problems.append(f"line {utterance.line_number}: {error}")
             continue
@@ -131,10 +134,14 @@ def _synthesize_lines(args: argparse.Namespace, options: SynthesisOptions) -> in
 def run_cli(args: argparse.Namespace) -> int:
     """Run the command line; returns the exit status (0 ok, 2 when any utterance failed)."""
     options = synthesis_options_from_args(args)
+    if args.sample_rate is not None and args.sample_rate < 1:
+        raise InferenceError(f"--sample_rate must be a positive number of samples per second (got {args.sample_rate}); "
+                             "leave it out to write the model's own rate.")
     if args.text is None:
         return _synthesize_lines(args, options)
     check_writable(args.output)  # before the slow model load
-    result = load_model(args).synthesize_to_file(args.text, args.output, args.speaker, args.reference_audio, options)
+    result = load_model(args).synthesize_to_file(args.text, args.output, args.speaker, args.reference_audio, options,
+                                                 args.sample_rate)
     _report(args, args.output, result)
     return 0
 

@@ -7,6 +7,9 @@ whose ``model`` section describes the base (shapes, and since the identity contr
 ``model.base = {"gpt_sha256", "bpe_sha256"}`` of :meth:`CheckpointFolder.identity`), and
 ``tokenizer/bpe.model`` when training added special tokens.
 
+Family: ``model.family`` names the base's release ("1.0", "1.5", "2", "2.5"; runs without it are
+1.x runs); a run is refused on a base of another family before its shapes are compared.
+
 Identity: a run trained on a base of the same shapes but other weights, or with another
 ``bpe.model``, is refused (both fingerprints named) unless ``allow_base_mismatch`` is set;
 runs written before the fingerprint existed load with a one-line notice.
@@ -15,7 +18,6 @@ runs written before the fingerprint existed load with a one-line notice.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from indextts.atomic_files import staged_dir, write_json_atomic
 from indextts.checkpoint_folder.folder import CheckpointFolder
-from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.errors import CheckpointError
 from indextts.lora import TrainedSpeaker, describe_base
 from indextts.run_folder import (
@@ -40,52 +40,15 @@ from indextts.run_folder import (
     ADAPTER_WEIGHTS,
     RUN_CONFIG,
     SPEAKERS_FILE,
-    SPEAKERS_INFO,
     TOKENIZER_FILE,
     RunFolder,
 )
 
 logger = logging.getLogger(__name__)
 
+GENERATION_1 = "1.x"
+"""The family of runs whose ``model`` facts name none, and of a 1.0/1.5 GPT given without its folder."""
 IDENTITY_KEYS = {"gpt_sha256": "GPT weights (gpt.pth)", "bpe_sha256": "tokenizer (bpe.model)"}
-EXPORT_INFO = "export.json"
-"""Written into an exported folder: which run and which base it was merged from."""
-MODEL_FILE_PATTERNS = ("*.pth", "*.pt", "*.safetensors", "*.bin", "*.yaml", "*.model", "*.json")
-"""Files that make a folder a checkpoint folder or a run; an export never writes over one."""
-
-
-def _relation(path: Path, folder: Path) -> str | None:
-    """How ``path`` relates to ``folder``: "is", "is inside", "contains", or None (both resolved)."""
-    if path == folder:
-        return "is"
-    if folder in path.parents:
-        return "is inside"
-    return "contains" if path in folder.parents else None
-
-
-def check_export_target(out_dir: Path, run_dir: Path, model_dir: Path) -> None:
-    """Refuse an export folder that would overwrite the base, the run, or any existing folder's files.
-
-    All paths resolved. Raises CheckpointError before anything is read or written.
-    """
-    for folder, what in ((model_dir, "the base checkpoint folder"), (run_dir, "the training run folder")):
-        relation = _relation(out_dir, folder)
-        if relation:
-            raise CheckpointError(
-                f"The export folder {out_dir} {relation} {what} {folder}; exporting there would overwrite "
-                "or delete its files. Name a new folder outside both, e.g. exported/<name>.")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CheckpointError(f"The export folder {out_dir} is a file. Name a new folder, e.g. exported/<name>.")
-    present = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
-    if present:
-        models = sorted({p for pattern in MODEL_FILE_PATTERNS for p in present if Path(p).match(pattern)})
-        what = f"model files ({', '.join(models[:5])})" if models else f"files ({', '.join(present[:5])})"
-        raise CheckpointError(
-            f"The export folder {out_dir} already holds {what}; an export writes a complete new folder and "
-            "never replaces existing files. Name a folder that does not exist yet (or is empty), or delete "
-            "that one first if you no longer need it.")
-
-
 @dataclass
 class LowRankDelta:
     """One LoRA-adapted weight: delta = scaling * B @ A, transposed for GPT-2's Conv1D (fan_in_fan_out)."""
@@ -204,6 +167,40 @@ def check_shapes(run_dir: Path, run_model: dict, gpt: nn.Module, base_text_rows:
             f"the checkpoint folder it was trained from (model_dir in {run_dir / RUN_CONFIG}).")
 
 
+def _gpt_family(gpt: nn.Module) -> str:
+    """The family a loaded base GPT belongs to: "2" / "2.5" from an IndexTTS-2 GPT's speaker mode, else "1.x"."""
+    from indextts.v2.gpt.loading import RELEASE_OF_MODE
+    from indextts.v2.gpt.model import UnifiedVoiceV2
+
+    return RELEASE_OF_MODE[gpt.spk_cond_mode] if isinstance(gpt, UnifiedVoiceV2) else GENERATION_1
+
+
+def _same_family(trained: str, base: str) -> bool:
+    """Whether a run of family ``trained`` fits a base of family ``base`` ("1.x": any IndexTTS 1.0/1.5)."""
+    if GENERATION_1 in (trained, base):
+        return trained.startswith("1.") and base.startswith("1.")
+    return trained == base
+
+
+def check_family(run_dir: Path, run_model: dict, gpt: nn.Module, base: CheckpointFolder | None = None) -> None:
+    """Refuse a run trained on another model family than the base (IndexTTS-2 vs 1.5, 2 vs 2.5).
+
+    Runs whose ``model`` facts name no ``family`` were trained on IndexTTS 1.0/1.5. Checked before
+    the shapes, so that a family mismatch is never reported as a shape error.
+    """
+    trained = str(run_model.get("family") or GENERATION_1)
+    actual = base.family.version if base is not None else _gpt_family(gpt)
+    if _same_family(trained, actual):
+        return
+    where = base.root if base is not None else "the base GPT given"
+    recorded = RunFolder(run_dir).config().get("model_dir", "not recorded")
+    raise CheckpointError(
+        f"The run {run_dir} was trained on an IndexTTS-{trained} base (model.family in {run_dir / RUN_CONFIG}), "
+        f"but {where} holds IndexTTS-{actual}: an adapter fits only the model family it was trained on. Load it "
+        f"with the base it was trained on (model_dir in its {RUN_CONFIG}: {recorded}), or pass that folder as "
+        "--model_dir.")
+
+
 def check_identity(run_dir: Path, run_model: dict, base: CheckpointFolder | None,
                    allow_base_mismatch: bool = False) -> None:
     """Refuse a run trained on other base weights or another bpe.model (fingerprints named).
@@ -302,6 +299,7 @@ def load_trained_run(run_dir: str | Path, base_gpt: nn.Module, merge: bool = Tru
     """
     run_dir = Path(run_dir).expanduser().resolve()
     run_model = read_run_model(run_dir)
+    check_family(run_dir, run_model, base_gpt, base)
     check_shapes(run_dir, run_model, base_gpt, base_text_rows)
     check_identity(run_dir, run_model, base, allow_base_mismatch)
     model = _peft_model(run_dir, run_model, base_gpt)
@@ -314,45 +312,3 @@ def load_trained_run(run_dir: str | Path, base_gpt: nn.Module, merge: bool = Tru
     return TrainedRun(gpt=gpt, speakers=load_speakers(run_dir / SPEAKERS_FILE),
                       tokenizer_path=tokenizer if tokenizer.is_file() else None, patch=patch,
                       text_vocab_size=int(run_model["text_vocab_size"]))
-
-
-def export_merged(run_dir: str | Path, model_dir: str | Path, out_dir: str | Path,
-                  allow_base_mismatch: bool = False) -> Path:
-    """Write a complete checkpoint folder with the adapter merged into an official-format ``gpt.pth``.
-
-    ``out_dir`` gets gpt.pth (``{"model": state_dict}``, loadable strictly by the reference
-    IndexTTS), config.yaml (the base config with ``gpt.number_text_tokens`` updated when tokens were
-    added), bpe.model (the run's tokenizer, else the base one), copies of the DVAE and BigVGAN
-    files, speakers.safetensors + speakers.json of the run (so the folder speaks by speaker name)
-    and export.json (the run and the base identity it was merged from). ``out_dir`` must be new or
-    empty and outside the base and the run (:func:`check_export_target`); it is written in a staging
-    folder beside it and moved into place only when complete.
-    """
-    run_dir, model_dir, out_dir = (Path(p).expanduser().resolve() for p in (run_dir, model_dir, out_dir))
-    check_export_target(out_dir, run_dir, model_dir)
-    base = CheckpointFolder(model_dir)
-    run = load_trained_run(run_dir, base.load_gpt(), base=base, allow_base_mismatch=allow_base_mismatch,
-                           patch_only=True)
-    parameters = dict(run.gpt.named_parameters())
-    for key in run.patch.parameter_names:  # the same arithmetic as IndexTTS's voices: equal weights, equal codes
-        run.patch.write_into(key, parameters[key].detach().clone(), parameters[key])
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with staged_dir(out_dir) as staging:
-        _write_export(staging, run, base, run_dir)
-    return out_dir
-
-
-def _write_export(folder: Path, run: TrainedRun, base: CheckpointFolder, run_dir: Path) -> None:
-    """Write the merged checkpoint folder's files (see :func:`export_merged`) into ``folder``."""
-    config = base.cfg.copy()
-    config.gpt.number_text_tokens = int(run.gpt.number_text_tokens)
-    state_dict = {key: value.detach().float().cpu().contiguous() for key, value in run.gpt.state_dict().items()}
-    torch.save({"model": state_dict}, folder / config.gpt_checkpoint)
-    OmegaConf.save(config, folder / CONFIG_FILENAME)
-    shutil.copyfile(run.tokenizer_path or base.paths.bpe, folder / config.dataset.bpe_model)
-    for source, name in ((base.paths.dvae, config.dvae_checkpoint), (base.paths.bigvgan, config.bigvgan_checkpoint)):
-        shutil.copyfile(source, folder / name)
-    shutil.copyfile(run_dir / SPEAKERS_FILE, folder / SPEAKERS_FILE)
-    shutil.copyfile(run_dir / SPEAKERS_INFO, folder / SPEAKERS_INFO)
-    write_json_atomic(folder / EXPORT_INFO, {"run": str(run_dir), "base": str(base.root),
-                                             "base_identity": base.identity()}, sync=False)

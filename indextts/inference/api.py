@@ -12,11 +12,10 @@ Command line: ``indextts-infer``, ``python -m indextts.infer`` or ``python index
 (see :mod:`indextts.cli.infer` and docs/inference.md). ``indextts.infer`` is the upstream entry path,
 a thin wrapper that re-exports this module's API.
 
-The pipeline: normalise and tokenise the text, split it into sentences of at most
-``max_text_tokens_per_sentence`` tokens, group sentences of similar length (and the same run)
-into batches, and per batch: put the run's adapter on the shared base GPT, generate DVAE codes,
-shorten long silences, compute GPT latents and vocode with BigVGAN conditioned on each speaker's
-reference mel. The sentences are joined with a short pause.
+The pipeline: split the text into sentences of at most ``max_text_tokens_per_sentence`` tokens,
+batch sentences of similar length (one run, one option set), put the run's adapter on the shared
+GPT and let the base's models speak each batch (1.x: :class:`SpeechModels`; IndexTTS-2/2.5:
+:class:`SpeechModelsV2`, chosen once by the base's generation); join the sentences with a pause.
 """
 
 from __future__ import annotations
@@ -28,15 +27,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from indextts.audio import resample
 from indextts.inference.adapters import load_speakers, load_trained_run
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoint_folder.layout import DEFAULT_MODEL_DIR
 from indextts.errors import IndexTTSError, InferenceError, TextTooLongError
 from indextts.lora import TrainedSpeaker
 from indextts.run_folder import SPEAKERS_FILE, RunFolder
+from indextts.families import Family, family_of
 from indextts.inference.speech import SpeechModels
+from indextts.inference.speech_v2 import load_v2_speech
 from indextts.inference.streaming import stream_sentence
 from indextts.inference.synthesis import (
+    SentenceBatch,
     SpeechRequest,
     SynthesisOptions,
     check_writable,
@@ -46,6 +49,7 @@ from indextts.inference.synthesis import (
 )
 from indextts.text import TextTokenizer
 from indextts.timing import StageTimings, Stopwatch
+from indextts.v2.sentences25 import SentenceSplitter25
 from indextts.inference.voices import PatchedWeights, Voice, VoiceInfo, VoiceLibrary, VoiceSource
 
 __all__ = ["AudioChunk", "IndexTTS", "SpeechRequest", "SynthesisOptions", "SynthesisResult", "Voice", "VoiceInfo"]
@@ -95,12 +99,13 @@ class _Job:
     timings: StageTimings
     codes: list[torch.Tensor] = field(default_factory=list)
     waveforms: list[np.ndarray] = field(default_factory=list)
+    languages: list[int] | None = None  # IndexTTS-2.5: each sentence's language id
 
 
 class IndexTTS:
     """An IndexTTS synthesiser: one base model in memory and any number of fine-tuned voices on it.
 
-    Build it with :meth:`from_pretrained` or :meth:`from_run`; the constructor takes models that
+    Build it with :meth:`from_pretrained` or :meth:`from_run` (any family); the constructor takes 1.x models that
     are already in memory (``cfg`` = the checkpoint config, ``gpt`` a UnifiedVoice, ``bigvgan``
     the vocoder, ``tokenizer`` the base TextTokenizer; ``base`` the folder they came from, used
     to check that runs fit it). ``device``: auto | cpu | cuda | cuda:N; ``precision`` of the GPT:
@@ -114,14 +119,15 @@ class IndexTTS:
     def __init__(self, cfg, gpt, bigvgan, tokenizer: TextTokenizer, *, base: CheckpointFolder | None = None,
                  device: str | torch.device = "auto", precision: str = "auto", vocoder_precision: str = "fp32",
                  allow_base_mismatch: bool = False, cpu_quantization: str | None = None, vocoder_mode: str = "auto"):
-        self.cfg = cfg
-        self.base = base
-        self.models = SpeechModels(cfg, gpt, bigvgan, device, precision, vocoder_precision, cpu_quantization,
-                                   vocoder_mode)
+        self._attach(cfg, SpeechModels(cfg, gpt, bigvgan, device, precision, vocoder_precision, cpu_quantization,
+                                       vocoder_mode), tokenizer, base, allow_base_mismatch)
+
+    def _attach(self, cfg, models, tokenizer, base: CheckpointFolder | None, allow_base_mismatch: bool) -> None:
+        """Hold the models on their device (SpeechModels or SpeechModelsV2) and an empty voice library."""
+        self.cfg, self.base, self.models = cfg, base, models
         self.device, self.sample_rate = self.models.device, self.models.sample_rate
-        self.samples_per_code = self.models.samples_per_code
-        self.tokenizer = tokenizer
-        self.allow_base_mismatch = allow_base_mismatch
+        self.samples_per_code = getattr(self.models, "samples_per_code", None)  # None: IndexTTS-2 (no fixed rate)
+        self.tokenizer, self.allow_base_mismatch = tokenizer, allow_base_mismatch
         self.library = VoiceLibrary()
         self.weights = PatchedWeights(self.models.gpt)
         self._base_text_rows = int(self.models.gpt.text_vocab_size)
@@ -138,7 +144,11 @@ class IndexTTS:
         (see the class).
         """
         base = CheckpointFolder(model_dir)
-        tts = cls(base.cfg, *base.load_speech_models(), base=base, **kwargs)
+        if base.family.generation == 2:
+            tts = cls.__new__(cls)
+            tts._attach(base.cfg, *load_v2_speech(base, **kwargs))
+        else:
+            tts = cls(base.cfg, *base.load_speech_models(), base=base, **kwargs)
         if (base.root / SPEAKERS_FILE).is_file():
             tts.add_speakers(base.root.name, load_speakers(base.root / SPEAKERS_FILE))
         runs = dict(adapters or {})
@@ -164,8 +174,7 @@ class IndexTTS:
         self.weights.forget_originals()  # the base must be itself while PEFT reads the adapter (and may grow it)
         run = load_trained_run(run_dir, self.models.gpt, base=self.base, allow_base_mismatch=allow,
                                patch_only=True, base_text_rows=self._base_text_rows)
-        self.models.gpt = run.gpt
-        self.weights.model = run.gpt
+        self.models.gpt = self.weights.model = run.gpt
         tokenizer = TextTokenizer(run.tokenizer_path) if run.tokenizer_path else self.tokenizer
         self.library.add(VoiceSource(name, Path(run_dir).expanduser().resolve(), run.speakers, tokenizer, run.patch))
         return [info for info in self.library.voices if info.run == name]
@@ -174,6 +183,11 @@ class IndexTTS:
         """Add speakers whose adapter is already in the base weights (an exported folder, a benchmark)."""
         self.library.add(VoiceSource(name, self.base.root if self.base else Path(name), speakers, self.tokenizer))
         return [info for info in self.library.voices if info.run == name]
+
+    @property
+    def family(self) -> Family:
+        """The model family of the base (version "1.0" | "1.5" | "2" | "2.5")."""
+        return self.base.family if self.base is not None else family_of(self.cfg, "the base config")
 
     @property
     def voices(self) -> list[VoiceInfo]:
@@ -185,7 +199,8 @@ class IndexTTS:
         """The voice to speak with, cached by (voice, reference path).
 
         With ``voice`` ("run:speaker" or a unique speaker name), the run's learned conditioning and
-        reference mel; ``reference_audio`` then replaces only the vocoder's reference. Without
+        reference mel; ``reference_audio`` then replaces only the vocoder's reference (IndexTTS-2: the S2Mel
+        prompt). Without
         ``voice``, both come from ``reference_audio`` (zero-shot), or from the only loaded voice.
         Raises VoiceNotFoundError / InferenceError for an unknown or missing voice, AudioError for an
         unusable reference (unreadable, shorter than 0.5 s, or silent).
@@ -195,15 +210,8 @@ class IndexTTS:
         key = (source.name if source else None, speaker,
                None if reference_audio is None else Path(reference_audio).resolve())
         if key not in self._voice_cache:
-            models = self.models
-            mel = None if reference_audio is None else models.reference_mel(reference_audio)  # (100, F)
-            if source is None:
-                condition = models.conditioning(mel)
-            else:
-                condition = source.speakers[speaker].condition.to(self.device, models.dtype)
-            reference = (source.speakers[speaker].reference_mel if mel is None else mel).transpose(0, 1)
-            embedding = models.speaker_embedding(reference)
-            self._voice_cache[key] = Voice(condition, reference.to(self.device), embedding, key[0])
+            trained = source.speakers[speaker] if source is not None else None
+            self._voice_cache[key] = self.models.make_voice(trained, reference_audio, key[0])
         return self._voice_cache[key]
 
     def _tokenizer_of(self, voice: str | None, reference_audio: str | Path | None) -> TextTokenizer:
@@ -219,19 +227,27 @@ class IndexTTS:
 
         Raises TextError for empty text or text with nothing speakable.
         """
+        return self._sentences(text, max_tokens, tokenizer)[0]
+
+    def _sentences(self, text: str, max_tokens: int, tokenizer=None) -> tuple[list[tuple[str, list[int]]], list[int] | None]:
+        """:meth:`split_text`'s sentences and, for IndexTTS-2.5, each one's language id (else None)."""
         tokenizer = tokenizer or self.tokenizer
         if max_tokens > self.models.max_text_tokens:
             raise InferenceError(
                 f"max_text_tokens_per_sentence={max_tokens} exceeds the model's limit of {self.models.max_text_tokens} "
                 "(gpt.max_text_tokens in the base config). Choose a smaller value; 120 is a good default.")
+        if isinstance(tokenizer, SentenceSplitter25):
+            sentences = tokenizer.split(text, max_tokens)
+            return [(s.text, s.ids) for s in sentences], [s.language_id for s in sentences]
         sentences = tokenizer.split_sentences(tokenizer.tokenize(text), max_tokens)
         id_lists = [tokenizer.convert_tokens_to_ids(tokens) for tokens in sentences]
-        return [(tokenizer.decode(ids), ids) for ids in id_lists]
+        return [(tokenizer.decode(ids), ids) for ids in id_lists], None
 
     def _prepare(self, request: SpeechRequest) -> _Job:
         """Resolve the voice, check the options and split the text of one request."""
         options = request.options or SynthesisOptions()
         options.validate()
+        self.models.check_options(options)
         if options.max_text_length is not None and len(request.text) > options.max_text_length:
             raise TextTooLongError(f"The text has {len(request.text)} characters, more than the limit of "
                                    f"{options.max_text_length}. Send it in shorter parts.")
@@ -240,12 +256,12 @@ class IndexTTS:
         timings = StageTimings()
         stopwatch = Stopwatch([timings], self.device)
         with stopwatch("text"):  # text errors come before voice errors, so find the tokenizer quietly
-            sentences = self.split_text(request.text, options.max_text_tokens_per_sentence,
-                                        self._tokenizer_of(request.voice, request.reference_audio))
+            sentences, languages = self._sentences(request.text, options.max_text_tokens_per_sentence,
+                                                   self._tokenizer_of(request.voice, request.reference_audio))
         with stopwatch("conditioning"):
-            voice = self.voice(request.voice, request.reference_audio)
+            voice = self.models.spoken_voice(self.voice(request.voice, request.reference_audio), options)
         return _Job(voice, options, sentences, timings, [torch.zeros(0, dtype=torch.long)] * len(sentences),
-                    [np.zeros(0, dtype=np.float32)] * len(sentences))
+                    [np.zeros(0, dtype=np.float32)] * len(sentences), languages)
 
     def _activate(self, voice: Voice) -> None:
         """Put the voice's run adapter on the shared GPT (the base alone for zero-shot voices)."""
@@ -273,21 +289,14 @@ class IndexTTS:
         """Synthesise sentences (job, sentence index) of one run and one set of options, in one batch each stage."""
         jobs = list({id(job): job for job, _ in items}.values())
         stopwatch = Stopwatch([job.timings for job in jobs], self.device)
-        voices = [job.voice for job, _ in items]
-        self._activate(voices[0])
+        self._activate(items[0][0].voice)
         options = items[0][0].options
-        models = self.models
-        text_ids, text_lengths = models.pad_text([job.sentences[i][1] for job, i in items])
-        conditions = torch.stack([voice.condition for voice in voices])  # (B, 32, D)
-        with stopwatch("generation"):
-            generated = models.generate(conditions, text_ids, text_lengths, options.batch_generation(batch_number))
-        codes = [models.spoken_codes(row, options) for row in generated]
-        with stopwatch("latents"):
-            latents = models.latents(conditions, text_ids, text_lengths, codes)
-        with stopwatch("vocoder"):
-            waveforms = models.vocode(latents, [voice.speaker_embedding for voice in voices])
+        languages = None if items[0][0].languages is None else [job.languages[i] for job, i in items]
+        batch = SentenceBatch([job.voice for job, _ in items], [job.sentences[i][1] for job, i in items],
+                              [i for _, i in items], options, options.batch_generation(batch_number), languages)
+        codes, waveforms = self.models.speak(batch, stopwatch)
         for (job, index), row_codes, waveform in zip(items, codes, waveforms):
-            job.codes[index], job.waveforms[index] = row_codes.cpu(), waveform
+            job.codes[index], job.waveforms[index] = row_codes, waveform
 
     def _result(self, job: _Job) -> SynthesisResult:
         """Join a finished job's sentences; InferenceError when no sentence produced audio."""
@@ -357,6 +366,9 @@ class IndexTTS:
         if chunk_codes is not None and chunk_codes < 1:
             raise InferenceError(f"chunk_codes must be at least 1 (got {chunk_codes}); leave it unset to stream "
                                  "whole sentences.")
+        if chunk_codes and self.family.generation == 2:
+            raise InferenceError(f"{self.family} streams whole sentences only (S2Mel draws a sentence's mel as a "
+                                 "whole); leave chunk_codes unset.")
         job = self._prepare(SpeechRequest(text, voice, options, reference_audio))
         size, count = job.options.sentence_batch_size, len(job.sentences)
         batches = [[0]] + [list(range(start, min(start + size, count))) for start in range(1, count, size)]
@@ -372,14 +384,17 @@ class IndexTTS:
         self._result(job)
 
     def synthesize_to_file(self, text: str, output_path: str | Path, voice: str | None = None,
-                           reference_audio: str | Path | None = None,
-                           options: SynthesisOptions | None = None) -> SynthesisResult:
+                           reference_audio: str | Path | None = None, options: SynthesisOptions | None = None,
+                           sample_rate: int | None = None) -> SynthesisResult:
         """Like :meth:`synthesize`, then write the audio as a 16-bit PCM WAV at ``output_path``.
 
-        The path is checked for writability before the (slow) synthesis starts; nothing is written
-        when synthesis fails.
+        ``sample_rate``: the file's rate (None: the model's); the audio is resampled once (soxr) and the
+        result holds what was written. The path is checked for writability before the (slow) synthesis
+        starts; nothing is written when synthesis fails.
         """
         check_writable(output_path)
         result = self.synthesize(text, voice, reference_audio, options)
+        rate = sample_rate or result.sample_rate
+        result = replace(result, waveform=resample(result.waveform, result.sample_rate, rate), sample_rate=rate)
         write_wav(output_path, result.waveform, result.sample_rate)
         return result

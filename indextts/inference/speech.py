@@ -31,21 +31,24 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from indextts.audio import (
-    MIN_SPEECH_SECONDS,
-    SILENCE_PEAK_DBFS,
-    MelSpectrogramFeatures,
-    is_silent,
-    load_audio,
-    peak_dbfs,
-)
+from indextts.audio import MelSpectrogramFeatures, load_audio, require_speech
 from indextts.bigvgan.activations import ACTIVATION_MODES
-from indextts.errors import AudioError, InferenceError
+from indextts.errors import InferenceError
 from indextts.gpt.generation import GenerationConfig, StreamedCodes, generate_codes, stream_codes
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.gpt.quantize import quantize_for_cpu
 from indextts.runtime import dtype_of, resolve_device, resolve_precision
-from indextts.inference.synthesis import SynthesisOptions, silence_min_total, strip_stop_code, trim_silence_runs
+from indextts.inference.synthesis import (
+    SentenceBatch,
+    SynthesisOptions,
+    refuse_v2_options,
+    silence_min_total,
+    strip_stop_code,
+    trim_silence_runs,
+)
+from indextts.inference.voices import Voice
+from indextts.lora import TrainedSpeaker
+from indextts.timing import Stopwatch
 
 logger = logging.getLogger(__name__)
 
@@ -149,17 +152,10 @@ class SpeechModels:
     def reference_mel(self, audio_path: str | Path) -> torch.Tensor:
         """Log-mel (100, F) of a reference recording, on the device.
 
-        The recording must hold speech by extraction's rule: at least ``MIN_SPEECH_SECONDS`` long
-        and a peak above ``SILENCE_PEAK_DBFS``; otherwise AudioError.
+        The recording must hold speech (``require_speech``: long enough, not silent); otherwise AudioError.
         """
         audio = load_audio(audio_path, self.sample_rate)
-        seconds = audio.numel() / self.sample_rate
-        if seconds < MIN_SPEECH_SECONDS:
-            raise AudioError(f"The reference audio {audio_path} is too short ({seconds:.2f} s < {MIN_SPEECH_SECONDS} s). "
-                             "Use a recording of a few seconds of clear speech.")
-        if is_silent(audio):
-            raise AudioError(f"The reference audio {audio_path} is silent (peak {peak_dbfs(audio):.1f} dBFS < "
-                             f"{SILENCE_PEAK_DBFS} dBFS). Use a recording of clear speech at a normal level.")
+        require_speech(audio, self.sample_rate, audio_path)
         return self.mel(audio.to(self.device))[0]
 
     def conditioning(self, mel: torch.Tensor) -> torch.Tensor:
@@ -170,6 +166,40 @@ class SpeechModels:
     def speaker_embedding(self, reference_mel: torch.Tensor) -> torch.Tensor:
         """BigVGAN's speaker embedding (1, E, 1) of a reference mel (F, 100), computed in fp32."""
         return self.bigvgan.embed_speaker(reference_mel.to(self.device, torch.float32).unsqueeze(0))
+
+    @torch.inference_mode()
+    def make_voice(self, speaker: TrainedSpeaker | None, reference_audio: str | Path | None, run: str | None) -> Voice:
+        """A trained speaker's conditioning and reference mel, or a recording's (zero-shot); with both, the
+        recording replaces only the vocoder's reference."""
+        if speaker is not None and speaker.is_v2:
+            raise InferenceError(f"The voice of run '{run}' was trained on IndexTTS-2/2.5, but this base is IndexTTS "
+                                 "1.x. Load it on its own IndexTTS-2/2.5 base folder.")
+        mel = None if reference_audio is None else self.reference_mel(reference_audio)  # (100, F)
+        condition = self.conditioning(mel) if speaker is None else speaker.condition.to(self.device, self.dtype)
+        reference = (speaker.reference_mel if mel is None else mel).transpose(0, 1)
+        return Voice(condition, reference.to(self.device), self.speaker_embedding(reference), run)
+
+    def check_options(self, options: SynthesisOptions) -> None:
+        """InferenceError for the IndexTTS-2/2.5 options (emotion, duration), which a 1.x GPT cannot follow."""
+        refuse_v2_options(options, "IndexTTS 1.x")
+
+    def spoken_voice(self, voice: Voice, options: SynthesisOptions) -> Voice:
+        """The voice as spoken: a 1.x voice has no per-request emotion."""
+        return voice
+
+    @torch.inference_mode()
+    def speak(self, batch: SentenceBatch, stopwatch: Stopwatch) -> tuple[list[torch.Tensor], list[np.ndarray]]:
+        """Codes (N_i,) and waveforms (N_i * samples_per_code,) of a batch: one pass per stage."""
+        text_ids, text_lengths = self.pad_text(batch.id_lists)
+        conditions = torch.stack([voice.condition for voice in batch.voices])  # (B, 32, D)
+        with stopwatch("generation"):
+            generated = self.generate(conditions, text_ids, text_lengths, batch.generation)
+        codes = [self.spoken_codes(row, batch.options) for row in generated]
+        with stopwatch("latents"):
+            latents = self.latents(conditions, text_ids, text_lengths, codes)
+        with stopwatch("vocoder"):
+            waveforms = self.vocode(latents, [voice.speaker_embedding for voice in batch.voices])
+        return [c.cpu() for c in codes], waveforms
 
     def pad_text(self, id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad token id lists into (B, L) ids and (B,) lengths on the device."""

@@ -114,6 +114,33 @@ class SynthesisOptions:
         return replace(self.generation, seed=self.generation.seed + batch_number, generator=None)
 
 
+def refuse_v2_options(options: SynthesisOptions, base: str) -> None:
+    """InferenceError when IndexTTS-2/2.5-only options are set for a voice on the 1.x ``base`` (its description)."""
+    used = [name for name in ("emotion_vector", "emotion_audio", "emotion_text") if getattr(options, name)]
+    used += [f"{name}={getattr(options, name)}" for name in ("emotion_alpha", "duration_factor")
+             if getattr(options, name) != 1.0]
+    if used:
+        raise InferenceError(
+            f"{', '.join(used)} only work with IndexTTS-2/2.5 voices, and this base is {base}, whose GPT has no "
+            "emotion or duration input. Leave these options unset, or load an IndexTTS-2/2.5 base folder.")
+
+
+@dataclass
+class SentenceBatch:
+    """Sentences synthesised together with one option set: one voice, token ids and index in its text per row.
+
+    ``languages`` are the IndexTTS-2.5 language ids per row (None for other models); ``generation`` is the
+    batch's GenerationConfig (seeded per batch).
+    """
+
+    voices: list
+    id_lists: list[list[int]]
+    sentence_indices: list[int]
+    options: SynthesisOptions
+    generation: GenerationConfig
+    languages: list[int] | None = None
+
+
 @dataclass
 class SpeechRequest:
     """One text of :meth:`IndexTTS.synthesize_many`: what to say, in which voice, with which options."""

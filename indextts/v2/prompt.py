@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from indextts.audio import load_audio
+from indextts.checkpoint_folder.layout import CONFIG_FILENAME
 from indextts.v2.campplus import campplus_features
 from indextts.v2.s2mel.mel import S2MelSpectrogram
 
@@ -75,7 +76,7 @@ class ClipEncoder(nn.Module):
     @classmethod
     def from_models(cls, models, device: str | torch.device = "cpu") -> ClipEncoder:
         """Load the parts from ``models`` (a :class:`indextts.v2.models.V2Models`)."""
-        mel = S2MelSpectrogram.from_config(models.cfg.s2mel, str(models.root / "config.yaml"))
+        mel = S2MelSpectrogram.from_config(models.cfg.s2mel, str(models.root / CONFIG_FILENAME))
         return cls(models.load_semantic_front(device), models.load_semantic_codec(device),
                    models.load_campplus(device), mel.to(device), models.uses_gpt_layer)
 
@@ -97,7 +98,11 @@ class ClipEncoder(nn.Module):
     @torch.inference_mode()
     def encode(self, path: str | Path) -> EncodedClip:
         """Features and S2Mel prompt of the clip at ``path`` (AudioError when it cannot be read)."""
-        audio_16k, audio_22k = self.read(path)
+        return self.encode_audio(*self.read(path))
+
+    @torch.inference_mode()
+    def encode_audio(self, audio_16k: torch.Tensor, audio_22k: torch.Tensor) -> EncodedClip:
+        """Features and S2Mel prompt of a clip already read (:meth:`read`): (S16,) and (S22,)."""
         features = self.features(audio_16k)
         semantic = self.codec.quantize(features[None])[1][0] if self.quantize_prompt else features
         style = self.campplus(campplus_features(audio_16k)[None])[0]
