@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.dims import GPTDims
-from indextts.training.data import Batch, sequence_length
+from indextts.training.data import Batch, sequence_length, v2_defaults
 from indextts.gpt.model import UnifiedVoice
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
 from indextts.runtime import DistributedContext, resolve_precision, reuse_freed_host_memory
@@ -71,6 +71,7 @@ def synthetic_batch(cfg, rows: int, text_len: int, codes_len: int, generator: to
         code_lengths=(fractions * codes_len).long().clamp(min=1),
         speaker_ids=torch.arange(rows) % 2,
         example_indices=torch.arange(rows),
+        **dict(zip(("emotions", "languages", "conditions"), v2_defaults(rows))),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from indextts.training.data import Batch, sequence_length
+from indextts.training.data import Batch, sequence_length, v2_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +30,13 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(mark in str(error) for mark in OUT_OF_MEMORY_MARKS)
 
 
-def probe_batch(text_tokens: int, codes: int, rows: int = PROBE_ROWS) -> Batch:
-    """A batch of ``rows`` examples of the given lengths (token id 1, code 1, speaker 0), on the CPU."""
+def probe_batch(text_tokens: int, codes: int, rows: int = PROBE_ROWS, emotion_dim: int = 0) -> Batch:
+    """A batch of ``rows`` examples of the given lengths (token id 1, code 1, speaker 0, zero emotion
+    vectors of ``emotion_dim`` for IndexTTS-2/2.5, language 0, learned conditions), on the CPU."""
     ones = torch.ones(rows, dtype=torch.long)
     return Batch(torch.ones(rows, text_tokens, dtype=torch.long), ones * text_tokens,
                  torch.ones(rows, codes, dtype=torch.long), ones * codes, torch.zeros(rows, dtype=torch.long),
-                 torch.arange(rows))
+                 torch.arange(rows), *v2_defaults(rows, emotion_dim))
 
 
 def measure_bytes_per_token(step: Callable[[Batch], None], batch: Batch, device: torch.device) -> float:
@@ -60,11 +61,11 @@ def token_budget_from_memory(device: torch.device, bytes_per_token: float, fract
 
 
 def auto_token_budget(device: torch.device, step: Callable[[Batch], None], longest_text: int, longest_codes: int,
-                      fraction: float, cpu_budget: int) -> int:
+                      fraction: float, cpu_budget: int, emotion_dim: int = 0) -> int:
     """``data.max_tokens=auto``: measured on CUDA, ``cpu_budget`` elsewhere."""
     if device.type != "cuda":
         return cpu_budget
-    cost = measure_bytes_per_token(step, probe_batch(longest_text, longest_codes), device)
+    cost = measure_bytes_per_token(step, probe_batch(longest_text, longest_codes, emotion_dim=emotion_dim), device)
     budget = token_budget_from_memory(device, cost, fraction, sequence_length(longest_text, longest_codes))
     logger.info("data.max_tokens=auto: %.0f bytes per token measured -> %d tokens per micro-batch", cost, budget)
     return budget
