@@ -251,3 +251,22 @@ def test_generation_2_keys_are_refused_on_a_generation_1_base(tmp_path, tiny_mod
     info = write_extracted_data(tmp_path / "data", 64)
     message = _setup_error(tiny_overrides(tiny_model_dir, info, tmp_path / "run", "train.emotion=speaker"))
     assert "train.emotion=speaker apply to IndexTTS-2/2.5 bases only" in message
+
+
+def test_special_tokens_grow_the_indextts2_tokenizer_as_for_15(tmp_path, tiny_v2_dirs, v2_data):
+    from indextts.text import TextTokenizer
+    from indextts.v2.text import TextNormalizerV2
+
+    work = tmp_path / "copy"
+    shutil.copytree(v2_data["2"].parent.parent, work)
+    manifest = work / "out" / "alice" / "metadata_train.jsonl"
+    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
+    rows[0]["text"] = "hello <laugh> world"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    overrides = tiny_overrides(tiny_v2_dirs["2"], work / "out" / "speaker_info.json", tmp_path / "run")
+    assert "<laugh>" in _setup_error(overrides)  # found in the data, not listed: refused as on 1.5
+    run_training(load_train_config(DEFAULT_CONFIG, [*overrides, "train.special_tokens=[<laugh>]", "train.max_steps=1"]))
+    grown = TextTokenizer(tmp_path / "run" / "tokenizer" / "bpe.model", TextNormalizerV2())
+    assert grown.convert_tokens_to_ids(["<laugh>"])[0] in grown.encode("hello <laugh> world")
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["model"]["new_token_ids"] == grown.convert_tokens_to_ids(["<laugh>"])
