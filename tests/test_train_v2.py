@@ -248,6 +248,10 @@ def test_special_tokens_are_refused_on_25(tmp_path, tiny_v2_dirs, v2_data):
 
 
 def test_generation_2_keys_are_refused_on_a_generation_1_base(tmp_path, tiny_model_dir):
+    from indextts.training.config import CONDITION_PAIRINGS, EMOTION_SOURCES
+
+    defaults = load_train_config(DEFAULT_CONFIG).train  # the refusal below names these as the defaults
+    assert (defaults.emotion, defaults.condition_pairing) == (EMOTION_SOURCES[0], CONDITION_PAIRINGS[0])
     info = write_extracted_data(tmp_path / "data", 64)
     message = _setup_error(tiny_overrides(tiny_model_dir, info, tmp_path / "run", "train.emotion=speaker"))
     assert "train.emotion=speaker apply to IndexTTS-2/2.5 bases only" in message
@@ -270,3 +274,11 @@ def test_special_tokens_grow_the_indextts2_tokenizer_as_for_15(tmp_path, tiny_v2
     assert grown.convert_tokens_to_ids(["<laugh>"])[0] in grown.encode("hello <laugh> world")
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["model"]["new_token_ids"] == grown.convert_tokens_to_ids(["<laugh>"])
+
+
+def test_resume_refuses_another_condition_pairing(tmp_path, tiny_v2_dirs, v2_data):
+    run_dir = tmp_path / "run"
+    settings = _overrides(tiny_v2_dirs, v2_data, "2", run_dir, "train.max_steps=1", "train.save_every_steps=1")
+    run_training(load_train_config(DEFAULT_CONFIG, settings))
+    message = _setup_error([*settings, "train.max_steps=2", "train.resume=auto", "train.condition_pairing=prompt"])
+    assert "train.condition_pairing was 'learned', now 'prompt'" in message and "Resume with the settings" in message

@@ -29,9 +29,10 @@ from indextts.text import SPECIAL_TOKEN
 DEFAULT_CONFIG = TRAIN_CONFIG
 AUTO = "auto"
 EMOTION_SOURCES = ("utterance", "speaker")
-"""train.emotion (IndexTTS-2/2.5): each row's extracted emotion vector, or its speaker's medoid one."""
+"""train.emotion (IndexTTS-2/2.5): each row's extracted emotion vector (the default), or its speaker's medoid one."""
 CONDITION_PAIRINGS = ("learned", "prompt")
-"""train.condition_pairing (IndexTTS-2/2.5): the learned speaker condition, or another utterance's extracted one."""
+"""train.condition_pairing (IndexTTS-2/2.5): the learned speaker condition (the default), or another utterance's
+extracted one."""
 
 
 @dataclass

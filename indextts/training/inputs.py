@@ -75,21 +75,10 @@ def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str],
         infos, entries = _select_run_speakers(infos, entries, run_speakers, info_path, problems)
     speakers: list[SpeakerData] = []
     tokenizer = None
-    family = base and check_family(entries, base, info_path)
-    if family:
-        problems += family
-    elif base is not None:
-        names = [info.speaker for info in infos]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            problems.append(f"speaker names occur twice in {info_path}: {duplicates}")
-        for info in infos:
-            speaker = _check_speaker(info, base, len(speakers), problems)
-            if speaker is not None:
-                speakers.append(speaker)
-        layout = extraction_family(base)
-        problems += check_data_files([row for s in speakers for row in s.train_rows + s.valid_rows],
-                                     layout.condition_shape(), layout.emotion_dim)
+    family_problems = check_family(entries, base, info_path) if base is not None else []
+    problems += family_problems
+    if base is not None and not family_problems:  # another family's data: that one problem says it all
+        speakers = _check_speakers(infos, base, info_path, problems)
         if not problems:
             tokenizer = base.v2.tokenizer() if base.v2 is not None else base.tokenizer()
             problems += check_base_identity(entries, base, info_path)
@@ -99,6 +88,23 @@ def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str],
     if problems:
         raise TrainingError(f"Training cannot start ({len(problems)} problem(s)): " + " | ".join(problems))
     return TrainingInputs(base, tokenizer, speakers)
+
+
+def _check_speakers(infos: list, base: CheckpointFolder, info_path: Path, problems: list[str]) -> list[SpeakerData]:
+    """Each speaker's manifests, medoid condition (and emotion) and reference; every data file the rows name."""
+    names = [info.speaker for info in infos]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        problems.append(f"speaker names occur twice in {info_path}: {duplicates}")
+    speakers: list[SpeakerData] = []
+    for info in infos:
+        speaker = _check_speaker(info, base, len(speakers), problems)
+        if speaker is not None:
+            speakers.append(speaker)
+    layout = extraction_family(base)
+    problems += check_data_files([row for s in speakers for row in s.train_rows + s.valid_rows],
+                                 layout.condition_shape(), layout.emotion_dim)
+    return speakers
 
 
 def _select_run_speakers(infos: list, entries: list[dict], run_speakers: list[str], info_path: Path,

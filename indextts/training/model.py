@@ -12,7 +12,7 @@ from indextts.errors import TrainingError
 from indextts.families import Family
 from indextts.training.data import Batch
 from indextts.lora import LearnedConditions
-from indextts.training.config import TrainSettings
+from indextts.training.config import CONDITION_PAIRINGS, EMOTION_SOURCES, TrainSettings
 
 
 class TrainingModel(nn.Module):
@@ -56,13 +56,14 @@ def check_family_settings(train: TrainSettings, base) -> None:
     when set to anything but their defaults (silently ignoring them would mislead)."""
     if base.family.generation == 2:
         return
-    changed = [f"{key}={value}" for key, value, default in (("train.emotion", train.emotion, "utterance"),
-               ("train.condition_pairing", train.condition_pairing, "learned")) if value != default]
+    defaults = (("train.emotion", train.emotion, EMOTION_SOURCES[0]),
+                ("train.condition_pairing", train.condition_pairing, CONDITION_PAIRINGS[0]))
+    changed = [f"{key}={value}" for key, value, default in defaults if value != default]
     if changed:
         raise TrainingError(f"{', '.join(changed)} apply to IndexTTS-2/2.5 bases only, and model_dir={base.root} is "
                             f"{base.family}, which has no emotion vectors or extracted prompt conditions. Remove "
-                            "them (the defaults are train.emotion=utterance, train.condition_pairing=learned) or "
-                            "train an IndexTTS-2/2.5 base.")
+                            f"them (the defaults are train.emotion={EMOTION_SOURCES[0]}, train.condition_pairing="
+                            f"{CONDITION_PAIRINGS[0]}) or train an IndexTTS-2/2.5 base.")
 
 
 def cosine_with_warmup(warmup_steps: int, total_steps: int, min_lr_ratio: float):

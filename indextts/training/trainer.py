@@ -107,12 +107,13 @@ class Trainer:
         self.dist.barrier()
 
     def _check_resumable_config(self) -> None:
-        """Changed LoRA settings cannot resume (refused before anything is touched); other changes are warned about."""
-        lora_changes = resume_differences(RunFolder(self.resume_from).config(), config_to_dict(self.cfg))
-        if lora_changes:
-            raise TrainingError(f"Cannot resume from {self.resume_from} with other LoRA settings: "
-                                f"{'; '.join(lora_changes)}. Resume with the settings it was trained with (its "
-                                f"{RUN_CONFIG}), or start a new run_dir=... .")
+        """Changed LoRA settings, or a change of what is trained, cannot resume (refused before anything is
+        touched); other changes are warned about."""
+        fixed_changes = resume_differences(RunFolder(self.resume_from).config(), config_to_dict(self.cfg))
+        if fixed_changes:
+            raise TrainingError(f"Cannot resume from {self.resume_from} with other LoRA settings or another choice "
+                                f"of what is trained: {'; '.join(fixed_changes)}. Resume with the settings it was "
+                                f"trained with (its {RUN_CONFIG}), or start a new run_dir=... .")
 
     def _base_facts(self, gpt: nn.Module) -> dict:
         facts = describe_base(gpt)
