@@ -282,3 +282,21 @@ def test_resume_refuses_another_condition_pairing(tmp_path, tiny_v2_dirs, v2_dat
     run_training(load_train_config(DEFAULT_CONFIG, settings))
     message = _setup_error([*settings, "train.max_steps=2", "train.resume=auto", "train.condition_pairing=prompt"])
     assert "train.condition_pairing was 'learned', now 'prompt'" in message and "Resume with the settings" in message
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_token_budget_counts_the_familys_prefix_rows(tmp_path, tiny_v2_dirs, v2_data, version):
+    trainer = _setup(_overrides(tiny_v2_dirs, v2_data, version, tmp_path / "run", "data.max_tokens=150"))
+    try:
+        batch = _first_batch(trainer)
+        with torch.no_grad():
+            prefix = trainer.peft_model.get_base_model().conditioning_prefix(trainer.speakers(batch.speaker_ids),
+                                                                             batch.emotions)
+        sampler = trainer.data.train_sampler
+        assert sampler.prefix_rows == prefix.shape[1]
+        for indices in sampler.epoch_batches(0):
+            examples = [trainer.data.train_examples[i] for i in indices]
+            longest = max(len(e.text_ids) for e in examples), max(e.num_codes for e in examples)
+            assert len(indices) == 1 or len(indices) * (prefix.shape[1] + sum(longest) + 4) <= 150
+    finally:
+        trainer.close()

@@ -145,8 +145,13 @@ class Batch(NamedTuple):
 
     @property
     def padded_tokens(self) -> int:
-        """Sequence positions the padded batch occupies (what the token budget bounds)."""
-        return len(self.text_lengths) * sequence_length(self.text_ids.shape[1], self.codes.shape[1])
+        """Sequence positions the padded batch occupies (what the token budget bounds), counting IndexTTS 1.x's
+        32 prefix rows (``padded_size`` counts another family's)."""
+        return self.padded_size(CONDITION_LATENTS)
+
+    def padded_size(self, prefix_rows: int) -> int:
+        """Sequence positions the padded batch occupies with ``prefix_rows`` conditioning rows per example."""
+        return len(self.text_lengths) * sequence_length(self.text_ids.shape[1], self.codes.shape[1], prefix_rows)
 
     def rows(self, start: int, stop: int) -> "Batch":
         """Rows ``start:stop``, re-padded to their own longest text and codes."""

@@ -12,8 +12,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from indextts.training.data import (
-    Batch, CodesDataset, ConditionPairing, Example, LengthLimits, RowEncoder, TokenBudgetBatchSampler, build_examples,
-    collate,
+    CONDITION_LATENTS, Batch, CodesDataset, ConditionPairing, Example, LengthLimits, RowEncoder,
+    TokenBudgetBatchSampler, build_examples, collate,
 )
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.errors import TrainingError
@@ -77,7 +77,8 @@ def build_all_examples(speakers: list[SpeakerData], encode: RowEncoder, limits: 
 
 
 def resolve_token_budget(data: DataConfig, examples: list[Example], context: DistributedContext,
-                         probe_step: Callable[[Batch], None], saved: int | None, emotion_dim: int = 0) -> int:
+                         probe_step: Callable[[Batch], None], saved: int | None, emotion_dim: int = 0,
+                         prefix_rows: int = CONDITION_LATENTS) -> int:
     """data.max_tokens, resolved once (``auto``) and kept by checkpoints (``saved``) so a resume batches alike."""
     if saved is not None:
         return saved
@@ -86,7 +87,7 @@ def resolve_token_budget(data: DataConfig, examples: list[Example], context: Dis
     longest_text = max(len(e.text_ids) for e in examples)
     longest_codes = max(e.num_codes for e in examples)
     budget = auto_token_budget(context.device, probe_step, longest_text, longest_codes, data.auto_memory_fraction,
-                               data.cpu_max_tokens, emotion_dim)
+                               data.cpu_max_tokens, emotion_dim, prefix_rows)
     if context.enabled:  # every rank must cut the same batches
         shared = torch.tensor([budget], device=context.device)
         dist.all_reduce(shared, op=dist.ReduceOp.MIN)

@@ -166,9 +166,9 @@ class Trainer:
                                           speaker_emotion=self.train_cfg.emotion == "speaker")
         saved = None if self.resume_state is None else self.resume_state.get("max_tokens")
         emotion_dim = 0 if speakers[0].emotion is None else int(speakers[0].emotion.shape[0])
-        max_tokens = resolve_token_budget(data, train, self.dist, self._probe_step, saved, emotion_dim)
-        self.data = build_loaders(data, train, valid, max_tokens, self.train_cfg.seed, self.dist,
-                                  prefix_rows(base.family, int(speakers[0].medoid_condition.shape[0])),
+        prefix = prefix_rows(base.family, int(speakers[0].medoid_condition.shape[0]))
+        max_tokens = resolve_token_budget(data, train, self.dist, self._probe_step, saved, emotion_dim, prefix)
+        self.data = build_loaders(data, train, valid, max_tokens, self.train_cfg.seed, self.dist, prefix,
                                   pair_conditions=self.train_cfg.condition_pairing == "prompt")
         self.batches_per_epoch = len(self.data.train_sampler.epoch_batches(0))
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.train_cfg.grad_accum)
