@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from indextts.contracts.paths import resolve_path
 from indextts.errors import IndexTTSError, TrainingError
 from indextts.extraction.generations import extraction_family
 from indextts.text import SPECIAL_TOKEN
+
+if TYPE_CHECKING:
+    from indextts.v2.prompt import SpeakerPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ class SpeakerData:
     valid_rows: list[ManifestRow]
     emotion: torch.Tensor | None = None  # IndexTTS-2/2.5: the speaker's medoid emotion vector (D,)
     emotion_file: Path | None = None  # where that vector is (``train.emotion=speaker`` feeds it to every row)
-    prompt: object = None  # IndexTTS-2/2.5: indextts.v2.prompt.SpeakerPrompt of the medoid utterance
+    prompt: SpeakerPrompt | None = None  # IndexTTS-2/2.5: the S2Mel prompt of the medoid utterance
 
 
 @dataclass
