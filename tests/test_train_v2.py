@@ -300,3 +300,18 @@ def test_the_token_budget_counts_the_familys_prefix_rows(tmp_path, tiny_v2_dirs,
             assert len(indices) == 1 or len(indices) * (prefix.shape[1] + sum(longest) + 4) <= 150
     finally:
         trainer.close()
+
+
+def test_condition_pairing_is_a_pure_function_of_seed_epoch_and_index(tmp_path):
+    from indextts.training.data import ConditionPairing, Example
+
+    speakers = [0] * 6 + [1] * 5 + [2]
+    examples = [Example((1,), tmp_path / f"{i}.npy", 3, speaker, f"u{i}") for i, speaker in enumerate(speakers)]
+    pairing, again, other_seed = (ConditionPairing(examples, seed) for seed in (7, 7, 8))
+    draws = {(i, epoch): pairing.partner(i, epoch) for i in range(len(examples)) for epoch in range(20)}
+    assert draws == {(i, epoch): again.partner(i, epoch) for i, epoch in draws}
+    assert draws != {(i, epoch): other_seed.partner(i, epoch) for i, epoch in draws}
+    for (i, _), partner in draws.items():
+        assert speakers[partner] == speakers[i] and (partner != i or i == len(examples) - 1)
+    # a draw, not a fixed partner: with seed 7, utterance 0 meets each of its speaker's other five in 20 epochs
+    assert {draws[0, epoch] for epoch in range(20)} == {1, 2, 3, 4, 5}
