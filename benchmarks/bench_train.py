@@ -37,7 +37,8 @@ from omegaconf import OmegaConf
 
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.dims import GPTDims
-from indextts.training.data import Batch, sequence_length
+from indextts.families import FAMILIES
+from indextts.training.data import Batch, sequence_length, v2_defaults
 from indextts.gpt.model import UnifiedVoice
 from indextts.lora import LearnedConditions, add_lora, make_lora_config
 from indextts.runtime import DistributedContext, resolve_precision, reuse_freed_host_memory
@@ -71,6 +72,7 @@ def synthetic_batch(cfg, rows: int, text_len: int, codes_len: int, generator: to
         code_lengths=(fractions * codes_len).long().clamp(min=1),
         speaker_ids=torch.arange(rows) % 2,
         example_indices=torch.arange(rows),
+        **dict(zip(("emotions", "languages", "conditions"), v2_defaults(rows))),
     )
 
 
@@ -96,7 +98,7 @@ def build_runner(size: str, device: torch.device, precision: str, checkpointing:
     peft_model = add_lora(gpt, make_lora_config(16, 32, 0.1))
     lora = sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
     speakers = LearnedConditions(["a", "b"], torch.randn(2, 32, int(cfg.model_dim)) * 0.1)
-    model = TrainingModel(peft_model, speakers).to(device).train()
+    model = TrainingModel(peft_model, speakers, FAMILIES["1.5"]).to(device).train()
     optimizer = build_optimizer(peft_model, speakers, settings, device)
     context = DistributedContext(0, 1, device)
     runner = TrainStepRunner(model, model, model, context, precision, settings.text_weight, settings.grad_clip,

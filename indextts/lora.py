@@ -58,17 +58,20 @@ def add_lora(gpt: nn.Module, config: LoraConfig) -> PeftModel:
 
 
 class LearnedConditions(nn.Module):
-    """Learnable conditioning latents, one (32, D) block per speaker: speaker_ids (B,) -> (B, 32, D)."""
+    """Learnable conditioning latents, one (C, D) block per speaker: speaker_ids (B,) -> (B, C, D).
+
+    C is 32 for IndexTTS 1.x and IndexTTS-2 (perceiver latents), 1 for IndexTTS-2.5 (the CAMPPlus row).
+    """
 
     def __init__(self, names: Sequence[str], initial: torch.Tensor, trainable: bool = True):
         super().__init__()
         if initial.dim() != 3 or initial.shape[0] != len(names):
-            raise ValueError(f"initial conditions must be (S, 32, D) for {len(names)} speakers, got {tuple(initial.shape)}")
+            raise ValueError(f"initial conditions must be (S, C, D) for {len(names)} speakers, got {tuple(initial.shape)}")
         self.names = list(names)
         self.latents = nn.Parameter(initial.detach().clone().float(), requires_grad=trainable)
 
     def forward(self, speaker_ids: torch.Tensor) -> torch.Tensor:
-        """speaker_ids (B,) -> (B, 32, D) float32, exact copies of the rows.
+        """speaker_ids (B,) -> (B, C, D) float32, exact copies of the rows.
 
         A one-hot matmul instead of ``index_select``: its backward is a plain matmul, deterministic
         on CUDA (``index_select``'s backward adds with atomics). Autocast is off, so the rows stay
@@ -80,7 +83,7 @@ class LearnedConditions(nn.Module):
             return (one_hot @ self.latents.reshape(count, latents * dim)).reshape(-1, latents, dim)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        """Name -> condition (32, D), detached float32 CPU copies."""
+        """Name -> condition (C, D), detached float32 CPU copies."""
         return {name: self.latents[i].detach().float().cpu().clone() for i, name in enumerate(self.names)}
 
 

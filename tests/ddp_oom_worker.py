@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from indextts.cli import run_command
-from indextts.training.data import Batch
+from indextts.training.data import Batch, v2_defaults
 from indextts.runtime import DistributedContext
 from indextts.training.step import TrainStepRunner
 
@@ -64,7 +64,7 @@ def micro_batch(lengths: list[int]) -> Batch:
     rows, longest = len(lengths), max(lengths)
     ones = torch.ones(rows, longest, dtype=torch.long)
     lengths = torch.tensor(lengths)
-    return Batch(ones, lengths, ones, lengths, torch.zeros(rows, dtype=torch.long), torch.arange(rows))
+    return Batch(ones, lengths, ones, lengths, torch.zeros(rows, dtype=torch.long), torch.arange(rows), *v2_defaults(rows))
 
 
 MICRO_BATCHES = ([3, 5, 7, 9], [2, 4, 6])

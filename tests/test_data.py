@@ -48,7 +48,7 @@ def test_build_examples_filters_by_duration_and_model_limits(tmp_path):
             ManifestRow("many_codes", "", "abc", tmp_path / "x.npy", 2.0, 99, "m:3"),
             ManifestRow("long_text", "", "abcdefgh", tmp_path / "x.npy", 2.0, 10, "m:4"),
             ManifestRow("empty", "", "", tmp_path / "x.npy", 2.0, 10, "m:5")]
-    examples, report = build_examples(rows, lambda text: [ord(c) for c in text], 1, LengthLimits(0.5, 5.0, 5, 50))
+    examples, report = build_examples(rows, lambda row: ([ord(c) for c in row.text], 0), 1, LengthLimits(0.5, 5.0, 5, 50))
     assert [e.uid for e in examples] == ["ok"] and report.kept == 1 and sum(report.dropped.values()) == 4
     assert examples[0].length == sequence_length(3, 10) and examples[0].speaker_index == 1
 
@@ -96,7 +96,7 @@ def test_outlier_longer_than_the_budget_gets_its_own_batch():
 
 def test_dataset_and_collate_pad_with_zeros(tmp_path):
     path = _write_manifest(tmp_path / "spk", [("a", "hi", 3, 1.0), ("b", "hello", 5, 1.0)])
-    examples, _ = build_examples(read_manifest(path), lambda text: [7] * len(text), 0, LengthLimits(0, 10, 50, 50))
+    examples, _ = build_examples(read_manifest(path), lambda row: ([7] * len(row.text), 0), 0, LengthLimits(0, 10, 50, 50))
     batch = collate([CodesDataset(examples)[i] for i in range(2)])
     assert batch.text_ids.shape == (2, 5) and batch.codes.shape == (2, 5)
     assert batch.text_lengths.tolist() == [2, 5] and batch.code_lengths.tolist() == [3, 5]
@@ -107,7 +107,7 @@ def test_dataset_and_collate_pad_with_zeros(tmp_path):
 def test_codes_shape_mismatch_is_a_data_error(tmp_path):
     path = _write_manifest(tmp_path / "spk", [("a", "hi", 3, 1.0)])
     np.save(tmp_path / "spk" / "codes" / "a.npy", np.arange(4, dtype=np.int32))
-    examples, _ = build_examples(read_manifest(path), lambda text: [7], 0, LengthLimits(0, 10, 50, 50))
+    examples, _ = build_examples(read_manifest(path), lambda row: ([7], 0), 0, LengthLimits(0, 10, 50, 50))
     with pytest.raises(DataError, match="manifest says"):
         CodesDataset(examples)[0]
 
@@ -126,9 +126,9 @@ def test_budget_holds_for_the_padded_batch_on_adversarial_length_mixes(tmp_path)
                     padded = len(b) * sequence_length(segments[b, 0].max(), segments[b, 1].max())
                     assert padded <= budget or len(b) == 1
     # the same figure from real collated tensors
-    items = [(torch.ones(int(t), dtype=torch.long), torch.ones(int(c), dtype=torch.long), 0, i)
-             for i, (t, c) in enumerate(np.concatenate([long_text[:3], long_codes[:3]]))]
-    sampler = TokenBudgetBatchSampler([(len(t), len(c)) for t, c, _, _ in items], 1500, 64, seed=0)
+    items = [(torch.ones(int(t), dtype=torch.long), torch.ones(int(c), dtype=torch.long), 0, i, torch.zeros(0), 0,
+              torch.zeros(0, 0)) for i, (t, c) in enumerate(np.concatenate([long_text[:3], long_codes[:3]]))]
+    sampler = TokenBudgetBatchSampler([(len(item[0]), len(item[1])) for item in items], 1500, 64, seed=0)
     for b in sampler.epoch_batches(0):
         assert collate([items[i] for i in b]).padded_tokens <= 1500 or len(b) == 1
 

@@ -38,6 +38,7 @@ class ManifestRow:
     code_kind: str = "mel"  # "semantic" for IndexTTS-2 / 2.5 data
     emotion: Path | None = None  # IndexTTS-2 / 2.5: the utterance's emotion vector (D,)
     language_id: int | None = None  # IndexTTS-2.5: the language embedding's index for the text
+    language: str | None = None  # IndexTTS-2.5: the transcript's language code, as extraction counted it
 
     REQUIRED_KEYS = ("uid", "text", "codes", "duration", "num_codes")
 
@@ -74,6 +75,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
             condition=resolve_path(entry.get("condition"), path.parent),
             special_tokens=tuple(entry.get("special_tokens") or ()), code_kind=str(entry.get("code_kind", "mel")),
             emotion=resolve_path(entry.get("emotion"), path.parent), language_id=entry.get("language_id"),
+            language=entry.get("language"),
         ))
     return rows
 

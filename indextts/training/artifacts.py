@@ -18,8 +18,11 @@ from indextts.lora import LearnedConditions, TrainedSpeaker, save_speakers
 from indextts.run_folder import ADAPTER_DIR, ADAPTER_WEIGHTS, RUN_CONFIG, TOKENIZER_FILE
 from indextts.training.inputs import SpeakerData
 
-SPEAKERS_ABOUT = ("speakers.safetensors: '<name>.condition' (32, D) GPT conditioning latents; "
-                  "'<name>.reference_mel' (100, F) log-mel of the medoid utterance for the vocoder.")
+SPEAKERS_ABOUT = ("speakers.safetensors: '<name>.condition' (32, D) GPT conditioning latents ((1, D) for "
+                  "IndexTTS-2.5); '<name>.reference_mel' (100, F) log-mel of the medoid utterance for the vocoder "
+                  "(IndexTTS-2/2.5: the (80, F) S2Mel prompt mel). IndexTTS-2/2.5 add '<name>.emotion' (D,) the "
+                  "speaker's medoid emotion vector, '<name>.prompt_semantic' (Tp, C) the S2Mel prompt content "
+                  "and '<name>.style' (192,) the CAMPPlus style of the medoid utterance.")
 
 
 @dataclass
@@ -45,11 +48,20 @@ def write_adapter(folder: Path, files: RunFiles) -> None:
     save_file(load_file(str(weights)), str(weights), metadata=metadata)
 
 
+def trained_speaker(speaker: SpeakerData, condition) -> TrainedSpeaker:
+    """What inference needs of ``speaker`` with its trained ``condition`` (IndexTTS-2/2.5: emotion and prompt too)."""
+    if speaker.prompt is None:
+        return TrainedSpeaker(condition, speaker.reference_mel)
+    prompt = speaker.prompt
+    return TrainedSpeaker(condition, prompt.mel, emotion=speaker.emotion, prompt_semantic=prompt.semantic,
+                          style=prompt.style)
+
+
 def write_run_files(folder: Path, files: RunFiles, step: int) -> None:
     """Write a loadable run (adapter, speakers, config, tokenizer) into ``folder``."""
     write_adapter(folder, files)
     conditions = files.conditions.as_dict()
-    trained = {s.name: TrainedSpeaker(conditions[s.name], s.reference_mel) for s in files.speakers}
+    trained = {s.name: trained_speaker(s, conditions[s.name]) for s in files.speakers}
     info = {"speakers": [{"name": s.name, "index": s.index, "medoid_uid": s.medoid_uid,
                           "medoid_audio": str(s.medoid_audio),
                           "condition_trained": files.conditions.latents.requires_grad} for s in files.speakers],

@@ -28,6 +28,11 @@ from indextts.text import SPECIAL_TOKEN
 
 DEFAULT_CONFIG = TRAIN_CONFIG
 AUTO = "auto"
+EMOTION_SOURCES = ("utterance", "speaker")
+"""train.emotion (IndexTTS-2/2.5): each row's extracted emotion vector (the default), or its speaker's medoid one."""
+CONDITION_PAIRINGS = ("learned", "prompt")
+"""train.condition_pairing (IndexTTS-2/2.5): the learned speaker condition (the default), or another utterance's
+extracted one."""
 
 
 @dataclass
@@ -94,6 +99,8 @@ class TrainSettings:
     save_every_steps: int = MISSING
     keep_checkpoints: int = MISSING
     early_stopping_patience: int = MISSING
+    emotion: str = MISSING
+    condition_pairing: str = MISSING
     lora: LoraSettings = field(default_factory=LoraSettings)
     speaker_conditions: SpeakerConditionSettings = field(default_factory=SpeakerConditionSettings)
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
@@ -225,6 +232,9 @@ def _ranges(cfg: TrainConfig) -> list[tuple[str, bool, str]]:
         ("train.save_every_steps", train.save_every_steps >= 0, ">= 0"),
         ("train.keep_checkpoints", train.keep_checkpoints >= 1, ">= 1"),
         ("train.early_stopping_patience", train.early_stopping_patience >= 0, ">= 0"),
+        ("train.emotion", train.emotion in EMOTION_SOURCES, f"one of {', '.join(EMOTION_SOURCES)}"),
+        ("train.condition_pairing", train.condition_pairing in CONDITION_PAIRINGS,
+         f"one of {', '.join(CONDITION_PAIRINGS)}"),
         ("train.lora.r", lora.r >= 1, ">= 1"),
         ("train.lora.alpha", lora.alpha > 0, "> 0"),
         ("train.lora.dropout", 0 <= lora.dropout < 1, "in [0, 1)"),

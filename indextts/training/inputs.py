@@ -1,11 +1,13 @@
 """Training inputs, checked before any weights load: the base folder, the speakers and every file
 their manifests name.
 
-``check_inputs`` reads ``speaker_info.json`` and each speaker's manifests, opens every codes and
-condition file header, compares the base fingerprint the data was extracted with against the base
-being trained, checks that every ``<...>`` special token of the transcripts is listed in
-``train.special_tokens``, and loads each speaker's medoid condition and reference mel. All
-problems are collected and raised together as one TrainingError, so a user fixes them in one go.
+``check_inputs`` reads ``speaker_info.json`` and each speaker's manifests, refuses data of another
+model family than the base's, opens every codes, condition and (IndexTTS-2/2.5) emotion file header,
+compares the base fingerprint the data was extracted with against the base being trained, checks
+that every ``<...>`` special token of the transcripts is listed in ``train.special_tokens``, and
+loads each speaker's medoid condition and reference: the medoid utterance's log-mel for IndexTTS 1.x,
+its S2Mel prompt and the speaker's medoid emotion vector for IndexTTS-2/2.5. All problems are
+collected and raised together as one TrainingError, so a user fixes them in one go.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,7 +25,11 @@ from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.contracts.manifests import ManifestRow, read_manifest
 from indextts.contracts.paths import resolve_path
 from indextts.errors import IndexTTSError, TrainingError
+from indextts.extraction.generations import extraction_family
 from indextts.text import SPECIAL_TOKEN
+
+if TYPE_CHECKING:
+    from indextts.v2.prompt import SpeakerPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +44,16 @@ class SpeakerData:
 
     name: str
     index: int
-    medoid_condition: torch.Tensor  # (32, D) float32
-    reference_mel: torch.Tensor  # (n_mels, F) log-mel of the medoid utterance (the vocoder's speaker reference)
+    medoid_condition: torch.Tensor  # (32, D) float32; IndexTTS-2.5: (1, D)
+    reference_mel: torch.Tensor | None  # (n_mels, F) log-mel of the medoid utterance (the vocoder's speaker
+    # reference); IndexTTS-2/2.5: the S2Mel prompt mel (80, F), ``prompt.mel``
     medoid_uid: str
     medoid_audio: Path
     train_rows: list[ManifestRow]
     valid_rows: list[ManifestRow]
+    emotion: torch.Tensor | None = None  # IndexTTS-2/2.5: the speaker's medoid emotion vector (D,)
+    emotion_file: Path | None = None  # where that vector is (``train.emotion=speaker`` feeds it to every row)
+    prompt: SpeakerPrompt | None = None  # IndexTTS-2/2.5: the S2Mel prompt of the medoid utterance
 
 
 @dataclass
@@ -50,7 +61,7 @@ class TrainingInputs:
     """The opened base folder, its tokenizer and the checked speakers, in speaker_info.json order."""
 
     base: CheckpointFolder
-    tokenizer: object  # indextts.text.TextTokenizer of the base bpe.model
+    tokenizer: object  # indextts.text.TextTokenizer of the base bpe.model; IndexTTS-2.5: v2.text25.Tokenizer25
     speakers: list[SpeakerData]
 
 
@@ -68,24 +79,36 @@ def check_inputs(model_dir: str, speaker_info: str, special_tokens: list[str],
         infos, entries = _select_run_speakers(infos, entries, run_speakers, info_path, problems)
     speakers: list[SpeakerData] = []
     tokenizer = None
-    if base is not None:
-        names = [info.speaker for info in infos]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            problems.append(f"speaker names occur twice in {info_path}: {duplicates}")
-        for info in infos:
-            speaker = _check_speaker(info, base, len(speakers), problems)
-            if speaker is not None:
-                speakers.append(speaker)
-        problems += check_data_files([row for s in speakers for row in s.train_rows + s.valid_rows],
-                                     base.condition_latents, int(base.cfg.gpt.model_dim))
+    family_problems = check_family(entries, base, info_path) if base is not None else []
+    problems += family_problems
+    if base is not None and not family_problems:  # another family's data: that one problem says it all
+        speakers = _check_speakers(infos, base, info_path, problems)
         if not problems:
-            tokenizer = base.tokenizer()
+            tokenizer = base.v2.tokenizer() if base.v2 is not None else base.tokenizer()
             problems += check_base_identity(entries, base, info_path)
-            problems += check_special_tokens(speakers, entries, set(tokenizer.special_tokens), special_tokens)
+            problems += check_special_tokens(speakers, entries, base, tokenizer, special_tokens)
+        if not problems and base.v2 is not None:
+            add_prompts(speakers, base, problems)
     if problems:
         raise TrainingError(f"Training cannot start ({len(problems)} problem(s)): " + " | ".join(problems))
     return TrainingInputs(base, tokenizer, speakers)
+
+
+def _check_speakers(infos: list, base: CheckpointFolder, info_path: Path, problems: list[str]) -> list[SpeakerData]:
+    """Each speaker's manifests, medoid condition (and emotion) and reference; every data file the rows name."""
+    names = [info.speaker for info in infos]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        problems.append(f"speaker names occur twice in {info_path}: {duplicates}")
+    speakers: list[SpeakerData] = []
+    for info in infos:
+        speaker = _check_speaker(info, base, len(speakers), problems)
+        if speaker is not None:
+            speakers.append(speaker)
+    layout = extraction_family(base)
+    problems += check_data_files([row for s in speakers for row in s.train_rows + s.valid_rows],
+                                 layout.condition_shape(), layout.emotion_dim)
+    return speakers
 
 
 def _select_run_speakers(infos: list, entries: list[dict], run_speakers: list[str], info_path: Path,
@@ -107,16 +130,37 @@ def _select_run_speakers(infos: list, entries: list[dict], run_speakers: list[st
 def _open_base(model_dir: str, problems: list[str]) -> CheckpointFolder | None:
     try:
         base = CheckpointFolder(model_dir)
-        base.require_generation_1("training")
     except IndexTTSError as error:
         problems.append(f"base model config: {error}")
         return None
     missing = [str(p) for p in (base.paths.gpt, base.paths.bpe) if not p.is_file()]
     if missing:
-        problems.append(f"base checkpoint file(s) missing: {missing} (model_dir={base.root}; download the IndexTTS "
-                        "release into it or set model_dir=...)")
+        problems.append(f"base checkpoint file(s) missing: {missing} (model_dir={base.root}; download the "
+                        f"{base.family} release into it or set model_dir=...)")
         return None
     return base
+
+
+def _family_of(entry: dict) -> str:
+    return "IndexTTS 1.0/1.5" if entry.get("family") is None else f"IndexTTS-{entry['family']}"
+
+
+def check_family(entries: list[dict], base: CheckpointFolder, info_path: Path) -> list[str]:
+    """One problem naming the speakers whose data comes from another model family than the base's
+    (speaker_info.json entries of IndexTTS-2/2.5 name their ``family`` and ``code_kind``; 1.x ones neither)."""
+    layout = extraction_family(base)
+    others: dict[str, list[str]] = {}
+    for entry in entries:
+        if (entry.get("family"), entry.get("code_kind", "mel")) != (layout.family_version, layout.code_kind):
+            others.setdefault(_family_of(entry), []).append(entry["speaker"])
+    if not others:
+        return []
+    listed = "; ".join(f"{names} extracted with {family}" for family, names in others.items())
+    return [f"{info_path} holds data of another model family than the base: speakers {listed}, but "
+            f"model_dir={base.root} is {base.family}, which trains on its own {base.family.code_kind} and "
+            f"conditions. Extract their audio with this base into another folder (indextts-extract --model_dir "
+            f"{base.root} --output_dir <new folder>) and pass its speaker_info.json, or set model_dir to a base "
+            "of their family"]
 
 
 def _read_speaker_info(path: Path, problems: list[str]) -> tuple[list, list[dict]]:
@@ -146,38 +190,47 @@ def _check_speaker(info, base: CheckpointFolder, index: int, problems: list[str]
         problems.append(f"{where} has no rows in {info.train_jsonl}; re-run extraction for it or remove it "
                         "from speaker_info.json")
         return None
-    condition = _medoid_condition(info, where, int(base.cfg.gpt.model_dim), base.condition_latents, problems)
+    layout = extraction_family(base)
+    condition = _medoid_array(info.medoid_condition, layout.condition_shape(), where, "medoid condition", problems)
+    emotion = None
+    if layout.emotion_dim is not None:
+        emotion = _medoid_array(info.medoid_emotion, (layout.emotion_dim,), where, "medoid emotion vector", problems)
     medoid = _medoid_reference(info, where, base, problems) if condition is not None else None
-    if medoid is None:
+    if medoid is None or (layout.emotion_dim is not None and emotion is None):
         return None
     uid, audio, reference_mel = medoid
-    return SpeakerData(info.speaker, index, condition, reference_mel, uid, audio, train_rows, valid_rows)
+    return SpeakerData(info.speaker, index, condition, reference_mel, uid, audio, train_rows, valid_rows, emotion,
+                       info.medoid_emotion)
 
 
 def _first_sentence(error: Exception) -> str:
     return str(error).split(". ")[0] or type(error).__name__
 
 
-def _medoid_condition(info, where: str, model_dim: int, latents: int, problems: list[str]) -> torch.Tensor | None:
-    if info.medoid_condition is None or not info.medoid_condition.is_file():
-        problems.append(f"{where}: medoid condition {info.medoid_condition} does not exist; re-run extraction")
+def _medoid_array(path: Path | None, shape: tuple[int, ...], where: str, what: str,
+                  problems: list[str]) -> torch.Tensor | None:
+    """The speaker's medoid condition or emotion vector at ``path``, float32, or None (a problem noted)."""
+    if path is None or not path.is_file():
+        problems.append(f"{where}: {what} {path} does not exist; re-run extraction (with conditions)")
         return None
     try:
-        condition = np.load(info.medoid_condition, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:  # truncated, not .npy, or pickled objects (never loaded)
-        problems.append(f"{where}: medoid condition {info.medoid_condition} cannot be read as a plain array "
+        problems.append(f"{where}: {what} {path} cannot be read as a plain array "
                         f"({_first_sentence(error)}); re-run indextts-extract for this speaker")
         return None
-    if condition.shape != (latents, model_dim):
-        problems.append(f"{where}: {info.medoid_condition} has shape {condition.shape} but the base GPT needs "
-                        f"({latents}, {model_dim}); the data was extracted with another IndexTTS release. Re-run "
-                        "indextts-extract with this model_dir")
+    if array.shape != tuple(shape):
+        problems.append(f"{where}: {path} has shape {array.shape} but the base GPT needs {tuple(shape)}; the data "
+                        "was extracted with another IndexTTS release. Re-run indextts-extract with this model_dir")
         return None
-    return torch.from_numpy(condition.astype(np.float32))
+    return torch.from_numpy(array.astype(np.float32))
 
 
 def _medoid_reference(info, where: str, base: CheckpointFolder, problems: list[str]):
-    """(uid, audio path, reference mel (n_mels, F)) of the speaker's medoid utterance, or None."""
+    """(uid, audio path, reference mel (n_mels, F)) of the speaker's medoid utterance, or None.
+
+    IndexTTS-2/2.5's reference is the S2Mel prompt, encoded later by ``add_prompts`` (mel None here).
+    """
     from indextts.audio import MelSpectrogramFeatures, load_audio
 
     medoid_info = info.medoid_condition.parent / MEDOID_INFO
@@ -191,6 +244,8 @@ def _medoid_reference(info, where: str, base: CheckpointFolder, problems: list[s
         problems.append(f"{where}: the medoid utterance audio {audio} (from {medoid_info}) is missing; it gives the "
                         "vocoder's speaker reference. Restore the file or re-run extraction")
         return None
+    if base.v2 is not None:
+        return str(medoid.get("uid", "")), audio, None
     try:
         mel = MelSpectrogramFeatures.from_config(base.cfg.dataset.mel)(load_audio(audio, base.sample_rate))[0]
     except IndexTTSError as error:
@@ -213,12 +268,18 @@ def _file_problem(path: Path | None, shape: tuple[int, ...], what: str) -> str |
     return None
 
 
-def check_data_files(rows: list[ManifestRow], latents: int, model_dim: int) -> list[str]:
-    """One problem line listing every missing, unreadable or mis-shaped codes/condition file of ``rows``."""
+def check_data_files(rows: list[ManifestRow], condition_shape: tuple[int, int],
+                     emotion_dim: int | None = None) -> list[str]:
+    """One problem line listing every missing, unreadable or mis-shaped codes/condition file of ``rows``
+    and, when ``emotion_dim`` is set (IndexTTS-2/2.5), emotion vector file (D,), a row naming none included."""
     found = []
     for row in rows:
-        for path, shape, what in ((row.codes, (row.num_codes,), "codes"), (row.condition, (latents, model_dim),
-                                                                          "condition")):
+        files = [(row.codes, (row.num_codes,), "codes"), (row.condition, tuple(condition_shape), "condition")]
+        if emotion_dim is not None:
+            if row.emotion is None:
+                found.append(f"the row names no emotion vector file ({row.source})")
+            files.append((row.emotion, (emotion_dim,), "emotion vector"))
+        for path, shape, what in files:
             problem = _file_problem(path, shape, what)
             if problem:
                 found.append(f"{problem} ({row.source})")
@@ -251,10 +312,19 @@ def check_base_identity(entries: list[dict], base: CheckpointFolder, info_path: 
             "indextts-extract with this model_dir, or set model_dir to the base used for extraction"]
 
 
-def check_special_tokens(speakers: list[SpeakerData], entries: list[dict], known: set[str],
+def check_special_tokens(speakers: list[SpeakerData], entries: list[dict], base: CheckpointFolder, tokenizer,
                          listed: list[str]) -> list[str]:
-    """Every ``<...>`` token of the transcripts that the base tokenizer lacks (not in ``known``) must be
-    in ``train.special_tokens``."""
+    """Every ``<...>`` token of the transcripts that the base tokenizer lacks must be in ``train.special_tokens``.
+
+    IndexTTS-2.5's tiktoken vocabulary cannot grow: ``train.special_tokens`` is refused there, and a
+    ``<...>`` in its transcripts is read as plain text, as its extraction counted it.
+    """
+    if base.family.multilingual:
+        return [] if not listed else [
+            f"train.special_tokens={listed} cannot be used with {base.family} ({base.root}): its tiktoken vocabulary "
+            "has a fixed set of special tokens, and added ones would be new rows the base never saw. Remove "
+            "train.special_tokens (set train.special_tokens=[]); such tags in the transcripts are read as text"]
+    known = set(tokenizer.special_tokens)
     found: dict[str, str] = {}
     for entry in entries:
         for token in entry.get("special_tokens") or ():
@@ -269,3 +339,19 @@ def check_special_tokens(speakers: list[SpeakerData], entries: list[dict], known
     tokens = ",".join(sorted(set(listed) | set(unlisted)))
     return [f"the transcripts use special tokens the base tokenizer lacks and train.special_tokens does not "
             f"list: {where}. Add them, e.g. train.special_tokens=[{tokens}], or remove them from the transcripts"]
+
+
+def add_prompts(speakers: list[SpeakerData], base: CheckpointFolder, problems: list[str]) -> None:
+    """IndexTTS-2/2.5: each speaker's S2Mel prompt of its medoid utterance (the clip encoder loaded once),
+    which is also its reference mel."""
+    from indextts.v2.prompt import ClipEncoder
+
+    encoder = ClipEncoder.from_models(base.v2)
+    for speaker in speakers:
+        try:
+            speaker.prompt = encoder.encode(speaker.medoid_audio).prompt
+        except IndexTTSError as error:
+            problems.append(f"speaker '{speaker.name}': the medoid utterance {speaker.medoid_audio} cannot be "
+                            f"encoded as the S2Mel prompt ({error})")
+            continue
+        speaker.reference_mel = speaker.prompt.mel

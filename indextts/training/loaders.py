@@ -11,7 +11,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from indextts.training.data import Batch, CodesDataset, Example, LengthLimits, TokenBudgetBatchSampler, build_examples, collate
+from indextts.training.data import (
+    CONDITION_LATENTS, Batch, CodesDataset, ConditionPairing, Example, LengthLimits, RowEncoder,
+    TokenBudgetBatchSampler, build_examples, collate,
+)
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.errors import TrainingError
 from indextts.run_folder import TOKENIZER_FILE
@@ -46,18 +49,22 @@ def prepare_tokenizer(base: CheckpointFolder, tokenizer, special_tokens: list[st
     if context.is_main:
         add_special_tokens(base.paths.bpe, path, special_tokens)
     context.barrier()
-    grown = TextTokenizer(path)
+    grown = TextTokenizer(path, tokenizer.normalizer)  # the family's normaliser (IndexTTS-2's differs from 1.x's)
     new_ids = sorted({i for i in grown.convert_tokens_to_ids(special_tokens) if i >= tokenizer.vocab_size})
     return grown, path, new_ids
 
 
-def build_all_examples(speakers: list[SpeakerData], encode: Callable[[str], list[int]],
-                       limits: LengthLimits) -> tuple[list[Example], list[Example]]:
-    """Every speaker's train and valid examples; a speaker with no training example left is an error."""
+def build_all_examples(speakers: list[SpeakerData], encode: RowEncoder, limits: LengthLimits,
+                       speaker_emotion: bool = False) -> tuple[list[Example], list[Example]]:
+    """Every speaker's train and valid examples; a speaker with no training example left is an error.
+
+    ``speaker_emotion`` (``train.emotion=speaker``): every example carries its speaker's medoid emotion vector.
+    """
     train, valid, problems = [], [], []
     for speaker in speakers:
-        kept, report = build_examples(speaker.train_rows, encode, speaker.index, limits)
-        valid_kept, valid_report = build_examples(speaker.valid_rows, encode, speaker.index, limits)
+        emotion = speaker.emotion_file if speaker_emotion else None
+        kept, report = build_examples(speaker.train_rows, encode, speaker.index, limits, emotion)
+        valid_kept, valid_report = build_examples(speaker.valid_rows, encode, speaker.index, limits, emotion)
         logger.info("Speaker '%s': train %s; valid %s", speaker.name, report, valid_report)
         if not kept:
             problems.append(f"speaker '{speaker.name}' has no training rows left after filtering ({report}); "
@@ -70,7 +77,8 @@ def build_all_examples(speakers: list[SpeakerData], encode: Callable[[str], list
 
 
 def resolve_token_budget(data: DataConfig, examples: list[Example], context: DistributedContext,
-                         probe_step: Callable[[Batch], None], saved: int | None) -> int:
+                         probe_step: Callable[[Batch], None], saved: int | None, emotion_dim: int = 0,
+                         prefix_rows: int = CONDITION_LATENTS) -> int:
     """data.max_tokens, resolved once (``auto``) and kept by checkpoints (``saved``) so a resume batches alike."""
     if saved is not None:
         return saved
@@ -79,7 +87,7 @@ def resolve_token_budget(data: DataConfig, examples: list[Example], context: Dis
     longest_text = max(len(e.text_ids) for e in examples)
     longest_codes = max(e.num_codes for e in examples)
     budget = auto_token_budget(context.device, probe_step, longest_text, longest_codes, data.auto_memory_fraction,
-                               data.cpu_max_tokens)
+                               data.cpu_max_tokens, emotion_dim, prefix_rows)
     if context.enabled:  # every rank must cut the same batches
         shared = torch.tensor([budget], device=context.device)
         dist.all_reduce(shared, op=dist.ReduceOp.MIN)
@@ -87,25 +95,32 @@ def resolve_token_budget(data: DataConfig, examples: list[Example], context: Dis
     return budget
 
 
-def _loader(examples: list[Example], sampler: TokenBudgetBatchSampler, workers: int, device: torch.device,
+def _loader(dataset: CodesDataset, sampler: TokenBudgetBatchSampler, workers: int, device: torch.device,
             seed: int) -> DataLoader:
     # A dedicated generator keeps DataLoader start-up from drawing on the global RNG (dropout masks).
-    return DataLoader(CodesDataset(examples), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                       pin_memory=device.type == "cuda", persistent_workers=False,
                       generator=torch.Generator().manual_seed(seed))
 
 
 def build_loaders(data: DataConfig, train: list[Example], valid: list[Example], max_tokens: int, seed: int,
-                  context: DistributedContext) -> TrainingData:
-    """Token-budget loaders: training batches reshuffled per epoch and split evenly over ranks."""
+                  context: DistributedContext, prefix_rows: int, pair_conditions: bool = False) -> TrainingData:
+    """Token-budget loaders: training batches reshuffled per epoch and split evenly over ranks.
+
+    ``prefix_rows`` is the family's conditioning prefix (for the budget); ``pair_conditions``
+    (``train.condition_pairing=prompt``) pairs each training example with another utterance's condition.
+    Validation always uses the learned speaker conditions (what speaking by name uses).
+    """
     def sampler(examples: list[Example], shuffle: bool) -> TokenBudgetBatchSampler:
         return TokenBudgetBatchSampler([(len(e.text_ids), e.num_codes) for e in examples], max_tokens,
                                        data.max_batch_size, seed, shuffle=shuffle, rank=context.rank,
-                                       world_size=context.world_size, even=shuffle)
+                                       world_size=context.world_size, even=shuffle, prefix_rows=prefix_rows)
 
     train_sampler = sampler(train, True)
-    train_loader = _loader(train, train_sampler, data.num_workers, context.device, seed)
-    valid_loader = _loader(valid, sampler(valid, False), data.num_workers, context.device, seed) if valid else None
+    dataset = CodesDataset(train, ConditionPairing(train, seed) if pair_conditions else None)
+    train_loader = _loader(dataset, train_sampler, data.num_workers, context.device, seed)
+    valid_loader = (_loader(CodesDataset(valid), sampler(valid, False), data.num_workers, context.device, seed)
+                    if valid else None)
     if valid_loader is None:
         logger.warning("No validation rows: the final model is the last one and early stopping is off.")
     return TrainingData(train, train_sampler, train_loader, valid_loader, max_tokens)

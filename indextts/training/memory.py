@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from indextts.training.data import Batch, sequence_length
+from indextts.training.data import CONDITION_LATENTS, Batch, sequence_length, v2_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -30,22 +30,25 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(mark in str(error) for mark in OUT_OF_MEMORY_MARKS)
 
 
-def probe_batch(text_tokens: int, codes: int, rows: int = PROBE_ROWS) -> Batch:
-    """A batch of ``rows`` examples of the given lengths (token id 1, code 1, speaker 0), on the CPU."""
+def probe_batch(text_tokens: int, codes: int, rows: int = PROBE_ROWS, emotion_dim: int = 0) -> Batch:
+    """A batch of ``rows`` examples of the given lengths (token id 1, code 1, speaker 0, zero emotion
+    vectors of ``emotion_dim`` for IndexTTS-2/2.5, language 0, learned conditions), on the CPU."""
     ones = torch.ones(rows, dtype=torch.long)
     return Batch(torch.ones(rows, text_tokens, dtype=torch.long), ones * text_tokens,
                  torch.ones(rows, codes, dtype=torch.long), ones * codes, torch.zeros(rows, dtype=torch.long),
-                 torch.arange(rows))
+                 torch.arange(rows), *v2_defaults(rows, emotion_dim))
 
 
-def measure_bytes_per_token(step: Callable[[Batch], None], batch: Batch, device: torch.device) -> float:
-    """Peak memory one ``step`` (forward + backward) on ``batch`` adds, per padded token (CUDA only)."""
+def measure_bytes_per_token(step: Callable[[Batch], None], batch: Batch, device: torch.device,
+                            prefix_rows: int = CONDITION_LATENTS) -> float:
+    """Peak memory one ``step`` (forward + backward) on ``batch`` adds, per padded token (CUDA only);
+    ``prefix_rows``: the family's conditioning rows per example."""
     torch.cuda.synchronize(device)
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     step(batch)
     torch.cuda.synchronize(device)
-    return max(1.0, (torch.cuda.max_memory_allocated(device) - before) / batch.padded_tokens)
+    return max(1.0, (torch.cuda.max_memory_allocated(device) - before) / batch.padded_size(prefix_rows))
 
 
 def token_budget_from_memory(device: torch.device, bytes_per_token: float, fraction: float, longest: int) -> int:
@@ -60,11 +63,14 @@ def token_budget_from_memory(device: torch.device, bytes_per_token: float, fract
 
 
 def auto_token_budget(device: torch.device, step: Callable[[Batch], None], longest_text: int, longest_codes: int,
-                      fraction: float, cpu_budget: int) -> int:
-    """``data.max_tokens=auto``: measured on CUDA, ``cpu_budget`` elsewhere."""
+                      fraction: float, cpu_budget: int, emotion_dim: int = 0,
+                      prefix_rows: int = CONDITION_LATENTS) -> int:
+    """``data.max_tokens=auto``: measured on CUDA, ``cpu_budget`` elsewhere. IndexTTS-2/2.5 pass their
+    emotion vector width and prefix rows (34 or 3), so the probe and the per-token cost match their batches."""
     if device.type != "cuda":
         return cpu_budget
-    cost = measure_bytes_per_token(step, probe_batch(longest_text, longest_codes), device)
-    budget = token_budget_from_memory(device, cost, fraction, sequence_length(longest_text, longest_codes))
+    probe = probe_batch(longest_text, longest_codes, emotion_dim=emotion_dim)
+    cost = measure_bytes_per_token(step, probe, device, prefix_rows)
+    budget = token_budget_from_memory(device, cost, fraction, sequence_length(longest_text, longest_codes, prefix_rows))
     logger.info("data.max_tokens=auto: %.0f bytes per token measured -> %d tokens per micro-batch", cost, budget)
     return budget

@@ -8,23 +8,62 @@ import torch
 from peft.optimizers import create_loraplus_optimizer
 from torch import nn
 
+from indextts.errors import TrainingError
+from indextts.families import Family
 from indextts.training.data import Batch
 from indextts.lora import LearnedConditions
-from indextts.training.config import TrainSettings
+from indextts.training.config import CONDITION_PAIRINGS, EMOTION_SOURCES, TrainSettings
 
 
 class TrainingModel(nn.Module):
-    """The PEFT-wrapped GPT plus per-speaker conditions (what DDP wraps)."""
+    """The PEFT-wrapped GPT plus per-speaker conditions (what DDP wraps).
 
-    def __init__(self, gpt: nn.Module, speakers: LearnedConditions):
+    IndexTTS 1.x: the prefix is the speaker's (32, D) latents. IndexTTS-2/2.5 (``family.generation`` 2):
+    ``conditioning_prefix(speaker rows, emotion vectors)``, the speaker rows being the learned ones or,
+    when the batch carries paired conditions (``train.condition_pairing=prompt``), those; 2.5 adds
+    the language ids to the text.
+    """
+
+    def __init__(self, gpt: nn.Module, speakers: LearnedConditions, family: Family):
         super().__init__()
         self.gpt = gpt
         self.speakers = speakers
+        self.family = family
 
     def forward(self, batch: Batch):
-        conditioning = self.speakers(batch.speaker_ids)  # (B, 32, D)
-        return self.gpt.get_base_model().forward_train(
-            conditioning, batch.text_ids, batch.text_lengths, batch.codes, batch.code_lengths)
+        base = self.gpt.get_base_model()
+        if self.family.generation == 1:
+            conditioning = self.speakers(batch.speaker_ids)  # (B, 32, D)
+            return base.forward_train(conditioning, batch.text_ids, batch.text_lengths, batch.codes,
+                                      batch.code_lengths)
+        paired = batch.conditions.shape[1] > 0
+        speaker = batch.conditions if paired else self.speakers(batch.speaker_ids)  # (B, 32 or 1, D)
+        prefix = base.conditioning_prefix(speaker, batch.emotions)  # (B, 34 or 3, D)
+        languages = batch.languages if self.family.multilingual else None
+        return base.forward_train(prefix, batch.text_ids, batch.text_lengths, batch.codes, batch.code_lengths,
+                                  languages=languages)
+
+
+def prefix_rows(family: Family, condition_rows: int) -> int:
+    """Rows before the text: the speaker's condition rows, plus IndexTTS-2/2.5's two duration rows."""
+    from indextts.v2.gpt.model import DURATION_ROWS
+
+    return condition_rows + (DURATION_ROWS if family.generation == 2 else 0)
+
+
+def check_family_settings(train: TrainSettings, base) -> None:
+    """``train.emotion`` and ``train.condition_pairing`` exist for IndexTTS-2/2.5 only: refused elsewhere
+    when set to anything but their defaults (silently ignoring them would mislead)."""
+    if base.family.generation == 2:
+        return
+    defaults = (("train.emotion", train.emotion, EMOTION_SOURCES[0]),
+                ("train.condition_pairing", train.condition_pairing, CONDITION_PAIRINGS[0]))
+    changed = [f"{key}={value}" for key, value, default in defaults if value != default]
+    if changed:
+        raise TrainingError(f"{', '.join(changed)} apply to IndexTTS-2/2.5 bases only, and model_dir={base.root} is "
+                            f"{base.family}, which has no emotion vectors or extracted prompt conditions. Remove "
+                            f"them (the defaults are train.emotion={EMOTION_SOURCES[0]}, train.condition_pairing="
+                            f"{CONDITION_PAIRINGS[0]}) or train an IndexTTS-2/2.5 base.")
 
 
 def cosine_with_warmup(warmup_steps: int, total_steps: int, min_lr_ratio: float):

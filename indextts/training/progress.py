@@ -92,19 +92,30 @@ def time_based_log_seconds(configured: float, world_size: int) -> float:
     return configured
 
 
+FIXED_AT_RESUME = ("train.lora.", "train.speaker_conditions.trainable", "train.condition_pairing")
+"""Keys (or prefixes) that decide what is trained, and so the optimizer's parameter groups: a resume cannot
+change them."""
+
+
+def _dotted(node, prefix: str = "") -> dict:
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    return {key: value for name, child in node.items() for key, value in _dotted(child, f"{prefix}{name}.").items()}
+
+
 def resume_differences(saved_config: DictConfig, current: dict) -> list[str]:
-    """Warn about changed train/data keys; return the changed ``train.lora`` keys (they cannot resume)."""
+    """Warn about changed train/data keys; return the changed ``FIXED_AT_RESUME`` keys (they cannot resume)."""
     saved = OmegaConf.to_container(saved_config)
-    lora_changes = []
+    fixed_changes = []
     for section in ("train", "data"):
-        old_section, new_section = saved.get(section, {}), current.get(section, {})
-        for key in sorted(set(old_section) | set(new_section)):
-            old, new = old_section.get(key), new_section.get(key)
-            if key == "resume" or old == new:
+        old_keys = _dotted(saved.get(section, {}), f"{section}.")
+        new_keys = _dotted(current.get(section, {}), f"{section}.")
+        for key in sorted(set(old_keys) | set(new_keys)):
+            old, new = old_keys.get(key), new_keys.get(key)
+            if key == "train.resume" or old == new:
                 continue
-            if section == "train" and key == "lora":
-                lora_changes += [f"train.lora.{k} was {old.get(k)!r}, now {new.get(k)!r}"
-                                 for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+            if key.startswith(FIXED_AT_RESUME):
+                fixed_changes.append(f"{key} was {old!r}, now {new!r}")
             else:
-                logger.warning("Config differs from the checkpoint: %s.%s was %r, now %r", section, key, old, new)
-    return lora_changes
+                logger.warning("Config differs from the checkpoint: %s was %r, now %r", key, old, new)
+    return fixed_changes

@@ -38,7 +38,8 @@ from indextts.training.config import TrainConfig, config_to_dict
 from indextts.training.inputs import check_inputs
 from indextts.training.loaders import build_all_examples, build_loaders, prepare_tokenizer, resolve_token_budget
 from indextts.training.metrics import RunLog
-from indextts.training.model import TrainingModel, build_optimizer, build_scheduler
+from indextts.training.model import TrainingModel, build_optimizer, build_scheduler, check_family_settings, prefix_rows
+from indextts.training.text_encoding import row_encoder
 from indextts.training.progress import LossWindow, resume_differences, time_based_log_seconds
 from indextts.training.step import (
     TOP_K, TrainStepRunner, compute_loss, deterministic_error, enable_deterministic_algorithms, training_precision,
@@ -78,6 +79,7 @@ class Trainer:
         torch.manual_seed(self.train_cfg.seed + self.dist.rank)
         self.inputs = check_inputs(self.cfg.model_dir, self.cfg.speaker_info, list(self.train_cfg.special_tokens),
                                    ckpt.trained_speakers(self.cfg.run_dir, self.train_cfg.resume))
+        check_family_settings(self.train_cfg, self.inputs.base)
         self._setup_run_dir()
         self._setup_model()
         self._setup_data()
@@ -105,17 +107,19 @@ class Trainer:
         self.dist.barrier()
 
     def _check_resumable_config(self) -> None:
-        """Changed LoRA settings cannot resume (refused before anything is touched); other changes are warned about."""
-        lora_changes = resume_differences(RunFolder(self.resume_from).config(), config_to_dict(self.cfg))
-        if lora_changes:
-            raise TrainingError(f"Cannot resume from {self.resume_from} with other LoRA settings: "
-                                f"{'; '.join(lora_changes)}. Resume with the settings it was trained with (its "
-                                f"{RUN_CONFIG}), or start a new run_dir=... .")
+        """Changed LoRA settings, or a change of what is trained, cannot resume (refused before anything is
+        touched); other changes are warned about."""
+        fixed_changes = resume_differences(RunFolder(self.resume_from).config(), config_to_dict(self.cfg))
+        if fixed_changes:
+            raise TrainingError(f"Cannot resume from {self.resume_from} with other LoRA settings or another choice "
+                                f"of what is trained: {'; '.join(fixed_changes)}. Resume with the settings it was "
+                                f"trained with (its {RUN_CONFIG}), or start a new run_dir=... .")
 
     def _base_facts(self, gpt: nn.Module) -> dict:
         facts = describe_base(gpt)
         facts["base_text_vocab_size"] = facts["text_vocab_size"]
         facts["base"] = self.inputs.base.identity()
+        facts["family"] = self.inputs.base.family.version  # the adapter loader refuses another family's base
         return facts
 
     def _setup_model(self) -> None:
@@ -130,11 +134,11 @@ class Trainer:
         lora = self.train_cfg.lora
         self.peft_model = add_lora(gpt, make_lora_config(lora.r, lora.alpha, lora.dropout, list(lora.target_modules),
                                                          self.new_token_ids))
-        speakers = self.inputs.speakers
-        self.speakers = LearnedConditions([s.name for s in speakers],
+        speakers, paired = self.inputs.speakers, self.train_cfg.condition_pairing == "prompt"
+        self.speakers = LearnedConditions([s.name for s in speakers],  # unused by paired training: kept as the medoid
                                           torch.stack([s.medoid_condition for s in speakers]),
-                                          trainable=self.train_cfg.speaker_conditions.trainable)
-        self.model = TrainingModel(self.peft_model, self.speakers).to(self.device).train()
+                                          trainable=self.train_cfg.speaker_conditions.trainable and not paired)
+        self.model = TrainingModel(self.peft_model, self.speakers, self.inputs.base.family).to(self.device).train()
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.model.parameters())
         logger.info("Trainable parameters: %d of %d (%.3f%%)", trainable, total, 100.0 * trainable / total)
@@ -157,10 +161,15 @@ class Trainer:
         data, gpt_cfg = self.cfg.data, self.inputs.base.cfg.gpt
         limits = LengthLimits(data.min_duration, data.max_duration, int(gpt_cfg.max_text_tokens),
                               int(gpt_cfg.max_mel_tokens))
-        train, valid = build_all_examples(self.inputs.speakers, self.tokenizer.encode, limits)
+        base, speakers = self.inputs.base, self.inputs.speakers
+        train, valid = build_all_examples(speakers, row_encoder(base, self.tokenizer), limits,
+                                          speaker_emotion=self.train_cfg.emotion == "speaker")
         saved = None if self.resume_state is None else self.resume_state.get("max_tokens")
-        max_tokens = resolve_token_budget(data, train, self.dist, self._probe_step, saved)
-        self.data = build_loaders(data, train, valid, max_tokens, self.train_cfg.seed, self.dist)
+        emotion_dim = 0 if speakers[0].emotion is None else int(speakers[0].emotion.shape[0])
+        prefix = prefix_rows(base.family, int(speakers[0].medoid_condition.shape[0]))
+        max_tokens = resolve_token_budget(data, train, self.dist, self._probe_step, saved, emotion_dim, prefix)
+        self.data = build_loaders(data, train, valid, max_tokens, self.train_cfg.seed, self.dist, prefix,
+                                  pair_conditions=self.train_cfg.condition_pairing == "prompt")
         self.batches_per_epoch = len(self.data.train_sampler.epoch_batches(0))
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.train_cfg.grad_accum)
         self.total_steps = self.train_cfg.max_steps or self.train_cfg.epochs * self.steps_per_epoch
@@ -241,6 +250,7 @@ class Trainer:
         """Micro-batches of the current epoch from ``batch_in_epoch`` on, an optimizer step per group."""
         accumulation = self.train_cfg.grad_accum
         self.data.train_sampler.set_epoch(self.epoch, self.batch_in_epoch)
+        self.data.train_loader.dataset.set_epoch(self.epoch)  # before the workers start: the condition partners
         micro = self.batch_in_epoch
         for batch in self.data.train_loader:
             group_start = (micro // accumulation) * accumulation
