@@ -109,6 +109,13 @@ def codes_digest(codes) -> str:
     return digest.hexdigest()
 
 
+def _voice_list(synthesizer: VoiceRouter) -> dict:
+    """The body of ``GET /v1/voices``: every voice with its run, speaker and base family."""
+    data = [{"id": voice.id, "run": voice.run, "speaker": voice.speaker,
+             "family": voice.family.version if voice.family else None} for voice in synthesizer.voices]
+    return {"object": "list", "data": data}
+
+
 def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
     """The server for ``synthesizer``: a VoiceRouter over several bases, or one IndexTTS (or anything with
     its inference API)."""
@@ -140,9 +147,7 @@ def create_app(synthesizer, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/v1/voices")
     async def voices() -> dict:
-        data = [{"id": voice.id, "run": voice.run, "speaker": voice.speaker,
-                 "family": voice.family.version if voice.family else None} for voice in synthesizer.voices]
-        return {"object": "list", "data": data}
+        return _voice_list(synthesizer)
 
     @app.get("/health")
     async def health():
