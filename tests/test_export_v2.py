@@ -17,12 +17,12 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from helpers import file_digests, write_lora_run
+from helpers import write_lora_run
 from helpers_v2 import write_v2_run
+from test_lora import assert_export_refused
 from indextts.checkpoint_folder import CheckpointFolder
 from indextts.checkpoint_folder.folder import FINGERPRINT_CACHE_SUFFIX
 from indextts.checkpoints import expected_shapes, tensor_shapes
-from indextts.cli.export import main as export_main
 from indextts.errors import CheckpointError
 from indextts.gpt.generation import GenerationConfig
 from indextts.inference import IndexTTS, SynthesisOptions
@@ -164,32 +164,22 @@ def test_the_runs_speakers_are_carried_with_their_v2_fields(exported):
     assert sorted(speakers) == ["alice", "bob"] and all(s.is_v2 and s.style is not None for s in speakers.values())
 
 
-def _export_refused(capsys, run, base, out, protected, *phrases):
-    """indextts-export with status 2, the message without a traceback, and ``protected`` unchanged."""
-    before = file_digests(protected)
-    status = export_main([str(run), str(out), "--model_dir", str(base)])
-    err = capsys.readouterr().err
-    assert status == 2 and err.startswith("error: ") and "Traceback" not in err
-    for phrase in phrases:
-        assert phrase in err, err
-    assert file_digests(protected) == before
-
 
 def test_export_targets_are_refused_as_for_15(v2_runs, tiny_v2_dirs, tmp_path, capsys):
     base = shutil.copytree(tiny_v2_dirs["2.5"], tmp_path / "bases" / "base")  # a copy: a failure must not spoil the shared one
     run = shutil.copytree(v2_runs["2.5"], tmp_path / "runs" / "run")
-    _export_refused(capsys, run, base, base, base, f"{base} is the base checkpoint folder")
-    _export_refused(capsys, run, base, base / "hf_cache" / "merged", base, "is inside the base checkpoint")
-    _export_refused(capsys, run, base, run, run, "is the training run folder")
-    _export_refused(capsys, run, base, run.parent, run, "contains the training run folder")
+    assert_export_refused(capsys, run, base, base, base, f"{base} is the base checkpoint folder")
+    assert_export_refused(capsys, run, base, base / "hf_cache" / "merged", base, "is inside the base checkpoint")
+    assert_export_refused(capsys, run, base, run, run, "is the training run folder")
+    assert_export_refused(capsys, run, base, run.parent, run, "contains the training run folder")
     other = tmp_path / "other"
     shutil.copytree(base, other)
-    _export_refused(capsys, run, base, other, other, "already holds model files")
+    assert_export_refused(capsys, run, base, other, other, "already holds model files")
     assert not (base / "hf_cache" / "merged").exists()
 
 
 def test_export_on_the_other_family_is_refused_before_writing(v2_runs, tiny_v2_dirs, tmp_path, capsys):
-    _export_refused(capsys, v2_runs["2"], tiny_v2_dirs["2.5"], tmp_path / "out", v2_runs["2"],
+    assert_export_refused(capsys, v2_runs["2"], tiny_v2_dirs["2.5"], tmp_path / "out", v2_runs["2"],
                     "trained on an IndexTTS-2 base", "holds IndexTTS-2.5")
     assert not (tmp_path / "out").exists()
 

@@ -102,7 +102,7 @@ def test_export_merged_loads_strictly(trained_runs, tiny_model_dir, tmp_path):
     assert set(stored) == {"model"}
 
 
-def _export_refused(capsys, run, base, out, protected, *phrases):
+def assert_export_refused(capsys, run, base, out, protected, *phrases):
     """Run indextts-export and assert the three bad-input promises: status 2, the message, nothing changed."""
     before = file_digests(protected)
     status = export_main([str(run), str(out), "--model_dir", str(base)])
@@ -115,16 +115,16 @@ def _export_refused(capsys, run, base, out, protected, *phrases):
 
 def test_export_onto_the_base_folder_is_refused(trained_runs, tiny_model_dir, tmp_path, capsys):
     base = shutil.copytree(tiny_model_dir, tmp_path / "base")  # a copy: a failure must not spoil the shared one
-    _export_refused(capsys, trained_runs["plain"], base, base, base, f"{base} is the base checkpoint folder",
+    assert_export_refused(capsys, trained_runs["plain"], base, base, base, f"{base} is the base checkpoint folder",
                     "Name a new folder")
-    _export_refused(capsys, trained_runs["plain"], base, base / "merged", base, "is inside the base checkpoint")
+    assert_export_refused(capsys, trained_runs["plain"], base, base / "merged", base, "is inside the base checkpoint")
     assert not (base / "merged").exists()
 
 
 def test_export_onto_the_run_folder_is_refused(trained_runs, tiny_model_dir, tmp_path, capsys):
     run = shutil.copytree(trained_runs["plain"], tmp_path / "run")
-    _export_refused(capsys, run, tiny_model_dir, run, run, "is the training run folder")
-    _export_refused(capsys, run, tiny_model_dir, tmp_path, run, "contains the training run folder")
+    assert_export_refused(capsys, run, tiny_model_dir, run, run, "is the training run folder")
+    assert_export_refused(capsys, run, tiny_model_dir, tmp_path, run, "contains the training run folder")
 
 
 def test_export_onto_a_folder_with_model_files_is_refused(trained_runs, tiny_model_dir, tmp_path, capsys):
@@ -132,7 +132,7 @@ def test_export_onto_a_folder_with_model_files_is_refused(trained_runs, tiny_mod
     other.mkdir()
     (other / "gpt.pth").write_bytes(b"user weights")
     (other / "config.yaml").write_text("user: config\n")
-    _export_refused(capsys, trained_runs["plain"], tiny_model_dir, other, other,
+    assert_export_refused(capsys, trained_runs["plain"], tiny_model_dir, other, other,
                     "already holds model files (config.yaml, gpt.pth)", "does not exist yet")
 
 

@@ -28,6 +28,19 @@ def data_dir(tmp_path_factory, tiny_model_dir):
     return root
 
 
+def kill_once_checkpointed(process: subprocess.Popen, run_dir: Path, step: int = 3) -> None:
+    """SIGKILL a training process as soon as ``run_dir`` holds a checkpoint of ``step`` or later."""
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is not None and int(checkpoint.name.split("_")[1]) >= step:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "training finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+
+
 def read_metrics(run_dir: Path, kind: str = "train") -> list[dict]:
     lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
@@ -85,16 +98,7 @@ def test_kill_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir, data_di
     assert done.returncode == 0, output
 
     killed = tmp_path / "killed"
-    process = _run_train_py(tiny_overrides(tiny_model_dir, info, killed, *settings))
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        checkpoint = latest_checkpoint(killed)
-        if checkpoint is not None and int(checkpoint.name.split("_")[1]) >= 3:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "training finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    kill_once_checkpointed(_run_train_py(tiny_overrides(tiny_model_dir, info, killed, *settings)), killed)
     assert len(read_metrics(killed)) < len(read_metrics(reference))
 
     resumed = _run_train_py([*tiny_overrides(tiny_model_dir, info, killed, *settings), "--resume"])

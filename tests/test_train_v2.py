@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +21,11 @@ from safetensors.torch import load_file
 
 from helpers import REPO_ROOT, run_process_group, tiny_overrides, write_extracted_data
 from test_extraction_v2 import extract, write_speaker
-from test_train import _run_train_py, read_metrics
+from test_train import _run_train_py, kill_once_checkpointed, read_metrics
 from indextts.contracts.manifests import read_manifest
 from indextts.contracts.speaker_info import read_speaker_info
 from indextts.errors import TrainingError
-from indextts.training import DEFAULT_CONFIG, Trainer, latest_checkpoint, load_train_config, run_training
+from indextts.training import DEFAULT_CONFIG, Trainer, load_train_config, run_training
 from indextts.training.step import compute_loss
 
 VERSIONS = ("2", "2.5")
@@ -159,16 +157,7 @@ def test_kill_then_resume_equals_uninterrupted(tmp_path, tiny_v2_dirs, v2_data, 
     done = _run_train_py(_overrides(tiny_v2_dirs, v2_data, "2", reference, *settings))
     output, _ = done.communicate(timeout=600)
     assert done.returncode == 0, output
-    process = _run_train_py(_overrides(tiny_v2_dirs, v2_data, "2", killed, *settings))
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        checkpoint = latest_checkpoint(killed)
-        if checkpoint is not None and int(checkpoint.name.split("_")[1]) >= 3:
-            break
-        time.sleep(0.02)
-    assert process.poll() is None, "training finished before it could be killed"
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    kill_once_checkpointed(_run_train_py(_overrides(tiny_v2_dirs, v2_data, "2", killed, *settings)), killed)
     assert len(read_metrics(killed)) < len(read_metrics(reference))
     resumed = _run_train_py([*_overrides(tiny_v2_dirs, v2_data, "2", killed, *settings), "--resume"])
     output, _ = resumed.communicate(timeout=600)
