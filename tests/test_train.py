@@ -87,29 +87,42 @@ def _run_train_py(args: list[str], **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+def _finished(process: subprocess.Popen) -> None:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+
+
+def kill_resume_and_reference(overrides_of, tmp_path: Path) -> tuple[Path, Path]:
+    """(reference, killed): one run of train.py to its end; another killed after a checkpoint, then resumed.
+
+    ``overrides_of(run_dir)`` gives the command line of a run writing ``run_dir``.
+    """
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    _finished(_run_train_py(overrides_of(reference)))
+    kill_once_checkpointed(_run_train_py(overrides_of(killed)), killed)
+    assert len(read_metrics(killed)) < len(read_metrics(reference))
+    _finished(_run_train_py([*overrides_of(killed), "--resume"]))
+    return reference, killed
+
+
+def assert_same_metrics(reference: Path, resumed: Path) -> None:
+    """The resumed run logged the steps, losses and learning rates of the uninterrupted one."""
+    for kind in ("train", "valid"):
+        want, got = read_metrics(reference, kind), read_metrics(resumed, kind)
+        assert [r["step"] for r in got] == [r["step"] for r in want]
+        for a, b in zip(got, want):
+            for key in ("loss", "text_loss", "mel_loss", "lr") if kind == "train" else ("text_loss", "mel_loss"):
+                assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (kind, a["step"], key)
+
+
 @pytest.mark.slow
 def test_kill_then_resume_equals_uninterrupted(tmp_path, tiny_model_dir, data_dir):
     info = data_dir / "speaker_info.json"
     settings = ["train.epochs=3", "train.save_every_steps=1", "train.grad_accum=2", "data.num_workers=1",
                 "train.val_every_steps=3", "train.keep_checkpoints=2"]
-    reference = tmp_path / "reference"
-    done = _run_train_py(tiny_overrides(tiny_model_dir, info, reference, *settings))
-    output, _ = done.communicate(timeout=600)
-    assert done.returncode == 0, output
-
-    killed = tmp_path / "killed"
-    kill_once_checkpointed(_run_train_py(tiny_overrides(tiny_model_dir, info, killed, *settings)), killed)
-    assert len(read_metrics(killed)) < len(read_metrics(reference))
-
-    resumed = _run_train_py([*tiny_overrides(tiny_model_dir, info, killed, *settings), "--resume"])
-    output, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, output
-    for kind in ("train", "valid"):
-        want, got = read_metrics(reference, kind), read_metrics(killed, kind)
-        assert [r["step"] for r in got] == [r["step"] for r in want]
-        for a, b in zip(got, want):
-            for key in ("loss", "text_loss", "mel_loss", "lr") if kind == "train" else ("text_loss", "mel_loss"):
-                assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (kind, a["step"], key)
+    reference, killed = kill_resume_and_reference(lambda run: tiny_overrides(tiny_model_dir, info, run, *settings),
+                                                  tmp_path)
+    assert_same_metrics(reference, killed)
 
 
 @pytest.mark.slow

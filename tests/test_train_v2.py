@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from helpers import REPO_ROOT, run_process_group, tiny_overrides, write_extracted_data
 from test_extraction_v2 import extract, write_speaker
-from test_train import _run_train_py, kill_once_checkpointed, read_metrics
+from test_train import assert_same_metrics, kill_resume_and_reference, read_metrics
 from indextts.contracts.manifests import read_manifest
 from indextts.contracts.speaker_info import read_speaker_info
 from indextts.errors import TrainingError
@@ -153,21 +153,9 @@ def test_kill_then_resume_equals_uninterrupted(tmp_path, tiny_v2_dirs, v2_data, 
     settings = ["train.epochs=4", "train.save_every_steps=1", "data.max_batch_size=1", "train.grad_accum=2",
                 "data.num_workers=1", "train.val_every_steps=3", "train.keep_checkpoints=2",
                 f"train.condition_pairing={pairing}"]
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    done = _run_train_py(_overrides(tiny_v2_dirs, v2_data, "2", reference, *settings))
-    output, _ = done.communicate(timeout=600)
-    assert done.returncode == 0, output
-    kill_once_checkpointed(_run_train_py(_overrides(tiny_v2_dirs, v2_data, "2", killed, *settings)), killed)
-    assert len(read_metrics(killed)) < len(read_metrics(reference))
-    resumed = _run_train_py([*_overrides(tiny_v2_dirs, v2_data, "2", killed, *settings), "--resume"])
-    output, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, output
-    for kind in ("train", "valid"):
-        want, got = read_metrics(reference, kind), read_metrics(killed, kind)
-        assert [r["step"] for r in got] == [r["step"] for r in want]
-        for a, b in zip(got, want):
-            assert a["loss" if kind == "train" else "mel_loss"] == pytest.approx(
-                b["loss" if kind == "train" else "mel_loss"], rel=1e-6, abs=1e-7)
+    reference, killed = kill_resume_and_reference(
+        lambda run: _overrides(tiny_v2_dirs, v2_data, "2", run, *settings), tmp_path)
+    assert_same_metrics(reference, killed)
     for name in ("adapter/adapter_model.safetensors", "speakers.safetensors"):
         want, got = load_file(str(reference / name)), load_file(str(killed / name))
         assert want.keys() == got.keys()
