@@ -120,3 +120,9 @@ def merge_speaker_info(path: Path, entries: dict[str, dict | None]) -> list[dict
     merged += [entry for name, entry in entries.items() if entry is not None and name not in present]
     write_json_atomic(path, merged)
     return merged
+
+
+def entry_family_name(entry: dict) -> str:
+    """The model family a speaker_info.json entry was extracted with, for messages (1.x entries name none)."""
+    version = entry.get("family")
+    return "IndexTTS 1.0/1.5" if version is None else f"IndexTTS-{version}"

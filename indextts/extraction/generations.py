@@ -182,13 +182,9 @@ def check_output_family(root: Path, family: MelCodeExtraction | SemanticExtracti
     entries = speaker_info.read_speaker_entries(root / speaker_info.SPEAKER_INFO)
     others = [entry for entry in entries if entry.get("family") != family.family_version]
     if others:
-        names = ", ".join(f"{e['speaker']} ({_family_name(e.get('family'))})" for e in others[:5])
+        names = ", ".join(f"{e['speaker']} ({speaker_info.entry_family_name(e)})" for e in others[:5])
         raise DataError(
             f"{root / speaker_info.SPEAKER_INFO} already holds speakers extracted with another model family "
             f"({names}), and {family.folder.root} is {family.folder.family}. One output folder holds the data of "
             "one family, because training uses only data of its own base's family. Pass another --output_dir "
             "(nothing was written).")
-
-
-def _family_name(version: str | None) -> str:
-    return "IndexTTS 1.0/1.5" if version is None else f"IndexTTS-{version}"

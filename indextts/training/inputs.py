@@ -24,6 +24,7 @@ import torch
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.contracts.manifests import ManifestRow, read_manifest
 from indextts.contracts.paths import resolve_path
+from indextts.contracts.speaker_info import entry_family_name
 from indextts.errors import IndexTTSError, TrainingError
 from indextts.extraction.generations import extraction_family
 from indextts.text import SPECIAL_TOKEN
@@ -141,10 +142,6 @@ def _open_base(model_dir: str, problems: list[str]) -> CheckpointFolder | None:
     return base
 
 
-def _family_of(entry: dict) -> str:
-    return "IndexTTS 1.0/1.5" if entry.get("family") is None else f"IndexTTS-{entry['family']}"
-
-
 def check_family(entries: list[dict], base: CheckpointFolder, info_path: Path) -> list[str]:
     """One problem naming the speakers whose data comes from another model family than the base's
     (speaker_info.json entries of IndexTTS-2/2.5 name their ``family`` and ``code_kind``; 1.x ones neither)."""
@@ -152,7 +149,7 @@ def check_family(entries: list[dict], base: CheckpointFolder, info_path: Path) -
     others: dict[str, list[str]] = {}
     for entry in entries:
         if (entry.get("family"), entry.get("code_kind", "mel")) != (layout.family_version, layout.code_kind):
-            others.setdefault(_family_of(entry), []).append(entry["speaker"])
+            others.setdefault(entry_family_name(entry), []).append(entry["speaker"])
     if not others:
         return []
     listed = "; ".join(f"{names} extracted with {family}" for family, names in others.items())
