@@ -13,6 +13,7 @@ import argparse
 from dataclasses import MISSING, Field, fields
 
 from indextts.bigvgan.activations import ACTIVATION_MODES
+from indextts.errors import IndexTTSError
 from indextts.gpt.generation import GenerationConfig
 from indextts.gpt.quantize import MODES as QUANTIZATION_MODES
 from indextts.inference.synthesis import SILENCE_TRIMMING, SynthesisOptions
@@ -38,7 +39,19 @@ def _add_field(group, field: Field) -> None:
         group.add_argument(f"--{name}", choices=CHOICES[field.name], **common)
     else:
         kind = field.metadata["type"] or type(default)
-        group.add_argument(f"--{name}", type=kind, metavar=name.upper(), **common)
+        group.add_argument(f"--{name}", type=_argument_type(kind), metavar=name.upper(), **common)
+
+
+def _argument_type(kind):
+    """``kind`` for argparse: our own parsers' IndexTTSError becomes argparse's usage error (exit 2, no traceback)."""
+    def parse(text: str):
+        try:
+            return kind(text)
+        except IndexTTSError as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names the type in its "invalid ..." message
+    return parse
 
 
 def add_synthesis_options(parser: argparse.ArgumentParser) -> None:

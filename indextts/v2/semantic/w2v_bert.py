@@ -49,9 +49,17 @@ class W2VBertDims(SectionDims):
 def _load_model(folder: Path):
     from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertModel
 
+    from transformers.utils import logging as transformers_logging
+
     extractor = SeamlessM4TFeatureExtractor.from_pretrained(folder, local_files_only=True)
-    model, info = Wav2Vec2BertModel.from_pretrained(
-        folder, local_files_only=True, output_loading_info=True, dtype=torch.float32)
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # a local load of one model: its bar is noise in every command
+    try:
+        model, info = Wav2Vec2BertModel.from_pretrained(
+            folder, local_files_only=True, output_loading_info=True, dtype=torch.float32)
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
     problems = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")
                 if info.get(key)}
     if problems:
