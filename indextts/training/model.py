@@ -29,6 +29,8 @@ class TrainingModel(nn.Module):
         self.gpt = gpt
         self.speakers = speakers
         self.family = family
+        self.prefix_rows = prefix_rows(family, int(speakers.latents.shape[1]))
+        """Conditioning rows before the text of every example (32, IndexTTS-2's 34, 2.5's 3): for token counts."""
 
     def forward(self, batch: Batch):
         base = self.gpt.get_base_model()
