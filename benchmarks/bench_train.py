@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         reuse_freed_host_memory()  # as the trainer does on the CPU
     torch.manual_seed(0)
-    model = build_model(FAMILIES[args.family], args.size)
+    with device:  # the random weights made where they run (a release-size GPT initialises in seconds on a GPU)
+        model = build_model(FAMILIES[args.family], args.size)
     runner, frozen, lora = build_runner(model, device, precision, args.gradient_checkpointing)
     if args.compile:
         runner.forward_model = torch.compile(runner.model)

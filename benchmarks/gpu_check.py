@@ -78,7 +78,7 @@ STEPS = (
     Step("bench_extraction", 7, 40, 25, ("--utterances", "8", "--batch_size", "4", "--mean_seconds", "2",
                                       "--num_workers", "0"), ("--utterances", "1000", "--precision_check_batches", "2")),
     Step("bench_train_e2e", 8, 60, 45, ("--minutes", "1", "--epochs", "1")),
-    Step("bench_train_v2", 9, 30, 20, ("--family", "2", "--budgets", "1k", "--steps", "2", "--warmup", "1"),
+    Step("bench_train_v2", 9, 40, 26, ("--family", "2", "--budgets", "1k", "--steps", "2", "--warmup", "1"),
          ("--family", "2", "--budgets", "16k,auto", "--steps", "3", "--warmup", "1"), release_size="release",
          script="bench_train"),
     Step("bench_v2_reference", 10, 55, 45, ("--quick", "--no_reference"),
