@@ -16,8 +16,10 @@ Steps, in order of value, each bounded by its budget (``STEPS``) and by what is 
 6. bench_learning.py: the teacher-student learning check;
 7. bench_extraction.py: steady-state utterances/s;
 8. bench_train_e2e.py: 30 min x 10 epochs through train.py;
-9. bench_v2_reference.py, this project only: IndexTTS-2 at release size with random weights, GPT greedy
-   codes/s at batch 1 and 16, S2Mel (25 steps) and BigVGAN v2 real-time factors.
+9. bench_train.py --family 2 (step "bench_train_v2"): IndexTTS-2 LoRA training tokens/s and MFU at
+   release size with random weights;
+10. bench_v2_reference.py, this project only: IndexTTS-2 at release size with random weights, GPT greedy
+    codes/s at batch 1 and 16, S2Mel (25 steps) and BigVGAN v2 real-time factors.
 
 Every child runs in its own process session with its output streamed to the console and to
 ``OUT/steps/NN_name.log``; ``OUT/steps/NN_name.json`` and ``OUT/gpu_check.json``/``.md`` are written
@@ -50,7 +52,7 @@ from process_group import Interrupted, raise_on_termination, run_logged  # noqa:
 
 @dataclass(frozen=True)
 class Step:
-    """One child of the check: ``benchmarks/<name>.py`` (or pytest for "tests") and its time."""
+    """One child of the check: ``benchmarks/<script or name>.py`` (or pytest for "tests") and its time."""
 
     name: str
     number: int
@@ -63,6 +65,8 @@ class Step:
     cuda_args: tuple[str, ...] = ()
     release_size: str = "1.5"
     """The script's ``--size`` for the check's ``--size 1.5`` (its release size)."""
+    script: str = ""
+    """``benchmarks/<script>.py`` when another step runs the same script with other arguments (default: name)."""
 
 
 STEPS = (
@@ -74,13 +78,17 @@ STEPS = (
     Step("bench_extraction", 7, 40, 25, ("--utterances", "8", "--batch_size", "4", "--mean_seconds", "2",
                                       "--num_workers", "0"), ("--utterances", "1000", "--precision_check_batches", "2")),
     Step("bench_train_e2e", 8, 60, 45, ("--minutes", "1", "--epochs", "1")),
-    Step("bench_v2_reference", 9, 55, 45, ("--quick", "--no_reference"),
+    Step("bench_train_v2", 9, 40, 26, ("--family", "2", "--budgets", "1k", "--steps", "2", "--warmup", "1"),
+         ("--family", "2", "--budgets", "16k,auto", "--steps", "3", "--warmup", "1"), release_size="release",
+         script="bench_train"),
+    Step("bench_v2_reference", 10, 55, 45, ("--quick", "--no_reference"),
          ("--no_reference", "--stages", "gpt", "s2mel", "vocoder", "--gpt_batch_sizes", "1", "16", "--repeats", "3"),
          release_size="release"),
 )
 """The steps after the preflight, in order of value (the last is the one a short budget cuts)."""
 PARTS = {"all": [step.name for step in STEPS], "short": ["tests", "bench_infer", "bench_train"],
-         "long": ["bench_learning", "bench_extraction", "bench_train_e2e", "bench_v2_reference"]}
+         "long": ["bench_learning", "bench_extraction", "bench_train_e2e", "bench_train_v2",
+                  "bench_v2_reference"]}
 PREFLIGHT_EXPECTED_S = 25
 """Imports and writing the shared 1.5-size random checkpoint folder (about 3 GB)."""
 CPU_BUDGET_SCALE = 4.0
@@ -114,7 +122,7 @@ def step_command(step: Step, args, files: Path, model_dir: Path | None, timeout:
     if step.name == "tests":
         return [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
                 f"--junitxml={files / 'cuda_tests.xml'}", *cuda_test_files()]
-    script = REPO_ROOT / "benchmarks" / f"{step.name}.py"
+    script = REPO_ROOT / "benchmarks" / f"{step.script or step.name}.py"
     if not script.is_file():
         return None
     size = step.release_size if args.size == "1.5" else args.size
@@ -178,7 +186,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where everything runs")
     parser.add_argument("--size", choices=["1.5", "tiny"], default="1.5", help="model sizes of the benchmarks")
     parser.add_argument("--out", type=Path, default=Path("gpu_check_out"), help="folder for the JSON, logs, table")
-    parser.add_argument("--budget_s", type=float, default=330.0, help="wall-clock budget of the whole check")
+    parser.add_argument("--budget_s", type=float, default=350.0, help="wall-clock budget of the whole check")
     parser.add_argument("--part", choices=sorted(PARTS), default="all",
                         help="all steps, or the short part (tests, decode, training) or the long one")
     parser.add_argument("--only", nargs="*", choices=[step.name for step in STEPS], help="run only these steps")

@@ -4,7 +4,8 @@ Decoding, vocoder and end-to-end figures come from bench_infer.py's JSON and are
 targets of issue 11 as issue 28 made them fair (decode codes/s without the prompt pass; the RTF target
 for greedy batch 1, the reference default reported beside it; latency to the first audio sample); training (bench_train.py, bench_train_e2e.py) and extraction (bench_extraction.py)
 against those of issue 12. The targets are for one H100 at IndexTTS-1.5 size, so every row says
-"not judged" on other runs (a CPU smoke run, the tiny size, a shorter set).
+"not judged" on other runs (a CPU smoke run, the tiny size, a shorter set). The IndexTTS-2 figures
+(LoRA training, the bench_v2_reference stages) have no target yet: they are recorded.
 """
 
 from __future__ import annotations
@@ -164,6 +165,20 @@ def _learning_lines(result: dict) -> list[str]:
     return ["| figure | value |", "|---|---|"] + [f"| {key} | {value} |" for key, value in figures.items()]
 
 
+def _train_v2_lines(result: dict) -> list[str]:
+    """bench_train.py --family 2: LoRA training figures of IndexTTS-2 (no target yet: recorded)."""
+    lines = [f"IndexTTS-{result.get('family')} at size {result.get('size')}, random weights, device "
+             f"{result.get('device')}, precision {result.get('precision')}; tokens count the "
+             f"{result.get('prefix_rows')} prefix rows of each example. No target yet.", "",
+             "| budget | max tokens | rows | tokens/s | step (s) | MFU | peak memory (MiB) |",
+             "|---|---|---|---|---|---|---|"]
+    for row in result.get("results", []):
+        mfu = "-" if row.get("mfu") is None else row["mfu"]
+        lines.append(f"| {row.get('budget')} | {row.get('max_tokens')} | {row.get('rows')} | "
+                     f"{row.get('tokens_per_s')} | {row.get('step_s')} | {mfu} | {row.get('peak_memory_mib')} |")
+    return lines
+
+
 def _v2_lines(result: dict) -> list[str]:
     """bench_v2_reference.py: our medians per IndexTTS-2 stage (no target yet: the figures are recorded)."""
     lines = [f"Release size {result.get('size')}, random weights, device {result.get('device')}, "
@@ -179,6 +194,7 @@ OTHER_STEPS = {"bench_train": ("Training (bench_train.py)", _train_lines),
                "bench_learning": ("Learning check (bench_learning.py)", _learning_lines),
                "bench_extraction": ("Extraction (bench_extraction.py)", _extraction_lines),
                "bench_train_e2e": ("Training end to end (bench_train_e2e.py)", _train_e2e_lines),
+               "bench_train_v2": ("IndexTTS-2 LoRA training (bench_train.py --family 2)", _train_v2_lines),
                "bench_v2_reference": ("IndexTTS-2 stages (bench_v2_reference.py)", _v2_lines)}
 
 

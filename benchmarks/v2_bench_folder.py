@@ -43,12 +43,19 @@ W2V_DIR, BIGVGAN_DIR = "hf_cache/w2v-bert-2.0", "hf_cache/bigvgan"
 CODEC_FILE = "hf_cache/semantic_codec_model.safetensors"
 
 
+def release_config(version: str = "2") -> dict:
+    """The release model config of IndexTTS-2 (the packaged indextts-2.yaml) or of IndexTTS-2.5 (``version``
+    "2.5": the one the state-dict manifest derives from the v2.5.0 code, its assumptions listed there)."""
+    if version == "2.5":
+        return json.loads(MANIFEST.read_text())["IndexTTS-2.5"]["config"]
+    return OmegaConf.to_container(OmegaConf.load(PACKAGED_CONFIGS / "indextts-2.yaml"))
+
+
 def folder_settings(size: str) -> tuple[dict, dict, dict]:
     """(model config, w2v-BERT config kwargs, BigVGAN v2 config.json) of ``size`` (release or tiny)."""
     if size == "release":
         release = json.loads(MANIFEST.read_text())["IndexTTS-2"]
-        config = OmegaConf.to_container(OmegaConf.load(PACKAGED_CONFIGS / "indextts-2.yaml"))
-        return config, release["w2v_bert_config"], release["bigvgan_config"]
+        return release_config(), release["w2v_bert_config"], release["bigvgan_config"]
     config = OmegaConf.to_container(OmegaConf.load(TINY_FOLDER / "config.yaml"))
     config["semantic_codec"]["hidden_size"] = TINY_FEATURE_WIDTH
     config["gpt"]["condition_input_dim"] = TINY_FEATURE_WIDTH

@@ -29,6 +29,8 @@ class LengthModel(nn.Module):
     the split halves, weighted by their share of the targets, add up to the whole batch.
     """
 
+    prefix_rows = 32  # what the runner's out-of-memory messages count per example, as for IndexTTS 1.x
+
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)

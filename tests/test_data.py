@@ -10,7 +10,7 @@ import torch
 
 from indextts.contracts.manifests import ManifestRow, read_manifest
 from indextts.training.data import (
-    CodesDataset, LengthLimits, TokenBudgetBatchSampler, build_examples, collate,
+    CONDITION_LATENTS, CodesDataset, LengthLimits, TokenBudgetBatchSampler, build_examples, collate,
     sequence_length,
 )
 from indextts.errors import DataError
@@ -101,7 +101,17 @@ def test_dataset_and_collate_pad_with_zeros(tmp_path):
     assert batch.text_ids.shape == (2, 5) and batch.codes.shape == (2, 5)
     assert batch.text_lengths.tolist() == [2, 5] and batch.code_lengths.tolist() == [3, 5]
     assert torch.equal(batch.codes[0], torch.tensor([0, 1, 2, 0, 0])) and batch.codes.dtype == torch.long
-    assert batch.num_tokens == sequence_length(2, 3) + sequence_length(5, 5)
+    assert batch.real_size(CONDITION_LATENTS) == sequence_length(2, 3) + sequence_length(5, 5)
+    assert batch.padded_size(CONDITION_LATENTS) == 2 * sequence_length(5, 5)
+
+
+@pytest.mark.parametrize("prefix_rows", [32, 34, 3])  # IndexTTS 1.x, IndexTTS-2, IndexTTS-2.5
+def test_token_counts_use_the_prefix_rows_they_are_given(tmp_path, prefix_rows):
+    path = _write_manifest(tmp_path / "spk", [("a", "hi", 3, 1.0), ("b", "hello", 5, 1.0)])
+    examples, _ = build_examples(read_manifest(path), lambda row: ([7] * len(row.text), 0), 0, LengthLimits(0, 10, 50, 50))
+    batch = collate([CodesDataset(examples)[i] for i in range(2)])
+    assert batch.real_size(prefix_rows) == sequence_length(2, 3, prefix_rows) + sequence_length(5, 5, prefix_rows)
+    assert batch.padded_size(prefix_rows) == 2 * sequence_length(5, 5, prefix_rows)
 
 
 def test_codes_shape_mismatch_is_a_data_error(tmp_path):
@@ -130,7 +140,7 @@ def test_budget_holds_for_the_padded_batch_on_adversarial_length_mixes(tmp_path)
               torch.zeros(0, 0)) for i, (t, c) in enumerate(np.concatenate([long_text[:3], long_codes[:3]]))]
     sampler = TokenBudgetBatchSampler([(len(item[0]), len(item[1])) for item in items], 1500, 64, seed=0)
     for b in sampler.epoch_batches(0):
-        assert collate([items[i] for i in b]).padded_tokens <= 1500 or len(b) == 1
+        assert collate([items[i] for i in b]).padded_size(CONDITION_LATENTS) <= 1500 or len(b) == 1
 
 
 def test_length_limits_without_an_upper_duration():

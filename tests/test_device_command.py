@@ -29,7 +29,7 @@ IMAGE_PACKAGES = ["torch==2.13.0", "transformers==5.17.*", "peft==0.18.*", "sent
                   "safetensors", "numpy", "pyyaml", "tqdm", "tensorboard", "pytest", "packaging", "psutil"]
 """What the GPU image already has of what the project needs (KINDS.md), torch as the CPU build here."""
 STEP_FILES = ["01_preflight", "02_tests", "03_bench_infer", "05_bench_train", "06_bench_learning",
-              "07_bench_extraction", "08_bench_train_e2e"]
+              "07_bench_extraction", "08_bench_train_e2e", "09_bench_train_v2"]
 """Every step's JSON (bench_learning's says "not run: script missing" while the script is absent)."""
 
 
@@ -85,6 +85,6 @@ def test_documented_device_command_runs_every_step_on_cpu(tmp_path):
     assert all((steps / f"{name}.log").is_file() for name in ran)
     tests = report["steps"]["tests"]
     assert tests["status"] == "ok" and tests["counts"]["skipped"] >= 1 and "passed" not in tests["counts"]
-    for name in ("bench_infer", "bench_train", "bench_extraction", "bench_train_e2e"):
+    for name in ("bench_infer", "bench_train", "bench_extraction", "bench_train_e2e", "bench_train_v2"):
         assert report["steps"][name]["status"] == "ok", report["steps"][name]["output_tail"]
     assert "| batch 1 |" in (tmp_path / "out" / "gpu_check.md").read_text()

@@ -155,7 +155,7 @@ def test_killed_check_keeps_finished_steps_and_leaves_no_process(tmp_path, signu
 
 def test_v2_step_runs_release_size_on_the_gpu_and_the_quick_smoke_on_the_cpu(tmp_path):
     step = next(step for step in gpu_check.STEPS if step.name == "bench_v2_reference")
-    assert step.number == 9 and step.name in gpu_check.PARTS["long"]
+    assert step.number == 10 and step.name in gpu_check.PARTS["long"]
     cuda = gpu_check.parse_args(["--device", "cuda", "--size", "1.5"])
     command = gpu_check.step_command(step, cuda, tmp_path, None, 60)
     assert command[command.index("--size") + 1] == "release"
@@ -165,13 +165,32 @@ def test_v2_step_runs_release_size_on_the_gpu_and_the_quick_smoke_on_the_cpu(tmp
     assert command[command.index("--size") + 1] == "tiny" and "--quick" in command
 
 
+def test_v2_training_step_runs_bench_train_for_indextts2_at_release_size_on_the_gpu(tmp_path):
+    step = next(step for step in gpu_check.STEPS if step.name == "bench_train_v2")
+    assert step.name in gpu_check.PARTS["long"]
+    for device, size, expected_size in (("cuda", "1.5", "release"), ("cpu", "tiny", "tiny")):
+        command = gpu_check.step_command(step, gpu_check.parse_args(["--device", device, "--size", size]),
+                                         tmp_path, tmp_path / "model", 60)
+        assert command[1] == str(gpu_check.REPO_ROOT / "benchmarks" / "bench_train.py")
+        assert command[command.index("--size") + 1] == expected_size
+        assert command[command.index("--family") + 1] == "2"
+        assert command[command.index("--json") + 1] == str(tmp_path / "bench_train_v2.result.json")  # not step 5's
+
+
+def test_steps_are_numbered_in_order_and_expected_to_fit_the_default_budget():
+    numbers = [step.number for step in gpu_check.STEPS]
+    assert numbers == sorted(set(numbers))
+    expected = gpu_check.PREFLIGHT_EXPECTED_S + sum(step.expected_s for step in gpu_check.STEPS)
+    assert expected < gpu_check.parse_args([]).budget_s <= 360  # under 6 minutes on one H200
+
+
 @pytest.mark.slow
 def test_v2_step_writes_its_figures_when_it_ends(tmp_path):
     result = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--size", "tiny",
                              "--out", str(tmp_path), "--only", "bench_v2_reference"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
-    record = json.loads((tmp_path / "steps" / "09_bench_v2_reference.json").read_text())
+    record = json.loads((tmp_path / "steps" / "10_bench_v2_reference.json").read_text())
     assert record["status"] == "ok"
     assert set(record["result"]["stages"]) == {"semantic", "gpt_b1", "s2mel", "vocoder_exact"}
     assert "## IndexTTS-2 stages (bench_v2_reference.py)" in (tmp_path / "gpu_check.md").read_text()
@@ -202,8 +221,12 @@ def _synthetic_report(device: str, size: str) -> dict:
     v2 = {"device": device, "size": "release" if size == "1.5" else size, "repeats": 3, "note": "short inputs",
           "stages": {"gpt_b16": {"unit": "codes/s", "ours": {"codes/s": {"median": 900.0, "min": 850.0, "max": 950.0}}},
                      "s2mel": {"unit": "RTF", "ours": {"RTF": {"median": 0.05, "min": 0.04, "max": 0.06}}}}}
+    train_v2 = {"family": "2", "device": device, "size": "release" if size == "1.5" else size, "precision": "bf16",
+                "prefix_rows": 34, "results": [{"budget": "16k", "max_tokens": 16000, "rows": 45,
+                                                "tokens_per_s": 15000.0, "step_s": 0.9, "mfu": 0.25,
+                                                "peak_memory_mib": 9000.0}]}
     results = {"bench_infer": infer, "bench_train": train, "bench_train_e2e": e2e, "bench_extraction": extraction,
-               "bench_v2_reference": v2}
+               "bench_train_v2": train_v2, "bench_v2_reference": v2}
     steps = {name: {"status": "ok", "result": result} for name, result in results.items()}
     return {"device": device, "size": size, "steps": steps}
 
@@ -221,6 +244,7 @@ def test_report_judges_every_target_on_the_target_machine():
     assert "| 120.0 | >= 100: met |" in table and "| first 2, 1 of 10 fell back |" in table
     assert "| weights loading (s), timed apart | 4.0 |" in table
     assert "| gpt_b16 | codes/s | 900.0 | 850.0 | 950.0 |" in table and "| s2mel | RTF | 0.05 | 0.04 | 0.06 |" in table
+    assert "| 16k | 16000 | 45 | 15000.0 | 0.9 | 0.25 | 9000.0 |" in table and "34 prefix rows" in table
 
 
 def test_report_does_not_judge_a_cpu_or_tiny_run_against_the_h100_targets():

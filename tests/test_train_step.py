@@ -120,6 +120,8 @@ def test_a_single_example_that_does_not_fit_is_named(trainer):
         handle.remove()
     message = str(error.value)
     assert f"'{example.uid}'" in message and "Lower data.max_tokens" in message
+    assert f"needs {batch.rows(0, 1).padded_size(trainer.model.prefix_rows)} sequence positions" in message
+    assert trainer.model.prefix_rows == 32  # IndexTTS 1.5's conditioning latents
     assert str(example.audio) in message and example.audio.name == f"{example.uid}.wav"
 
 

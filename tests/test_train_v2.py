@@ -270,7 +270,10 @@ def test_the_token_budget_counts_the_familys_prefix_rows(tmp_path, tiny_v2_dirs,
             prefix = trainer.peft_model.get_base_model().conditioning_prefix(trainer.speakers(batch.speaker_ids),
                                                                              batch.emotions)
         sampler = trainer.data.train_sampler
-        assert sampler.prefix_rows == prefix.shape[1]
+        assert sampler.prefix_rows == trainer.model.prefix_rows == prefix.shape[1]
+        rows = len(batch.text_lengths)
+        real = int(batch.text_lengths.sum() + batch.code_lengths.sum()) + rows * (prefix.shape[1] + 4)
+        assert batch.real_size(trainer.model.prefix_rows) == real  # tokens/s counts the rows the GPT really sees
         for indices in sampler.epoch_batches(0):
             examples = [trainer.data.train_examples[i] for i in indices]
             longest = max(len(e.text_ids) for e in examples), max(e.num_codes for e in examples)

@@ -137,17 +137,11 @@ class Batch(NamedTuple):
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
         return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
 
-    @property
-    def num_tokens(self) -> int:
-        """Real (unpadded) sequence positions in the batch, for throughput figures."""
+    def real_size(self, prefix_rows: int) -> int:
+        """Real (unpadded) sequence positions with ``prefix_rows`` conditioning rows per example (the family's:
+        ``TrainingModel.prefix_rows``), for throughput figures."""
         return int(self.text_lengths.sum() + self.code_lengths.sum()) + len(self.text_lengths) * (
-            CONDITION_LATENTS + 2 * SPECIAL_TOKENS_PER_SEGMENT)
-
-    @property
-    def padded_tokens(self) -> int:
-        """Sequence positions the padded batch occupies (what the token budget bounds), counting IndexTTS 1.x's
-        32 prefix rows (``padded_size`` counts another family's)."""
-        return self.padded_size(CONDITION_LATENTS)
+            prefix_rows + 2 * SPECIAL_TOKENS_PER_SEGMENT)
 
     def padded_size(self, prefix_rows: int) -> int:
         """Sequence positions the padded batch occupies with ``prefix_rows`` conditioning rows per example."""

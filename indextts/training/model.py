@@ -29,6 +29,8 @@ class TrainingModel(nn.Module):
         self.gpt = gpt
         self.speakers = speakers
         self.family = family
+        # conditioning rows before the text of every example (32; IndexTTS-2: 34; 2.5: 3), for token counts
+        self.prefix_rows = prefix_rows(family, int(speakers.latents.shape[1]))
 
     def forward(self, batch: Batch):
         base = self.gpt.get_base_model()

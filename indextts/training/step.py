@@ -167,8 +167,8 @@ class TrainStepRunner:
         return TrainingError(
             f"Out of device memory on rank {self.dist.rank} of {self.dist.world_size} at optimizer step "
             f"{self.step + 1}, inside the backward that synchronises gradients across processes ({rows} rows, "
-            f"{batch.padded_tokens} padded tokens). The other processes already wait in its all-reduce, so "
-            "the batch cannot be split and retried; the run stops. Lower data.max_tokens (or "
+            f"{batch.padded_size(self.model.prefix_rows)} padded tokens). The other processes already wait in its "
+            "all-reduce, so the batch cannot be split and retried; the run stops. Lower data.max_tokens (or "
             "data.auto_memory_fraction), or set train.gradient_checkpointing=true, then resume with --resume.")
 
     def _backward_halves(self, batch: Batch, scale: float, sync: bool, shares: Shares) -> torch.Tensor:
@@ -178,10 +178,11 @@ class TrainStepRunner:
         if rows == 1:
             example = self.examples[int(batch.example_indices[0])]
             raise TrainingError(f"Out of device memory on a single example: {example.describe()} needs "
-                                f"{batch.padded_tokens} sequence positions. Lower data.max_tokens, set "
-                                "train.gradient_checkpointing=true, or drop this clip from the audio list.")
+                                f"{batch.padded_size(self.model.prefix_rows)} sequence positions. Lower "
+                                "data.max_tokens, set train.gradient_checkpointing=true, or drop this clip from the "
+                                "audio list.")
         logger.warning("Out of memory on a micro-batch of %d rows (%d padded tokens): split in two and retried",
-                       rows, batch.padded_tokens)
+                       rows, batch.padded_size(self.model.prefix_rows))
         text_targets, mel_targets = batch.text_lengths + 1, batch.code_lengths + 1
         half, total = rows // 2, torch.zeros(3, device=self.device)
         for start, stop in ((0, half), (half, rows)):

@@ -257,7 +257,7 @@ class Trainer:
             group_size = min(accumulation, self.batches_per_epoch - group_start)
             last_in_group = micro + 1 == group_start + group_size
             self.window.add_losses(self.steps.backward(batch, 1.0 / group_size, last_in_group) / group_size,
-                                   batch.num_tokens)
+                                   batch.real_size(self.model.prefix_rows))
             micro += 1
             if not last_in_group:
                 continue

@@ -55,8 +55,9 @@ EMOTION_ROW_STD = 0.1
 """Scale of the ``feat2.pt`` emotion rows, which are added to the GPT's conditioning rows."""
 
 
-def _model_config(sizes: DictConfig, family: Family, number_text_tokens: int) -> DictConfig:
-    """The folder's ``config.yaml`` for ``family``: the tiny sizes, with the 2.5 changes applied."""
+def tiny_model_config(sizes: DictConfig, family: Family, number_text_tokens: int) -> DictConfig:
+    """The folder's ``config.yaml`` for ``family``: the tiny sizes (``SIZES_FILE``), with the 2.5 changes applied
+    (also the tiny size of benchmarks/bench_train.py)."""
     cfg = OmegaConf.create(OmegaConf.to_container(sizes.config))
     cfg.gpt.number_text_tokens = number_text_tokens
     if family.multilingual:
@@ -197,7 +198,7 @@ def write_tiny_v2_folder(out_dir: str | Path, version: str = "2", seed: int = 0)
     sizes = OmegaConf.load(SIZES_FILE)
     with staged_dir(out_dir) as staging, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        cfg = _model_config(sizes, family, _write_tokenizer(staging, family))
+        cfg = tiny_model_config(sizes, family, _write_tokenizer(staging, family))
         OmegaConf.save(cfg, staging / CONFIG_FILENAME)
         _write_gpt_and_s2mel(staging, cfg, family, generator)
         _write_semantic_front(staging, cfg, family, sizes.w2v_bert_model, seed, generator)
