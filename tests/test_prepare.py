@@ -150,6 +150,38 @@ def test_model_limits_cap_clip_length(tiny_model_dir):
     assert model_limits(None).max_seconds > 30.0
 
 
+class _HeardText:
+    """An ASR backend (and its choice) that hears ``text`` in any clip."""
+
+    name, languages, low_confidence, specs, reason = "heard", None, None, ("heard",), "the test's"
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def load(self, device: str):
+        return self
+
+    def transcribe(self, audio, sample_rate, language=None):
+        from indextts.asr.backends import Transcript
+
+        return Transcript(self.text, None, "en")
+
+
+@pytest.mark.parametrize("version", ["2", "2.5"])
+def test_transcripts_are_counted_with_the_indextts2_tokenizer_of_the_base(version, tiny_v2_dirs, monkeypatch):
+    """IndexTTS-2.5's vocabulary is tiktoken, not SentencePiece: prepare counts a transcript with the base
+    family's tokenizer (as extraction will) and flags one over the limit."""
+    from indextts.prepare import transcription
+
+    limits = model_limits(tiny_v2_dirs[version])
+    short = "Hello there, how are you today?"
+    at_the_limit = transcription.TextLimits(limits.text_counter, limits.text_counter.count(short).num_tokens)
+    for text, flags in ((short, ()), (short + " Fine, thanks.", (transcription.Flag.TOO_MANY_TEXT_TOKENS,))):
+        monkeypatch.setattr(transcription, "choose_asr", lambda spec, language, text=text: _HeardText(text))
+        checked = transcription.Transcriber("heard", "cpu", "en", at_the_limit).transcribe(np.zeros(1600), 16000)
+        assert checked.flags == flags, text
+
+
 def test_cli_reports_bad_input_and_exit_code(tmp_path, capsys):
     assert main(["--input", str(tmp_path / "absent.wav"), "--output_dir", str(tmp_path / "out")]) == 2
     assert "Input not found" in capsys.readouterr().err

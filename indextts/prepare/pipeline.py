@@ -36,6 +36,7 @@ from indextts.audio import load_audio
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.errors import AudioError, PrepareError
+from indextts.extraction.generations import extraction_family
 from indextts.contracts.paths import check_output_dir
 from indextts.prepare.inputs import discover_speakers
 from indextts.prepare.loudness import LoudnessOptions, normalise_loudness
@@ -61,6 +62,9 @@ class ModelLimits:
     sample_rate: int
     max_text_tokens: int
     bpe_model: Path | None
+    text_counter: object | None = None
+    """Counts a transcript's tokens as extraction will (``extraction_family(folder).text_counter()``:
+    SentencePiece for 1.x and 2, 2.5's tiktoken vocabulary and language prefix); None without a model."""
 
 
 def model_limits(model_dir: Path | None) -> ModelLimits:
@@ -75,7 +79,8 @@ def model_limits(model_dir: Path | None) -> ModelLimits:
     samples_per_code = int(cfg.gpt.get("mel_length_compression", 1024))
     max_seconds = (int(cfg.gpt.max_mel_tokens) - 2) * samples_per_code / sample_rate
     bpe = folder.paths.bpe if folder is not None else None
-    return ModelLimits(max_seconds, sample_rate, int(cfg.gpt.max_text_tokens), bpe)
+    counter = extraction_family(folder).text_counter() if bpe is not None and bpe.is_file() else None
+    return ModelLimits(max_seconds, sample_rate, int(cfg.gpt.max_text_tokens), bpe, counter)
 
 
 @dataclass
@@ -283,7 +288,7 @@ class _LazyModels(dict):
         self._factories = {
             "vad": SileroVAD,
             "transcriber": lambda: Transcriber(options.asr, options.device, options.language,
-                                               TextLimits(limits.bpe_model, limits.max_text_tokens)),
+                                               TextLimits(limits.text_counter, limits.max_text_tokens)),
         }
 
     def __missing__(self, key: str):

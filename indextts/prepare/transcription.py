@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from indextts.asr.backends import ASRBackend, ASRError
 from indextts.asr.choice import ASRChoice, choose_asr
 from indextts.errors import PrepareError, TextError
-from indextts.text import TextNormalizer, TextTokenizer
+from indextts.text import TextNormalizer
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +50,10 @@ class CheckedTranscript:
 
 @dataclass(frozen=True)
 class TextLimits:
-    """Where the checks get their limits: ``bpe_model`` and ``max_text_tokens`` from the model config."""
+    """Where the checks get their limits: the model family's ``text_counter`` (``.count(text).num_tokens``,
+    the count extraction makes; None: not checked) and ``max_text_tokens`` from the model config."""
 
-    bpe_model: Path | None
+    text_counter: object | None
     max_text_tokens: int
 
 
@@ -68,7 +68,6 @@ class Transcriber:
         self._choice: ASRChoice | None = None
         self._asr: ASRBackend | None = None
         self._normalizer: TextNormalizer | None = None
-        self._tokenizer: TextTokenizer | None = None
 
     def choose(self) -> ASRChoice:
         """The backend for this run's spec and language (decided once; raises ASRError when none fits)."""
@@ -84,22 +83,20 @@ class Transcriber:
         if self._asr is None:
             self._asr = self.choose().load(self.device)
             self._normalizer = TextNormalizer()
-            bpe = self.limits.bpe_model
-            self._tokenizer = TextTokenizer(bpe, self._normalizer) if bpe is not None and bpe.is_file() else None
-            if self._tokenizer is None:
-                logger.info("No bpe.model given: transcripts are normalised but their token count is not checked.")
+            if self.limits.text_counter is None:
+                logger.info("No model tokenizer given: transcripts are normalised but their token count is not checked.")
 
     def _text_flags(self, text: str) -> tuple[str, list[str]]:
         """The normalised text and the frontend's flags for ``text``."""
         if not text.strip():
             return "", [Flag.EMPTY_TRANSCRIPT]
+        counter = self.limits.text_counter
         try:
             normalised = self._normalizer.normalize(text)
+            too_long = counter is not None and counter.count(text).num_tokens > self.limits.max_text_tokens
         except TextError:
             return "", [Flag.UNSPEAKABLE_TEXT]
-        if self._tokenizer is not None and len(self._tokenizer.encode(text)) > self.limits.max_text_tokens:
-            return normalised, [Flag.TOO_MANY_TEXT_TOKENS]
-        return normalised, []
+        return normalised, [Flag.TOO_MANY_TEXT_TOKENS] if too_long else []
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> CheckedTranscript:
         """Mono clip (S,) -> its transcript, normalised form, confidence and text flags."""
