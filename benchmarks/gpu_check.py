@@ -120,7 +120,8 @@ def cuda_test_files() -> list[str]:
 def step_command(step: Step, args, files: Path, model_dir: Path | None, timeout: float) -> list[str] | None:
     """The child's command line, or None when its script is not in the checkout."""
     if step.name == "tests":
-        return [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
+        # -v names each test as it ends, so a step cut by its budget still says which failed
+        return [sys.executable, "-m", "pytest", "-m", "cuda", "-v", "--tb=line", "-p", "no:cacheprovider",
                 f"--junitxml={files / 'cuda_tests.xml'}", *cuda_test_files()]
     script = REPO_ROOT / "benchmarks" / f"{step.script or step.name}.py"
     if not script.is_file():
