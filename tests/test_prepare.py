@@ -433,3 +433,20 @@ def test_low_confidence_clips_stay_out_until_approved_in_review_csv(raw_speakers
     run_prepare(options)
     lines = list_path.read_text(encoding="utf-8").splitlines()
     assert "# my note" in lines and lines[-1].startswith(doubtful[1]["clip"] + "\t")
+
+
+@pytest.mark.parametrize("version", ["2", "2.5"])
+def test_the_clip_cap_of_an_indextts2_base_follows_its_semantic_code_rate(tiny_v2_dirs, version):
+    """IndexTTS-2 codes come at 50 Hz (2.5: 25 Hz), not at 1.5's 24000 / mel_length_compression: a clip
+    of the cap's length gives as many codes as the GPT takes, within the start/stop rows."""
+    import torch
+
+    from indextts.checkpoint_folder.folder import CheckpointFolder
+    from indextts.extraction.generations import extraction_family
+    from indextts.prepare.pipeline import model_limits
+
+    folder = CheckpointFolder(tiny_v2_dirs[version])
+    limits = model_limits(folder.root)
+    models = extraction_family(folder).load_models(torch.device("cpu"), False)
+    codes = int(models.code_lengths(torch.tensor([int(limits.max_seconds * 16000)]))[0])
+    assert int(folder.cfg.gpt.max_mel_tokens) - 4 <= codes <= int(folder.cfg.gpt.max_mel_tokens) - 1

@@ -41,6 +41,11 @@ def _check_files(folder: CheckpointFolder, files: list[Path], needs: str) -> lis
     return files
 
 
+def mel_code_rate(cfg) -> float:
+    """Generation 1's DVAE codes per second of audio: one per ``gpt.mel_length_compression`` samples."""
+    return int(cfg.dataset.sample_rate) / int(cfg.gpt.get("mel_length_compression", 1024))
+
+
 class MelCodeExtraction:
     """Generation 1: DVAE codes over the 24 kHz log-mel; conformer + perceiver latents (32, D)."""
 
@@ -53,6 +58,7 @@ class MelCodeExtraction:
         self.folder = folder
         self.sample_rate = folder.sample_rate
         self.audio_rates = {"mel": self.sample_rate}
+        self.code_rate = mel_code_rate(folder.cfg)
 
     def required_files(self, with_conditions: bool) -> list[Path]:
         paths = self.folder.paths
@@ -125,6 +131,16 @@ class SemanticExtraction:
         if self.multilingual:
             self.audio_rates["campplus_fbank"] = SEMANTIC_SAMPLE_RATE
         self.emotion_dim = int(folder.cfg.gpt.model_dim)
+        self.code_rate = self._semantic_code_rate()
+
+    def _semantic_code_rate(self) -> float:
+        """Semantic codes per second: Kaldi frames every HOP samples, stacked in pairs by the w2v-BERT
+        extractor (50 Hz), halved again by a codec that downsamples (2.5: 25 Hz)."""
+        from indextts.v2.semantic.codec import SemanticCodecDims
+        from indextts.v2.semantic.features import HOP, PAD_MULTIPLE
+
+        scale = SemanticCodecDims.from_config(self.folder.cfg).downsample_scale
+        return self.sample_rate / (HOP * PAD_MULTIPLE * scale)
 
     def required_files(self, with_conditions: bool) -> list[Path]:
         """Config, tokenizer (and glossary), w2v-BERT and its statistics, codec; with conditions the GPT

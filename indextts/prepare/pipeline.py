@@ -36,7 +36,7 @@ from indextts.audio import load_audio
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.config import RELEASE_CONFIGS, load_config
 from indextts.errors import AudioError, PrepareError
-from indextts.extraction.generations import extraction_family
+from indextts.extraction.generations import extraction_family, mel_code_rate
 from indextts.contracts.paths import check_output_dir
 from indextts.prepare.inputs import discover_speakers
 from indextts.prepare.loudness import LoudnessOptions, normalise_loudness
@@ -70,16 +70,17 @@ class ModelLimits:
 def model_limits(model_dir: Path | None) -> ModelLimits:
     """Read the limits from ``model_dir``'s config.yaml, or from the packaged IndexTTS-1.5 release config.
 
-    A clip of S samples gives about S / mel_length_compression + 1 codes, which must stay within
-    ``gpt.max_mel_tokens``.
+    A clip gives about its seconds x the family's code rate (IndexTTS 1.x: 24000 / mel_length_compression;
+    IndexTTS-2: 50 semantic codes per second, 2.5: 25) + 1 codes, which must stay within ``gpt.max_mel_tokens``.
     """
     folder = CheckpointFolder(model_dir) if model_dir is not None else None
     cfg = folder.cfg if folder is not None else load_config(RELEASE_CONFIG)
     sample_rate = int(cfg.dataset.sample_rate)
-    samples_per_code = int(cfg.gpt.get("mel_length_compression", 1024))
-    max_seconds = (int(cfg.gpt.max_mel_tokens) - 2) * samples_per_code / sample_rate
+    family = extraction_family(folder) if folder is not None else None
+    code_rate = family.code_rate if family is not None else mel_code_rate(cfg)
+    max_seconds = (int(cfg.gpt.max_mel_tokens) - 2) / code_rate
     bpe = folder.paths.bpe if folder is not None else None
-    counter = extraction_family(folder).text_counter() if bpe is not None and bpe.is_file() else None
+    counter = family.text_counter() if bpe is not None and bpe.is_file() else None
     return ModelLimits(max_seconds, sample_rate, int(cfg.gpt.max_text_tokens), bpe, counter)
 
 
