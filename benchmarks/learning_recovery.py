@@ -326,6 +326,13 @@ def make_voices(config: RecoveryConfig, model_dim: int) -> list[TeacherVoice]:
             for index in range(config.voices)]
 
 
+def training_deadline(config: RecoveryConfig, started: float, recorded: float) -> float | None:
+    """When training must stop to keep ``config.budget_s``: time to measure is about twice the recording's."""
+    if config.budget_s is None:
+        return None
+    return started + config.budget_s - max(0.25 * config.budget_s, 2 * (recorded - started))
+
+
 def run_recovery(config: RecoveryConfig, work: Path) -> dict:
     """The whole check in ``work``: base, teacher, recordings, training, measurement; returns the report."""
     started = time.perf_counter()
@@ -338,10 +345,7 @@ def run_recovery(config: RecoveryConfig, work: Path) -> dict:
     seconds_per_code = base.cfg.gpt.mel_length_compression / base.sample_rate
     info = write_extracted_data(work / "data", work / "audio", base, voices, config.heldout_per_voice, config.seed,
                                 seconds_per_code)
-    deadline = None
-    if config.budget_s is not None:  # keep time to measure: about twice what recording took
-        deadline = started + config.budget_s - max(0.25 * config.budget_s, 2 * (recorded - started))
-    training = train_student(base_dir, info, work / "run", config, deadline)
+    training = train_student(base_dir, info, work / "run", config, training_deadline(config, started, recorded))
     trained = time.perf_counter()
     splits = read_splits(info, config.heldout_per_voice)
     voices_report = measure(work / "run", base_dir, work / "export", splits, options, config.device)

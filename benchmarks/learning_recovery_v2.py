@@ -26,7 +26,8 @@ from indextts.v2.prompt import ClipEncoder, SpeakerPrompt
 from indextts.v2.tiny import write_tiny_v2_folder
 from learning_recordings import TeacherVoice, write_audio, write_extracted_data  # noqa: E402  (sibling module)
 from learning_recovery import SHORT_TRAINING, TEACHER_RANK, RecoveryConfig, greedy_options, \
-    make_teacher_gpt, make_texts, measure, read_splits, recovery_report, reshape_base_gpt, speak, train_student
+    make_teacher_gpt, make_texts, measure, read_splits, recovery_report, reshape_base_gpt, speak, train_student, \
+    training_deadline
 
 SEMANTIC_CODES_PER_SECOND = 50.0  # IndexTTS-2's w2v-BERT features (16 kHz, stride 2 over 100 Hz frames)
 PROMPT_SECONDS = 3.0
@@ -97,7 +98,7 @@ def run_recovery_v2(config: RecoveryConfig, work: Path) -> dict:
     recorded = time.perf_counter()
     info = write_extracted_data(work / "data", work / "audio", base, voices, config.heldout_per_voice, config.seed,
                                 1.0 / SEMANTIC_CODES_PER_SECOND)
-    training = train_student(base_dir, info, work / "run", config)
+    training = train_student(base_dir, info, work / "run", config, training_deadline(config, started, recorded))
     trained = time.perf_counter()
     splits = read_splits(info, config.heldout_per_voice)
     voices_report = measure(work / "run", base_dir, work / "export", splits, options, config.device)
