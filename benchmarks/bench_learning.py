@@ -2,6 +2,7 @@
 
     python benchmarks/bench_learning.py --size tiny --device cpu --json out.json      # the test's run
     python benchmarks/bench_learning.py --size 1.5 --device cuda --json out.json --budget_s 240   # GPU check, step 6
+    python benchmarks/bench_learning.py --size 2 --device cpu --json out.json   # tiny IndexTTS-2 (~5 min on CPU)
 
 The check of tests/test_learning.py (benchmarks/learning_recovery.py): a random teacher voice's
 greedy codes are written as extracted data, ``run_training`` trains a student (two voices in one
@@ -27,11 +28,13 @@ from pathlib import Path
 
 from bench_train import emit  # benchmarks/ is on sys.path when this script runs
 from learning_recovery import PRESETS, run_recovery
+from learning_recovery_v2 import PRESETS_V2, run_recovery_v2
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="tiny", choices=sorted(PRESETS), help="random base of this size")
+    parser.add_argument("--size", default="tiny", choices=sorted({**PRESETS, **PRESETS_V2}),
+                        help="random base of this size; 2 is the tiny IndexTTS-2 folder")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--budget_s", type=float, default=None,
                         help="wall-time budget of the whole run; training stops early to keep it")
@@ -42,13 +45,13 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.WARNING)
     # Every recording is cut at a forced length on purpose: the per-sentence "did not finish" warning is noise here.
     logging.getLogger("indextts.inference").setLevel(logging.ERROR)
-    preset = PRESETS[args.size]
+    preset = {**PRESETS, **PRESETS_V2}[args.size]
     config = dataclasses.replace(preset, device=args.device, budget_s=args.budget_s,
                                  epochs=args.epochs or preset.epochs)
     with tempfile.TemporaryDirectory() as temp:
         work = args.workdir or Path(temp)
         work.mkdir(parents=True, exist_ok=True)
-        report = run_recovery(config, work)
+        report = (run_recovery_v2 if args.size in PRESETS_V2 else run_recovery)(config, work)
     return emit({"benchmark": "learning", **report}, args.json)
 
 

@@ -21,27 +21,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import torch
 from omegaconf import OmegaConf
 
 from indextts.inference.adapters import load_speakers
 from indextts.inference.export import export_merged
 from indextts.audio import MelSpectrogramFeatures
-from indextts.atomic_files import write_npy_atomic
 from indextts.checkpoint_folder.folder import CheckpointFolder
 from indextts.checkpoints import build_model
-from indextts.contracts import speaker_info
 from indextts.contracts.manifests import read_manifest
 from indextts.dims import BigVGANDims
-from indextts.extraction import outputs
-from indextts.contracts.audio_list import SpeakerList, Utterance
 from indextts.contracts.speaker_info import read_speaker_info
-from indextts.extraction.speaker_files import SpeakerAssembler, SpeakerSettings
 from indextts.gpt.generation import GenerationConfig
 from indextts.inference import IndexTTS, SpeechRequest, SynthesisOptions
 from indextts.lora import TrainedSpeaker, add_lora, make_lora_config
@@ -49,6 +43,7 @@ from indextts.run_folder import SPEAKERS_FILE
 from indextts.tiny import STOP_RAMP, STOP_RAMP_CODES, shape_random_gpt_init, synthetic_speechlike_audio, \
     write_tiny_checkpoints
 from indextts.training import Trainer, load_train_config, run_training
+from learning_recordings import TeacherVoice, write_extracted_data  # noqa: E402  (a sibling benchmark module)
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +53,6 @@ BLOCK_WEIGHT_SCALE = 0.5  # halves the tiny init's block weights: a smoother, le
 MEL_EMBEDDING_SCALE = 0.1  # weak feedback of the previous code: one wrong code does not derail the rest
 TEACHER_RANK = 2  # lower than the default 16: a rank-16 random teacher is not recovered in CPU test time
 TEACHER_LORA_STD = 0.3  # B @ A's scale (relative to 1/sqrt(fan_in)); still changes most greedy codes
-CONDITION_NOISE = 0.1  # per-utterance condition noise, relative to the condition's std (1)
 SMALL_VOCODER = {"upsample_rates": [16, 16, 4], "upsample_kernel_sizes": [32, 32, 8], "upsample_initial_channel": 16,
                  "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1]]}
 WORDS = ("the quick brown fox jumps over lazy dog hello world this is a tiny text to speech model for testing "
@@ -96,16 +90,6 @@ PRESETS = {
 """The test's run (tiny) and the GPU check's (1.5): two voices trained in one run."""
 
 
-@dataclass
-class TeacherVoice:
-    """One teacher voice: its condition (32, D), texts and greedy codes (the recordings)."""
-
-    name: str
-    condition: torch.Tensor
-    texts: list[str]
-    codes: list[np.ndarray] = field(default_factory=list)
-
-
 def smooth_noise(length: int, dim: int, width: float, generator: torch.Generator) -> torch.Tensor:
     """(length, dim) Gaussian noise smoothed along the rows by a Gaussian of ``width`` rows, std 1."""
     reach = int(4 * width)
@@ -117,7 +101,7 @@ def smooth_noise(length: int, dim: int, width: float, generator: torch.Generator
 
 
 @torch.no_grad()
-def _reshape_base_gpt(gpt, generator: torch.Generator) -> None:
+def reshape_base_gpt(gpt, generator: torch.Generator) -> None:
     """Smooth mel positions (the stop ramp kept), a sharper mel head, a weak code embedding, smaller blocks."""
     stop_direction = gpt.mel_head.weight[gpt.stop_mel_token].clone()
     stop_direction /= stop_direction.norm()
@@ -141,7 +125,7 @@ def write_learning_base(out_dir: Path, size: str = "tiny", seed: int = 0) -> Pat
     gpt = folder.load_gpt("cpu")
     if size != "tiny":  # the release-size writer leaves the default init, whose generation is degenerate
         shape_random_gpt_init(gpt, generator)
-    _reshape_base_gpt(gpt, generator)
+    reshape_base_gpt(gpt, generator)
     torch.save({"model": gpt.state_dict()}, folder.paths.gpt)
     if size == "tiny":
         cfg = folder.cfg
@@ -153,10 +137,10 @@ def write_learning_base(out_dir: Path, size: str = "tiny", seed: int = 0) -> Pat
 
 
 @torch.no_grad()
-def make_teacher_gpt(base: CheckpointFolder, rank: int, alpha: float, seed: int):
-    """The base GPT plus a random LoRA of ``rank`` on the default targets, merged: a UnifiedVoice."""
+def make_teacher_gpt(gpt, rank: int, alpha: float, seed: int):
+    """The base ``gpt`` plus a random LoRA of ``rank`` on the default targets, merged (same class as ``gpt``)."""
     generator = torch.Generator().manual_seed(seed)
-    model = add_lora(base.load_gpt("cpu"), make_lora_config(rank, alpha, 0.0))
+    model = add_lora(gpt, make_lora_config(rank, alpha, 0.0))
     for name, parameter in model.named_parameters():
         if "lora_A" in name:  # (r, in): unit-variance projections of the input
             parameter.copy_(torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5)
@@ -193,50 +177,6 @@ def agreement(reference: list[np.ndarray], codes: list[np.ndarray]) -> float:
     """Share of reference code positions where ``codes`` holds the same code (missing positions miss)."""
     hits = sum(int((r[:len(c)] == c[:len(r)]).sum()) for r, c in zip(reference, codes))
     return hits / max(1, sum(max(len(r), len(c)) for r, c in zip(reference, codes)))
-
-
-def _write_audio(path: Path, seconds: float, sample_rate: int, generator: torch.Generator) -> None:
-    """A speech-like wav standing in for the recording (training reads the medoid's for the vocoder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, synthetic_speechlike_audio(seconds, generator).numpy(), sample_rate)
-
-
-def _write_voice(root: Path, audio_root: Path, base: CheckpointFolder, voice: TeacherVoice,
-                 generator: torch.Generator) -> tuple[SpeakerList, list[dict]]:
-    """One voice's per-utterance files (codes, condition = voice condition + noise, audio, the audio list)."""
-    paths, tokenizer, records = outputs.SpeakerPaths(root, voice.name), base.tokenizer(), []
-    speaker_list = SpeakerList(voice.name, audio_root / f"{voice.name}.lst")
-    seconds_per_code = base.cfg.gpt.mel_length_compression / base.sample_rate
-    for index, (text, codes) in enumerate(zip(voice.texts, voice.codes)):
-        uid, seconds = f"{voice.name}_{index:05d}", len(codes) * seconds_per_code
-        audio = audio_root / voice.name / f"{uid}.wav"
-        _write_audio(audio, seconds, base.sample_rate, generator)
-        noise = CONDITION_NOISE * torch.randn(voice.condition.shape, generator=generator)
-        write_npy_atomic(paths.codes(uid), codes.astype(np.int32))
-        write_npy_atomic(paths.condition(uid), (voice.condition + noise).numpy().astype(np.float32))
-        speaker_list.utterances.append(Utterance(voice.name, uid, audio, text, speaker_list.list_path, index + 1,
-                                                 f"{audio}\t{text}"))
-        records.append({"status": "done", "duration": seconds, "num_codes": len(codes),
-                        "num_text_tokens": len(tokenizer.encode(text)), "special_tokens": []})
-    speaker_list.list_path.write_text("".join(u.line + "\n" for u in speaker_list.utterances), encoding="utf-8")
-    return speaker_list, records
-
-
-def write_extracted_data(root: Path, audio_root: Path, base: CheckpointFolder, voices: list[TeacherVoice],
-                         heldout_per_voice: int, seed: int) -> Path:
-    """The recordings in the layout indextts-extract writes, by its own writers; returns speaker_info.json.
-
-    Extraction's seeded split (``valid_ratio``) holds out ``heldout_per_voice`` rows of each voice;
-    voices with the same texts get the same held-out texts.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    settings = SpeakerSettings(root, heldout_per_voice / len(voices[0].texts), seed, "euclidean", True,
-                               base.identity())
-    assembler = SpeakerAssembler(settings, set())
-    entries = {voice.name: assembler.assemble(*_write_voice(root, audio_root, base, voice, generator))[1]
-               for voice in voices}
-    speaker_info.merge_speaker_info(root / speaker_info.SPEAKER_INFO, entries)
-    return root / speaker_info.SPEAKER_INFO
 
 
 class BudgetedTrainer(Trainer):
@@ -342,7 +282,7 @@ def measure(run_dir: Path, base_dir: Path, export_dir: Path, splits: dict[str, d
     student = {name: {split: speak(tts, name, part.texts, options) for split, part in parts.items()}
                for name, parts in splits.items()}
     trained = load_speakers(run_dir / SPEAKERS_FILE)
-    tts.add_speakers("base", {name: TrainedSpeaker(parts["heldout"].medoid, trained[name].reference_mel)
+    tts.add_speakers("base", {name: replace(trained[name], condition=parts["heldout"].medoid)
                               for name, parts in splits.items()})
     base = {name: speak(tts, f"base:{name}", parts["heldout"].texts, options) for name, parts in splits.items()}
     del tts
@@ -356,12 +296,26 @@ def measure(run_dir: Path, base_dir: Path, export_dir: Path, splits: dict[str, d
     return figures
 
 
-def _summary(voices: dict[str, dict]) -> dict:
+def summarize(voices: dict[str, dict]) -> dict:
     """Means over the voices of the per-voice agreements; the export check over all of them."""
     keys = ("student_heldout", "student_train", "base_heldout", "export_heldout")
     summary = {key: float(np.mean([figures[key] for figures in voices.values()])) for key in keys}
     summary["export_equals_adapter"] = all(figures["export_equals_adapter"] for figures in voices.values())
     return summary
+
+
+def recovery_report(config: RecoveryConfig, voices: dict[str, dict], training: dict,
+                    times: tuple[float, float, float]) -> dict:
+    """The report of one run: its sizes, the summary, per voice figures, training figures and wall times.
+
+    ``times`` are the ``time.perf_counter()`` values at the start, after recording and after training.
+    """
+    started, recorded, trained = times
+    return {"size": config.size, "device": config.device, "voices": config.voices,
+            "texts_per_voice": config.texts_per_voice, "heldout_per_voice": config.heldout_per_voice,
+            "codes_per_text": config.codes_per_text, "epochs": config.epochs, **summarize(voices),
+            "per_voice": voices, "training": training, "train_wall_s": round(trained - recorded, 2),
+            "wall_s": round(time.perf_counter() - started, 2)}
 
 
 def make_voices(config: RecoveryConfig, model_dim: int) -> list[TeacherVoice]:
@@ -372,25 +326,27 @@ def make_voices(config: RecoveryConfig, model_dim: int) -> list[TeacherVoice]:
             for index in range(config.voices)]
 
 
+def training_deadline(config: RecoveryConfig, started: float, recorded: float) -> float | None:
+    """When training must stop to keep ``config.budget_s``: time to measure is about twice the recording's."""
+    if config.budget_s is None:
+        return None
+    return started + config.budget_s - max(0.25 * config.budget_s, 2 * (recorded - started))
+
+
 def run_recovery(config: RecoveryConfig, work: Path) -> dict:
     """The whole check in ``work``: base, teacher, recordings, training, measurement; returns the report."""
     started = time.perf_counter()
     base_dir = write_learning_base(work / "base", config.size, config.seed)
     base = CheckpointFolder(base_dir)
-    teacher = make_teacher_gpt(base, TEACHER_RANK, 2.0 * TEACHER_RANK, config.seed + 3)  # default alpha / r
+    teacher = make_teacher_gpt(base.load_gpt("cpu"), TEACHER_RANK, 2.0 * TEACHER_RANK, config.seed + 3)  # default alpha / r
     voices, options = make_voices(config, int(base.cfg.gpt.model_dim)), greedy_options(config.codes_per_text)
     record_teacher(base, teacher, voices, options, config.device)
     recorded = time.perf_counter()
-    info = write_extracted_data(work / "data", work / "audio", base, voices, config.heldout_per_voice, config.seed)
-    deadline = None
-    if config.budget_s is not None:  # keep time to measure: about twice what recording took
-        deadline = started + config.budget_s - max(0.25 * config.budget_s, 2 * (recorded - started))
-    training = train_student(base_dir, info, work / "run", config, deadline)
+    seconds_per_code = base.cfg.gpt.mel_length_compression / base.sample_rate
+    info = write_extracted_data(work / "data", work / "audio", base, voices, config.heldout_per_voice, config.seed,
+                                seconds_per_code)
+    training = train_student(base_dir, info, work / "run", config, training_deadline(config, started, recorded))
     trained = time.perf_counter()
     splits = read_splits(info, config.heldout_per_voice)
     voices_report = measure(work / "run", base_dir, work / "export", splits, options, config.device)
-    return {"size": config.size, "device": config.device, "voices": config.voices,
-            "texts_per_voice": config.texts_per_voice, "heldout_per_voice": config.heldout_per_voice,
-            "codes_per_text": config.codes_per_text, "epochs": config.epochs, **_summary(voices_report),
-            "per_voice": voices_report, "training": training, "train_wall_s": round(trained - recorded, 2),
-            "wall_s": round(time.perf_counter() - started, 2)}
+    return recovery_report(config, voices_report, training, (started, recorded, trained))
