@@ -52,8 +52,11 @@ test-floor:
 	$(FLOOR_VENV)/bin/python -m pip install -q -c .ci/floor-constraints.txt -e . "pytest>=8" "espeakng-loader>=0.2"
 	$(FLOOR_VENV)/bin/python -m pytest -m "not slow" $(FLOOR_TESTS)
 
+# FAMILY: the model family of the demo's tiny checkpoint, 1.5 (default), 2 (IndexTTS-2) or 2.5.
+FAMILY ?= 1.5
+
 demo: $(STAMP)
-	$(BIN)/python tools/run_demo.py --workdir demo_out
+	$(BIN)/python tools/run_demo.py --family $(FAMILY) --workdir demo_out
 
 clean-demo:
 	rm -rf demo_out

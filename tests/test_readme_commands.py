@@ -6,10 +6,10 @@ checkout" runs in a fresh copy of the checkout instead. The venv is made with ``
 the README's install line installs everything into it. The environment, not the command, picks the
 CPU build of torch: PIP_CONSTRAINT names a file that pins ``torch==2.13.0`` (the CPU wheel this
 machine's pip finds in /opt/wheels) next to the machine's own caps, so the printed
-``pip install torch`` never pulls the CUDA build. ``indextts download 1.5`` fetches the tiny random
-checkpoint in the release file names from a local hub (tests/fake_hub.py); the hub then stops, and
-the later commands run as on a user's machine without network (HF_ENDPOINT refuses connections, the
-hub cache lives in the work folder). The recordings are the long eSpeak recordings of the two demo
+``pip install torch`` never pulls the CUDA build. ``indextts download 1.5`` and ``indextts download 2``
+fetch the tiny random 1.5 and IndexTTS-2 checkpoints in the release file names from a local hub
+(tests/fake_hub.py) that answers only while a download line runs; every other command runs as on a
+user's machine without network (HF_ENDPOINT refuses connections, the hub cache lives in the work folder). The recordings are the long eSpeak recordings of the two demo
 speakers, copied to the folders the README names. Servers start, answer on their port, and end on
 SIGTERM. Lines that cannot run here sit in ``NOT_RUN`` with the reason; every other line runs.
 """
@@ -31,17 +31,21 @@ import pytest
 
 from fake_hub import FakeHub
 from helpers import REPO_ROOT, kill_process_group, run_process_group
+from indextts.releases import RELEASES
 
 README = REPO_ROOT / "README.md"
 BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
 IN_A_CHECKOUT = "in a checkout"
 MACHINE_PIP_CONSTRAINTS = Path("/etc/xdg/pip/constraints.txt")
 CPU_TORCH = "torch==2.13.0"
-RECORDINGS = {"recordings/alice": "demo_speaker_a", "recordings/bob": "demo_speaker_b"}
+RECORDINGS = {"recordings/alice": "demo_speaker_a", "recordings/bob": "demo_speaker_b",
+              "recordings/carol": "demo_speaker_a"}
 """README recording folder -> the demo speaker whose long recording is copied there."""
 SERVER_PORTS = {"indextts-serve": 8000, "indextts-webui": 7860}
 """Server command -> its default port (a ``--port N`` on the line wins)."""
 COMMAND_TIMEOUT_S = 900
+OFFLINE_ENDPOINT = "http://127.0.0.1:1"
+"""HF_ENDPOINT outside the download lines: nothing listens on port 1, so the hub refuses connections."""
 
 NOT_RUN = {
     "make demo": "a second full install (the checkout's own .venv, about 6 minutes here) before tools/run_demo.py, "
@@ -212,6 +216,28 @@ def release_15_files(tiny_model_dir: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in tiny_model_dir.iterdir() if path.is_file()}
 
 
+def release_repos(version: str, folder: Path) -> dict[str, dict[str, bytes]]:
+    """A tiny release folder as the hub repositories ``indextts download <version>`` fetches it from:
+    ``RELEASES[version].repos`` inverted (folder path -> repository and path; the release repository's
+    other files at their own names)."""
+    sources = RELEASES[version].repos
+    by_local = {local: (source.repo_id, repo_path) for source in sources for repo_path, local in source.files.items()}
+    whole = next(source.repo_id for source in sources if source.whole_repo)
+    repos: dict[str, dict[str, bytes]] = {source.repo_id: {} for source in sources}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        local = path.relative_to(folder).as_posix()
+        repo_id, repo_path = by_local.get(local, (whole, local))
+        repos[repo_id][repo_path] = path.read_bytes()
+    return repos
+
+
+def test_tiny_v2_release_maps_back_onto_every_repository_the_download_takes(tiny_v2_dirs):
+    repos = release_repos("2", tiny_v2_dirs["2"])
+    for source in RELEASES["2"].repos:
+        assert set(source.files) <= set(repos[source.repo_id]), source.repo_id
+    assert sum(map(len, repos.values())) == sum(1 for p in tiny_v2_dirs["2"].rglob("*") if p.is_file())
+
+
 def run_readme_line(line: CommandLine, checkout: Path, work: Path, env: dict[str, str]) -> str:
     """Run one README line where it belongs; returns its timing line."""
     cwd = checkout if line.comment.startswith(IN_A_CHECKOUT) else work
@@ -222,17 +248,20 @@ def run_readme_line(line: CommandLine, checkout: Path, work: Path, env: dict[str
 
 @pytest.mark.readme
 @pytest.mark.slow
-def test_readme_commands_run_as_printed_in_order(workplace, tiny_model_dir, tmp_path):
+def test_readme_commands_run_as_printed_in_order(workplace, tiny_model_dir, tiny_v2_dirs, tmp_path):
     checkout, work = workplace
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     lines = [line for line in readme_command_lines(README.read_text(encoding="utf-8")) if line.command not in NOT_RUN]
-    download = next(index for index, line in enumerate(lines) if line.command.startswith("indextts download"))
-    with FakeHub({"IndexTeam/IndexTTS-1.5": release_15_files(tiny_model_dir)}) as hub:
-        env = user_environment(tmp_path, venv, hub.endpoint)
-        timings = [run_readme_line(line, checkout, work, env) for line in lines[:download + 1]]
-    # the hub is gone: offline from here on, as a user's machine after the download
-    timings += [run_readme_line(line, checkout, work, env) for line in lines[download + 1:]]
+    repos = {"IndexTeam/IndexTTS-1.5": release_15_files(tiny_model_dir), **release_repos("2", tiny_v2_dirs["2"])}
+    offline = user_environment(tmp_path, venv, OFFLINE_ENDPOINT)
+    timings = []
+    for line in lines:
+        if not line.command.startswith("indextts download"):
+            timings.append(run_readme_line(line, checkout, work, offline))
+            continue
+        with FakeHub(repos) as hub:  # up for this download only: everything else runs offline
+            timings.append(run_readme_line(line, checkout, work, user_environment(tmp_path, venv, hub.endpoint)))
     print("\n".join(timings))
     torch_build = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
                                  capture_output=True, text=True, timeout=300).stdout.strip()
