@@ -17,8 +17,8 @@ FLOORS = [
                     "tiny", "download", "asr", "families", "v2", "base_files"]),
     ("contracts", ["contracts", "run_folder"]),
     ("adaptation", ["lora"]),
-    ("preparation", ["prepare"]),
     ("extraction", ["extraction"]),
+    ("preparation", ["prepare"]),  # above extraction: it counts transcripts and caps clips as extraction will
     ("training", ["training"]),
     ("evaluation and inference", ["evaluation", "inference"]),
     ("serving and the UI", ["serving", "webui", "report", "voice"]),
