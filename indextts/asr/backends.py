@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import soxr
 
-from indextts.audio import resample
 from indextts.errors import IndexTTSError, extra_install_command
 from indextts.hub import offline_and_missing, prepare_hub_source
 
@@ -78,7 +78,8 @@ def to_mono_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
             f"ASR needs a non-empty mono (S,) or multi-channel (S, C) waveform, got an array of shape "
             f"{np.shape(audio)}. Pass the samples of one clip."
         )
-    samples = resample(samples, sample_rate, ASR_SAMPLE_RATE)
+    if sample_rate != ASR_SAMPLE_RATE:
+        samples = soxr.resample(samples, sample_rate, ASR_SAMPLE_RATE, quality="HQ")
     return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
 
 
